@@ -1,0 +1,217 @@
+"""What every kzoo builder shares: keras.applications arguments, their validation, heads.
+
+A paper file states its table and a family function
+`family(inputs, head, **options) -> outputs`; `variant()` turns that into a
+public builder with the keras.applications signature and registers it.
+"""
+
+import dataclasses
+import inspect
+import os
+
+import keras
+
+from kzoo import registry
+
+POOLINGS = (None, "avg", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """The validated classifier/pooling choice a family function applies."""
+
+    include_top: bool
+    pooling: str
+    classes: int
+    classifier_activation: object
+
+    def apply(self, x, classifier):
+        """`classifier(x, classes, activation)` on top, else the optional global pooling."""
+        if self.include_top:
+            return classifier(x, self.classes, self.classifier_activation)
+        if self.pooling == "avg":
+            return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if self.pooling == "max":
+            return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        return x
+
+
+def _check_weights(entry, weights, include_top, classes, classifier_activation):
+    if weights is None:
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(
+            f"{entry.name}: `weights` must be None, a registered weights name or a path to a "
+            f"weights file; got {weights!r}."
+        )
+    weights = os.fspath(weights)
+    is_name = weights == "imagenet" or weights in entry.weights
+    if not is_name and not os.path.exists(weights):
+        known = ", ".join(repr(w) for w in entry.weights) or "none are registered yet"
+        raise ValueError(
+            f"{entry.name}: `weights`={weights!r} is neither a registered weights name "
+            f"(known for {entry.name}: {known}) nor an existing file."
+        )
+    if include_top and is_name and classes != entry.default_classes:
+        raise ValueError(
+            f"{entry.name}: with pretrained `weights`={weights!r} and `include_top=True`, "
+            f"`classes` must be {entry.default_classes} (got {classes}); pass include_top=False "
+            f"to put your own classifier on the features."
+        )
+    if classifier_activation not in (None, "softmax"):
+        raise ValueError(
+            f"{entry.name}: with pretrained `weights`, `classifier_activation` must be None or "
+            f"'softmax' (got {classifier_activation!r})."
+        )
+    if is_name and weights not in entry.weights:
+        known = ", ".join(repr(w) for w in entry.weights) or "none are registered yet"
+        raise ValueError(
+            f"{entry.name}: no weights named {weights!r} (known for {entry.name}: {known}). "
+            f"Pass weights=None to train from scratch, or the path to a .weights.h5 file."
+        )
+    return weights
+
+
+def _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights):
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            f"{entry.name}: kzoo models are channels_last; call "
+            f"keras.config.set_image_data_format('channels_last')."
+        )
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        input_shape = (entry.default_size, entry.default_size, 3)
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"{entry.name}: `input_shape` must be (height, width, channels); got {input_shape}."
+        )
+    *spatial, channels = input_shape
+    if channels is None or not isinstance(channels, int) or channels < 1:
+        raise ValueError(f"{entry.name}: `input_shape` needs a known channel count; got {input_shape}.")
+    if weights is not None and channels != 3:
+        raise ValueError(
+            f"{entry.name}: pretrained weights take RGB input, so `input_shape` must have 3 "
+            f"channels; got {channels} in {input_shape}."
+        )
+    for size in spatial:
+        if size is None:
+            if include_top and flat_head:
+                raise ValueError(
+                    f"{entry.name}: with `include_top=True` the classifier flattens the last map, "
+                    f"so `input_shape` needs fixed height and width (got {input_shape}); pass "
+                    f"include_top=False for variable-size inputs."
+                )
+        elif size < entry.min_size:
+            raise ValueError(
+                f"{entry.name}: `input_shape`={input_shape} is too small; height and width must be "
+                f"at least {entry.min_size} (the paper uses {entry.default_size})."
+            )
+    return input_shape
+
+
+def build(entry, family, flat_head, fixed, include_top=True, weights=None, input_tensor=None,
+          input_shape=None, pooling=None, classes=None, classifier_activation="softmax", name=None,
+          **options):
+    """Validate the keras.applications arguments, build `family`, load weights."""
+    classes = entry.default_classes if classes is None else classes
+    if not isinstance(include_top, bool):
+        raise ValueError(f"{entry.name}: `include_top` must be True or False; got {include_top!r}.")
+    if not isinstance(classes, int) or classes < 1:
+        raise ValueError(f"{entry.name}: `classes` must be a positive integer; got {classes!r}.")
+    if pooling not in POOLINGS:
+        raise ValueError(f"{entry.name}: `pooling` must be one of {POOLINGS}; got {pooling!r}.")
+    try:
+        keras.activations.get(classifier_activation)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{entry.name}: unknown `classifier_activation`={classifier_activation!r}."
+        ) from err
+    weights = _check_weights(entry, weights, include_top, classes, classifier_activation)
+    shape = _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights)
+
+    if input_tensor is None:
+        img_input = keras.Input(shape=shape, name="input")
+    elif keras.backend.is_keras_tensor(input_tensor):
+        img_input = input_tensor
+    else:
+        img_input = keras.Input(tensor=input_tensor, shape=shape, name="input")
+    head = Head(include_top, pooling, classes, classifier_activation)
+    outputs = family(img_input, head, **fixed, **options)
+    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
+    model = keras.Model(inputs, outputs, name=name or entry.name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+_KERAS_PARAMS = [
+    inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
+    for n, d in [
+        ("include_top", True),
+        ("weights", None),
+        ("input_tensor", None),
+        ("input_shape", None),
+        ("pooling", None),
+        ("classes", None),
+        ("classifier_activation", "softmax"),
+        ("name", None),
+    ]
+]
+
+ARGS_DOC = """
+    Args (as keras.applications):
+        include_top: whether to include the paper's classifier.
+        weights: None (random init as the paper states), a registered weights
+            name, or the path to a weights file.
+        input_tensor: optional Keras tensor to use as image input.
+        input_shape: (height, width, channels); default ({size}, {size}, 3).
+        pooling: with include_top=False, None (the last feature map), "avg" or "max".
+        classes: classifier width; default {classes}.
+        classifier_activation: activation of the classifier layer
+            ("softmax"; None for logits).
+        name: model name; default "{name}".
+"""
+
+
+def variant(name, family, *, paper, section, default_size, min_size, expected, options,
+            classes=1000, flat_head=True, doc="", **fixed):
+    """Register `name` as a builder of `family` with `fixed` arguments, and return it.
+
+    `options` maps each paper option the user may set to its default
+    (keyword-only in the builder's signature).
+    """
+    entry = None
+
+    def builder(*args, **kwargs):
+        unknown = set(kwargs) - set(options) - {p.name for p in _KERAS_PARAMS}
+        if unknown:
+            raise TypeError(
+                f"{name}() got unexpected argument(s) {sorted(unknown)}; its own options are "
+                f"{sorted(options) or 'none'}, besides the keras.applications arguments."
+            )
+        bound = builder.__signature__.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return build(entry, family, flat_head, fixed, **bound.arguments)
+
+    params = _KERAS_PARAMS + [
+        inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in options.items()
+    ]
+    params[5] = params[5].replace(default=classes)
+    builder.__signature__ = inspect.Signature(params)
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = doc + ARGS_DOC.format(size=default_size, classes=classes, name=name)
+    entry = registry.register(
+        registry.ModelEntry(
+            name=name,
+            builder=builder,
+            paper=paper,
+            section=section,
+            default_size=default_size,
+            min_size=min_size,
+            default_classes=classes,
+            expected=expected,
+        )
+    )
+    return builder
