@@ -5,9 +5,11 @@ A paper file states its table and a family function
 public builder with the keras.applications signature and registers it.
 """
 
+import contextlib
 import dataclasses
 import inspect
 import os
+import sys
 
 import keras
 
@@ -34,6 +36,18 @@ class Head:
         if self.pooling == "max":
             return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
         return x
+
+
+@contextlib.contextmanager
+def deep_graph_recursion(limit=30_000):
+    """Keras walks a functional graph recursively: ResNet-1202's ~3,600 layers need more
+    than Python's default 1,000 frames (to build, save, load or clone it)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def _check_weights(entry, weights, include_top, classes, classifier_activation):
@@ -63,13 +77,19 @@ def _check_weights(entry, weights, include_top, classes, classifier_activation):
             f"{entry.name}: with pretrained `weights`, `classifier_activation` must be None or "
             f"'softmax' (got {classifier_activation!r})."
         )
-    if is_name and weights not in entry.weights:
-        known = ", ".join(repr(w) for w in entry.weights) or "none are registered yet"
-        raise ValueError(
-            f"{entry.name}: no weights named {weights!r} (known for {entry.name}: {known}). "
-            f"Pass weights=None to train from scratch, or the path to a .weights.h5 file."
-        )
     return weights
+
+
+def _weights_file(entry, weights):
+    """The file to load: a path as given. (Registered names resolve to files once the
+    weights manifest has entries; it has none yet.)"""
+    if os.path.exists(weights):
+        return weights
+    known = ", ".join(repr(w) for w in entry.weights) or "none are registered yet"
+    raise ValueError(
+        f"{entry.name}: no weights named {weights!r} (known for {entry.name}: {known}). "
+        f"Pass weights=None to train from scratch, or the path to a .weights.h5 file."
+    )
 
 
 def _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights):
@@ -130,6 +150,7 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
         ) from err
     weights = _check_weights(entry, weights, include_top, classes, classifier_activation)
     shape = _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights)
+    weights = None if weights is None else _weights_file(entry, weights)
 
     if input_tensor is None:
         img_input = keras.Input(shape=shape, name="input")
@@ -140,7 +161,8 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     head = Head(include_top, pooling, classes, classifier_activation)
     outputs = family(img_input, head, **fixed, **options)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
-    model = keras.Model(inputs, outputs, name=name or entry.name)
+    with deep_graph_recursion():
+        model = keras.Model(inputs, outputs, name=name or entry.name)
     if weights is not None:
         model.load_weights(weights)
     return model

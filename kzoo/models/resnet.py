@@ -171,6 +171,8 @@ def _register():
                 expected=Expected(
                     params=PLAIN_IMAGENET[depth] if plain else params, sizes=_imagenet_sizes(blocks),
                     macs=macs,
+                    notes=(f"Parameters derived: ResNet-{depth} (option B) minus its three projections.",)
+                    if plain else (),
                 ),
                 doc=IMAGENET_DOC.format(depth=depth, plain=" (plain)" if plain else ""),
             )
@@ -180,7 +182,11 @@ def _register():
             exports[name] = variant(
                 name, _resnet_cifar, paper="resnet", section="§4.2", default_size=32, min_size=8,
                 classes=10, options={} if plain else dict(shortcut="A"), flat_head=False, n=n,
-                plain=plain, expected=Expected(params=params, sizes=_cifar_sizes(n)),
+                plain=plain, expected=Expected(
+                    params=params, sizes=_cifar_sizes(n),
+                    notes=("Parameters derived: option A shortcuts have none, so the plain net "
+                           "has its ResNet's count.",) if plain else (),
+                ),
                 doc=CIFAR_DOC.format(depth=6 * n + 2, n=n, plain=" (plain)" if plain else ""),
             )
     return exports
