@@ -1,0 +1,43 @@
+"""The MAC counter against hand arithmetic, and the generated architecture table."""
+
+import pathlib
+
+import keras
+import pytest
+
+from kzoo.layers import TowerConv2D
+from kzoo.utils import count_macs, layer_macs
+from kzoo.utils.report import render
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_count_macs_by_hand():
+    inputs = keras.Input((9, 9, 4))
+    x = keras.layers.Conv2D(6, 3, strides=2, name="a")(inputs)  # 4x4x6 out, 3*3*4 per output
+    x = TowerConv2D(8, 3, towers=2, padding="same", name="b")(x)  # 4x4x8 out, 3*3*3 per output
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)  # not counted
+    x = keras.layers.Conv2D(10, 1, groups=2, name="c")(x)  # 2x2x10 out, 1*1*4 per output
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(5, name="d")(x)  # 40*5
+    model = keras.Model(inputs, outputs)
+    expected = {"a": 16 * 6 * 36, "b": 16 * 8 * 27, "c": 4 * 10 * 4, "d": 40 * 5}
+    assert layer_macs(model) == expected
+    assert count_macs(model) == sum(expected.values())
+    outer = keras.Model(inputs, keras.layers.Dense(3, name="e")(model(inputs)))
+    assert layer_macs(outer) == {**{f"{model.name}/{k}": v for k, v in expected.items()}, "e": 15}
+
+
+def test_count_macs_needs_static_sizes():
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="conv")(inputs))
+    with pytest.raises(ValueError, match="conv.*fixed input_shape"):
+        count_macs(model)
+
+
+@pytest.mark.slow
+def test_docs_architectures_table_is_current(built):
+    text = render(build=built)
+    assert "**NO**" not in text
+    current = (ROOT / "docs" / "architectures.md").read_text(encoding="utf-8")
+    assert current == text, "stale: run python -m kzoo.utils.report --output docs/architectures.md"
