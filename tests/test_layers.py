@@ -1,5 +1,6 @@
 """kzoo.layers against independent references: tf.nn ops, plain Keras layers and numpy loops."""
 
+import itertools
 import math
 import os
 
@@ -32,29 +33,30 @@ def random(shape, seed=0, scale=1.0, offset=0.0):
 # --------------------------------------------------------------------------- harness on every layer
 
 
-@pytest.mark.parametrize(
-    "factory, input_shape, n_weights, batch",
-    [
-        (lambda: LocalResponseNormalization(convention="paper", name="lrn"), (5, 5, 16), 0, 2),
-        (lambda: LocalResponseNormalization(n=3, k=1.0, convention="caffe", name="lrn"), (4, 4, 8), 0, 2),
-        (lambda: TowerConv2D(8, 3, name="conv2"), (7, 7, 6), 4, 2),
-        (lambda: TowerConv2D(8, 3, use_bias=False, name="conv2"), (7, 7, 6), 2, 2),
-        (lambda: TowerConv2D(8, 3, towers=4, strides=2, padding="same", activation="relu", name="conv2"), (8, 8, 8), 8, 2),
-        (lambda: TowerConv2D(8, 3, kernel_constraint=FilterRMSNorm(0.1), name="conv2"), (7, 7, 6), 4, 2),
-        (lambda: OffsetMaxPooling2D(3, name="offset_pool"), (17, 20, 2), 0, 2),
-        (lambda: OffsetMaxPooling2D((2, 3), name="offset_pool"), (9, 11, 2), 0, 2),
-        (lambda: InterleaveOffsets(3, name="interleave"), (5, 6, 2), 0, 9),
-        (lambda: keras.layers.Conv2D(4, 3, kernel_constraint=FilterRMSNorm(0.1), name="conv_rms"), (6, 6, 3), 2, 2),
-        (lambda: CeilPadding2D(3, 2, padding=1, value=float("-inf"), name="ceil_pad"), (12, 13, 2), 0, 2),
-        (lambda: CeilPadding2D(11, 4, name="ceil_pad"), (20, 20, 3), 0, 2),
-        (lambda: ZeroPadShortcut(8, strides=2, name="shortcut"), (9, 8, 4), 0, 2),
-    ],
-    ids=[
-        "lrn-paper", "lrn-caffe", "tower", "tower-nobias", "tower4-same-relu", "tower-constraint",
-        "offset-pool", "offset-pool-2x3", "interleave", "filter-rms-conv", "ceil-pad-inf", "ceil-pad-conv",
-        "zero-pad-shortcut",
-    ],
-)  # fmt: skip
+HARNESS_CASES = [  # factory, input shape, number of weights, batch
+    pytest.param(lambda: LocalResponseNormalization(name="lrn"), (5, 5, 16), 0, 2, id="lrn-paper"),
+    pytest.param(lambda: LocalResponseNormalization(3, 1.0, convention="caffe"), (4, 4, 8), 0, 2, id="lrn-caffe"),
+    pytest.param(lambda: TowerConv2D(8, 3, name="conv2"), (7, 7, 6), 4, 2, id="tower"),
+    pytest.param(lambda: TowerConv2D(8, 3, use_bias=False), (7, 7, 6), 2, 2, id="tower-nobias"),
+    pytest.param(
+        lambda: TowerConv2D(8, 3, towers=4, strides=2, padding="same", activation="relu"), (8, 8, 8), 8, 2, id="tower4"
+    ),
+    pytest.param(
+        lambda: TowerConv2D(8, 3, kernel_constraint=FilterRMSNorm(0.1)), (7, 7, 6), 4, 2, id="tower-constraint"
+    ),
+    pytest.param(lambda: OffsetMaxPooling2D(3), (17, 20, 2), 0, 2, id="offset-pool"),
+    pytest.param(lambda: OffsetMaxPooling2D((2, 3)), (9, 11, 2), 0, 2, id="offset-pool-2x3"),
+    pytest.param(lambda: InterleaveOffsets(3), (5, 6, 2), 0, 9, id="interleave"),
+    pytest.param(
+        lambda: keras.layers.Conv2D(4, 3, kernel_constraint=FilterRMSNorm(0.1)), (6, 6, 3), 2, 2, id="filter-rms"
+    ),
+    pytest.param(lambda: CeilPadding2D(3, 2, 1, value=float("-inf")), (12, 13, 2), 0, 2, id="ceil-pad-inf"),
+    pytest.param(lambda: CeilPadding2D(11, 4), (20, 20, 3), 0, 2, id="ceil-pad-conv"),
+    pytest.param(lambda: ZeroPadShortcut(8, strides=2), (9, 8, 4), 0, 2, id="zero-pad-shortcut"),
+]
+
+
+@pytest.mark.parametrize("factory, input_shape, n_weights, batch", HARNESS_CASES)
 def test_layer_harness(factory, input_shape, n_weights, batch, tmp_path):
     check_layer(factory, input_shape, n_weights, tmp_path, batch=batch)
 
@@ -162,7 +164,9 @@ def value_and_grads(fn, x, weights, projection):
 )
 def test_tower_conv_matches_two_convs(strides, padding, activation):
     x = tf.constant(random((2, 9, 10, 6)))
-    layer = TowerConv2D(8, 3, strides=strides, padding=padding, activation=activation, bias_initializer="glorot_uniform")
+    layer = TowerConv2D(
+        8, 3, strides=strides, padding=padding, activation=activation, bias_initializer="glorot_uniform"
+    )
     layer.build(x.shape)
     reference, ref_weights = tower_reference(layer, x, 8, 3, strides, padding, activation)
     weights = [w for t in layer.towers for w in (t.kernel, t.bias)]
@@ -196,6 +200,15 @@ def test_tower_conv_names_and_shapes():
         assert tuple(tower.kernel.shape) == (5, 5, 24, 48)
         assert tuple(tower.bias.shape) == (48,)
     assert layer.compute_output_shape((None, 27, 27, 48)) == (None, 23, 23, 96)
+
+
+def test_tower_conv_follows_its_dtype_policy():
+    x = np.zeros((1, 5, 5, 4))
+    assert keras.backend.standardize_dtype(TowerConv2D(8, 3, dtype="float64")(x).dtype) == "float64"
+    mixed = TowerConv2D(8, 3, dtype="mixed_float16")
+    y = mixed(x.astype("float32"))
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    assert all(t.kernel.dtype == "float32" for t in mixed.towers)  # variables stay float32
 
 
 def test_tower_conv_rejects_indivisible_filters_and_channels():
@@ -426,7 +439,8 @@ def test_ceil_mode_output_values(length, kernel, stride, pad, expected):
 
 
 def test_ceil_mode_output_matches_caffe_everywhere():
-    cases = [(n, k, s, p) for n in range(1, 40) for k in range(1, 8) for s in range(1, 5) for p in range(4) if n + 2 * p >= k]
+    grid = itertools.product(range(1, 40), range(1, 8), range(1, 5), range(4))
+    cases = [(n, k, s, p) for n, k, s, p in grid if n + 2 * p >= k]
     assert [ceil_mode_output(*c) for c in cases] == [caffe_pooled(*c) for c in cases]
 
 

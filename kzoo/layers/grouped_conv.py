@@ -59,6 +59,7 @@ class TowerConv2D(keras.layers.Layer):
                 kernel_initializer=self.kernel_initializer,
                 bias_initializer=self.bias_initializer,
                 kernel_constraint=self.kernel_constraint,
+                dtype=self.dtype_policy,
                 name=f"{self.name}_tower{i}",
             )
             for i in range(towers)

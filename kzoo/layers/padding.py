@@ -21,7 +21,7 @@ class CeilPadding2D(keras.layers.Layer):
     """Pad so that a following "valid" op of (kernel_size, strides) works in ceil mode.
 
     Pads `padding` rows/columns before and as many as the last, partial window
-    needs after (at least `padding`), filled with `value`: 0 before a
+    needs after (Caffe's rule decides whether that window exists), filled with `value`: 0 before a
     convolution, -inf before max-pooling (a padded value then never wins).
     Reproduces cuda-convnet's AlexNet conv1 on 224 inputs (pads 3 after) and
     Caffe's ceil-rounded pooling (ZFNet's 110 -> 55 -> ... -> 6).
