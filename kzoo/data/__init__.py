@@ -1,0 +1,1 @@
+"""Data for the recipes (TensorFlow): sources, the papers' transforms, dataset statistics."""

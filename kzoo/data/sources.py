@@ -1,0 +1,172 @@
+"""Where images come from: the built-in digits, a folder of class sub-folders, or tfds.
+
+Every source yields unbatched (uint8 RGB image, int32 label) pairs, images of
+any size; the paper transforms (`kzoo.data.transforms`) resize and crop.
+"""
+
+import dataclasses
+import os
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Leading bytes of the formats tf.io.decode_image reads: a cheap check that
+# catches non-images before a long run starts.
+MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"GIF8")
+
+
+@dataclasses.dataclass
+class Source:
+    name: str
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    train_size: int
+    val_size: int
+    class_names: list
+    builtin: bool = False
+
+    @property
+    def classes(self):
+        return len(self.class_names)
+
+
+def builtin_digits(val_fraction=0.2, seed=0):
+    """scikit-learn's 1,797 handwritten digits (8x8, 10 classes): real images, no download."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype("uint8")
+    images = np.repeat(images[..., None], 3, axis=-1)
+    labels = digits.target.astype("int32")
+    order = np.random.default_rng(seed).permutation(len(labels))
+    n_val = int(round(len(labels) * val_fraction))
+    val, train = order[:n_val], order[n_val:]
+    return Source(
+        name="digits",
+        train=tf.data.Dataset.from_tensor_slices((images[train], labels[train])),
+        val=tf.data.Dataset.from_tensor_slices((images[val], labels[val])),
+        train_size=len(train),
+        val_size=len(val),
+        class_names=[str(d) for d in range(10)],
+        builtin=True,
+    )
+
+
+def _class_folders(root):
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {str(root)!r} does not exist (or is not a folder).")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{str(root)!r} has no class sub-folders; expected {root}/<class>/<image>.jpg.")
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise ValueError(
+                f"class folder {str(root / name)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                f"add images or remove the folder."
+            )
+        for path in found:
+            with open(path, "rb") as f:
+                if not f.read(8).startswith(MAGIC):
+                    raise ValueError(f"{str(path)!r} is not a JPEG, PNG, BMP or GIF image; remove or replace it.")
+        files += [str(p) for p in found]
+        labels += [label] * len(found)
+    return classes, files, labels
+
+
+def _decode(path, label):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return image, label
+
+
+def _files_dataset(files, labels):
+    ds = tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, "int32")))
+    return ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def image_folder(root, val_fraction=0.1, seed=0):
+    """`root/train/<class>/*` and `root/val/<class>/*`, or `root/<class>/*` split by `val_fraction`."""
+    root = pathlib.Path(root)
+    if (root / "train").is_dir():
+        classes, train_files, train_labels = _class_folders(root / "train")
+        val_dir = next((root / d for d in ("val", "validation") if (root / d).is_dir()), None)
+        if val_dir is None:
+            raise FileNotFoundError(f"{str(root / 'train')!r} exists but no val/ or validation/ beside it.")
+        val_classes, val_files, val_labels = _class_folders(val_dir)
+        if val_classes != classes:
+            raise ValueError(f"{str(val_dir)!r} has classes {val_classes}, train/ has {classes}; they must match.")
+    else:
+        classes, files, labels = _class_folders(root)
+        order = np.random.default_rng(seed).permutation(len(files))
+        n_val = max(1, int(round(len(files) * val_fraction)))
+        pick = lambda idx: ([files[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+        (val_files, val_labels), (train_files, train_labels) = pick(order[:n_val]), pick(order[n_val:])
+    return Source(
+        name=root.name,
+        train=_files_dataset(train_files, train_labels),
+        val=_files_dataset(val_files, val_labels),
+        train_size=len(train_files),
+        val_size=len(val_files),
+        class_names=classes,
+    )
+
+
+def find_undecodable(dataset_files):
+    """The first file tf.io.decode_image rejects, or None (used to name a bad image)."""
+    for path in dataset_files:
+        try:
+            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        except tf.errors.InvalidArgumentError:
+            return path
+    return None
+
+
+def tfds_source(name, data_dir=None, download=False):
+    """A tensorflow-datasets builder's train and validation (or test) splits."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+        builder.download_and_prepare()
+    elif not os.path.isdir(builder.data_dir) or not builder.info.splits:
+        raise FileNotFoundError(
+            f"tfds dataset {name!r} is not prepared in {data_dir or tfds.core.constants.DATA_DIR!r}. "
+            f"Prepare it (for imagenet2012 put the manual download in <data_dir>/downloads/manual) "
+            f"and pass --download, or point --data-dir at a prepared copy."
+        )
+    splits = builder.info.splits
+    val_split = next((s for s in ("validation", "test") if s in splits), None)
+    if "train" not in splits or val_split is None:
+        raise ValueError(f"tfds dataset {name!r} needs a train and a validation or test split; has {list(splits)}.")
+    label = builder.info.features["label"]
+
+    def pairs(split):
+        ds = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(
+            interleave_cycle_length=1))
+        return ds.map(lambda ex: (_rgb(ex["image"]), tf.cast(ex["label"], tf.int32)))
+
+    return Source(
+        name=name,
+        train=pairs("train"),
+        val=pairs(val_split),
+        train_size=splits["train"].num_examples,
+        val_size=splits[val_split].num_examples,
+        class_names=list(label.names),
+    )
+
+
+def _rgb(image):
+    return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+
+
+def load_source(dataset=None, data_dir=None, download=False, seed=0):
+    """The source a recipe's --dataset / --data-dir flags name (none: the built-in digits)."""
+    if dataset in (None, "digits"):
+        if data_dir is not None and dataset is None:
+            return image_folder(data_dir, seed=seed)
+        return builtin_digits(seed=seed)
+    return tfds_source(dataset, data_dir=data_dir, download=download)

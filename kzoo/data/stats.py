@@ -1,0 +1,66 @@
+"""Dataset statistics: the mean image and the RGB PCA of AlexNet §2 and §4.1.
+
+Computed once, streaming over the training images (never all in memory), and
+cached as an .npz file written atomically; a later run with the same source and
+sizes loads it instead.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from kzoo.data.transforms import base_image
+from kzoo.utils.files import atomic_write
+
+
+def compute_stats(dataset, preprocess, batch=256, limit=None):
+    """{"mean", "eigvals", "eigvecs", "count"} over `dataset` of (image, label) pairs.
+
+    mean: the mean of the resized (and centre-squared) images, in [0, 255],
+    as an image when they share a size, else a colour. eigvals/eigvecs: the
+    3x3 covariance of RGB values in [0, 1] (AlexNet's PCA colour noise).
+    """
+    ds = dataset.map(lambda image, label: base_image(image, preprocess), num_parallel_calls=tf.data.AUTOTUNE)
+    if limit:
+        ds = ds.take(limit)
+    pixel_mean = preprocess.pixel_mean
+    image_sum, rgb_sum, outer_sum, count, pixels = None, np.zeros(3), np.zeros((3, 3)), 0, 0
+    for image in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        image = image.astype(np.float64)
+        if pixel_mean:
+            image_sum = image if image_sum is None else image_sum + image
+        rgb = image.reshape(-1, 3) / 255.0
+        rgb_sum += rgb.sum(0)
+        outer_sum += rgb.T @ rgb
+        count += 1
+        pixels += len(rgb)
+    if count == 0:
+        raise ValueError("cannot compute dataset statistics: the training set is empty.")
+    rgb_mean = rgb_sum / pixels
+    cov = outer_sum / pixels - np.outer(rgb_mean, rgb_mean)
+    eigvals, eigvecs = np.linalg.eigh(cov)
+    mean = image_sum / count if pixel_mean else rgb_mean * 255.0
+    return {
+        "mean": mean.astype("float32"),
+        "eigvals": eigvals[::-1].astype("float32"),
+        "eigvecs": eigvecs[:, ::-1].astype("float32"),
+        "count": np.int64(count),
+    }
+
+
+def cached_stats(dataset, preprocess, cache_dir, key, limit=None):
+    """`compute_stats`, cached in `cache_dir` under a name built from `key` and the sizes."""
+    tag = json.dumps([key, preprocess.resize, preprocess.center, preprocess.pixel_mean, limit])
+    name = f"stats-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.npz"
+    path = os.path.join(cache_dir, name)
+    if os.path.exists(path):
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    stats = compute_stats(dataset, preprocess, limit=limit)
+    os.makedirs(cache_dir, exist_ok=True)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **stats)
+    return stats

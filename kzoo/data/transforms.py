@@ -1,0 +1,114 @@
+"""The papers' input pipelines, as data (`Preprocess`) and tf.data maps.
+
+Random choices use stateless ops seeded per example, so an epoch's
+augmentation is a function of (seed, epoch, example index): a resumed run
+sees exactly the images an uninterrupted one would.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """One paper's preprocessing; sizes in pixels.
+
+    resize: shorter side after resizing; a (low, high) pair draws it at random
+        per training image (ResNet's scale augmentation); evaluation uses low.
+    center: centre square kept after resizing (AlexNet/ZFNet's 256x256), or None.
+    crop: training crop (random) and evaluation crop (centre).
+    pad: zero padding before the random crop (CIFAR's 4).
+    flip: random horizontal flips.
+    pca: std of AlexNet's PCA colour noise alpha (0.1), or 0.
+    mean: "pixel" (the mean image of the `center` squares) or "channel" (the
+        mean colour; used whenever images differ in size).
+    """
+
+    resize: object
+    crop: int
+    center: int = None
+    pad: int = 0
+    flip: bool = True
+    pca: float = 0.0
+    mean: str = "pixel"
+
+    @property
+    def pixel_mean(self):
+        """A mean image needs images of one size: a fixed resize and a centre square."""
+        return self.mean == "pixel" and self.center is not None and not isinstance(self.resize, tuple)
+
+    def scaled(self, crop):
+        """The same pipeline for a smaller model input (demo and smoke runs)."""
+        ratio = crop / self.crop
+        resize = tuple(max(crop, round(r * ratio)) for r in self.resize) if isinstance(
+            self.resize, tuple) else max(crop, round(self.resize * ratio))
+        center = None if self.center is None else max(crop, round(self.center * ratio))
+        return dataclasses.replace(self, resize=resize, crop=crop, center=center,
+                                   pad=round(self.pad * ratio))
+
+
+def resize_shorter(image, size):
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
+    new = tf.cast(tf.round(shape * scale), tf.int32)
+    return tf.image.resize(image, new, method="bilinear", antialias=True)
+
+
+def center_crop(image, size):
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+def _mean_free(image, p, stats):
+    """Subtract the mean image (fixed-size centre squares) or else the mean colour."""
+    mean = tf.constant(stats["mean"], tf.float32)
+    if p.pixel_mean:
+        return image - mean
+    return image - tf.reduce_mean(tf.reshape(mean, [-1, 3]), 0)
+
+
+def base_image(image, p, shorter=None):
+    """Resized (shorter side; `shorter` overrides), centre-squared, float32 in [0, 255]."""
+    size = shorter if shorter is not None else (p.resize[0] if isinstance(p.resize, tuple) else p.resize)
+    image = resize_shorter(tf.cast(image, tf.float32), size)
+    return center_crop(image, p.center) if p.center else image
+
+
+def eval_map(p, stats):
+    """(image, label) -> (centre view, label): the single-view evaluation input."""
+
+    def fn(image, label):
+        return center_crop(_mean_free(base_image(image, p), p, stats), p.crop), label
+
+    return fn
+
+
+def train_map(p, stats):
+    """(image, label, seed[2]) -> (augmented float image, label)."""
+    eigvals = tf.constant(stats["eigvals"], tf.float32)
+    eigvecs = tf.constant(stats["eigvecs"], tf.float32)
+
+    def fn(image, label, seed):
+        seeds = tf.random.experimental.stateless_split(seed, 5)
+        shorter = None
+        if isinstance(p.resize, tuple):
+            shorter = tf.random.stateless_uniform([], seeds[0], p.resize[0], p.resize[1] + 1, tf.int32)
+        image = _mean_free(base_image(image, p, shorter), p, stats)
+        if p.pad:
+            image = tf.pad(image, [(p.pad, p.pad), (p.pad, p.pad), (0, 0)])
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        top = tf.random.stateless_uniform([], seeds[1], 0, h - p.crop + 1, tf.int32)
+        left = tf.random.stateless_uniform([], seeds[2], 0, w - p.crop + 1, tf.int32)
+        crop = image[top : top + p.crop, left : left + p.crop]
+        if p.flip:
+            flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
+            crop = tf.where(flip, tf.reverse(crop, [1]), crop)
+        if p.pca:
+            # AlexNet §4.1: add sum_i p_i * alpha_i * lambda_i to every pixel (stats in [0, 1] units).
+            alpha = tf.random.stateless_normal([3], seeds[4], stddev=p.pca)
+            crop = crop + 255.0 * tf.linalg.matvec(eigvecs, alpha * eigvals)
+        return tf.ensure_shape(crop, (p.crop, p.crop, 3)), label
+
+    return fn

@@ -1,0 +1,1 @@
+"""The training engine (TensorFlow): one custom loop for every strategy, the papers' schedules."""
