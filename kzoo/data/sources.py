@@ -4,6 +4,7 @@ Every source yields unbatched (uint8 RGB image, int32 label) pairs, images of
 any size; the paper transforms (`kzoo.data.transforms`) resize and crop.
 """
 
+import contextlib
 import dataclasses
 import os
 import pathlib
@@ -26,6 +27,7 @@ class Source:
     val_size: int
     class_names: list
     builtin: bool = False
+    files: list = None  # image files, where the source has them (to name an undecodable one)
 
     @property
     def classes(self):
@@ -112,17 +114,29 @@ def image_folder(root, val_fraction=0.1, seed=0):
         train_size=len(train_files),
         val_size=len(val_files),
         class_names=classes,
+        files=train_files + val_files,
     )
 
 
-def find_undecodable(dataset_files):
-    """The first file tf.io.decode_image rejects, or None (used to name a bad image)."""
-    for path in dataset_files:
+def find_undecodable(files):
+    """The first file tf.io.decode_image rejects, or None."""
+    for path in files:
         try:
             tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         except tf.errors.InvalidArgumentError:
             return path
     return None
+
+
+@contextlib.contextmanager
+def naming_bad_images(source):
+    """Turn tf.data's anonymous decode failure into an error that names the file."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        bad = find_undecodable(source.files or [])
+        what = f"{bad!r} cannot be decoded; remove or replace it" if bad else err.message.splitlines()[0]
+        raise ValueError(f"an image of {source.name!r} failed: {what}.") from err
 
 
 def tfds_source(name, data_dir=None, download=False):

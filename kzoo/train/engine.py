@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kzoo.data.sources import naming_bad_images
 from kzoo.data.stats import cached_stats
 from kzoo.data.transforms import Preprocess, eval_map, train_map
 from kzoo.train import runlog
@@ -201,7 +202,8 @@ def train(config, source, classes=None, model_fn=None):
     strategy = make_strategy(config.strategy)
     _prepare_run_dir(config, source)
     cache = config.run_dir if source.builtin else os.path.join(config.run_dir, "stats")
-    stats = cached_stats(source.train, config.preprocess, cache, key=[source.name, source.train_size])
+    with naming_bad_images(source):
+        stats = cached_stats(source.train, config.preprocess, cache, key=[source.name, source.train_size])
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size
@@ -277,10 +279,13 @@ def train(config, source, classes=None, model_fn=None):
             print(f"Epoch {epoch + 1}/{config.epochs}")
         bar.update(state["batch_in_epoch"])
         loss_sum = wrong_sum = seen = 0.0
-        for i, batch in enumerate(strategy.experimental_distribute_dataset(ds), start=state["batch_in_epoch"]):
+        batches = iter(strategy.experimental_distribute_dataset(ds))
+        for i in range(state["batch_in_epoch"], steps):
+            with naming_bad_images(source):
+                batch = next(batches)
             lr = config.schedule.lr(int(step * lr_scale), epoch) * lr_scale
             optimizer.learning_rate.assign(lr)
-            batch_loss, batch_wrong = (float(x) for x in _run(train_step, batch, config, source))
+            batch_loss, batch_wrong = (float(x) for x in train_step(batch))
             if not math.isfinite(batch_loss):
                 kept = ckpt.latest()
                 raise TrainingDiverged(
@@ -298,7 +303,8 @@ def train(config, source, classes=None, model_fn=None):
             if config.checkpoint_every and step % config.checkpoint_every == 0 and i + 1 < steps:
                 ckpt.save({"step": step, "epoch": epoch, "batch_in_epoch": i + 1, "history": history,
                            "schedule": config.schedule.state()})
-        val = _evaluate(eval_step, strategy, _val_dataset(source, config, stats, global_batch))
+        with naming_bad_images(source):
+            val = _evaluate(eval_step, strategy, _val_dataset(source, config, stats, global_batch))
         record = {"epoch": epoch + 1, "step": step, "lr": lr,
                   "train_loss": loss_sum / max(seen, 1) if seen else None,
                   "train_top1_err": wrong_sum / max(seen, 1) if seen else None, **val}
@@ -317,14 +323,6 @@ def train(config, source, classes=None, model_fn=None):
              "replicas": replicas, "dataset": source.name}
     log.finish(final)
     return final, model
-
-
-def _run(train_step, batch, config, source):
-    try:
-        return train_step(batch)
-    except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"a training image of {source.name!r} could not be decoded or transformed: "
-                         f"{err.message.splitlines()[0]}") from err
 
 
 def _evaluate(eval_step, strategy, ds):

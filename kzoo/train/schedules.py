@@ -51,6 +51,7 @@ class DivideOnPlateau(Schedule):
     times: int = 3
     patience: int = 3
     min_delta: float = 1e-3
+    stop_at: int = None  # iterations (ResNet: 60e4)
     reductions: int = 0
     best: float = math.inf
     waited: int = 0
@@ -65,15 +66,20 @@ class DivideOnPlateau(Schedule):
             self.best, self.waited = val_error, 0
             return
         self.waited += 1
-        if self.waited >= self.patience and self.reductions < self.times:
+        if self.waited >= self.patience and (self.times is None or self.reductions < self.times):
             self.reductions, self.waited = self.reductions + 1, 0
+
+    def stop(self, step, epoch):
+        return self.stop_at is not None and step >= self.stop_at
 
     def state(self):
         return {"reductions": self.reductions, "best": self.best, "waited": self.waited}
 
     def describe(self):
+        stop = f", stop at iteration {self.stop_at}" if self.stop_at is not None else ""
+        times = f"at most {self.times} times" if self.times is not None else "each time"
         return (f"lr {self.initial:g}, divided by {1 / self.factor:g} when validation error has not "
-                f"improved by {self.min_delta:g} for {self.patience} epochs, at most {self.times} times")
+                f"improved by {self.min_delta:g} for {self.patience} epochs, {times}{stop}")
 
 
 @dataclasses.dataclass

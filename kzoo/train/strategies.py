@@ -9,12 +9,16 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 def make_strategy(name):
-    """"default" (one device), "mirrored" (all local GPUs, or logical CPU devices),
+    """"default" (one device), "mirrored" (all local GPUs, else all logical CPU devices),
     "multiworker" (MultiWorkerMirroredStrategy, cluster from TF_CONFIG)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        # No GPU: mirror over the logical CPU devices (one unless the CPU was split with
+        # tf.config.set_logical_device_configuration, as the tests do).
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError(

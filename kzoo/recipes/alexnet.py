@@ -1,0 +1,34 @@
+"""AlexNet's training (Krizhevsky et al. 2012, §4-§5): `python -m kzoo.recipes.alexnet`."""
+
+from kzoo.data.transforms import Preprocess
+from kzoo.recipes.common import Recipe, run_module
+from kzoo.train.schedules import DivideOnPlateau
+
+
+def _model(args):
+    return "alexnet", {}
+
+
+RECIPE = Recipe(
+    name="alexnet",
+    paper="Krizhevsky, Sutskever & Hinton 2012",
+    model=_model,
+    batch_size=128,
+    epochs=90,
+    momentum=0.9,
+    weight_decay=5e-4,
+    schedule=lambda model: DivideOnPlateau(0.01, factor=0.1, times=3),
+    preprocess=Preprocess(resize=256, center=256, crop=224, flip=True, pca=0.1, mean="pixel"),
+    sections={
+        "batch size": "§5",
+        "epochs": "§5: ~90 cycles",
+        "learning rate": "§5; patience (3 epochs) is ours: the paper gives no rule",
+        "momentum": "§5",
+        "weight decay": "§5 update rule",
+        "preprocessing": "§2, §4.1",
+    },
+    demo_crop=64,
+)
+
+if __name__ == "__main__":
+    run_module(RECIPE)

@@ -1,0 +1,45 @@
+"""ResNet's ImageNet training (He et al. 2015, §3.4): `python -m kzoo.recipes.resnet --depth 50`."""
+
+from kzoo.data.transforms import Preprocess
+from kzoo.recipes.common import Recipe, run_module
+from kzoo.train.schedules import DivideOnPlateau
+
+
+def _arguments(parser):
+    parser.add_argument("--depth", type=int, default=50, choices=(18, 34, 50, 101, 152))
+    parser.add_argument("--shortcut", default="B", choices=("A", "B", "C"), help="§3.3 options")
+    parser.add_argument("--plain", action="store_true", help="plain-18/34: no shortcuts (§4.1)")
+
+
+def _model(args):
+    if args.plain:
+        if args.depth not in (18, 34):
+            raise ValueError(f"--plain exists for --depth 18 and 34 only (§4.1); got {args.depth}.")
+        return f"plain{args.depth}", {}
+    return f"resnet{args.depth}", {"shortcut": args.shortcut}
+
+
+RECIPE = Recipe(
+    name="resnet",
+    paper="He, Zhang, Ren & Sun 2015",
+    model=_model,
+    batch_size=256,
+    epochs=120,
+    momentum=0.9,
+    weight_decay=1e-4,
+    schedule=lambda model: DivideOnPlateau(0.1, factor=0.1, times=None, stop_at=600_000),
+    preprocess=Preprocess(resize=(256, 480), crop=224, flip=True, pca=0.1, mean="channel"),
+    sections={
+        "batch size": "§3.4",
+        "epochs": "§3.4: 60e4 iterations (~120 epochs at 256)",
+        "learning rate": "§3.4",
+        "momentum": "§3.4",
+        "weight decay": "§3.4",
+        "preprocessing": "§3.4; mean colour, as the scale varies per image",
+    },
+    demo_crop=32,
+    add_arguments=_arguments,
+)
+
+if __name__ == "__main__":
+    run_module(RECIPE)

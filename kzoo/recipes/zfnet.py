@@ -1,0 +1,38 @@
+"""ZFNet's training (Zeiler & Fergus 2013, §3): `python -m kzoo.recipes.zfnet`.
+
+Filter renormalization (RMS radius 0.1) is part of the model (`filter_radius`)
+and runs after every update.
+"""
+
+from kzoo.data.transforms import Preprocess
+from kzoo.recipes.common import Recipe, run_module
+from kzoo.train.schedules import DivideOnPlateau
+
+
+def _model(args):
+    return "zfnet", {}
+
+
+RECIPE = Recipe(
+    name="zfnet",
+    paper="Zeiler & Fergus 2013",
+    model=_model,
+    batch_size=128,
+    epochs=70,
+    momentum=0.9,
+    weight_decay=0.0,
+    schedule=lambda model: DivideOnPlateau(1e-2, factor=0.1, times=None),
+    preprocess=Preprocess(resize=256, center=256, crop=224, flip=True, mean="pixel"),
+    sections={
+        "batch size": "§3",
+        "epochs": "§3: stopped after 70 epochs",
+        "learning rate": "§3: annealed by hand on plateau; here /10 after 3 epochs without gain",
+        "momentum": "§3",
+        "weight decay": "§3 states none",
+        "preprocessing": "§3",
+    },
+    demo_crop=64,
+)
+
+if __name__ == "__main__":
+    run_module(RECIPE)

@@ -1,0 +1,217 @@
+"""The training engine and the recipes, end to end on the built-in digits."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kzoo.data.sources import builtin_digits, image_folder, load_source
+from kzoo.recipes import alexnet, overfeat, resnet, resnet_cifar, zfnet
+from kzoo.recipes.common import main
+from kzoo.train.engine import TrainConfig, TrainingDiverged, train
+from kzoo.train.schedules import StepsAt
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = str(ROOT / "tests" / "train_worker.py")
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def read_metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def checkpoint_weights(run_dir):
+    folder = os.path.join(run_dir, "checkpoints")
+    with open(os.path.join(folder, "latest.json"), encoding="utf-8") as f:
+        prefix = os.path.join(folder, json.load(f)["prefix"])
+    reader = tf.train.load_checkpoint(prefix)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith("model/")}
+
+
+@pytest.mark.parametrize("recipe, extra", [
+    (alexnet.RECIPE, []), (zfnet.RECIPE, []), (overfeat.RECIPE, ["--model", "accurate"]),
+    (resnet.RECIPE, ["--depth", "18"]), (resnet_cifar.RECIPE, ["--depth", "20"]),
+])
+def test_recipe_smoke_writes_a_complete_run_directory(tmp_path, recipe, extra):
+    run_dir = str(tmp_path / "run")
+    assert main(recipe, ["--smoke", "--run-dir", run_dir, *extra]) == 0
+    for name in ("config.json", "history.csv", "curves.png", "metrics.json", "checkpoints/latest.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert os.listdir(os.path.join(run_dir, "tensorboard"))
+    metrics = read_metrics(run_dir)
+    assert metrics["steps"] == 2 and 0 <= metrics["val_top1_err"] <= 1
+
+
+def test_print_schedule_states_the_paper(capsys):
+    assert main(alexnet.RECIPE, ["--print-schedule"]) == 0
+    text = capsys.readouterr().out
+    for fact in ("128", "lr 0.01, divided by 10", "at most 3 times", "0.0005", "PCA colour noise std 0.1", "§5"):
+        assert fact in text
+    assert main(resnet_cifar.RECIPE, ["--print-schedule", "--depth", "110"]) == 0
+    assert "lr 0.01 until training error < 80%" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resnet20_learns_the_digits(tmp_path):
+    run_dir = str(tmp_path / "run")
+    assert main(resnet_cifar.RECIPE, ["--epochs", "3", "--run-dir", run_dir]) == 0
+    history = [line.split(",") for line in open(os.path.join(run_dir, "history.csv")).read().split()[1:]]
+    losses = [float(row[3]) for row in history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert read_metrics(run_dir)["val_top1_err"] < 0.4  # chance: 0.9
+
+
+@pytest.mark.slow
+def test_rerun_resumes_and_other_models_are_refused(tmp_path, capsys):
+    run_dir = str(tmp_path / "run")
+    args = ["--smoke", "--run-dir", run_dir, "--depth", "20"]
+    assert main(resnet_cifar.RECIPE, args) == 0
+    assert main(resnet_cifar.RECIPE, [*args, "--epochs", "2"]) == 0  # continues: one more epoch
+    assert read_metrics(run_dir)["steps"] == 4
+    with pytest.raises(SystemExit) as exit_:
+        main(resnet_cifar.RECIPE, ["--smoke", "--run-dir", run_dir, "--depth", "32"])
+    assert exit_.value.code == 2
+    assert f"run directory {run_dir!r} holds another run" in capsys.readouterr().err
+    assert read_metrics(run_dir)["steps"] == 4  # untouched
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
+    def command(run_dir):
+        return [sys.executable, "-m", "kzoo.recipes.resnet_cifar", "--epochs", "3", "--steps-per-epoch", "8",
+                "--batch-size", "16", "--checkpoint-every", "3", "--run-dir", run_dir]
+
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    subprocess.run(command(whole), env=ENV, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(command(killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = os.path.join(killed, "checkpoints", "latest.json")
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if os.path.exists(latest) and json.load(open(latest))["step"] >= 9:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.load(open(latest))
+    assert proc.returncode == -signal.SIGKILL and not os.path.exists(os.path.join(killed, "metrics.json"))
+    assert state["batch_in_epoch"] != 0 or state["step"] < 24  # stopped before the end
+    subprocess.run(command(killed), env=ENV, check=True, capture_output=True, timeout=600)
+    a, b = checkpoint_weights(whole), checkpoint_weights(killed)
+    assert a.keys() == b.keys() and len(a) > 20
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert read_metrics(whole)["val_loss"] == read_metrics(killed)["val_loss"]
+
+
+@pytest.mark.slow
+def test_mirrored_two_cpus_matches_one_device(tmp_path):
+    for strategy, out in (("default", "one.npz"), ("mirrored", "two.npz")):
+        subprocess.run([sys.executable, WORKER, str(tmp_path / out), str(tmp_path / strategy), strategy, "2"],
+                       env=ENV, check=True, capture_output=True, timeout=600)
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert json.load(open(tmp_path / "mirrored" / "metrics.json"))["replicas"] == 2
+    for key in one.files:
+        np.testing.assert_allclose(one[key], two[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_with_tf_config_end_with_identical_weights(tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(subprocess.Popen(
+            [sys.executable, WORKER, str(tmp_path / f"w{index}.npz"), str(tmp_path / "run"), "multiworker"],
+            env={**ENV, "TF_CONFIG": json.dumps(tf_config)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+    assert read_metrics(tmp_path / "run")["replicas"] == 2
+
+
+def _config(run_dir, **kw):
+    defaults = dict(model="resnet20", schedule=StepsAt(0.1, (), 1.0), preprocess=resnet_cifar.RECIPE.preprocess,
+                    batch_size=16, epochs=1, momentum=0.9, weight_decay=1e-4, steps_per_epoch=2, val_steps=1,
+                    verbose=0)
+    return TrainConfig(run_dir=str(run_dir), **{**defaults, **kw})
+
+
+def test_missing_and_empty_data_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
+        load_source(None, str(tmp_path / "nope"))
+    (tmp_path / "data" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / "dog").mkdir()
+    tf.io.write_file(str(tmp_path / "data" / "cat" / "a.png"), tf.io.encode_png(np.zeros((8, 8, 3), "uint8")))
+    with pytest.raises(ValueError, match=r"dog.*holds no images"):
+        image_folder(tmp_path / "data")
+
+
+def test_unreadable_images_are_named(tmp_path):
+    root = tmp_path / "data"
+    for name in ("cat", "dog"):
+        (root / name).mkdir(parents=True)
+        for i in range(20):
+            tf.io.write_file(str(root / name / f"{i}.png"), tf.io.encode_png(np.full((12, 12, 3), i * 10, "uint8")))
+    (root / "dog" / "text.jpg").write_text("not an image")
+    with pytest.raises(ValueError, match=r"text\.jpg.*not a JPEG"):
+        image_folder(root)
+    os.remove(root / "dog" / "text.jpg")
+    (root / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 50)  # JPEG header, no image
+    source = image_folder(root, val_fraction=0.1)
+    config = _config(tmp_path / "run", seed=0)
+    config.steps_per_epoch = None
+    with pytest.raises(ValueError, match=r"broken\.jpg.*cannot be decoded"):
+        train(config, source)
+
+
+def test_labels_outside_classes_and_foreign_run_dirs(tmp_path):
+    with pytest.raises(ValueError, match="10 classes.*classes=5"):
+        train(_config(tmp_path / "a"), builtin_digits(), classes=5)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty and holds no kzoo run"):
+        train(_config(tmp_path / "b"), builtin_digits())
+    assert (tmp_path / "b" / "notes.txt").read_text() == "mine"
+
+
+class _Explodes(StepsAt):
+    def lr(self, step, epoch):
+        return 0.01 if epoch == 0 else 1e30
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = _config(tmp_path / "run", weight_decay=0.0)
+    config.schedule, config.epochs = _Explodes(0.0, (), 1.0), 3
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*epoch 2.*step 2"):
+        train(config, builtin_digits(), model_fn=lambda classes: _no_bn_model(classes))
+    assert json.load(open(tmp_path / "run" / "checkpoints" / "latest.json"))["step"] == 2
+
+
+def _no_bn_model(classes):
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Flatten()(inputs)
+    return keras.Model(inputs, keras.layers.Dense(classes)(keras.layers.Dense(64, activation="relu")(x)))
