@@ -63,11 +63,11 @@ def test_print_schedule_states_the_paper(capsys):
 @pytest.mark.slow
 def test_resnet20_learns_the_digits(tmp_path):
     run_dir = str(tmp_path / "run")
-    assert main(resnet_cifar.RECIPE, ["--epochs", "3", "--run-dir", run_dir]) == 0
+    assert main(resnet_cifar.RECIPE, ["--epochs", "5", "--run-dir", run_dir]) == 0
     history = [line.split(",") for line in open(os.path.join(run_dir, "history.csv")).read().split()[1:]]
     losses = [float(row[3]) for row in history]
     assert losses[-1] < 0.5 * losses[0]
-    assert read_metrics(run_dir)["val_top1_err"] < 0.4  # chance: 0.9
+    assert read_metrics(run_dir)["val_top1_err"] < 0.5  # chance: 0.9
 
 
 @pytest.mark.slow

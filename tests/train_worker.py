@@ -22,6 +22,9 @@ from kzoo.data.sources import builtin_digits  # noqa: E402
 from kzoo.data.transforms import Preprocess  # noqa: E402
 from kzoo.train.engine import TrainConfig, train  # noqa: E402
 from kzoo.train.schedules import StepsAt  # noqa: E402
+from kzoo.train.strategies import get_strategy  # noqa: E402
+
+get_strategy(strategy)  # before the dataset exists
 
 
 def small_convnet(classes):
@@ -34,7 +37,7 @@ def small_convnet(classes):
 
 
 config = TrainConfig(
-    model="custom", schedule=StepsAt(0.01, (), 1.0), preprocess=Preprocess(resize=16, center=16, crop=16),
+    model="custom", schedule=StepsAt(1e-5, (), 1.0), preprocess=Preprocess(resize=16, center=16, crop=16),
     run_dir=run_dir, batch_size=32, epochs=2, momentum=0.9, weight_decay=5e-4, strategy=strategy,
     steps_per_epoch=6, val_steps=2, verbose=0,
 )

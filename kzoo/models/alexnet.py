@@ -18,6 +18,8 @@ Differences from the paper:
   softmax is `classifier_activation`.
 """
 
+import dataclasses
+
 from kzoo.models.common import variant
 from kzoo.models.convnet import FC, Conv, Pool, build_stack
 from kzoo.registry import Expected
@@ -35,10 +37,16 @@ CONVS = (
     ("conv5", 256, 3, 1, 1, True, 1.0, False, True),
 )
 FCS = (FC("fc6", 4096, bias=1.0), FC("fc7", 4096, bias=1.0))  # §3.5, dropout 0.5 (§4.2)
+# Caffe's bvlc_alexnet (the reference port) starts the paper's 1-biases at 0.1 and
+# fc6/fc7 weights at std 0.005; it leaves the initial plateau much sooner.
+INITS = ("paper", "caffe")
+CAFFE_BIAS, CAFFE_FC_STD = 0.1, 0.005
 
 
-def alexnet_rows(towers=2, lrn=True, overlapping_pool=True):
+def alexnet_rows(towers=2, lrn=True, overlapping_pool=True, init="paper"):
     """The conv rows of the paper's net or of its §3.2-§3.4 comparison nets."""
+    if init not in INITS:
+        raise ValueError(f"alexnet: `init` must be one of {INITS}; got {init!r}.")
     if towers not in (1, 2):
         raise ValueError(f"alexnet: `towers` must be 2 (the paper's net) or 1 (§3.2 one-tower net); got {towers!r}.")
     for option, value in (("lrn", lrn), ("overlapping_pool", overlapping_pool)):
@@ -49,6 +57,8 @@ def alexnet_rows(towers=2, lrn=True, overlapping_pool=True):
     for name, filters, kernel, stride, pad, split, bias, norm, pooled in CONVS:
         if towers == 1 and name != "conv5":
             filters //= 2
+        if init == "caffe" and bias:
+            bias = CAFFE_BIAS
         rows.append(
             Conv(name, filters, kernel, stride, pad, towers=towers if split else 1, bias=bias,
                  norm="before_pool" if (norm and lrn) else None, pool=pool if pooled else None)
@@ -56,9 +66,10 @@ def alexnet_rows(towers=2, lrn=True, overlapping_pool=True):
     return rows
 
 
-def _alexnet(inputs, head, towers, lrn, overlapping_pool, tower_devices):
-    rows = alexnet_rows(towers, lrn, overlapping_pool)
-    return build_stack(inputs, head, rows, FCS, "fc8", init_std=INIT_STD, lrn_kwargs=LRN,
+def _alexnet(inputs, head, towers, lrn, overlapping_pool, init, tower_devices):
+    rows = alexnet_rows(towers, lrn, overlapping_pool, init)
+    fcs = FCS if init == "paper" else [dataclasses.replace(r, bias=CAFFE_BIAS, std=CAFFE_FC_STD) for r in FCS]
+    return build_stack(inputs, head, rows, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN,
                        tower_devices=tower_devices)
 
 
@@ -69,7 +80,7 @@ alexnet = variant(
     section="§3.5, Fig. 2",
     default_size=224,
     min_size=64,
-    options=dict(towers=2, lrn=True, overlapping_pool=True, tower_devices=None),
+    options=dict(towers=2, lrn=True, overlapping_pool=True, init="paper", tower_devices=None),
     expected=Expected(
         params=60_965_224,
         sizes={"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13, "conv4": 13,
@@ -85,6 +96,8 @@ alexnet = variant(
             one-tower net with half the kernels in conv1-conv4).
         lrn: local response normalization after relu1 and relu2 (§3.3).
         overlapping_pool: 3x3 stride-2 pooling (§3.4) or 2x2 stride 2.
+        init: "paper" (§5: N(0, 0.01), biases 1 in conv2/4/5, fc6, fc7) or
+            "caffe" (bvlc_alexnet: those biases 0.1, fc6/fc7 std 0.005).
         tower_devices: optional device per tower, e.g. ["gpu:0", "gpu:1"].
 """,
 )

@@ -38,6 +38,7 @@ class FC:
     units: int
     bias: float = 0.0
     dropout: float = 0.5
+    std: float = None  # weight init std; None: the net's `init_std`
 
 
 def _suffix(name):
@@ -94,7 +95,8 @@ def build_stack(x, head, convs, fcs, classifier, *, init_std=0.01, classifier_bi
             i = _suffix(row.name)
             x = keras.layers.Dense(
                 row.units,
-                kernel_initializer=kernel_init,
+                kernel_initializer=kernel_init if row.std is None else keras.initializers.RandomNormal(
+                    stddev=row.std),
                 bias_initializer=keras.initializers.Constant(row.bias),
                 name=row.name,
             )(x)

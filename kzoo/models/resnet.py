@@ -36,7 +36,12 @@ CIFAR_WIDTHS = (16, 32, 64)  # §4.2: 6n+2 layers, n blocks of two 3x3 convs per
 SHORTCUTS = ("A", "B", "C")
 STRIDE_PLACEMENTS = ("v1", "v1.5")  # stride on the bottleneck's 1x1 (paper) or its 3x3 (torchvision)
 BN = dict(epsilon=1e-5, momentum=0.9)
-HE_INIT = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
+
+
+def he_init():
+    # A new instance per layer, made at build time: an unseeded initializer made at
+    # import time would draw its seed before keras.utils.set_random_seed runs.
+    return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
 
 
 def _conv_bn(x, filters, kernel, stride, name, relu=True):
@@ -46,7 +51,7 @@ def _conv_bn(x, filters, kernel, stride, name, relu=True):
     else:
         padding = "same"
     x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
-                            kernel_initializer=HE_INIT, name=f"{name}_conv")(x)
+                            kernel_initializer=he_init(), name=f"{name}_conv")(x)
     x = keras.layers.BatchNormalization(**BN, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 

@@ -29,8 +29,9 @@ class Recipe:
     preprocess: Preprocess
     sections: dict  # hyperparameter -> where the paper states it (or why we chose it)
     demo_crop: int  # model input on the built-in digits
-    demo_epochs: int = 4
+    demo_epochs: int = 10
     demo_batch: int = 64
+    demo_options: dict = dataclasses.field(default_factory=dict)  # model options for the demo only
     add_arguments: Callable = None  # recipe-specific flags
     decay_biases: bool = True
 
@@ -94,14 +95,19 @@ def train_recipe(recipe, args):
     """Run `recipe` with parsed `args`; returns the final metrics dict."""
     from kzoo.data.sources import load_source
     from kzoo.train.engine import TrainConfig, train
+    from kzoo.train.strategies import get_strategy
 
     model_name, options = recipe.model(args)
+    get_strategy(args.strategy)  # before any dataset: multi-worker set-up must come first
     source = load_source(args.dataset, args.data_dir, args.download, seed=args.seed)
     demo = source.builtin
     if demo:
+        options = {**recipe.demo_options, **options}
         print("Training on the built-in demo data: scikit-learn's 1,797 handwritten digits (8x8, 10 "
-              f"classes), upscaled to {args.input_size or recipe.demo_crop}px. For the paper's run use "
-              f"--dataset imagenet2012 --data-dir DIR (or a folder of class sub-folders).")
+              f"classes), upscaled to {args.input_size or recipe.demo_crop}px"
+              + (f", with {recipe.demo_options}" if recipe.demo_options else "")
+              + ". For the paper's run use --dataset imagenet2012 --data-dir DIR (or a folder of class "
+              "sub-folders).")
     crop = args.input_size or (recipe.demo_crop if demo else recipe.preprocess.crop)
     preprocess = recipe.preprocess if crop == recipe.preprocess.crop else recipe.preprocess.scaled(crop)
     limits = SMOKE if args.smoke else {}

@@ -44,7 +44,7 @@ RECIPE = Recipe(
         "preprocessing": "§4.2",
     },
     demo_crop=32,
-    demo_epochs=3,
+    demo_epochs=5,
     add_arguments=_arguments,
 )
 

@@ -22,7 +22,7 @@ from kzoo.data.stats import cached_stats
 from kzoo.data.transforms import Preprocess, eval_map, train_map
 from kzoo.train import runlog
 from kzoo.train.schedules import Schedule
-from kzoo.train.strategies import is_chief, make_strategy, task_id
+from kzoo.train.strategies import get_strategy, is_chief, task_id
 from kzoo.utils.files import atomic_write
 
 
@@ -192,6 +192,7 @@ def train(config, source, classes=None, model_fn=None):
     Rerunning with the same config and run directory resumes from the last
     checkpoint. `model_fn(classes)` replaces the registry model (tests).
     """
+    strategy = get_strategy(config.strategy)
     classes = classes or source.classes
     _check_labels(source, classes)
     if config.deterministic:
@@ -199,7 +200,6 @@ def train(config, source, classes=None, model_fn=None):
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = make_strategy(config.strategy)
     _prepare_run_dir(config, source)
     cache = config.run_dir if source.builtin else os.path.join(config.run_dir, "stats")
     with naming_bad_images(source):

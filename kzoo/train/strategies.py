@@ -8,6 +8,17 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
+_STRATEGIES = {}
+
+
+def get_strategy(name):
+    """The process's strategy of that name, made once. MultiWorkerMirroredStrategy must be
+    made before any other TensorFlow op runs: call this before building datasets."""
+    if name not in _STRATEGIES:
+        _STRATEGIES[name] = make_strategy(name)
+    return _STRATEGIES[name]
+
+
 def make_strategy(name):
     """"default" (one device), "mirrored" (all local GPUs, else all logical CPU devices),
     "multiworker" (MultiWorkerMirroredStrategy, cluster from TF_CONFIG)."""
