@@ -1,0 +1,119 @@
+"""Data sources, the papers' transforms and dataset statistics against numpy."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kzoo.data.sources import builtin_digits, image_folder, load_source, tfds_source
+from kzoo.data.stats import cached_stats, compute_stats
+from kzoo.data.transforms import Preprocess, eval_map, train_map
+from kzoo.recipes import alexnet, resnet, resnet_cifar
+
+
+class KzooToyImages(tfds.core.GeneratorBasedBuilder):
+    """A tiny tfds dataset prepared from generated images (no download)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(20, 24, 3)),
+            "label": tfds.features.ClassLabel(names=["a", "b", "c"])}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(30, 0), "validation": self._generate_examples(9, 1)}
+
+    def _generate_examples(self, n, seed):
+        rng = np.random.default_rng(seed)
+        for i in range(n):
+            yield i, {"image": rng.integers(0, 256, (20, 24, 3), dtype=np.uint8), "label": i % 3}
+
+
+def test_tfds_source_reads_a_prepared_dataset_and_never_downloads_unasked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="kzoo_toy_images.*not prepared.*--download"):
+        tfds_source("kzoo_toy_images", data_dir=str(tmp_path))
+    source = load_source("kzoo_toy_images", str(tmp_path), download=True)
+    assert (source.train_size, source.val_size, source.class_names) == (30, 9, ["a", "b", "c"])
+    images = list(source.train.as_numpy_iterator())
+    assert len(images) == 30 and images[0][0].shape == (20, 24, 3) and images[0][0].dtype == np.uint8
+    again = tfds_source("kzoo_toy_images", data_dir=str(tmp_path))  # prepared now: no flag needed
+    assert again.train_size == 30
+
+
+def test_builtin_digits_are_real_and_split():
+    source = builtin_digits()
+    assert (source.train_size, source.val_size, source.classes) == (1438, 359, 10)
+    image, label = next(iter(source.train))
+    assert image.shape == (8, 8, 3) and image.dtype == tf.uint8 and int(tf.reduce_max(image)) > 200
+
+
+def test_image_folder_split_and_labels(tmp_path):
+    for c, name in enumerate(("cat", "dog")):
+        (tmp_path / name).mkdir()
+        for i in range(10):
+            tf.io.write_file(str(tmp_path / name / f"{i}.jpg"),
+                             tf.io.encode_jpeg(np.full((9, 13, 3), 100 * c, np.uint8)))
+    source = image_folder(tmp_path, val_fraction=0.2)
+    assert (source.train_size, source.val_size, source.class_names) == (16, 4, ["cat", "dog"])
+    labels = sorted(int(label) for _, label in source.train.concatenate(source.val))
+    assert labels == [0] * 10 + [1] * 10
+
+
+def test_stats_equal_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (12, 10, 10, 3), dtype=np.uint8)
+    ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(12, np.int32)))
+    p = Preprocess(resize=10, center=10, crop=8)
+    stats = compute_stats(ds, p)
+    np.testing.assert_allclose(stats["mean"], images.mean(0), rtol=1e-5)
+    rgb = images.reshape(-1, 3) / 255.0
+    eigvals, eigvecs = np.linalg.eigh(np.cov(rgb.T, bias=True))
+    np.testing.assert_allclose(stats["eigvals"], eigvals[::-1], rtol=1e-4)
+    np.testing.assert_allclose(np.abs(stats["eigvecs"]), np.abs(eigvecs[:, ::-1]), atol=1e-4)
+    assert stats["count"] == 12
+    cached = cached_stats(ds, p, str(tmp_path), key="toy")
+    again = cached_stats(ds.take(0), p, str(tmp_path), key="toy")  # from the cache: no images needed
+    np.testing.assert_array_equal(cached["mean"], again["mean"])
+    assert len(list(tmp_path.glob("stats-*.npz"))) == 1 and not list(tmp_path.glob(".tmp-*"))
+
+
+def _stats(p, value=0.0):
+    size = p.center or p.crop
+    return {"mean": np.full((size, size, 3), value, np.float32), "eigvals": np.array([0.2, 0.02, 0.002], np.float32),
+            "eigvecs": np.eye(3, dtype=np.float32)}
+
+
+def test_alexnet_transform_crops_flips_and_colour_noise():
+    p = alexnet.RECIPE.preprocess
+    image = tf.constant(np.random.default_rng(1).integers(0, 256, (300, 400, 3)), tf.uint8)
+    fn = train_map(p, _stats(p, 10.0))
+    a, _ = fn(image, 0, tf.constant([0, 5], tf.int64))
+    b, _ = fn(image, 0, tf.constant([0, 5], tf.int64))
+    c, _ = fn(image, 0, tf.constant([0, 6], tf.int64))
+    assert a.shape == (224, 224, 3)
+    np.testing.assert_array_equal(a, b)  # a function of the seed
+    assert not np.array_equal(a, c)
+    noise_free = train_map(Preprocess(resize=256, center=256, crop=224, flip=p.flip), _stats(p, 10.0))
+    x, _ = noise_free(image, 0, tf.constant([0, 5], tf.int64))
+    offset = np.asarray(a - x).reshape(-1, 3)
+    assert np.allclose(offset, offset[0], atol=1e-3)  # one colour shift for the whole image
+    assert 0 < np.abs(offset[0]).max() < 255 * 0.2 * 0.5  # ~ alpha(0.1) * lambda in [0, 1] units
+
+
+def test_eval_view_is_the_mean_free_centre_crop():
+    p = Preprocess(resize=8, center=8, crop=4)
+    image = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
+    view, _ = eval_map(p, _stats(p, 1.0))(tf.constant(image), 0)
+    np.testing.assert_allclose(view, image[2:6, 2:6].astype(np.float32) - 1.0)
+
+
+@pytest.mark.parametrize("recipe, shorter", [(resnet.RECIPE, (256, 480)), (resnet_cifar.RECIPE, 32)])
+def test_paper_pipelines_give_the_crop_size(recipe, shorter):
+    p = recipe.preprocess
+    assert p.resize == shorter
+    fn = train_map(p, _stats(p))
+    for seed in range(3):
+        out, _ = fn(tf.zeros((40, 50, 3), tf.uint8) if p.crop == 32 else tf.zeros((300, 350, 3), tf.uint8), 0,
+                    tf.constant([1, seed], tf.int64))
+        assert out.shape == (p.crop, p.crop, 3)
