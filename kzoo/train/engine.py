@@ -217,9 +217,6 @@ def train(config, source, classes=None, model_fn=None):
         if config.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
-    decayed = [v for v in model.trainable_variables
-               if config.decay_biases or len(v.shape) > 1]
-    decayed_ids = {id(v) for v in decayed}
     ckpt = Checkpoints(config.run_dir, model=model, optimizer=optimizer)
     state = ckpt.restore()
     if state is not None:
@@ -228,39 +225,10 @@ def train(config, source, classes=None, model_fn=None):
             print(f"Resuming {config.run_dir} at epoch {state['epoch'] + 1}, step {state['step']}.")
     state = state or {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "schedule": {}}
 
-    def replica_step(images, labels):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
-            per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            loss = tf.reduce_sum(per_example) / global_batch
-            scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
-        variables = model.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        grads = [g + config.weight_decay * tf.cast(v, g.dtype) if id(v) in decayed_ids else g
-                 for g, v in zip(grads, variables)]
-        optimizer.apply_gradients(zip(grads, variables))
-        wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) != labels, tf.float32))
-        return tf.reduce_sum(per_example), wrong
-
-    def replica_eval(images, labels):
-        logits = tf.cast(model(images, training=False), tf.float32)
-        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        top1 = tf.math.in_top_k(labels, logits, 1)
-        top5 = tf.math.in_top_k(labels, logits, min(5, classes))
-        count = tf.cast(tf.shape(labels)[0], tf.float32)
-        return (tf.reduce_sum(per_example), count - tf.reduce_sum(tf.cast(top1, tf.float32)),
-                count - tf.reduce_sum(tf.cast(top5, tf.float32)), count)
-
-    def reduce_sum(values):
-        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in values]
-
-    @tf.function(jit_compile=config.xla)
-    def train_step(batch):
-        return reduce_sum(strategy.run(replica_step, args=batch))
-
-    @tf.function
-    def eval_step(batch):
-        return reduce_sum(strategy.run(replica_eval, args=batch))
+    train_step, eval_step = make_steps(
+        model, optimizer, strategy, global_batch=global_batch, classes=classes,
+        weight_decay=config.weight_decay, decay_biases=config.decay_biases,
+        mixed_precision=config.mixed_precision, xla=config.xla)
 
     log = runlog.RunLog(config.run_dir, enabled=is_chief())
     history = state["history"]
@@ -323,6 +291,59 @@ def train(config, source, classes=None, model_fn=None):
              "replicas": replicas, "dataset": source.name}
     log.finish(final)
     return final, model
+
+
+def make_steps(model, optimizer, strategy, *, global_batch, classes, weight_decay, decay_biases=True,
+               mixed_precision=False, xla=False):
+    """The distributed train and eval steps (also timed by benchmarks/train_throughput.py).
+
+    train_step(batch) -> (summed loss, wrong top-1), over all replicas;
+    eval_step(batch) -> (summed loss, top-1 errors, top-5 errors, count).
+    Weight decay is coupled L2 added to the gradient: with momentum this is
+    exactly AlexNet's v <- 0.9 v - wd*lr*w - lr*dL/dw.
+    """
+    decayed = {id(v) for v in model.trainable_variables if decay_biases or len(v.shape) > 1}
+
+    @tf.function(jit_compile=xla)
+    def gradients(images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)
+            per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            loss = tf.reduce_sum(per_example) / global_batch
+            scaled = optimizer.scale_loss(loss) if mixed_precision else loss
+        variables = model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        grads = [g + weight_decay * tf.cast(v, g.dtype) if id(v) in decayed else g
+                 for g, v in zip(grads, variables)]
+        wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) != labels, tf.float32))
+        return grads, tf.reduce_sum(per_example), wrong
+
+    def replica_step(images, labels):
+        grads, loss, wrong = gradients(images, labels)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, wrong
+
+    def replica_eval(images, labels):
+        logits = tf.cast(model(images, training=False), tf.float32)
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        top1 = tf.math.in_top_k(labels, logits, 1)
+        top5 = tf.math.in_top_k(labels, logits, min(5, classes))
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return (tf.reduce_sum(per_example), count - tf.reduce_sum(tf.cast(top1, tf.float32)),
+                count - tf.reduce_sum(tf.cast(top5, tf.float32)), count)
+
+    def reduce_sum(values):
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in values]
+
+    @tf.function
+    def train_step(batch):
+        return reduce_sum(strategy.run(replica_step, args=batch))
+
+    @tf.function
+    def eval_step(batch):
+        return reduce_sum(strategy.run(replica_eval, args=batch))
+
+    return train_step, eval_step
 
 
 def _evaluate(eval_step, strategy, ds):
