@@ -1,9 +1,7 @@
-"""Runnable recipes: `python -m kzoo.recipes.<name>`.
+"""Runnable recipes: `python -m kzoo.recipes.<name>` (see recipes/README.md).
 
-Available now:
+    alexnet, zfnet, overfeat, resnet, resnet_cifar
+              train with the paper's schedule (no arguments: a demo on the
+              built-in digits; --print-schedule; --help)
     summary   build any registered model and compare it with its paper
-              (`python -m kzoo.recipes.summary alexnet`).
-
-The training recipes (alexnet, zfnet, overfeat, resnet, resnet_cifar) land with
-the training engine; see `recipes/README.md` at the top of the repository.
 """
