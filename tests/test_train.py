@@ -236,3 +236,28 @@ def test_mixed_precision_flag_trains(tmp_path):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(read_metrics(str(tmp_path / "r"))["train_loss"])
+
+
+def test_recipe_pipelines_follow_the_model_input():
+    from kzoo.recipes.common import recipe_preprocess
+
+    assert recipe_preprocess(overfeat.RECIPE, "overfeat_accurate", demo=False).crop == 221
+    assert recipe_preprocess(overfeat.RECIPE, "overfeat_fast", demo=False).crop == 231
+    assert recipe_preprocess(alexnet.RECIPE, "alexnet", demo=False, input_size=227).crop == 227
+    demo = recipe_preprocess(alexnet.RECIPE, "alexnet", demo=True)
+    assert (demo.crop, demo.resize, demo.center) == (96, 110, 110)
+
+
+def test_recipe_trains_on_a_folder_of_class_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(12):
+            tf.io.write_file(str(tmp_path / "data" / name / f"{i}.jpg"),
+                             tf.io.encode_jpeg(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)))
+    run_dir = str(tmp_path / "run")
+    assert main(resnet_cifar.RECIPE, ["--data-dir", str(tmp_path / "data"), "--epochs", "1",
+                                      "--batch-size", "8", "--run-dir", run_dir]) == 0
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["dataset"]["classes"] == 3 and config["dataset"]["train_size"] == 32
+    assert read_metrics(run_dir)["steps"] == 4

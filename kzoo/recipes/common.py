@@ -91,6 +91,17 @@ def build_parser(recipe):
     return parser
 
 
+def recipe_preprocess(recipe, model_name, demo, input_size=None):
+    """The recipe's pipeline for this model: on the demo data the whole pipeline shrinks
+    with the input; otherwise the paper's resizing with the model's input as crop
+    (OverFeat accurate: 221)."""
+    from kzoo import registry
+
+    if demo:
+        return recipe.preprocess.scaled(input_size or recipe.demo_crop)
+    return dataclasses.replace(recipe.preprocess, crop=input_size or registry.get_entry(model_name).default_size)
+
+
 def train_recipe(recipe, args):
     """Run `recipe` with parsed `args`; returns the final metrics dict."""
     from kzoo.data.sources import load_source
@@ -108,8 +119,7 @@ def train_recipe(recipe, args):
               + (f", with {recipe.demo_options}" if recipe.demo_options else "")
               + ". For the paper's run use --dataset imagenet2012 --data-dir DIR (or a folder of class "
               "sub-folders).")
-    crop = args.input_size or (recipe.demo_crop if demo else recipe.preprocess.crop)
-    preprocess = recipe.preprocess if crop == recipe.preprocess.crop else recipe.preprocess.scaled(crop)
+    preprocess = recipe_preprocess(recipe, model_name, demo, args.input_size)
     limits = SMOKE if args.smoke else {}
     batch = args.batch_size or limits.get("batch_size") or (recipe.demo_batch if demo else recipe.batch_size)
     epochs = args.epochs or limits.get("epochs") or (recipe.demo_epochs if demo else recipe.epochs)

@@ -149,11 +149,11 @@ def _per_example_seeds(seed, epoch, size):
 
 
 def _train_dataset(source, config, stats, epoch, skip_batches, global_batch):
-    ds = source.train
+    size = source.train_size
+    ds = source.train.shuffle(min(size, 20_000), seed=config.seed * 100_003 + epoch, reshuffle_each_iteration=False)
     if config.steps_per_epoch is not None:
-        ds = ds.take(config.steps_per_epoch * global_batch)
-    size = min(source.train_size, config.steps_per_epoch * global_batch) if config.steps_per_epoch else source.train_size
-    ds = ds.shuffle(min(size, 20_000), seed=config.seed * 100_003 + epoch, reshuffle_each_iteration=False)
+        size = min(size, config.steps_per_epoch * global_batch)
+        ds = ds.take(size)
     ds = tf.data.Dataset.zip((ds, _per_example_seeds(config.seed, epoch, size)))
     transform = train_map(config.preprocess, stats)
     ds = ds.map(lambda pair, seed: transform(pair[0], pair[1], seed),
