@@ -76,7 +76,10 @@ def test_rerun_resumes_and_other_models_are_refused(tmp_path, capsys):
     args = ["--smoke", "--run-dir", run_dir, "--depth", "20"]
     assert main(resnet_cifar.RECIPE, args) == 0
     assert main(resnet_cifar.RECIPE, [*args, "--epochs", "2"]) == 0  # continues: one more epoch
-    assert read_metrics(run_dir)["steps"] == 4
+    finished = read_metrics(run_dir)
+    assert finished["steps"] == 4
+    assert main(resnet_cifar.RECIPE, [*args, "--epochs", "2"]) == 0  # finished: nothing to redo
+    assert read_metrics(run_dir) == finished
     with pytest.raises(SystemExit) as exit_:
         main(resnet_cifar.RECIPE, ["--smoke", "--run-dir", run_dir, "--depth", "32"])
     assert exit_.value.code == 2
@@ -261,3 +264,19 @@ def test_recipe_trains_on_a_folder_of_class_images(tmp_path):
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["dataset"]["classes"] == 3 and config["dataset"]["train_size"] == 32
     assert read_metrics(run_dir)["steps"] == 4
+
+
+def test_zfnet_filters_are_renormalized_after_every_engine_update(tmp_path):
+    config = _config(tmp_path / "run", model="zfnet", schedule=StepsAt(50.0, (), 1.0), weight_decay=0.0,
+                     preprocess=zfnet.RECIPE.preprocess.scaled(64))
+    _, model = train(config, builtin_digits())
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+        kernel = np.asarray(model.get_layer(name).kernel)
+        rms = np.sqrt(np.mean(kernel**2, axis=(0, 1, 2)))
+        assert rms.max() <= 0.1 + 1e-6, name
+    # The same huge steps without the constraint push filters past the radius.
+    free = _config(tmp_path / "free", model="zfnet", schedule=StepsAt(50.0, (), 1.0), weight_decay=0.0,
+                   preprocess=zfnet.RECIPE.preprocess.scaled(64), model_options={"filter_radius": None})
+    _, unconstrained = train(free, builtin_digits())
+    kernel = np.asarray(unconstrained.get_layer("conv1").kernel)
+    assert np.sqrt(np.mean(kernel**2, axis=(0, 1, 2))).max() > 0.1

@@ -69,7 +69,7 @@ def _prepare_run_dir(config, source):
     """Create the run directory, or check that an existing one is this run."""
     path = os.path.join(config.run_dir, "config.json")
     resolved = {
-        "identity": _identity_json(config),
+        "identity": {**_identity_json(config), "dataset": source.name},
         "config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
         "schedule": config.schedule.describe(),
         "dataset": {"name": source.name, "classes": source.classes, "train_size": source.train_size,
@@ -80,7 +80,7 @@ def _prepare_run_dir(config, source):
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             previous = json.load(f)
-        if previous.get("identity") != resolved["identity"]:
+        if previous.get("identity") != resolved["identity"]:  # another model, dataset, crop, seed or batch
             raise ValueError(
                 f"run directory {config.run_dir!r} holds another run ({previous.get('identity')}); "
                 f"this one is {resolved['identity']}. Pick a new --run-dir; kzoo never overwrites a run."
@@ -273,9 +273,8 @@ def train(config, source, classes=None, model_fn=None):
                            "schedule": config.schedule.state()})
         with naming_bad_images(source):
             val = _evaluate(eval_step, strategy, _val_dataset(source, config, stats, global_batch))
-        record = {"epoch": epoch + 1, "step": step, "lr": lr,
-                  "train_loss": loss_sum / max(seen, 1) if seen else None,
-                  "train_top1_err": wrong_sum / max(seen, 1) if seen else None, **val}
+        record = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / seen,
+                  "train_top1_err": wrong_sum / seen, **val}
         history.append(record)
         config.schedule.on_epoch_end(epoch, val["val_top1_err"])
         epoch += 1
@@ -286,6 +285,12 @@ def train(config, source, classes=None, model_fn=None):
         if config.verbose:
             print("  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
     seconds = time.time() - started
+    metrics_path = os.path.join(config.run_dir, "metrics.json")
+    if images_seen == 0 and os.path.exists(metrics_path):
+        if config.verbose:
+            print(f"{config.run_dir} has already finished its {len(history)} epochs; nothing to do.")
+        with open(metrics_path, encoding="utf-8") as f:
+            return json.load(f), model
     final = {**(history[-1] if history else {}), "epochs_run": len(history), "steps": step,
              "images_per_second": images_seen / seconds if images_seen else None,
              "replicas": replicas, "dataset": source.name}
