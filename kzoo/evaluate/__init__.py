@@ -1,0 +1,21 @@
+"""The papers' test-time procedures, on any kzoo classifier (Keras only, any backend).
+
+views: centre crop and 10-crop (AlexNet §4.1, ZFNet, ResNet Table 3).
+fcn: classifiers made fully convolutional; any input size -> a map of class scores.
+dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
+"""
+
+from kzoo.evaluate.dense import TABLE5_SCALES, dense_model, dense_scores
+from kzoo.evaluate.fcn import fully_convolutional, with_input_shape
+from kzoo.evaluate.views import center_crop, predict_views, ten_crops
+
+__all__ = [
+    "TABLE5_SCALES",
+    "center_crop",
+    "dense_model",
+    "dense_scores",
+    "fully_convolutional",
+    "predict_views",
+    "ten_crops",
+    "with_input_shape",
+]

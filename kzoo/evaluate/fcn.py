@@ -1,0 +1,98 @@
+"""Classifiers made fully convolutional (OverFeat §3.5), with the same weights.
+
+The first fully connected layer becomes a convolution whose kernel is the
+last feature map's size (6x6 AlexNet/ZFNet/OverFeat fast, 5x5 accurate); later
+ones become 1x1 convolutions. The result accepts any input at least the
+training size and returns a spatial map of class scores, one per window.
+"""
+
+import keras
+
+from kzoo.models.common import deep_graph_recursion
+
+PASS_THROUGH = (keras.layers.ReLU, keras.layers.Dropout, keras.layers.Activation)
+
+
+def with_input_shape(model, shape=(None, None, 3)):
+    """The same network (a copy, same weights) for another input shape; for models
+    whose head does not fix the size (ResNet's global pooling, include_top=False)."""
+    with deep_graph_recursion():
+        clone = keras.models.clone_model(model, input_tensors=keras.Input(shape))
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _layer_index(model, name, what):
+    names = [layer.name for layer in model.layers]
+    if name not in names:
+        raise ValueError(
+            f"{what} needs a model with a '{name}' layer (kzoo's AlexNet, ZFNet and OverFeat "
+            f"classifiers, include_top=True); '{model.name}' has none. Its layers: {', '.join(names[:12])}, ..."
+        )
+    return names.index(name)
+
+
+def feature_chain(model, stop):
+    """The layers from the input up to (not including) index `stop`, checked to form a chain."""
+    chain = model.layers[1:stop]
+    for layer in chain:
+        if isinstance(layer, keras.layers.Add) or isinstance(layer, keras.Model):
+            raise ValueError(f"'{model.name}' is not a plain chain of layers before its classifier "
+                             f"(found '{layer.name}'); use with_input_shape for residual nets.")
+    return chain
+
+
+def apply_chain(chain, x):
+    for layer in chain:
+        x = layer(x)
+    return x
+
+
+def classifier_as_convs(model, flatten_index):
+    """A function applying `model`'s layers after Flatten as convolutions (same weights)."""
+    height, width, channels = model.layers[flatten_index].input.shape[1:]
+    steps, first = [], True
+    for layer in model.layers[flatten_index + 1 :]:
+        if isinstance(layer, keras.layers.Dense):
+            kernel, *bias = layer.get_weights()
+            if first:
+                kernel, size = kernel.reshape(height, width, channels, -1), (height, width)
+            else:
+                kernel, size = kernel.reshape(1, 1, *kernel.shape), (1, 1)
+            conv = keras.layers.Conv2D(layer.units, size, activation=layer.activation, use_bias=bool(bias),
+                                       name=layer.name)
+            steps.append((conv, [kernel, *bias]))
+            first = False
+        elif isinstance(layer, PASS_THROUGH):
+            steps.append((layer, None))
+        else:
+            raise ValueError(f"cannot convert '{layer.name}' ({type(layer).__name__}) after Flatten into "
+                             f"a convolution; expected Dense, ReLU, Dropout or Activation layers.")
+
+    def apply(x):
+        for layer, weights in steps:
+            x = layer(x)
+            if weights is not None:
+                layer.set_weights(weights)
+        return x
+
+    return apply
+
+
+def fully_convolutional(model):
+    """`model` (AlexNet/ZFNet/OverFeat with include_top=True, or a ResNet) for any input size,
+    returning a (batch, rows, cols, classes) score map with the original weights."""
+    names = [layer.name for layer in model.layers]
+    inputs = keras.Input((None, None, model.inputs[0].shape[-1]))
+    if "flatten" not in names and "avg_pool" in names and names[-1] == "fc":
+        clone = with_input_shape(model)
+        features = clone.get_layer(names[names.index("avg_pool") - 1]).output
+        fc = model.get_layer("fc")
+        kernel, bias = fc.get_weights()
+        conv = keras.layers.Conv2D(fc.units, 1, activation=fc.activation, name="fc")
+        outputs = conv(features)
+        conv.set_weights([kernel.reshape(1, 1, *kernel.shape), bias])
+        return keras.Model(clone.inputs[0], outputs, name=f"{model.name}_fcn")
+    flatten = _layer_index(model, "flatten", "fully_convolutional")
+    x = apply_chain(feature_chain(model, flatten), inputs)
+    return keras.Model(inputs, classifier_as_convs(model, flatten)(x), name=f"{model.name}_fcn")
