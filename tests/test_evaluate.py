@@ -1,5 +1,7 @@
 """Evaluation protocols: views, fully convolutional conversion, OverFeat dense evaluation."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -118,3 +120,56 @@ def test_clear_errors_for_models_without_the_expected_layers():
     odd = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalMaxPooling2D()(inputs)), name="odd")
     with pytest.raises(ValueError, match="'flatten' layer.*odd"):
         fully_convolutional(odd)
+
+
+def test_resnet_multiscale_averages_positions_and_scales():
+    from kzoo.evaluate import multiscale_probabilities
+    from kzoo.evaluate.fcn import resize_shorter
+
+    model = kzoo.resnet18(classes=5)
+    fcn = fully_convolutional(model)
+    image = RNG.normal(size=(40, 60, 3)).astype("float32")
+    probs = multiscale_probabilities(fcn, [image], sizes=(32, 48))
+    manual = []
+    for size in (32, 48):
+        view = resize_shorter(image, size)
+        assert min(view.shape[:2]) == size
+        manual.append(np.asarray(fcn(view[None]))[0].reshape(-1, 5).mean(0))
+    np.testing.assert_allclose(probs[0], np.mean(manual, 0), rtol=1e-5)
+    assert probs.shape == (1, 5) and probs.sum() == pytest.approx(1.0, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_center_view_reproduces_the_training_validation(tmp_path, capsys):
+    from kzoo.evaluate.run import main as evaluate_main
+    from kzoo.recipes import resnet_cifar
+    from kzoo.recipes.common import main as recipe_main
+
+    run_dir = str(tmp_path / "run")
+    assert recipe_main(resnet_cifar.RECIPE, ["--epochs", "1", "--batch-size", "64", "--run-dir", run_dir]) == 0
+    trained = json.load(open(tmp_path / "run" / "metrics.json"))
+    capsys.readouterr()
+    assert evaluate_main(["--run-dir", run_dir, "--protocol", "center"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images"] == 359
+    assert result["top1_err"] == pytest.approx(trained["val_top1_err"], abs=1 / 359)
+    assert result["top5_err"] == pytest.approx(trained["val_top5_err"], abs=1 / 359)
+    assert evaluate_main(["--run-dir", run_dir, "--protocol", "10crop", "--limit", "20"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 20
+
+
+@pytest.mark.slow
+def test_cli_dense_protocol_on_an_overfeat_run_and_clear_errors(tmp_path, capsys):
+    from kzoo.evaluate.run import main as evaluate_main
+    from kzoo.recipes import overfeat
+    from kzoo.recipes.common import main as recipe_main
+
+    run_dir = str(tmp_path / "run")
+    assert recipe_main(overfeat.RECIPE, ["--smoke", "--model", "fast", "--run-dir", run_dir]) == 0
+    capsys.readouterr()
+    assert evaluate_main(["--run-dir", run_dir, "--protocol", "dense", "--limit", "3"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["protocol"] == "dense" and result["images"] == 3 and 0 <= result["top1_err"] <= 1
+    with pytest.raises(SystemExit):
+        evaluate_main(["--run-dir", str(tmp_path / "missing")])
+    assert "not a kzoo run directory" in capsys.readouterr().err

@@ -34,7 +34,8 @@ def checkpoint_weights(run_dir):
     with open(os.path.join(folder, "latest.json"), encoding="utf-8") as f:
         prefix = os.path.join(folder, json.load(f)["prefix"])
     reader = tf.train.load_checkpoint(prefix)
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith("model/")}
+    # Weights live under optimizer/_trainable_variables, BN statistics under model/.
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
 
 
 @pytest.mark.parametrize("recipe, extra", [

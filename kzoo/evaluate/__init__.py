@@ -6,11 +6,13 @@ dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
 """
 
 from kzoo.evaluate.dense import TABLE5_SCALES, dense_model, dense_scores
-from kzoo.evaluate.fcn import fully_convolutional, with_input_shape
+from kzoo.evaluate.fcn import RESNET_SCALES, fully_convolutional, multiscale_probabilities, with_input_shape
 from kzoo.evaluate.views import center_crop, predict_views, ten_crops
 
 __all__ = [
+    "RESNET_SCALES",
     "TABLE5_SCALES",
+    "multiscale_probabilities",
     "center_crop",
     "dense_model",
     "dense_scores",

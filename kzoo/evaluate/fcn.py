@@ -96,3 +96,32 @@ def fully_convolutional(model):
     flatten = _layer_index(model, "flatten", "fully_convolutional")
     x = apply_chain(feature_chain(model, flatten), inputs)
     return keras.Model(inputs, classifier_as_convs(model, flatten)(x), name=f"{model.name}_fcn")
+
+
+RESNET_SCALES = (224, 256, 384, 480, 640)  # He et al. §3.4: shorter sides for the multi-scale test
+
+
+def resize_shorter(image, size):
+    """(H, W, C) -> shorter side `size`, bilinear (keras.ops: any backend)."""
+    h, w = image.shape[:2]
+    scale = size / min(h, w)
+    shape = (max(size, round(h * scale)), max(size, round(w * scale)))
+    return keras.ops.convert_to_numpy(keras.ops.image.resize(image[None], shape, antialias=True))[0]
+
+
+def multiscale_probabilities(fcn, images, sizes=RESNET_SCALES, flips=False):
+    """ResNet's fully convolutional multi-scale test: for each image, the class
+    probabilities averaged over its positions and over the shorter sides `sizes`
+    (and flips). `fcn` is `fully_convolutional(model)` of a softmax classifier."""
+    import numpy as np
+
+    results = []
+    for image in images:
+        per_scale = []
+        for size in sizes:
+            view = resize_shorter(np.asarray(image, "float32"), size)
+            for v in ([view, view[:, ::-1]] if flips else [view]):
+                scores = keras.ops.convert_to_numpy(fcn(v[None]))[0]
+                per_scale.append(scores.reshape(-1, scores.shape[-1]).mean(axis=0))
+        results.append(np.mean(per_scale, axis=0))
+    return np.stack(results)

@@ -142,6 +142,21 @@ class Checkpoints:
         return state
 
 
+def restore_model(run_dir, model, mixed_precision=False):
+    """Load a run's latest weights into `model` (built like the run's model).
+
+    The weights are saved through the optimizer that holds them, so the same
+    kind of optimizer is rebuilt to read them back."""
+    optimizer = keras.optimizers.SGD(momentum=0.9)
+    if mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    state = Checkpoints(run_dir, model=model, optimizer=optimizer).restore()
+    if state is None:
+        raise FileNotFoundError(f"{run_dir!r} holds no checkpoint yet (no checkpoints/latest.json).")
+    return state
+
+
 def _per_example_seeds(seed, epoch, size):
     # One stateless seed pair per example: (run seed, epoch * size + index).
     index = tf.data.Dataset.range(size)

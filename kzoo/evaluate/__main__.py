@@ -1,0 +1,5 @@
+import sys
+
+from kzoo.evaluate.run import main
+
+sys.exit(main())
