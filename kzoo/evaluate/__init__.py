@@ -3,6 +3,7 @@
 views: centre crop and 10-crop (AlexNet §4.1, ZFNet, ResNet Table 3).
 fcn: classifiers made fully convolutional; any input size -> a map of class scores.
 dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
+localize: OverFeat's box regressor and greedy box merging (§4).
 """
 
 from kzoo.evaluate.dense import TABLE5_SCALES, dense_model, dense_scores

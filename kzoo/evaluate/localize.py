@@ -1,0 +1,165 @@
+"""OverFeat localization (§4): a box regressor on frozen layer-5 features, greedy merging.
+
+Boxes are (x1, y1, x2, y2) in pixels. The regressor sees the pooled layer-5 map
+of a window (what the classifier's first FC layer sees), has two hidden layers
+(4096 and 1024 in the paper) and outputs 4 box edges, or 4 per class
+(class-specific). It trains with an L2 loss on windows taken at several scales
+and offsets, the feature layers frozen.
+"""
+
+import numpy as np
+
+import keras
+
+from kzoo.evaluate.fcn import _layer_index
+
+
+def iou(a, b):
+    """Intersection over union of boxes `a` and `b` ((..., 4) arrays)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ix = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    iy = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = ix * iy
+    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
+    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+def localization_error(top5, box, true_class, true_box):
+    """ILSVRC's rule: an error unless the true class is among the top 5 and IoU >= 0.5."""
+    return not (true_class in list(top5) and iou(box, true_box) >= 0.5)
+
+
+def match_score(a, b):
+    """OverFeat §4.3: distance between the centres plus the intersection area."""
+    centre = lambda r: np.array([(r[0] + r[2]) / 2, (r[1] + r[3]) / 2])  # noqa: E731
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return float(np.linalg.norm(centre(a) - centre(b)) + ix * iy)
+
+
+def merge_boxes(boxes, scores, threshold):
+    """Greedy merge (§4.3): while the two boxes with the lowest match score score below
+    `threshold`, replace them by the mean of their coordinates, with the sum of their
+    scores as confidence. Returns (boxes, confidences), most confident first."""
+    boxes = [np.asarray(b, float) for b in boxes]
+    scores = [float(s) for s in scores]
+    while len(boxes) > 1:
+        pairs = [(match_score(boxes[i], boxes[j]), i, j)
+                 for i in range(len(boxes)) for j in range(i + 1, len(boxes))]
+        best, i, j = min(pairs)
+        if best >= threshold:
+            break
+        merged, score = (boxes[i] + boxes[j]) / 2, scores[i] + scores[j]
+        for k in (j, i):
+            del boxes[k], scores[k]
+        boxes.append(merged)
+        scores.append(score)
+    order = np.argsort(scores)[::-1]
+    return np.array([boxes[k] for k in order]), np.array([scores[k] for k in order])
+
+
+def feature_model(model):
+    """`model`'s frozen layers up to its pooled layer-5 map (the input of `flatten`)."""
+    flatten = _layer_index(model, "flatten", "localization")
+    features = keras.Model(model.inputs, model.layers[flatten].input, name=f"{model.name}_features")
+    features.trainable = False
+    return features
+
+
+def box_regressor(feature_shape, classes=None, hidden=(4096, 1024)):
+    """Pooled layer-5 map -> 4 box edges (or 4 per class), edges as fractions of the window."""
+    inputs = keras.Input(feature_shape)
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    x = keras.layers.Normalization(name="feature_norm")(x)
+    for i, units in enumerate(hidden, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"reg_fc{i}")(x)
+    outputs = keras.layers.Dense(4 * (classes or 1), name="reg_boxes")(x)
+    return keras.Model(inputs, outputs, name="box_regressor")
+
+
+def _windows(images, boxes, labels, size, scales, offsets, rng):
+    """Training windows of `size` at each scale, at random offsets that keep most of the box."""
+    out_x, out_b, out_l = [], [], []
+    for image, box, label in zip(images, boxes, labels):
+        for scale in scales:
+            h, w = image.shape[:2]
+            scaled = keras.ops.convert_to_numpy(keras.ops.image.resize(
+                image[None], (max(size, round(h * scale)), max(size, round(w * scale)))))[0]
+            ratio = (scaled.shape[1] / w, scaled.shape[0] / h)
+            b = np.array([box[0] * ratio[0], box[1] * ratio[1], box[2] * ratio[0], box[3] * ratio[1]])
+            for _ in range(offsets):
+                top = rng.integers(0, scaled.shape[0] - size + 1)
+                left = rng.integers(0, scaled.shape[1] - size + 1)
+                shifted = b - [left, top, left, top]
+                clipped = np.clip(shifted, 0, size)
+                if iou(clipped, shifted) < 0.5:
+                    continue  # the window holds too little of the object
+                out_x.append(scaled[top : top + size, left : left + size])
+                out_b.append(clipped / size)
+                out_l.append(label)
+    return np.stack(out_x).astype("float32"), np.stack(out_b).astype("float32"), np.array(out_l)
+
+
+def train_regressor(model, images, boxes, labels=None, classes=None, hidden=(4096, 1024), scales=(1.0,),
+                    offsets=1, epochs=30, batch_size=32, learning_rate=1e-3, seed=0):
+    """Train a box regressor on `model`'s frozen layer-5 features; returns the Localizer.
+
+    images: (H, W, 3) arrays, model-ready (mean-subtracted); boxes: their (x1, y1, x2,
+    y2) boxes; labels and classes: for a class-specific regressor (else one box).
+    Windows of the model's input size are taken at each of `scales`, `offsets` times.
+    """
+    features = feature_model(model)
+    size = model.inputs[0].shape[1]
+    labels = np.zeros(len(images), int) if labels is None else np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    windows, targets, window_labels = _windows(images, boxes, labels, size, scales, offsets, rng)
+    feats = features.predict(windows, batch_size=batch_size, verbose=0)  # frozen: computed once
+    regressor = box_regressor(feats.shape[1:], classes, hidden)
+    regressor.get_layer("feature_norm").adapt(feats.reshape(len(feats), -1))
+    slots = classes or 1
+    mask = np.zeros((len(feats), 4 * slots), "float32")
+    for i, label in enumerate(window_labels if classes else np.zeros(len(feats), int)):
+        mask[i, 4 * label : 4 * label + 4] = 1.0
+    y = np.concatenate([np.tile(targets, slots), mask], axis=1)
+
+    def masked_l2(y_true, y_pred):  # L2 on the true class's 4 edges only
+        target, weight = y_true[:, : 4 * slots], y_true[:, 4 * slots :]
+        return keras.ops.sum(weight * keras.ops.square(y_pred - target), axis=1) / 4.0
+
+    keras.utils.set_random_seed(seed)
+    regressor.compile(keras.optimizers.Adam(learning_rate), masked_l2)
+    regressor.fit(feats, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    return Localizer(features, regressor, size, classes)
+
+
+class Localizer:
+    """Frozen features + box regressor for windows of `size` pixels."""
+
+    def __init__(self, features, regressor, size, classes=None):
+        self.features, self.regressor, self.size, self.classes = features, regressor, size, classes
+
+    def predict(self, windows, labels=None):
+        """Boxes (N, 4) in window pixels; the given (or only) class's box."""
+        out = self.regressor.predict(self.features.predict(np.asarray(windows, "float32"), verbose=0), verbose=0)
+        out = out.reshape(len(out), -1, 4)
+        picks = np.zeros(len(out), int) if labels is None or not self.classes else np.asarray(labels)
+        return out[np.arange(len(out)), picks] * self.size
+
+    def localize(self, image, label=0, scales=(1.0,), stride=None, threshold=None):
+        """Slide windows over `image` at `scales`, predict a box per window (in image
+        pixels), merge greedily; returns the most confident merged box."""
+        stride = stride or self.size // 4
+        boxes = []
+        for scale in scales:
+            h, w = image.shape[:2]
+            shape = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
+            scaled = keras.ops.convert_to_numpy(keras.ops.image.resize(np.asarray(image, "float32")[None], shape))[0]
+            origins = [(t, l) for t in range(0, shape[0] - self.size + 1, stride)
+                       for l in range(0, shape[1] - self.size + 1, stride)]
+            crops = np.stack([scaled[t : t + self.size, l : l + self.size] for t, l in origins])
+            pred = self.predict(crops, np.full(len(crops), label))
+            for (t, l), b in zip(origins, pred):
+                boxes.append((b + [l, t, l, t]) / [shape[1] / w, shape[0] / h, shape[1] / w, shape[0] / h])
+        threshold = self.size if threshold is None else threshold
+        merged, _ = merge_boxes(boxes, np.ones(len(boxes)), threshold)
+        return merged[0]
