@@ -159,7 +159,12 @@ class Localizer:
             crops = np.stack([scaled[t : t + self.size, l : l + self.size] for t, l in origins])
             pred = self.predict(crops, np.full(len(crops), label))
             for (t, l), b in zip(origins, pred):
-                boxes.append((b + [l, t, l, t]) / [shape[1] / w, shape[0] / h, shape[1] / w, shape[0] / h])
+                box = (b + [l, t, l, t]) / [shape[1] / w, shape[0] / h, shape[1] / w, shape[0] / h]
+                box = np.clip(box, 0, [w, h, w, h])
+                if box[2] > box[0] and box[3] > box[1]:  # a window far from the object may predict none
+                    boxes.append(box)
+        if not boxes:
+            raise ValueError("no window predicted a non-empty box; try other scales or a smaller stride.")
         threshold = self.size if threshold is None else threshold
         merged, _ = merge_boxes(boxes, np.ones(len(boxes)), threshold)
         return merged[0]
