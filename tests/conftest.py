@@ -18,3 +18,28 @@ def built():
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def shapes_folder():
+    """Writes generated shapes as PNGs in class folders and a box CSV for the first
+    `with_box` of them; returns {file stem: box}."""
+
+    def write(root, csv_path, n=24, size=48, with_box=None):
+        import tensorflow as tf
+
+        from kzoo.data.boxes import SHAPE_COLOURS, generated_shapes
+
+        images, boxes, labels = generated_shapes(n, size, seed=3)
+        rows, truth = [], {}
+        for i, (image, box, label) in enumerate(zip(images, boxes, labels)):
+            folder = root / SHAPE_COLOURS[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            tf.io.write_file(str(folder / f"img{i}.png"), tf.io.encode_png(image))
+            if with_box is None or i < with_box:
+                rows.append(f"img{i}.png," + ",".join(str(v) for v in box))
+                truth[f"img{i}"] = box
+        csv_path.write_text("image,x1,y1,x2,y2\n" + "\n".join(rows) + "\n")
+        return truth
+
+    return write

@@ -117,3 +117,68 @@ def test_paper_pipelines_give_the_crop_size(recipe, shorter):
         out, _ = fn(tf.zeros((40, 50, 3), tf.uint8) if p.crop == 32 else tf.zeros((300, 350, 3), tf.uint8), 0,
                     tf.constant([1, seed], tf.int64))
         assert out.shape == (p.crop, p.crop, 3)
+
+
+def test_box_files_csv_and_xml_keep_the_largest_object(tmp_path):
+    from kzoo.data.boxes import read_boxes
+
+    (tmp_path / "boxes.csv").write_text("image,x1,y1,x2,y2\na.jpg,1,2,11,12\na.jpg,0,0,4,4\nsub/b.png,3,3,5,9\n")
+    assert read_boxes(str(tmp_path / "boxes.csv")) == {"a": [1, 2, 11, 12], "b": [3, 3, 5, 9]}
+    xml = tmp_path / "ann"
+    xml.mkdir()
+    (xml / "n01_1.xml").write_text(
+        "<annotation><filename>n01_1</filename><size><width>50</width><height>40</height></size>"
+        "<object><name>n01</name><bndbox><xmin>5</xmin><ymin>6</ymin><xmax>15</xmax><ymax>16</ymax></bndbox></object>"
+        "<object><name>n01</name><bndbox><xmin>0</xmin><ymin>0</ymin><xmax>30</xmax><ymax>20</ymax></bndbox></object>"
+        "</annotation>")
+    assert read_boxes(str(xml)) == {"n01_1": [0, 0, 30, 20]}  # 600 px beats 100 px
+
+
+def test_bad_box_files_name_the_problem(tmp_path):
+    from kzoo.data.boxes import read_boxes
+
+    with pytest.raises(FileNotFoundError, match="box file.*does not exist"):
+        read_boxes(str(tmp_path / "none.csv"))
+    (tmp_path / "h.csv").write_text("file,left,top\na,1,2\n")
+    with pytest.raises(ValueError, match="needs the header image,x1,y1,x2,y2"):
+        read_boxes(str(tmp_path / "h.csv"))
+    (tmp_path / "e.csv").write_text("image,x1,y1,x2,y2\na,5,5,5,9\n")
+    with pytest.raises(ValueError, match=r"e.csv:2: empty box"):
+        read_boxes(str(tmp_path / "e.csv"))
+    (tmp_path / "n.csv").write_text("image,x1,y1,x2,y2\na,5,five,8,9\n")
+    with pytest.raises(ValueError, match=r"n.csv:2: box coordinates must be numbers"):
+        read_boxes(str(tmp_path / "n.csv"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no .xml annotations"):
+        read_boxes(str(tmp_path / "empty"))
+
+
+def test_image_folder_with_boxes_pairs_each_image_with_its_box(tmp_path, shapes_folder):
+    from kzoo.data.boxes import SHAPE_COLOURS, boxed_examples
+
+    shapes_folder(tmp_path / "data", tmp_path / "boxes.csv", n=24, with_box=20)
+    source = load_source(None, str(tmp_path / "data"), boxes=str(tmp_path / "boxes.csv"))
+    images, boxes, labels = boxed_examples(source, "train")
+    val = boxed_examples(source, "val")
+    assert len(images) + len(val[0]) == 20  # the 4 images without a row are left out
+    for image, box, label in zip(images, boxes, labels):
+        x1, y1, x2, y2 = box.astype(int)
+        inside = image[y1:y2, x1:x2].astype(float).mean(axis=(0, 1))
+        assert SHAPE_COLOURS[inside.argmax()] == source.class_names[label]  # the square of its own class
+    with pytest.raises(ValueError, match="--boxes goes with --data-dir"):
+        load_source("shapes", boxes=str(tmp_path / "boxes.csv"))
+    (tmp_path / "other.csv").write_text("image,x1,y1,x2,y2\nzzz.png,1,1,2,2\n")
+    with pytest.raises(ValueError, match="no image under .* has a box.*'zzz'"):
+        load_source(None, str(tmp_path / "data"), boxes=str(tmp_path / "other.csv"))
+    with pytest.raises(ValueError, match="digits.* has no boxes.*--boxes FILE"):
+        boxed_examples(load_source(), "train")
+
+
+def test_builtin_shapes_boxes_hold_the_coloured_square():
+    source = load_source("shapes")
+    assert (source.train_size, source.val_size, source.class_names) == (1200, 300, ["red", "green", "blue"])
+    image, box, label = next(iter(source.boxed["val"].as_numpy_iterator()))
+    x1, y1, x2, y2 = box.astype(int)
+    assert image[y1:y2, x1:x2, label].mean() > image[..., label].mean() + 60
+    first_train = next(iter(source.train.as_numpy_iterator()))[0]
+    assert not np.array_equal(first_train, image)  # train and val are different draws

@@ -1,10 +1,13 @@
 """OverFeat localization: box arithmetic, greedy merge, and a regressor that must localize."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
 
 import kzoo
+from kzoo.data.boxes import generated_shapes
 from kzoo.evaluate.localize import iou, localization_error, match_score, merge_boxes, train_regressor
 
 
@@ -27,28 +30,14 @@ def test_greedy_merge_follows_the_match_score_and_threshold():
     assert len(merge_boxes([a, b, far], [1, 1, 1], threshold=50)[0]) == 3  # 82 >= 50: nothing merges
 
 
-def _objects(n, size, rng):
-    """Noise images with one coloured square each; the colour is the class."""
-    images = rng.normal(0, 20, size=(n, size, size, 3)).astype("float32")
-    boxes, labels = [], []
-    for image in images:
-        side = rng.integers(size * 3 // 10, size * 6 // 10)
-        y, x = rng.integers(0, size - side, 2)
-        label = rng.integers(0, 3)
-        image[y : y + side, x : x + side, label] += 150
-        boxes.append([x, y, x + side, y + side])
-        labels.append(label)
-    return images, np.array(boxes, "float32"), np.array(labels)
-
-
 @pytest.mark.slow
 def test_trained_regressor_localizes_most_generated_objects():
     keras.utils.set_random_seed(0)  # the frozen random features, whatever ran before
-    rng = np.random.default_rng(0)
     size = 160
     model = kzoo.overfeat_fast(input_shape=(size, size, 3), classes=3)  # frozen features, as in §4
-    train_x, train_boxes, train_labels = _objects(500, size, rng)
-    test_x, test_boxes, test_labels = _objects(100, size, rng)
+    train_x, train_boxes, train_labels = generated_shapes(500, size, seed=0)
+    test_x, test_boxes, test_labels = generated_shapes(100, size, seed=1)
+    train_x, test_x = train_x - 100.0, test_x - 100.0  # the noise's mean grey
     localizer = train_regressor(model, train_x, train_boxes, train_labels, classes=3, hidden=(512, 128),
                                 scales=(1.0, 1.2), offsets=2, epochs=40)
     pred = localizer.predict(test_x, test_labels)
@@ -56,3 +45,34 @@ def test_trained_regressor_localizes_most_generated_objects():
     assert hits.mean() > 0.5, hits.mean()  # "most"; measured 0.86
     box = localizer.localize(test_x[0], test_labels[0], scales=(1.0, 1.2))
     assert box.shape == (4,) and (box[2:] > box[:2]).all() and (box >= 0).all() and (box <= size).all()
+
+
+@pytest.mark.slow
+def test_overfeat_recipe_localizes_the_builtin_shapes(tmp_path):
+    from kzoo.recipes import overfeat
+
+    run = tmp_path / "run"
+    args = ["--localize", "--epochs", "3", "--regressor-epochs", "30", "--limit", "600", "--run-dir", str(run)]
+    assert overfeat.main(args) == 0
+    metrics = json.loads((run / "localization" / "metrics.json").read_text())
+    assert metrics["images"] == 300 and metrics["dataset"] == "shapes"
+    assert metrics["localization_err"] < 0.4, metrics  # chance is near 1; measured 0.26
+    assert (run / "localization" / "regressor.weights.h5").exists()
+    assert not [p for p in (run / "localization").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_overfeat_recipe_localizes_an_image_folder_with_a_box_file(tmp_path, shapes_folder, capsys):
+    from kzoo.data.boxes import boxed_examples
+    from kzoo.data.sources import load_source
+    from kzoo.recipes import overfeat
+
+    shapes_folder(tmp_path / "data", tmp_path / "boxes.csv", n=30, size=72, with_box=24)
+    args = ["--localize", "--smoke", "--data-dir", str(tmp_path / "data"), "--boxes", str(tmp_path / "boxes.csv"),
+            "--input-size", "71", "--regressor-epochs", "1", "--run-dir", str(tmp_path / "run")]
+    assert overfeat.main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "localization" / "metrics.json").read_text())
+    val = boxed_examples(load_source(None, str(tmp_path / "data"), boxes=str(tmp_path / "boxes.csv")), "val")
+    assert metrics["images"] == len(val[0]) > 0 and metrics["dataset"] == "data"
+    assert "Localization error" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a box file needs --localize
+        overfeat.main(["--boxes", str(tmp_path / "boxes.csv"), "--data-dir", str(tmp_path / "data")])

@@ -28,6 +28,8 @@ class Source:
     class_names: list
     builtin: bool = False
     files: list = None  # image files, where the source has them (to name an undecodable one)
+    description: str = ""  # what a built-in source is, said when a demo starts
+    boxed: dict = None  # "train"/"val" -> (image, box, label) datasets, where boxes are known
 
     @property
     def classes(self):
@@ -53,6 +55,31 @@ def builtin_digits(val_fraction=0.2, seed=0):
         val_size=len(val),
         class_names=[str(d) for d in range(10)],
         builtin=True,
+        description="scikit-learn's 1,797 handwritten digits (8x8, 10 classes)",
+    )
+
+
+def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
+    """Generated noise images with one coloured square each (3 classes, boxes known): the
+    built-in localization data."""
+    from kzoo.data.boxes import SHAPE_COLOURS, generated_shapes
+
+    splits = {}
+    for split, n, split_seed in (("train", train_size, seed), ("val", val_size, seed + 1)):
+        images, boxes, labels = generated_shapes(n, size, split_seed)
+        splits[split] = (tf.data.Dataset.from_tensor_slices((images, labels)),
+                         tf.data.Dataset.from_tensor_slices((images, boxes, labels)))
+    return Source(
+        name="shapes",
+        train=splits["train"][0],
+        val=splits["val"][0],
+        train_size=train_size,
+        val_size=val_size,
+        class_names=list(SHAPE_COLOURS),
+        builtin=True,
+        description=f"{train_size + val_size} generated {size}px noise images with one red, green or "
+                    f"blue square each, boxes known",
+        boxed={"train": splits["train"][1], "val": splits["val"][1]},
     )
 
 
@@ -90,8 +117,9 @@ def _files_dataset(files, labels):
     return ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def image_folder(root, val_fraction=0.1, seed=0):
-    """`root/train/<class>/*` and `root/val/<class>/*`, or `root/<class>/*` split by `val_fraction`."""
+def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
+    """`root/train/<class>/*` and `root/val/<class>/*`, or `root/<class>/*` split by `val_fraction`.
+    `boxes`: {file stem: box} (`kzoo.data.boxes.read_boxes`) for localization."""
     root = pathlib.Path(root)
     if (root / "train").is_dir():
         classes, train_files, train_labels = _class_folders(root / "train")
@@ -115,7 +143,21 @@ def image_folder(root, val_fraction=0.1, seed=0):
         val_size=len(val_files),
         class_names=classes,
         files=train_files + val_files,
+        boxed=_boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root),
     )
+
+
+def _boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root):
+    if boxes is None:
+        return None
+    from kzoo.data.boxes import boxed_files
+
+    boxed = {"train": boxed_files(train_files, train_labels, boxes), "val": boxed_files(val_files, val_labels, boxes)}
+    if boxed["train"] is None and boxed["val"] is None:
+        example = next(iter(boxes), "none")
+        raise ValueError(f"no image under {str(root)!r} has a box in the box file (boxes are matched by "
+                         f"file name without extension, e.g. {example!r}).")
+    return boxed
 
 
 def find_undecodable(files):
@@ -177,10 +219,19 @@ def _rgb(image):
     return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
 
 
-def load_source(dataset=None, data_dir=None, download=False, seed=0):
-    """The source a recipe's --dataset / --data-dir flags name (none: the built-in digits)."""
-    if dataset in (None, "digits"):
-        if data_dir is not None and dataset is None:
-            return image_folder(data_dir, seed=seed)
-        return builtin_digits(seed=seed)
+BUILTIN = {"digits": builtin_digits, "shapes": builtin_shapes}
+
+
+def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None):
+    """The source a recipe's --dataset / --data-dir / --boxes flags name (none: the built-in
+    digits). `boxes`: a box file or folder for an image folder (localization)."""
+    if boxes is not None and (dataset is not None or data_dir is None):
+        raise ValueError("--boxes goes with --data-dir (a folder of class sub-folders), not with --dataset; "
+                         "the built-in --dataset shapes has its boxes.")
+    if dataset is None and data_dir is not None:
+        from kzoo.data.boxes import read_boxes
+
+        return image_folder(data_dir, seed=seed, boxes=read_boxes(boxes) if boxes else None)
+    if dataset is None or dataset in BUILTIN:
+        return BUILTIN[dataset or "digits"](seed=seed)
     return tfds_source(dataset, data_dir=data_dir, download=download)

@@ -14,6 +14,10 @@ import keras
 from kzoo.evaluate.fcn import _layer_index
 
 
+class NoBoxPredicted(ValueError):
+    """Every window of an image predicted an empty box."""
+
+
 def iou(a, b):
     """Intersection over union of boxes `a` and `b` ((..., 4) arrays)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -61,7 +65,7 @@ def merge_boxes(boxes, scores, threshold):
 def feature_model(model):
     """`model`'s frozen layers up to its pooled layer-5 map (the input of `flatten`)."""
     flatten = _layer_index(model, "flatten", "localization")
-    features = keras.Model(model.inputs, model.layers[flatten].input, name=f"{model.name}_features")
+    features = keras.Model(model.inputs[0], model.layers[flatten].input, name=f"{model.name}_features")
     features.trainable = False
     return features
 
@@ -140,7 +144,10 @@ class Localizer:
 
     def predict(self, windows, labels=None):
         """Boxes (N, 4) in window pixels; the given (or only) class's box."""
-        out = self.regressor.predict(self.features.predict(np.asarray(windows, "float32"), verbose=0), verbose=0)
+        windows = np.asarray(windows, "float32")
+        # direct calls in chunks: predict() retraces for every new number of windows
+        out = np.concatenate([keras.ops.convert_to_numpy(self.regressor(self.features(windows[i : i + 64])))
+                              for i in range(0, len(windows), 64)])
         out = out.reshape(len(out), -1, 4)
         picks = np.zeros(len(out), int) if labels is None or not self.classes else np.asarray(labels)
         return out[np.arange(len(out)), picks] * self.size
@@ -164,7 +171,82 @@ class Localizer:
                 if box[2] > box[0] and box[3] > box[1]:  # a window far from the object may predict none
                     boxes.append(box)
         if not boxes:
-            raise ValueError("no window predicted a non-empty box; try other scales or a smaller stride.")
+            raise NoBoxPredicted("no window predicted a non-empty box; try other scales or a smaller stride.")
         threshold = self.size if threshold is None else threshold
         merged, _ = merge_boxes(boxes, np.ones(len(boxes)), threshold)
         return merged[0]
+
+
+def _prepared(images, boxes, side, mean):
+    """Images at shorter side `side`, mean colour removed; boxes scaled with them."""
+    from kzoo.evaluate.fcn import resize_shorter
+
+    out_images, out_boxes, ratios = [], [], []
+    for image, box in zip(images, boxes):
+        scaled = resize_shorter(np.asarray(image, "float32"), side) - mean
+        ratio = np.array([scaled.shape[1] / image.shape[1], scaled.shape[0] / image.shape[0]] * 2, "float32")
+        out_images.append(scaled)
+        out_boxes.append(np.asarray(box, "float32") * ratio)
+        ratios.append(ratio)
+    return out_images, np.stack(out_boxes), np.stack(ratios)
+
+
+def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific=True, scales=(1.0, 1.2),
+                 offsets=2, threshold=None, limit=None, seed=0):
+    """Train a box regressor on the frozen features of a finished classification run and
+    report the ILSVRC localization error on `source`'s boxed validation images.
+
+    The classifier's top 5 classes come from the centre view; the box is the
+    regressor's (for the true class when it is among them), merged over windows
+    at `scales` of the training shorter side. Saves `localization/regressor.weights.h5`
+    and `localization/metrics.json` in the run directory; returns the metrics.
+    """
+    import json
+    import os
+
+    from kzoo.data.boxes import boxed_examples
+    from kzoo.evaluate.run import load_run
+    from kzoo.evaluate.views import center_crop
+    from kzoo.utils.files import atomic_write
+
+    model, mean, dataset = load_run(run_dir)
+    if dataset != source.name:
+        raise ValueError(f"{run_dir!r} was trained on {dataset!r}, not on {source.name!r}; localize with the "
+                         f"classifier's own dataset (its classes).")
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        side = json.load(f)["config"]["preprocess"]["resize"]
+    mean = np.asarray(mean, "float32").reshape(-1, 3).mean(0)
+    classes = source.classes if class_specific else None
+
+    images, boxes, labels = boxed_examples(source, "train", limit)
+    images, boxes, _ = _prepared(images, boxes, side, mean)
+    print(f"Training the box regressor on {len(images)} images ({len(scales)} scales, {offsets} offsets each)...")
+    localizer = train_regressor(model, images, boxes, labels, classes=classes, hidden=hidden, scales=scales,
+                                offsets=offsets, epochs=epochs, seed=seed)
+
+    val_images, val_boxes, val_labels = boxed_examples(source, "val", limit)
+    prepared, _, ratios = _prepared(val_images, val_boxes, side, mean)
+    errors, ious = [], []
+    progress = keras.utils.Progbar(len(prepared), unit_name="image")
+    for image, ratio, true_box, label in zip(prepared, ratios, val_boxes, val_labels):
+        probs = keras.ops.convert_to_numpy(model(center_crop(image[None], localizer.size)))[0]
+        top5 = np.argsort(-probs)[:5]
+        try:
+            box = localizer.localize(image, label if classes else 0, scales=scales, threshold=threshold) / ratio
+        except NoBoxPredicted:
+            box = np.zeros(4)  # no box: a localization error
+        ious.append(float(iou(box, true_box)))
+        errors.append(localization_error(top5, box, int(label), true_box))
+        progress.add(1)
+    metrics = {"dataset": source.name, "images": len(errors), "localization_err": float(np.mean(errors)),
+               "box_err": float(np.mean(np.array(ious) < 0.5)), "mean_iou": float(np.mean(ious)),
+               "class_specific": class_specific, "hidden": list(hidden), "scales": list(scales),
+               "offsets": offsets, "epochs": epochs}
+    folder = os.path.join(run_dir, "localization")
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, ".tmp-regressor.weights.h5")
+    localizer.regressor.save_weights(tmp)
+    os.replace(tmp, os.path.join(folder, "regressor.weights.h5"))
+    with atomic_write(os.path.join(folder, "metrics.json")) as f:
+        json.dump(metrics, f, indent=2)
+    return metrics

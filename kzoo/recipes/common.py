@@ -102,20 +102,26 @@ def recipe_preprocess(recipe, model_name, demo, input_size=None):
     return dataclasses.replace(recipe.preprocess, crop=input_size or registry.get_entry(model_name).default_size)
 
 
-def train_recipe(recipe, args):
-    """Run `recipe` with parsed `args`; returns the final metrics dict."""
+def run_dir_for(recipe, args, model_name, source):
+    return args.run_dir or os.path.join("runs", f"{recipe.name}-{model_name}-{source.name}"
+                                        + ("-smoke" if args.smoke else ""))
+
+
+def train_recipe(recipe, args, source=None):
+    """Run `recipe` with parsed `args` (on `source`, default: the one the flags name);
+    returns the final metrics dict."""
     from kzoo.data.sources import load_source
     from kzoo.train.engine import TrainConfig, train
     from kzoo.train.strategies import get_strategy
 
     model_name, options = recipe.model(args)
     get_strategy(args.strategy)  # before any dataset: multi-worker set-up must come first
-    source = load_source(args.dataset, args.data_dir, args.download, seed=args.seed)
+    source = source or load_source(args.dataset, args.data_dir, args.download, seed=args.seed)
     demo = source.builtin
     if demo:
         options = {**recipe.demo_options, **options}
-        print("Training on the built-in demo data: scikit-learn's 1,797 handwritten digits (8x8, 10 "
-              f"classes), upscaled to {args.input_size or recipe.demo_crop}px"
+        print(f"Training on the built-in demo data: {source.description}, resized to "
+              f"{args.input_size or recipe.demo_crop}px"
               + (f", with {recipe.demo_options}" if recipe.demo_options else "")
               + ". For the paper's run use --dataset imagenet2012 --data-dir DIR (or a folder of class "
               "sub-folders).")
@@ -123,8 +129,7 @@ def train_recipe(recipe, args):
     limits = SMOKE if args.smoke else {}
     batch = args.batch_size or limits.get("batch_size") or (recipe.demo_batch if demo else recipe.batch_size)
     epochs = args.epochs or limits.get("epochs") or (recipe.demo_epochs if demo else recipe.epochs)
-    run_dir = args.run_dir or os.path.join("runs", f"{recipe.name}-{model_name}-{source.name}"
-                                           + ("-smoke" if args.smoke else ""))
+    run_dir = run_dir_for(recipe, args, model_name, source)
     config = TrainConfig(
         model=model_name,
         model_options=options,

@@ -1,13 +1,33 @@
-"""OverFeat's training (Sermanet et al. 2013, §3.1): `python -m kzoo.recipes.overfeat --model fast|accurate`."""
+"""OverFeat's training (Sermanet et al. 2013, §3.1): `python -m kzoo.recipes.overfeat --model fast|accurate`.
+
+With --localize, after the classifier (trained, or resumed and finished) comes §4:
+a box regressor on its frozen layer-5 features, and the ILSVRC localization error.
+
+    python -m kzoo.recipes.overfeat --localize                   # demo: built-in shapes
+    python -m kzoo.recipes.overfeat --localize --data-dir DIR --boxes BOXES
+"""
+
+import sys
 
 from kzoo.data.transforms import Preprocess
-from kzoo.recipes.common import Recipe, run_module
+from kzoo.recipes.common import Recipe, build_parser, run_dir_for, train_recipe
 from kzoo.train.schedules import StepsAt
 
 
 def _arguments(parser):
     parser.add_argument("--model", default="fast", choices=("fast", "accurate"),
                         help="the fast (231 input) or accurate (221 input) model")
+    loc = parser.add_argument_group("localization (§4)")
+    loc.add_argument("--localize", action="store_true", help="then train a box regressor on the frozen "
+                     "features and report the localization error (default data: the built-in shapes)")
+    loc.add_argument("--boxes", help="with --data-dir: a CSV (image,x1,y1,x2,y2; image matched by file "
+                     "name without extension) or a folder of ILSVRC/VOC XML annotations")
+    loc.add_argument("--regressor", default="class-specific", choices=("class-specific", "single"),
+                     help="one box per class (the paper's class-specific regression) or one box")
+    loc.add_argument("--regressor-epochs", type=int, default=30, help="regressor training epochs")
+    loc.add_argument("--merge-threshold", type=float,
+                     help="greedy merge threshold on the match score (default: the window size)")
+    loc.add_argument("--limit", type=int, help="use only the first N boxed images of each split")
 
 
 def _model(args):
@@ -36,5 +56,33 @@ RECIPE = Recipe(
     add_arguments=_arguments,
 )
 
+def main(argv=None):
+    from kzoo.data.sources import load_source
+    from kzoo.evaluate.localize import localize_run
+
+    parser = build_parser(RECIPE)
+    args = parser.parse_args(argv)
+    if args.print_schedule or not args.localize:
+        if args.boxes:
+            parser.error("--boxes is for localization; add --localize.")
+        from kzoo.recipes.common import main as train_main
+
+        return train_main(RECIPE, argv)
+    try:
+        dataset = args.dataset or (None if args.data_dir else "shapes")
+        source = load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
+        train_recipe(RECIPE, args, source)
+        run_dir = run_dir_for(RECIPE, args, RECIPE.model(args)[0], source)
+        metrics = localize_run(run_dir, source, epochs=args.regressor_epochs,
+                               class_specific=args.regressor == "class-specific",
+                               threshold=args.merge_threshold, limit=args.limit, seed=args.seed)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    print(f"Localization error {metrics['localization_err']:.2%} (ILSVRC rule: true class in the top 5 and "
+          f"IoU >= 0.5), boxes alone {metrics['box_err']:.2%}, mean IoU {metrics['mean_iou']:.3f} on "
+          f"{metrics['images']} {source.name} validation images. Regressor: {run_dir}/localization/")
+    return 0
+
+
 if __name__ == "__main__":
-    run_module(RECIPE)
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Bounding boxes for localization: the built-in shapes, box files, and boxed examples.
+
+Boxes are (x1, y1, x2, y2) in pixels of the stored image. A box file is either a
+CSV with the header `image,x1,y1,x2,y2` (image: a file name, matched by its stem)
+or a folder of ILSVRC / Pascal VOC XML annotations (`<filename>`, `<object><bndbox>`);
+an image with several objects keeps its largest, as in single-object localization.
+"""
+
+import csv
+import os
+import pathlib
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import tensorflow as tf
+
+SHAPE_COLOURS = ("red", "green", "blue")
+
+
+def generated_shapes(n, size=96, seed=0):
+    """`n` noise images (uint8, `size` px) with one coloured square each; the colour is the
+    class. Returns (images, boxes, labels): a localization task with known boxes."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n, size, size, 3), dtype=np.float32) * 20 + 100
+    boxes, labels = np.zeros((n, 4), "float32"), rng.integers(0, len(SHAPE_COLOURS), n).astype("int32")
+    for image, box, label in zip(images, boxes, labels):
+        side = rng.integers(size * 3 // 10, size * 6 // 10)
+        y, x = rng.integers(0, size - side, 2)
+        image[y : y + side, x : x + side, label] += 150
+        box[:] = (x, y, x + side, y + side)
+    return np.clip(images, 0, 255).astype("uint8"), boxes, labels
+
+
+def _csv_boxes(path):
+    boxes = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        needed = {"image", "x1", "y1", "x2", "y2"}
+        if not needed <= set(reader.fieldnames or ()):
+            raise ValueError(f"box file {path!r} needs the header image,x1,y1,x2,y2; it has {reader.fieldnames}.")
+        for line, row in enumerate(reader, start=2):
+            try:
+                box = [float(row[k]) for k in ("x1", "y1", "x2", "y2")]
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{line}: box coordinates must be numbers, got {row}.") from None
+            _add(boxes, row["image"], box, f"{path}:{line}")
+    return boxes
+
+
+def _xml_boxes(folder):
+    boxes = {}
+    files = sorted(pathlib.Path(folder).rglob("*.xml"))
+    if not files:
+        raise ValueError(f"box folder {str(folder)!r} holds no .xml annotations (ILSVRC / Pascal VOC format).")
+    for path in files:
+        root = ET.parse(path).getroot()
+        name = root.findtext("filename") or path.stem
+        for obj in root.iter("object"):
+            bb = obj.find("bndbox")
+            if bb is None:
+                continue
+            box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+            _add(boxes, name, box, str(path))
+    return boxes
+
+
+def _add(boxes, image, box, where):
+    if not box[2] > box[0] or not box[3] > box[1]:
+        raise ValueError(f"{where}: empty box {box} (need x2 > x1 and y2 > y1).")
+    stem = pathlib.Path(image).stem
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    if stem not in boxes or area(box) > area(boxes[stem]):
+        boxes[stem] = box
+
+
+def read_boxes(path):
+    """{image file stem: (x1, y1, x2, y2)} from a CSV file or a folder of XML annotations."""
+    if os.path.isdir(path):
+        return _xml_boxes(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"box file {path!r} does not exist; give a CSV (image,x1,y1,x2,y2) "
+                                f"or a folder of ILSVRC/VOC XML files.")
+    return _csv_boxes(path)
+
+
+def _decode_boxed(path, box, label):
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return image, box, label
+
+
+def boxed_files(files, labels, boxes):
+    """(image, box, label) dataset over the `files` that have a box in `boxes`."""
+    keep = [(f, boxes[pathlib.Path(f).stem], l) for f, l in zip(files, labels) if pathlib.Path(f).stem in boxes]
+    if not keep:
+        return None
+    f, b, l = zip(*keep)
+    ds = tf.data.Dataset.from_tensor_slices((list(f), np.asarray(b, "float32"), np.asarray(l, "int32")))
+    return ds.map(_decode_boxed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def boxed_examples(source, split, limit=None):
+    """Lists (uint8 images, (N, 4) boxes, labels) of `source`'s boxed `split` ("train" or "val")."""
+    if not source.boxed or source.boxed.get(split) is None:
+        raise ValueError(f"dataset {source.name!r} has no boxes for its {split} images; give --boxes FILE "
+                         f"(CSV image,x1,y1,x2,y2 or a folder of ILSVRC/VOC XML) or use --dataset shapes.")
+    ds = source.boxed[split]
+    triples = list(ds.take(limit) if limit else ds)
+    images = [t[0].numpy() for t in triples]
+    boxes = np.stack([t[1].numpy() for t in triples]).astype("float32")
+    labels = np.array([int(t[2]) for t in triples])
+    for image, box in zip(images, boxes):
+        h, w = image.shape[:2]
+        if box[0] < 0 or box[1] < 0 or box[2] > w + 1 or box[3] > h + 1:
+            raise ValueError(f"box {box.tolist()} lies outside its {w}x{h} image; boxes are "
+                             f"x1,y1,x2,y2 in pixels of the stored image.")
+    return images, boxes, labels
