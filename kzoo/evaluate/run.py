@@ -56,6 +56,13 @@ def _views(image, mean, size, protocol):
     return image - mean.reshape(-1, 3).mean(0)
 
 
+def center_input(image, mean, size):
+    """One uint8 image -> the model's centre view (size x size), mean removed, as in evaluation."""
+    from kzoo.evaluate.views import center_crop
+
+    return center_crop(_views(image, mean, size, "center")[None], size)[0]
+
+
 def evaluate(model, images, labels, protocol, mean, limit=None):
     """Top-1 and top-5 error of `model` (softmax classifier) on uint8 `images` and `labels`."""
     from kzoo.evaluate import dense as dense_eval

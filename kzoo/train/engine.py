@@ -201,11 +201,13 @@ def build_model(config, classes):
                                  classifier_activation=None, **config.model_options)
 
 
-def train(config, source, classes=None, model_fn=None):
+def train(config, source, classes=None, model_fn=None, callbacks=()):
     """Train `config.model` on `source`; returns the final metrics dict.
 
     Rerunning with the same config and run directory resumes from the last
     checkpoint. `model_fn(classes)` replaces the registry model (tests).
+    `callbacks`: Keras callbacks whose on_epoch_end(epoch, logs) runs after each
+    epoch on the chief (e.g. kzoo.visualize.top9.FeatureEvolution).
     """
     strategy = get_strategy(config.strategy)
     classes = classes or source.classes
@@ -246,6 +248,9 @@ def train(config, source, classes=None, model_fn=None):
         mixed_precision=config.mixed_precision, xla=config.xla)
 
     log = runlog.RunLog(config.run_dir, enabled=is_chief())
+    callbacks = list(callbacks) if is_chief() else []
+    for callback in callbacks:
+        callback.set_model(model)
     history = state["history"]
     step, epoch = state["step"], state["epoch"]
     started = time.time()
@@ -292,6 +297,8 @@ def train(config, source, classes=None, model_fn=None):
                   "train_top1_err": wrong_sum / seen, **val}
         history.append(record)
         config.schedule.on_epoch_end(epoch, val["val_top1_err"])
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, logs=record)
         epoch += 1
         state = {"step": step, "epoch": epoch, "batch_in_epoch": 0, "history": history,
                  "schedule": config.schedule.state()}

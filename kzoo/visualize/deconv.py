@@ -104,11 +104,12 @@ class Deconvnet:
     def activations(self, images, layer):
         return keras.ops.convert_to_numpy(self._head(layer)(np.asarray(images, np.float32), training=False))
 
-    def project(self, images, layer, feature_map=None, position=None):
+    def project(self, images, layer, feature_map=None, position=None, units=None):
         """Project one activation per image of `layer` to pixel space.
 
         feature_map: channel index (default: the map with the strongest activation);
-        position: (y, x) in the map (default: the map's strongest position).
+        position: (y, x) in the map (default: the map's strongest position);
+        units: (N, 3) (y, x, channel) per image, instead of both.
         Returns (projections (N, H, W, C), units: (N, 3) int array of (y, x, channel),
         values: (N,) the projected activations).
         """
@@ -118,7 +119,9 @@ class Deconvnet:
         with tf.GradientTape() as tape:
             tape.watch(images)
             acts = head(images, training=False)
-            units = self._units(acts.numpy(), layer, feature_map, position)
+            if units is None:
+                units = self._units(acts.numpy(), layer, feature_map, position)
+            units = np.asarray(units, int).reshape(len(images), 3)
             mask = np.zeros(acts.shape, np.float32)
             mask[np.arange(len(units)), units[:, 0], units[:, 1], units[:, 2]] = 1.0
             # seed = the activation itself at the unit, zero elsewhere

@@ -1,0 +1,5 @@
+import sys
+
+from kzoo.visualize.run import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""Occlusion sensitivity (Zeiler & Fergus 2013, §4.2 and Fig. 6).
+
+A grey square is slid over the image; at each position we record (b) the total
+activation of the feature map that is strongest on the unoccluded image, (d) the
+probability of the correct class and (e) the most probable class. Where the square
+hides what the model relies on, (b) and (d) drop and (e) changes.
+
+Positions are the square's top-left corners (y, x): `range(0, H - size + 1, stride)`,
+plus `H - size` when the stride skips it, so the square always reaches the bottom and
+right borders (likewise for x). Map entry [i, j] belongs to the square at
+`positions[i, j]`.
+"""
+
+import numpy as np
+
+import keras
+
+from kzoo.visualize.common import figure, get_layer, last_feature_layer, save_figure
+
+
+def _starts(extent, size, stride):
+    starts = list(range(0, extent - size + 1, stride))
+    if starts[-1] != extent - size:  # stride skipped the border: add the last position
+        starts.append(extent - size)
+    return starts
+
+
+def _is_probability(outputs):
+    return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(-1), 1.0, atol=1e-3))
+
+
+def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey=0.0, batch_size=64):
+    """Occlusion maps of `image` (H, W, C) for class `label` (ZFNet Fig. 6 b, d, e).
+
+    image: in model-input space (already preprocessed), H, W, C = the model's input shape.
+    label: the correct class index.
+    layer: name of a 4-D (channels-last) layer; default `last_feature_layer(model)`.
+    size: side of the grey square in pixels; default `min(H, W) // 6` (at least 1).
+    stride: step between positions; default `size // 2` (at least 1), half-overlapping squares.
+    grey: value the square is filled with, in model-input space (0 = the mean after
+        mean subtraction).
+    batch_size: occluded copies per forward pass (results do not depend on it).
+
+    The model's first output is read as class probabilities; if on the unoccluded image
+    it is not a distribution (negative entries or a sum != 1), it is taken as logits and
+    softmax is applied to every output.
+
+    Returns a dict: "activation", "probability", "label" (arrays of shape (rows, cols),
+    one entry per occluder position), "feature_map" (the map index used for
+    "activation"), "positions" ((rows, cols, 2) top-left corners (y, x)), "size",
+    "stride", "true_label", "unoccluded_probability" (of `label`).
+    """
+    image = np.asarray(image, np.float32)
+    expected = tuple(model.inputs[0].shape[1:])
+    if image.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, image.shape)):
+        raise ValueError(f"image shape {image.shape} != the model's input shape {expected}; pass one "
+                         f"(H, W, C) image resized and preprocessed for the model (no batch axis).")
+    height, width = image.shape[:2]
+    size = max(1, min(height, width) // 6) if size is None else int(size)
+    stride = max(1, size // 2) if stride is None else int(stride)
+    if size < 1 or stride < 1:
+        raise ValueError(f"occluder size ({size}) and stride ({stride}) must be >= 1.")
+    if size > height or size > width:
+        raise ValueError(f"occluder size {size} is larger than the image ({height}x{width}); "
+                         f"pass size <= {min(height, width)}.")
+    classes = model.outputs[0].shape[-1]
+    if not 0 <= int(label) < classes:
+        raise ValueError(f"label {label} is out of range: the model has {classes} classes (0..{classes - 1}).")
+    label = int(label)
+    layer = last_feature_layer(model) if layer is None else layer
+    feature = get_layer(model, layer).output
+    if len(feature.shape) != 4:
+        raise ValueError(f"layer {layer!r} has output shape {feature.shape}, not a feature map "
+                         f"(batch, H, W, C); name a convolutional layer.")
+
+    # Sum over space inside the graph: only per-map totals come back, whatever the layer's size.
+    probe = keras.Model(model.inputs[0], [keras.ops.sum(feature, axis=(1, 2)), model.outputs[0]])
+
+    def run(batch):
+        totals, outputs = probe(batch, training=False)
+        return keras.ops.convert_to_numpy(totals), keras.ops.convert_to_numpy(outputs)
+
+    totals, outputs = run(image[None])
+    logits = not _is_probability(outputs)
+    to_prob = (lambda o: keras.ops.convert_to_numpy(keras.ops.softmax(o, axis=-1))) if logits else (lambda o: o)
+    feature_map = int(np.argmax(totals[0]))
+
+    ys, xs = _starts(height, size, stride), _starts(width, size, stride)
+    positions = np.array([[(y, x) for x in xs] for y in ys], np.int64)
+    flat = positions.reshape(-1, 2)
+    activation, probs = [], []
+    for begin in range(0, len(flat), batch_size):
+        chunk = flat[begin : begin + batch_size]
+        batch = np.repeat(image[None], len(chunk), axis=0)
+        for copy, (y, x) in zip(batch, chunk):
+            copy[y : y + size, x : x + size] = grey
+        chunk_totals, chunk_outputs = run(batch)
+        activation.append(chunk_totals[:, feature_map])
+        probs.append(to_prob(chunk_outputs))
+    probs = np.concatenate(probs)
+    grid = positions.shape[:2]
+    return {
+        "activation": np.concatenate(activation).reshape(grid),
+        "probability": probs[:, label].reshape(grid),
+        "label": np.argmax(probs, axis=-1).reshape(grid),
+        "feature_map": feature_map,
+        "positions": positions,
+        "size": size,
+        "stride": stride,
+        "true_label": label,
+        "unoccluded_probability": float(to_prob(outputs)[0, label]),
+    }
+
+
+def occlusion_figure(image_display, maps, path, class_names=None):
+    """Fig. 6-style PNG of `occlusion_maps` output: the input, (b) the activation map,
+    (d) the correct-class probability map, (e) the most-probable-class map (one colour
+    per class, legend with `class_names` where given). Maps are drawn at the occluder
+    centres, on the image's pixel scale. Returns `path`."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    def name(c):
+        return str(class_names[c]) if class_names is not None else f"class {c}"
+
+    centres = maps["positions"] + maps["size"] / 2
+    half = maps["stride"] / 2  # each cell spans one stride around its centre
+    extent = (centres[0, 0, 1] - half, centres[0, -1, 1] + half, centres[-1, 0, 0] + half, centres[0, 0, 0] - half)
+    fig, axes = figure(1, 4, size=3.2)
+    axes = axes[0]
+    axes[0].imshow(np.clip(image_display, 0, 1))
+    axes[0].set_title("input")
+    panels = [(axes[1], maps["activation"], "viridis", f"(b) map {maps['feature_map']} total activation"),
+              (axes[2], maps["probability"], "jet", f"(d) p({name(maps['true_label'])})")]
+    for ax, values, cmap, title in panels:
+        shown = ax.imshow(values, cmap=cmap, extent=extent, interpolation="nearest")
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(title, fontsize=9)
+    # Categorical: index into the classes that occur, so colours stay distinct (tab20 cycles past 20).
+    present = np.unique(maps["label"])
+    colours = [plt.get_cmap("tab20")(i % 20) for i in range(len(present))]
+    axes[3].imshow(np.searchsorted(present, maps["label"]), cmap=ListedColormap(colours), vmin=-0.5,
+                   vmax=len(present) - 0.5, extent=extent, interpolation="nearest")
+    axes[3].legend(handles=[Patch(color=c, label=name(k)) for c, k in zip(colours, present)],
+                   loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
+    axes[3].set_title("(e) most probable class", fontsize=9)
+    for ax in axes:
+        ax.set_xlim(-0.5, image_display.shape[1] - 0.5)  # imshow's pixel-centre convention
+        ax.set_ylim(image_display.shape[0] - 0.5, -0.5)
+        ax.set_xticks([]), ax.set_yticks([])  # as in Fig. 6; also keeps colourbars clear of the next panel
+    fig.subplots_adjust(wspace=0.3)
+    return save_figure(fig, path)

@@ -1,0 +1,188 @@
+"""`python -m kzoo.visualize`: ZFNet's figures and the papers' analyses for a trained model.
+
+    python -m kzoo.visualize deconv --run-dir runs/zfnet-zfnet-digits --layer relu5
+    python -m kzoo.visualize top9 --run-dir RUN --layer relu2 --maps 0 1 2
+    python -m kzoo.visualize occlusion --model zfnet --weights W.weights.h5 --images cat.jpg --label 281
+    python -m kzoo.visualize filters --run-dir RUN
+    python -m kzoo.visualize neighbours --run-dir RUN
+    python -m kzoo.visualize responses --model resnet20 plain20 --weights R.weights.h5 P.weights.h5
+
+Images: --images FILE/FOLDER ..., or the validation images of the run's dataset
+(--dataset / --data-dir as for training; default the built-in digits), first
+--limit. They are resized and centre-cropped to the model's input and the run's
+mean is removed (with --model/--weights: the images' mean colour).
+Figures go to --out (default: RUN/figures, or ./figures); each path is printed.
+"""
+
+import argparse
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses")
+
+
+def _read_images(paths):
+    import tensorflow as tf
+
+    from kzoo.data.sources import IMAGE_SUFFIXES
+
+    files = []
+    for p in paths:
+        p = pathlib.Path(p)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"--images {str(p)!r} does not exist.")
+    if not files:
+        raise ValueError(f"--images {paths} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    return [tf.io.decode_image(tf.io.read_file(str(f)), channels=3, expand_animations=False).numpy()
+            for f in files], None
+
+
+def load_inputs(args, model, mean, split="val", limit=None):
+    """(model-ready images (N, S, S, 3), labels or None) from --images or the dataset."""
+    from kzoo.data.sources import load_source
+    from kzoo.evaluate.run import center_input
+
+    if args.images:
+        images, labels = _read_images(args.images)
+    else:
+        source = load_source(args.dataset, args.data_dir)
+        ds = source.val if split == "val" else source.train
+        pairs = list(ds.take(limit or args.limit))
+        images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
+    images = images[: limit or args.limit]
+    if mean is None:
+        mean = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0).astype(np.float32)
+    size = model.inputs[0].shape[1]
+    return np.stack([center_input(im, mean, size) for im in images]), labels
+
+
+def load_model(args, index=0):
+    """(model with softmax, mean or None, where figures go) from --run-dir or --model/--weights."""
+    from kzoo import registry
+    from kzoo.evaluate.run import load_run
+
+    runs, names = args.run_dir or [], args.model or []
+    if bool(runs) == bool(names):
+        raise ValueError("give either --run-dir RUN or --model NAME [--weights PATH].")
+    if runs:
+        model, mean, _ = load_run(runs[index])
+        return model, mean, args.out or os.path.join(runs[index], "figures")
+    weights = (args.weights or [None] * len(names))
+    if len(weights) != len(names):
+        raise ValueError(f"--weights names {len(weights)} files for {len(names)} --model names; give one per model.")
+    options = {"classes": args.classes} if args.classes else {}
+    model = registry.create_model(names[index], weights=weights[index], **options)
+    return model, None, args.out or "figures"
+
+
+def run(args):
+    """Make the figure(s) of `args.command`; returns the paths written."""
+    from kzoo.visualize import common
+
+    model, mean, out = load_model(args)
+    layer = args.layer
+    if args.command == "deconv":
+        from kzoo.visualize.deconv import Deconvnet
+
+        images, _ = load_inputs(args, model, mean)
+        layer = layer or common.last_feature_layer(model)
+        position = tuple(args.position) if args.position else None
+        projections, units, values = Deconvnet(model).project(images, layer, args.feature_map, position)
+        fig, axes = common.figure(len(images), 2)
+        for row, (image, proj, unit) in enumerate(zip(images, projections, units)):
+            axes[row][0].imshow(common.to_display(image))
+            axes[row][1].imshow(common.to_display(proj))
+            axes[row][1].set_title(f"{layer} map {unit[2]} at {tuple(unit[:2])}", fontsize=8)
+            for ax in axes[row]:
+                ax.axis("off")
+        return [common.save_figure(fig, os.path.join(out, f"deconv-{layer}.png"))]
+    if args.command == "top9":
+        from kzoo.visualize.top9 import top9_figure, top_activations
+
+        images, _ = load_inputs(args, model, mean)
+        layer = layer or common.last_feature_layer(model)
+        batches = (images[i : i + 32] for i in range(0, len(images), 32))
+        results = top_activations(model, batches, layer, args.maps, k=9)
+        return [top9_figure(results, os.path.join(out, f"top9-{layer}.png"), title=f"{model.name} {layer}")]
+    if args.command == "occlusion":
+        from kzoo.visualize.occlusion import occlusion_figure, occlusion_maps
+
+        images, labels = load_inputs(args, model, mean)
+        paths = []
+        for i, image in enumerate(images):
+            label = args.label if args.label is not None else (
+                int(labels[i]) if labels is not None else int(np.argmax(model(image[None])[0])))
+            maps = occlusion_maps(model, image, label, layer=layer, size=args.size, stride=args.stride)
+            paths.append(occlusion_figure(common.to_display(image), maps, os.path.join(out, f"occlusion-{i}.png")))
+        return paths
+    if args.command == "filters":
+        from kzoo.visualize.analysis import filter_grid_figure, filter_rms, rms_report
+
+        print(rms_report(filter_rms(model), radius=args.radius))
+        return [filter_grid_figure(model, os.path.join(out, "filters.png"), layer=layer)]
+    if args.command == "neighbours":
+        from kzoo.visualize.analysis import hidden_features, nearest_neighbours, neighbours_figure
+
+        queries, _ = load_inputs(args, model, mean)
+        train, _ = load_inputs(args, model, mean, split="train", limit=args.train_limit)
+        idx, _ = nearest_neighbours(hidden_features(model, queries, layer), hidden_features(model, train, layer),
+                                    k=args.k)
+        return [neighbours_figure([common.to_display(q) for q in queries],
+                                  [common.to_display(t) for t in train], idx, os.path.join(out, "neighbours.png"))]
+    from kzoo.visualize.analysis import layer_responses, responses_figure
+
+    results = {}
+    for i in range(len(args.run_dir or args.model)):
+        model_i, mean_i, _ = load_model(args, i) if i else (model, mean, out)
+        images, _ = load_inputs(args, model_i, mean_i)
+        results[model_i.name] = layer_responses(model_i, images)
+    return [responses_figure(results, os.path.join(out, "responses.png"))]
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m kzoo.visualize", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=COMMANDS)
+    parser.add_argument("--run-dir", nargs="+", help="training run(s): model, weights, mean (responses: several)")
+    parser.add_argument("--model", nargs="+", help="registered model name(s) (responses: several)")
+    parser.add_argument("--weights", nargs="+", help="weights file(s), one per --model")
+    parser.add_argument("--classes", type=int, help="classes of --model (default: the registry's)")
+    parser.add_argument("--images", nargs="+", help="image files or folders (default: the dataset's validation)")
+    parser.add_argument("--dataset", help="tfds name (default: the built-in digits)")
+    parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
+    parser.add_argument("--limit", type=int, default=64, help="images to use (default 64)")
+    parser.add_argument("--out", help="folder for the figures (default RUN/figures or ./figures)")
+    parser.add_argument("--layer", help="layer name (default: the last ReLU feature map; filters: the first conv)")
+    parser.add_argument("--feature-map", type=int, help="deconv: the map to project (default: the strongest)")
+    parser.add_argument("--position", type=int, nargs=2, metavar=("Y", "X"), help="deconv: the unit in the map")
+    parser.add_argument("--maps", type=int, nargs="+", help="top9: feature maps (default: the first 8)")
+    parser.add_argument("--label", type=int, help="occlusion: the correct class (default: the dataset's label)")
+    parser.add_argument("--size", type=int, help="occlusion: side of the grey square (pixels)")
+    parser.add_argument("--stride", type=int, help="occlusion: step of the square (pixels)")
+    parser.add_argument("--radius", type=float, help="filters: report filters whose RMS exceeds this (ZFNet: 0.1)")
+    parser.add_argument("--k", type=int, default=5, help="neighbours: how many (default 5)")
+    parser.add_argument("--train-limit", type=int, default=500, help="neighbours: training images searched")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        paths = run(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
