@@ -1,0 +1,221 @@
+"""The papers' analysis figures: ZFNet's first-layer filters (Fig. 5) and per-filter
+RMS (§3), AlexNet's nearest neighbours in the last hidden layer (§6.1, Fig. 4 right)
+and ResNet's layer responses (Fig. 7)."""
+
+import numpy as np
+
+import keras
+
+from kzoo.layers import TowerConv2D
+from kzoo.visualize.common import figure, get_layer, grid, save_figure, submodel, to_display
+
+CONVS = (keras.layers.Conv2D, TowerConv2D)
+
+
+def _kernel(layer):
+    """(kh, kw, c_in, c_out) numpy kernel; a TowerConv2D's towers concatenated on c_out
+    (each tower sees its own c_in group, so every output channel is one filter)."""
+    if isinstance(layer, TowerConv2D):
+        return np.concatenate([keras.ops.convert_to_numpy(t.kernel) for t in layer.towers], axis=-1)
+    if not hasattr(layer, "kernel"):
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has no kernel.")
+    return keras.ops.convert_to_numpy(layer.kernel)
+
+
+def _conv_layer(model, layer):
+    if layer is None:
+        convs = [l for l in model.layers if isinstance(l, CONVS)]
+        if not convs:
+            raise ValueError(f"{model.name!r} has no Conv2D/TowerConv2D layer.")
+        return convs[0]
+    found = get_layer(model, layer)
+    if not isinstance(found, CONVS):
+        raise ValueError(f"Layer {layer!r} is a {type(found).__name__}, not a convolution.")
+    return found
+
+
+def first_layer_filters(model, layer=None):
+    """(N, kh, kw, c_in) kernels of `layer` (default: the first convolution in graph order)."""
+    return np.transpose(_kernel(_conv_layer(model, layer)), (3, 0, 1, 2))
+
+
+def filter_grid_figure(model, path, layer=None, columns=None):
+    """ZFNet Fig. 5: every filter min-max normalized on its own, in one grid; returns `path`."""
+    conv = _conv_layer(model, layer)
+    filters = first_layer_filters(model, conv.name)
+    if filters.shape[-1] not in (1, 3):
+        raise ValueError(f"Layer {conv.name!r} has {filters.shape[-1]} input channels; only 1 or 3 "
+                         "can be shown as images (use the first layer).")
+    columns = columns or int(np.ceil(np.sqrt(len(filters))))
+    mosaic = grid([to_display(f) for f in filters], columns)
+    fig, axes = figure(1, 1, size=max(4.0, 0.6 * columns))
+    axes[0, 0].imshow(mosaic, interpolation="nearest")
+    axes[0, 0].set_axis_off()
+    axes[0, 0].set_title(f"{conv.name}: {len(filters)} filters")
+    return save_figure(fig, path)
+
+
+def filter_rms(model, layer_names=None):
+    """{layer: (c_out,) RMS of each filter}, over (kh, kw, c_in) as `FilterRMSNorm` takes it.
+    Default: every Conv2D/TowerConv2D layer, in graph order."""
+    if layer_names is None:
+        layers = [l for l in model.layers if isinstance(l, CONVS)]
+    else:
+        layers = [get_layer(model, name) for name in layer_names]
+    out = {}
+    for layer in layers:
+        w = _kernel(layer)
+        out[layer.name] = np.sqrt(np.mean(np.square(w), axis=tuple(range(w.ndim - 1))))
+    return out
+
+
+def rms_report(rms, radius=None):
+    """A text table of `filter_rms` output; with `radius`, how many filters exceed it."""
+    head = f"{'layer':<24}{'filters':>8}{'min RMS':>12}{'mean RMS':>12}{'max RMS':>12}"
+    if radius is not None:
+        head += f"{f'> {radius:g}':>10}"
+    lines = [head]
+    for name, values in rms.items():
+        values = np.asarray(values)
+        line = f"{name:<24}{values.size:>8}{values.min():>12.6g}{values.mean():>12.6g}{values.max():>12.6g}"
+        if radius is not None:
+            line += f"{int(np.sum(values > radius)):>10}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _batches(sub, images, batch_size):
+    """Yields each batch's outputs of `sub` in inference mode, as a list of numpy arrays."""
+    images = np.asarray(images)
+    for start in range(0, len(images), batch_size):
+        out = sub.predict_on_batch(images[start:start + batch_size])
+        yield [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+
+
+def _default_hidden(model):
+    # The classifier is the last Dense; the representation is the last vector-valued
+    # layer before it, preferring a ReLU (AlexNet's relu7 rather than drop7).
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    if layers and isinstance(layers[-1], keras.layers.Dense):
+        layers = layers[:-1]
+    vectors = [l for l in layers if len(l.output.shape) == 2]
+    relus = [l for l in vectors if isinstance(l, keras.layers.ReLU)]
+    if not vectors:
+        raise ValueError(f"{model.name!r} has no vector-valued hidden layer; name one with `layer`.")
+    return (relus or vectors)[-1].name
+
+
+def hidden_features(model, images, layer=None, batch_size=32):
+    """(N, D) activations of `layer` (flattened), inference mode. Default: the last hidden
+    FC ReLU (relu7 of AlexNet, relu8 of OverFeat accurate) or, without one, ResNet's avg_pool."""
+    sub = submodel(model, [layer or _default_hidden(model)])
+    feats = [out[0].reshape(len(out[0]), -1) for out in _batches(sub, images, batch_size)]
+    return np.concatenate(feats, axis=0)
+
+
+def nearest_neighbours(query_features, train_features, k=5, chunk=256):
+    """Exact Euclidean k nearest training items of each query: (indices, distances), each
+    (Q, k), ascending (ties by index). Candidates come from |q|^2 + |t|^2 - 2 q.t in
+    float64; their distances are then recomputed from the differences, so an identical
+    item is at distance exactly 0."""
+    q = np.asarray(query_features, np.float64)
+    t = np.asarray(train_features, np.float64)
+    if q.ndim != 2 or t.ndim != 2 or q.shape[1] != t.shape[1]:
+        raise ValueError(f"Features must be (Q, D) and (N, D); got {q.shape} and {t.shape}.")
+    if not 1 <= k <= len(t):
+        raise ValueError(f"k must be in [1, {len(t)}] (the training items); got {k}.")
+    t_sq = np.sum(t * t, axis=1)
+    indices, distances = [], []
+    for start in range(0, len(q), chunk):
+        qc = q[start:start + chunk]
+        d2 = np.sum(qc * qc, axis=1)[:, None] + t_sq[None, :] - 2.0 * qc @ t.T
+        cand = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        exact = np.sqrt(np.sum(np.square(qc[:, None, :] - t[cand]), axis=-1))
+        order = np.lexsort((cand, exact))
+        indices.append(np.take_along_axis(cand, order, axis=1))
+        distances.append(np.take_along_axis(exact, order, axis=1))
+    return np.concatenate(indices), np.concatenate(distances)
+
+
+def _show(image):
+    """Images already in [0, 1] (or uint8) are shown as they are; anything else min-max."""
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        image = image.astype(np.float32) / 255.0
+    if image.min() < 0 or image.max() > 1:
+        return to_display(image)
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+
+
+def neighbours_figure(query_images, train_images, indices, path):
+    """AlexNet Fig. 4 (right): each row a query, then its neighbours; returns `path`."""
+    indices = np.asarray(indices)
+    rows, k = indices.shape
+    fig, axes = figure(rows, k + 1, size=1.5)
+    for r in range(rows):
+        axes[r, 0].imshow(_show(query_images[r]))
+        for j, i in enumerate(indices[r], start=1):
+            axes[r, j].imshow(_show(train_images[i]))
+        for ax in axes[r]:
+            ax.set_axis_off()
+    axes[0, 0].set_title("query")
+    return save_figure(fig, path)
+
+
+def _response_layers(model):
+    """BatchNormalization layers fed directly by a 3x3 Conv2D, in graph order."""
+    names = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            source = layer.input._keras_history.operation
+            if isinstance(source, keras.layers.Conv2D) and tuple(source.kernel_size) == (3, 3):
+                names.append(layer.name)
+    if not names:
+        raise ValueError(f"{model.name!r} has no BatchNormalization after a 3x3 convolution; layer "
+                         "responses (He et al. Fig. 7) are defined for ResNets and their plain nets.")
+    return names
+
+
+def layer_responses(model, images, batch_size=32):
+    """ResNet Fig. 7: [(bn layer, std)] for each 3x3 conv's BN output (after BN, before
+    the addition and ReLU), in graph order, in inference mode. std is each channel's
+    population std over batch and positions, averaged over the channels (the paper does
+    not say how it pools; per-channel keeps BN's per-channel scale from mixing in)."""
+    names = _response_layers(model)
+    stats = None  # per layer: (count, mean, M2) of each channel
+    for outs in _batches(submodel(model, names), images, batch_size):
+        # Chan et al.'s merge of per-channel statistics, so batches need not be kept.
+        batch = []
+        for o in outs:
+            f = o.reshape(-1, o.shape[-1]).astype(np.float64)  # layers differ in positions
+            batch.append((len(f), f.mean(axis=0), np.sum(np.square(f - f.mean(axis=0)), axis=0)))
+        if stats is None:
+            stats = batch
+            continue
+        merged = []
+        for (n_a, mean_a, m2_a), (n_b, mean_b, m2_b) in zip(stats, batch):
+            n, delta = n_a + n_b, mean_b - mean_a
+            merged.append((n, mean_a + delta * n_b / n, m2_a + m2_b + np.square(delta) * n_a * n_b / n))
+        stats = merged
+    if stats is None:
+        raise ValueError("layer_responses needs at least one image.")
+    return [(name, float(np.mean(np.sqrt(m2 / n)))) for name, (n, _, m2) in zip(names, stats)]
+
+
+def responses_figure(results, path):
+    """{label: [(name, std)]} -> He et al. Fig. 7: std in layer order (top) and sorted
+    descending (bottom); returns `path`."""
+    if not results:
+        raise ValueError("responses_figure needs at least one {label: layer_responses(...)} entry.")
+    fig, axes = figure(2, 1, size=4.0)
+    for label, pairs in results.items():
+        std = np.array([s for _, s in pairs])
+        x = np.arange(1, len(std) + 1)
+        axes[0, 0].plot(x, std, label=label)
+        axes[1, 0].plot(x, np.sort(std)[::-1], label=label)
+    axes[0, 0].set_xlabel("layer index (original)")
+    axes[1, 0].set_xlabel("layer index (sorted by magnitude)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("std")
+        ax.legend()
+    return save_figure(fig, path)
