@@ -106,9 +106,12 @@ def test_lrn_is_skipped_on_the_way_down():
     np.testing.assert_allclose(a / va, b / vb, rtol=1e-4, atol=1e-6)  # ... the way down does not
 
 
-def test_alexnet_towers_and_resnet_project_inside_the_receptive_field():
-    images = np.random.default_rng(4).normal(size=(1, 67, 67, 3)).astype("float32")
+def test_every_family_projects_inside_the_receptive_field():
+    images = np.random.default_rng(4).normal(size=(1, 79, 79, 3)).astype("float32")
     for model, layer in [(kzoo.alexnet(input_shape=(67, 67, 3)), "relu4"),
+                         (kzoo.zfnet(input_shape=(64, 64, 3)), "relu3"),
+                         (kzoo.overfeat_fast(input_shape=(79, 79, 3)), "relu4"),
+                         (kzoo.overfeat_accurate(input_shape=(79, 79, 3)), "relu3"),
                          (kzoo.resnet20(input_shape=(32, 32, 3)), "conv3_block1_out")]:
         proj, units, _ = Deconvnet(model).project(images[:, : model.input_shape[1], : model.input_shape[2]], layer)
         top, left, h, w = patch_box(receptive_field(model, layer), *units[0][:2])
