@@ -91,3 +91,15 @@ def test_feature_evolution_works_with_model_fit(tmp_path):
     callback = FeatureEvolution(x[:4], "relu2", str(tmp_path / "e.png"), epochs=(1, 2))
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
     assert sorted(callback.frames) == [1, 2] and len(callback.frames[2]) == 8  # default: the first 8 maps
+
+
+def test_recipe_records_feature_evolution(tmp_path):
+    from kzoo.recipes import resnet_cifar
+    from kzoo.recipes.common import main
+
+    run = tmp_path / "run"
+    assert main(resnet_cifar.RECIPE, ["--depth", "20", "--epochs", "2", "--steps-per-epoch", "3", "--evolution",
+                                      "--run-dir", str(run)]) == 0
+    saved = np.load(str(run / "evolution.npz"))
+    assert sorted(saved.files) == sorted(f"epoch{e}_map{m}" for e in (1, 2) for m in range(8))
+    assert saved["epoch1_map0"].shape[-1] == 3 and (run / "evolution.png").exists()

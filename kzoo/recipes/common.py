@@ -86,6 +86,9 @@ def build_parser(recipe):
     run.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps")
     run.add_argument("--xla", action="store_true", help="compile the train step with XLA")
     run.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
+    run.add_argument("--evolution", action="store_true",
+                     help="record ZFNet's Fig. 4 (projections of the strongest layer-5 activations on 16 "
+                          "validation images at epochs 1, 2, 5, 10, 20, 30, 40, 64) in RUN/evolution.png")
     run.add_argument("--smoke", action="store_true", help="a few steps, seconds long: checks the set-up")
     run.add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")
     return parser
@@ -150,7 +153,14 @@ def train_recipe(recipe, args, source=None):
         xla=args.xla,
         mixed_precision=args.mixed_precision,
     )
-    metrics, _ = train(config, source)
+    callbacks = []
+    if args.evolution:
+        from kzoo.train.engine import validation_images
+        from kzoo.visualize.top9 import FeatureEvolution
+
+        callbacks.append(FeatureEvolution(lambda: validation_images(config, source, 16), None,
+                                          os.path.join(run_dir, "evolution.png")))
+    metrics, _ = train(config, source, callbacks=callbacks)
     print(f"Done: top-1 error {metrics.get('val_top1_err', float('nan')):.2%}, top-5 error "
           f"{metrics.get('val_top5_err', float('nan')):.2%} on {source.name} validation. Run directory: {run_dir}")
     return metrics

@@ -185,6 +185,20 @@ def _val_dataset(source, config, stats, global_batch):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _run_stats(config, source):
+    cache = config.run_dir if source.builtin else os.path.join(config.run_dir, "stats")
+    with naming_bad_images(source):
+        return cached_stats(source.train, config.preprocess, cache, key=[source.name, source.train_size])
+
+
+def validation_images(config, source, count):
+    """The first `count` validation images as the model sees them (centre view, the run's
+    mean removed): for callbacks that look at the model during training."""
+    stats = _run_stats(config, source)
+    ds = source.val.take(count).map(eval_map(config.preprocess, stats))
+    return np.stack([image.numpy() for image, _ in ds])
+
+
 def _check_labels(source, classes):
     if source.classes > classes:
         raise ValueError(
@@ -218,9 +232,7 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     _prepare_run_dir(config, source)
-    cache = config.run_dir if source.builtin else os.path.join(config.run_dir, "stats")
-    with naming_bad_images(source):
-        stats = cached_stats(source.train, config.preprocess, cache, key=[source.name, source.train_size])
+    stats = _run_stats(config, source)
 
     replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size

@@ -5,7 +5,7 @@ import numpy as np
 
 import keras
 
-from kzoo.visualize.common import figure, grid, save_figure, to_display
+from kzoo.visualize.common import figure, grid, last_feature_layer, save_figure, to_display
 from kzoo.visualize.deconv import Deconvnet, crop_patch, patch_box, receptive_field
 
 EVOLUTION_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZFNet Fig. 4
@@ -84,8 +84,9 @@ class FeatureEvolution(keras.callbacks.Callback):
     `feature_maps` of `layer` over `images` and redraw the grid (maps x epochs) at
     `path`; the projections also go to `path` with the suffix .npz.
 
-    images: model-input arrays, or a function returning them (called once, when
-    training starts, e.g. after the dataset's mean is known). Works with model.fit
+    images: model-input arrays, or a function returning them (called once, at the
+    first recorded epoch, when the dataset's mean is known). layer: None = the last
+    rectified feature map (layer 5). Works with model.fit
     and with kzoo's training engine (`train(..., callbacks=[...])`).
     """
 
@@ -100,6 +101,7 @@ class FeatureEvolution(keras.callbacks.Callback):
         if epoch + 1 not in self.epochs:
             return
         if self._deconv is None:
+            self.layer = self.layer or last_feature_layer(self.model)
             if callable(self.images):
                 self.images = self.images()
             self.images = np.asarray(self.images, np.float32)
