@@ -164,8 +164,38 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     with deep_graph_recursion():
         model = keras.Model(inputs, outputs, name=name or entry.name)
     if weights is not None:
-        model.load_weights(weights)
+        load_weights(model, weights)
     return model
+
+
+def load_weights(model, path):
+    """`model.load_weights(path)`, with an error that says which weight does not fit."""
+    try:
+        model.load_weights(path)
+    except Exception as err:  # Keras raises ValueError or KeyError with long object lists
+        raise ValueError(f"weights file {path!r} does not fit {model.name!r}: {_mismatch(model, path)}. "
+                         f"Build the model the file was saved from (the same builder, input_shape, classes "
+                         f"and options).") from err
+
+
+def _mismatch(model, path):
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            stored = []
+            f.visititems(lambda name, obj: stored.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
+    except OSError:
+        return "it is not a readable .weights.h5 file (corrupt or another format)"
+    needed = [(w.path, tuple(w.shape)) for w in model.weights]
+    notes = [f"it holds {len(stored)} arrays, the model has {len(needed)}"] if len(stored) != len(needed) else []
+    remaining = list(stored)
+    for name, shape in needed:
+        if shape not in remaining:
+            notes.append(f"the model's {name} {shape} has no array of that shape in the file")
+            break
+        remaining.remove(shape)
+    return "; ".join(notes) or "its arrays are stored under other names"
 
 
 _KERAS_PARAMS = [

@@ -7,7 +7,7 @@ import numpy as np
 import keras
 
 from kzoo.layers import TowerConv2D
-from kzoo.visualize.common import figure, get_layer, grid, save_figure, submodel, to_display
+from kzoo.visualize.common import figure, get_layer, grid, hidden_layer, save_figure, submodel, to_display
 
 CONVS = (keras.layers.Conv2D, TowerConv2D)
 
@@ -92,23 +92,10 @@ def _batches(sub, images, batch_size):
         yield [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
 
 
-def _default_hidden(model):
-    # The classifier is the last Dense; the representation is the last vector-valued
-    # layer before it, preferring a ReLU (AlexNet's relu7 rather than drop7).
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    if layers and isinstance(layers[-1], keras.layers.Dense):
-        layers = layers[:-1]
-    vectors = [l for l in layers if len(l.output.shape) == 2]
-    relus = [l for l in vectors if isinstance(l, keras.layers.ReLU)]
-    if not vectors:
-        raise ValueError(f"{model.name!r} has no vector-valued hidden layer; name one with `layer`.")
-    return (relus or vectors)[-1].name
-
-
 def hidden_features(model, images, layer=None, batch_size=32):
     """(N, D) activations of `layer` (flattened), inference mode. Default: the last hidden
     FC ReLU (relu7 of AlexNet, relu8 of OverFeat accurate) or, without one, ResNet's avg_pool."""
-    sub = submodel(model, [layer or _default_hidden(model)])
+    sub = submodel(model, [layer or hidden_layer(model)])
     feats = [out[0].reshape(len(out[0]), -1) for out in _batches(sub, images, batch_size)]
     return np.concatenate(feats, axis=0)
 

@@ -1,0 +1,198 @@
+"""ZFNet §5.2-5.3: a new softmax on frozen features, per-layer analysis, from scratch.
+
+Layers 1-7 stay as trained; each image's features (the last hidden layer: relu7 of
+AlexNet/ZFNet) are computed once, cached in the run directory, and reused by every
+fold and epoch, so the softmax trains in seconds. Images are seen as in
+evaluation: shorter side resized, centre crop, mean removed.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+import keras
+
+from kzoo.data.caltech import mean_per_class_accuracy, protocol_folds
+from kzoo.utils.files import atomic_write
+
+
+def per_layer_names(model):
+    """ZFNet Table 6's layers 1..7 (for OverFeat accurate 1..8): each conv stage's
+    pooled (or rectified) output, then the hidden FC ReLUs."""
+    names = {layer.name for layer in model.layers}
+    out, stage = [], 1
+    while f"relu{stage}" in names:
+        out.append(f"pool{stage}" if f"pool{stage}" in names else f"relu{stage}")
+        stage += 1
+    if not out:
+        raise ValueError(f"the per-layer analysis follows the AlexNet family's layers (relu1, pool1, ...); "
+                         f"{model.name!r} has none of them.")
+    return out
+
+
+def _key(*parts):
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def extract_features(model, collection, mean, layers, cache_dir=None, identity=None, batch_size=32):
+    """{layer: (N, D) float32} for every image of `collection`, computed in one pass.
+
+    With `cache_dir`, features are stored there (atomically) under a key made of
+    `identity` (the weights), the layers, the dataset and its size, and reused.
+    """
+    from kzoo.evaluate.run import center_input
+    from kzoo.visualize.common import submodel
+
+    path = None
+    if cache_dir:
+        key = _key(identity, layers, collection.name, len(collection.images), collection.class_names,
+                   np.asarray(mean).round(4).tolist(), model.inputs[0].shape[1])
+        path = os.path.join(cache_dir, f"features-{key}.npz")
+        if os.path.exists(path):
+            with np.load(path) as cached:
+                return {layer: cached[layer] for layer in layers}
+    sub = submodel(model, layers)
+    size = model.inputs[0].shape[1]
+    chunks = {layer: [] for layer in layers}
+    progress = keras.utils.Progbar(len(collection.images), unit_name="image")
+    for start in range(0, len(collection.images), batch_size):
+        idx = range(start, min(start + batch_size, len(collection.images)))
+        batch = np.stack([center_input(collection.read(i), mean, size) for i in idx])
+        outs = sub(batch, training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        for layer, out in zip(layers, outs):
+            chunks[layer].append(keras.ops.convert_to_numpy(out).reshape(len(batch), -1).astype(np.float32))
+        progress.add(len(batch))
+    features = {layer: np.concatenate(chunks[layer]) for layer in layers}
+    if path:
+        os.makedirs(cache_dir, exist_ok=True)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, **features)
+    return features
+
+
+def train_softmax(features, labels, classes, C=1.0, seed=0):
+    """A softmax (multinomial logistic regression, L2 strength 1/C) on fixed features,
+    trained to convergence (L-BFGS) on standardized features; returned as one Keras
+    Dense layer with the standardization folded in, so it sits on the frozen network."""
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = np.asarray(features, np.float64), np.asarray(labels)
+    mean, std = features.mean(0), features.std(0)
+    std[std < 1e-8] = 1.0  # constant features (dead units) stay at 0 after centring
+    fit = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit((features - mean) / std, labels)
+    coef = np.zeros((classes, features.shape[1]))
+    bias = np.full(classes, -1e9)  # a class without training images is never predicted
+    coef[fit.classes_], bias[fit.classes_] = fit.coef_, fit.intercept_
+    dense = keras.layers.Dense(classes, activation="softmax", name="softmax")
+    model = keras.Sequential([keras.Input((features.shape[1],)), dense], name="transfer_softmax")
+    dense.set_weights([(coef / std).T.astype(np.float32), (bias - coef @ (mean / std)).astype(np.float32)])
+    return model
+
+
+def linear_svm(train_x, train_y, test_x, seed=0):
+    """scikit-learn's linear SVM on standardized features; returns test predictions."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    svm = make_pipeline(StandardScaler(), LinearSVC(C=1.0, dual="auto", random_state=seed, max_iter=5000))
+    return svm.fit(train_x, train_y).predict(test_x)
+
+
+def transfer_model(model, layer, softmax):
+    """`model` up to `layer` (its weights untouched) followed by the trained softmax."""
+    features = model.get_layer(layer).output
+    outputs = softmax(keras.layers.Flatten(name="transfer_flatten")(features) if len(features.shape) > 2
+                      else features)
+    return keras.Model(model.inputs[0], outputs, name=f"{model.name}_transfer")
+
+
+def from_scratch(model_fn, collection, mean, train_idx, test_idx, epochs, batch_size=32, seed=0):
+    """ZFNet's baseline: layers 1-7 reset to random values and trained with the softmax
+    on the fold's images (flips as augmentation). Returns test predictions."""
+    from kzoo.evaluate.run import center_input
+
+    keras.utils.set_random_seed(seed)
+    model = model_fn()
+    size = model.inputs[0].shape[1]
+    load = lambda idx: np.stack([center_input(collection.read(i), mean, size) for i in idx])  # noqa: E731
+    x, y = load(train_idx), collection.labels[train_idx]
+    x = np.concatenate([x, x[:, :, ::-1]])
+    y = np.concatenate([y, y])
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    return np.argmax(model.predict(load(test_idx), batch_size=batch_size, verbose=0), axis=1)
+
+
+def run_protocol(model, collection, mean, per_class, test_max, folds=5, seed=0, layer=None, C=1.0,
+                 run_dir=None, identity=None, per_layer=None, scratch_fn=None, scratch_epochs=30):
+    """The §5.2 protocol for each training size in `per_class`; returns the results dict
+    (mean per-class accuracy per fold, mean and std) and writes results.json/.md in
+    `run_dir`. per_layer: "svm" or "softmax" adds Table 6 (every layer's features)."""
+    from kzoo.visualize.common import hidden_layer
+
+    layer = layer or hidden_layer(model)
+    layers = per_layer_names(model) if per_layer else [layer]
+    if layer not in layers:
+        layers.append(layer)
+    features = extract_features(model, collection, mean, layers, run_dir, identity)
+    classes = len(collection.class_names)
+    results = {"dataset": collection.name, "classes": classes, "images": len(collection.images), "layer": layer,
+               "folds": folds, "seed": seed, "test_max": test_max, "rows": []}
+    for n in per_class:
+        splits = protocol_folds(collection.labels, collection.class_names, n, test_max, folds, seed)
+        methods = {f"softmax({layer})": []}
+        if per_layer:
+            methods = {f"{per_layer}({name})": [] for name in layers}
+        if scratch_fn:
+            methods["from scratch"] = []
+        for fold, (train_idx, test_idx) in enumerate(splits):
+            y_train, y_test = collection.labels[train_idx], collection.labels[test_idx]
+            for method in methods:
+                if method == "from scratch":
+                    pred = from_scratch(scratch_fn, collection, mean, train_idx, test_idx, scratch_epochs,
+                                        seed=seed + fold)
+                else:
+                    kind, name = method[:-1].split("(")
+                    x = features[name]
+                    if kind == "svm":
+                        pred = linear_svm(x[train_idx], y_train, x[test_idx], seed=seed + fold)
+                    else:
+                        softmax = train_softmax(x[train_idx], y_train, classes, C, seed=seed + fold)
+                        pred = np.argmax(softmax.predict(x[test_idx], verbose=0), axis=1)
+                        if run_dir and name == layer and fold == len(splits) - 1:
+                            _save(transfer_model(model, layer, softmax), run_dir, n)
+                methods[method].append(mean_per_class_accuracy(y_test, pred, classes))
+            print(f"  {n}/class fold {fold + 1}/{folds}: "
+                  + ", ".join(f"{m} {v[-1]:.2%}" for m, v in methods.items()))
+        for method, accs in methods.items():
+            results["rows"].append({"per_class": n, "method": method, "train_images": n * classes,
+                                    "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
+                                    "folds": [float(a) for a in accs]})
+    if run_dir:
+        os.makedirs(run_dir, exist_ok=True)
+        with atomic_write(os.path.join(run_dir, "results.json")) as f:
+            json.dump(results, f, indent=2)
+        with atomic_write(os.path.join(run_dir, "results.md")) as f:
+            f.write(results_table(results))
+    return results
+
+
+def _save(model, run_dir, per_class):
+    path = os.path.join(run_dir, f"transfer-{per_class}.weights.h5")
+    tmp = os.path.join(run_dir, f".tmp-transfer-{per_class}.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+
+
+def results_table(results):
+    lines = [f"{results['dataset']}: mean per-class accuracy over {results['folds']} folds "
+             f"(seed {results['seed']}, test up to {results['test_max']} images per class)", "",
+             "| training images / class | method | accuracy (mean ± std) |", "|---|---|---|"]
+    for row in results["rows"]:
+        lines.append(f"| {row['per_class']} | {row['method']} | "
+                     f"{row['accuracy_mean']:.1%} ± {row['accuracy_std']:.1%} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""ZFNet's transfer protocol (§5.2-5.3) as a command; `caltech101` and `caltech256` run it.
+
+    python -m kzoo.recipes.caltech101 --model zfnet --weights W.weights.h5 --data-dir DIR
+    python -m kzoo.recipes.caltech101 --run-dir runs/zfnet-zfnet-imagenet2012 --data-dir DIR --per-layer svm
+    python -m kzoo.recipes.caltech256 --model alexnet --weights W.weights.h5 --data-dir DIR --from-scratch
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+
+def build_parser(dataset):
+    from kzoo.data.caltech import DATASETS
+
+    spec = DATASETS[dataset]
+    parser = argparse.ArgumentParser(
+        prog=f"python -m kzoo.recipes.{dataset}", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a registered classifier (with --weights)")
+    parser.add_argument("--weights", help="its trained weights (.weights.h5)")
+    parser.add_argument("--model-classes", type=int, help="classes the weights were trained for "
+                        "(default: the registry's, 1000 for ImageNet models)")
+    parser.add_argument("--run-dir", help="a kzoo training run instead: model, weights and mean")
+    parser.add_argument("--data-dir", required=True, help=f"the {spec['folder']} folder (or its parent)"
+                        + (", or a tfds data_dir with caltech101 prepared" if dataset == "caltech101" else ""))
+    parser.add_argument("--per-class", type=int, nargs="+", default=list(spec["per_class"]),
+                        help=f"training images per class (default: {' '.join(map(str, spec['per_class']))})")
+    parser.add_argument("--test-max", type=int, default=spec["test_max"],
+                        help=f"test images per class at most (default {spec['test_max']})")
+    parser.add_argument("--folds", type=int, default=5, help="random train/test folds (default 5)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--background", action=argparse.BooleanOptionalAction, default=spec["with_background"],
+                        help=f"keep the {spec['background']} class (default: "
+                             f"{'kept' if spec['with_background'] else 'left out'}, as the paper's comparisons)")
+    parser.add_argument("--layer", help="feature layer (default: the last hidden ReLU, relu7)")
+    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the softmax (default 1)")
+    parser.add_argument("--per-layer", choices=("svm", "softmax"),
+                        help="also classify the features of every layer 1-7 (Table 6)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="also reset layers 1-7 and train everything on each fold (the paper's baseline)")
+    parser.add_argument("--scratch-epochs", type=int, default=30)
+    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+                        help="mean colour the weights expect (default: the run's, or the dataset's)")
+    parser.add_argument("--out", help=f"results folder (default runs/{dataset}-<model>)")
+    return parser
+
+
+def _mean_colour(collection, count=500, seed=0):
+    picks = np.random.default_rng(seed).permutation(len(collection.images))[:count]
+    return np.mean([collection.read(i).reshape(-1, 3).mean(0) for i in picks], axis=0).astype(np.float32)
+
+
+def run(dataset, args):
+    from kzoo import registry
+    from kzoo.data.caltech import load_collection
+    from kzoo.evaluate.run import load_run
+    from kzoo.evaluate.transfer import results_table, run_protocol
+
+    if bool(args.run_dir) == bool(args.model):
+        raise ValueError("give either --model NAME --weights PATH or --run-dir RUN.")
+    collection = load_collection(dataset, args.data_dir, args.background)
+    print(f"{dataset}: {len(collection.images)} images in {len(collection.class_names)} classes.")
+    if args.run_dir:
+        model, mean, _ = load_run(args.run_dir)
+        name, options = model.name, {}
+        identity = [os.path.abspath(args.run_dir), os.path.getmtime(os.path.join(args.run_dir, "config.json"))]
+    else:
+        options = {"classes": args.model_classes} if args.model_classes else {}
+        model = registry.create_model(args.model, weights=args.weights, **options)
+        name, mean = args.model, None
+        identity = [args.model, options] + ([os.path.abspath(args.weights), os.path.getsize(args.weights),
+                                              os.path.getmtime(args.weights)] if args.weights else [])
+    if args.mean:
+        mean = np.asarray(args.mean, np.float32)
+    elif mean is None:
+        mean = _mean_colour(collection, seed=args.seed)
+    mean = np.asarray(mean, np.float32).reshape(-1, 3).mean(0)  # images differ in size: the mean colour
+    size = model.inputs[0].shape[1]
+    scratch_fn = None
+    if args.from_scratch:
+        registry_name = args.model or name
+
+        def scratch_fn():
+            return registry.create_model(registry_name, input_shape=(size, size, 3),
+                                         classes=len(collection.class_names))
+    out = args.out or os.path.join("runs", f"{dataset}-{name}")
+    results = run_protocol(model, collection, mean, args.per_class, args.test_max, args.folds, args.seed,
+                           args.layer, args.C, out, identity, args.per_layer, scratch_fn, args.scratch_epochs)
+    print(results_table(results))
+    print(f"Results: {out}/results.json, {out}/results.md")
+    return results
+
+
+def main(dataset, argv=None):
+    parser = build_parser(dataset)
+    args = parser.parse_args(argv)
+    try:
+        run(dataset, args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    return 0
+
+
+def run_module(dataset):
+    sys.exit(main(dataset))
