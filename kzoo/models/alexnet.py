@@ -21,7 +21,7 @@ Differences from the paper:
 import dataclasses
 
 from kzoo.models.common import variant
-from kzoo.models.convnet import FC, Conv, Pool, build_stack
+from kzoo.models.convnet import FC, Conv, Pool, build_stack, resize_rows
 from kzoo.registry import Expected
 
 LRN = dict(n=5, k=2.0, alpha=1e-4, beta=0.75)  # §3.3
@@ -43,8 +43,13 @@ INITS = ("paper", "caffe")
 CAFFE_BIAS, CAFFE_FC_STD = 0.1, 0.005
 
 
-def alexnet_rows(towers=2, lrn=True, overlapping_pool=True, init="paper"):
+ONE_TOWER = ("half", "full")
+
+
+def alexnet_rows(towers=2, lrn=True, overlapping_pool=True, init="paper", one_tower="half"):
     """The conv rows of the paper's net or of its §3.2-§3.4 comparison nets."""
+    if one_tower not in ONE_TOWER:
+        raise ValueError(f"alexnet: `one_tower` must be one of {ONE_TOWER}; got {one_tower!r}.")
     if init not in INITS:
         raise ValueError(f"alexnet: `init` must be one of {INITS}; got {init!r}.")
     if towers not in (1, 2):
@@ -55,7 +60,7 @@ def alexnet_rows(towers=2, lrn=True, overlapping_pool=True, init="paper"):
     pool = Pool(3, 2) if overlapping_pool else Pool(2, 2)  # §3.4: z=3, s=2 vs z=s=2
     rows = []
     for name, filters, kernel, stride, pad, split, bias, norm, pooled in CONVS:
-        if towers == 1 and name != "conv5":
+        if towers == 1 and one_tower == "half" and name != "conv5":
             filters //= 2
         if init == "caffe" and bias:
             bias = CAFFE_BIAS
@@ -66,9 +71,11 @@ def alexnet_rows(towers=2, lrn=True, overlapping_pool=True, init="paper"):
     return rows
 
 
-def _alexnet(inputs, head, towers, lrn, overlapping_pool, init, tower_devices):
-    rows = alexnet_rows(towers, lrn, overlapping_pool, init)
+def _alexnet(inputs, head, towers, lrn, overlapping_pool, init, tower_devices, one_tower, remove_layers, fc_units,
+             conv_maps):
+    rows = alexnet_rows(towers, lrn, overlapping_pool, init, one_tower)
     fcs = FCS if init == "paper" else [dataclasses.replace(r, bias=CAFFE_BIAS, std=CAFFE_FC_STD) for r in FCS]
+    rows, fcs = resize_rows(rows, fcs, remove_layers, fc_units, conv_maps, where="alexnet")
     return build_stack(inputs, head, rows, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN,
                        tower_devices=tower_devices)
 
@@ -80,7 +87,8 @@ alexnet = variant(
     section="§3.5, Fig. 2",
     default_size=224,
     min_size=64,
-    options=dict(towers=2, lrn=True, overlapping_pool=True, init="paper", tower_devices=None),
+    options=dict(towers=2, lrn=True, overlapping_pool=True, init="paper", tower_devices=None, one_tower="half",
+                 remove_layers=(), fc_units=None, conv_maps=None),
     expected=Expected(
         params=60_965_224,
         sizes={"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13, "conv4": 13,
@@ -99,5 +107,9 @@ alexnet = variant(
         init: "paper" (§5: N(0, 0.01), biases 1 in conv2/4/5, fc6, fc7) or
             "caffe" (bvlc_alexnet: those biases 0.1, fc6/fc7 std 0.005).
         tower_devices: optional device per tower, e.g. ["gpu:0", "gpu:1"].
+        one_tower: with towers=1, "half" (§3.2: half the kernels) or "full"
+            (all kernels on one device: ZFNet's "AlexNet replication, 1 convnet").
+    Size ablations (ZFNet Table 3, §7): remove_layers (e.g. (3, 4) or (6, 7)),
+        fc_units (fc6/fc7 width, paper 4096), conv_maps (conv3-5 filters).
 """,
 )

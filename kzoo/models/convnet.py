@@ -41,6 +41,40 @@ class FC:
     std: float = None  # weight init std; None: the net's `init_std`
 
 
+def resize_rows(convs, fcs, remove_layers=(), fc_units=None, conv_maps=None, where="convnet"):
+    """The size ablations of ZFNet Table 3 and AlexNet §7 as new rows: drop layers by
+    number (3, 4 = conv3, conv4; 6, 7 = fc6, fc7), set the hidden FC width, set the
+    filters of conv3, conv4, conv5. A removed conv's pooling moves to the layer below."""
+    convs, fcs = list(convs), list(fcs)
+    numbers = [int(_suffix(r.name)) for r in convs + fcs]
+    bad = [n for n in remove_layers if n not in numbers or n == numbers[0]]
+    if bad:
+        raise ValueError(f"{where}: `remove_layers` {tuple(remove_layers)}: no removable layer {bad}; "
+                         f"layers are numbered {numbers[1:]} (conv{numbers[1]}.., fc..).")
+    if conv_maps is not None:
+        conv_maps = tuple(conv_maps)
+        if len(conv_maps) != 3 or not all(isinstance(m, int) and m > 0 for m in conv_maps):
+            raise ValueError(f"{where}: `conv_maps` must be 3 positive filter counts for conv3, conv4, conv5; "
+                             f"got {conv_maps!r}.")
+        convs = [dataclasses.replace(r, filters=conv_maps[int(_suffix(r.name)) - 3]) if r.name in
+                 ("conv3", "conv4", "conv5") else r for r in convs]
+    if fc_units is not None:
+        if not isinstance(fc_units, int) or fc_units < 1:
+            raise ValueError(f"{where}: `fc_units` must be a positive integer; got {fc_units!r}.")
+        fcs = [dataclasses.replace(r, units=fc_units) for r in fcs]
+    kept = []
+    for row in convs:
+        if int(_suffix(row.name)) in remove_layers:
+            if row.pool is not None:  # keep the downsampling: the map sizes of the rest stay
+                if kept[-1].pool is not None:
+                    raise ValueError(f"{where}: removing {row.name} would drop its pooling ({kept[-1].name} "
+                                     f"pools already).")
+                kept[-1] = dataclasses.replace(kept[-1], pool=row.pool)
+            continue
+        kept.append(row)
+    return kept, [r for r in fcs if int(_suffix(r.name)) not in remove_layers]
+
+
 def _suffix(name):
     return name[len("conv"):] if name.startswith("conv") else name[len("fc"):]
 

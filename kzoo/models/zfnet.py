@@ -15,7 +15,7 @@ Differences from the paper:
 from kzoo.layers import FilterRMSNorm
 from kzoo.models.alexnet import FCS, INIT_STD, LRN
 from kzoo.models.common import variant
-from kzoo.models.convnet import Conv, Pool, build_stack
+from kzoo.models.convnet import Conv, Pool, build_stack, resize_rows
 from kzoo.registry import Expected
 
 POOL = Pool(3, 2, ceil=True)
@@ -29,11 +29,12 @@ CONVS = (
 )
 
 
-def _zfnet(inputs, head, filter_radius):
+def _zfnet(inputs, head, filter_radius, remove_layers, fc_units, conv_maps):
     constraint = None if filter_radius is None else FilterRMSNorm(filter_radius)
     # §3: biases initialised to 0 (unlike AlexNet's 1s).
     fcs = [type(row)(row.name, row.units, bias=0.0, dropout=row.dropout) for row in FCS]
-    return build_stack(inputs, head, CONVS, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN,
+    convs, fcs = resize_rows(CONVS, fcs, remove_layers, fc_units, conv_maps, where="zfnet")
+    return build_stack(inputs, head, convs, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN,
                        filter_constraint=constraint)
 
 
@@ -44,7 +45,7 @@ zfnet = variant(
     section="§3, Fig. 3",
     default_size=224,
     min_size=47,
-    options=dict(filter_radius=0.1),
+    options=dict(filter_radius=0.1, remove_layers=(), fc_units=None, conv_maps=None),
     expected=Expected(
         params=62_357_608,
         sizes={"conv1": 110, "pool1": 55, "conv2": 26, "pool2": 13, "conv3": 13, "conv4": 13,
@@ -55,5 +56,7 @@ zfnet = variant(
     Paper options:
         filter_radius: renormalize any conv filter whose RMS exceeds this
             radius after each update (§3: 0.1); None disables it.
+    Size ablations (Table 3): remove_layers (e.g. (3, 4), (6, 7)), fc_units
+        (fc6/fc7 width, paper 4096), conv_maps (conv3-5 filters, e.g. (512, 1024, 512)).
 """,
 )

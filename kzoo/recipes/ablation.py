@@ -1,0 +1,51 @@
+"""The papers' architecture studies as keras-tuner searches.
+
+    python -m kzoo.recipes.ablation zfnet-table3             # the 12 rows, on the built-in digits
+    python -m kzoo.recipes.ablation resnet-cifar-depth --dataset cifar10 --data-dir DIR
+    python -m kzoo.recipes.ablation alexnet-design --space free --tuner bayesian --max-trials 20
+
+Each trial trains with the study's recipe (its schedule and pipeline; on the built-in
+data its demo sizes). Rerunning the same command resumes: finished trials are kept.
+"""
+
+import argparse
+import sys
+
+from kzoo.tune.search import TUNERS, run_study
+from kzoo.tune.studies import STUDIES
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m kzoo.recipes.ablation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", choices=sorted(STUDIES))
+    parser.add_argument("--tuner", default="grid", choices=TUNERS, help="grid (default: every row) or a search")
+    parser.add_argument("--space", default="rows", choices=("rows", "free"),
+                        help="rows: exactly the paper's rows; free: every combination of the study's knobs")
+    parser.add_argument("--max-trials", type=int, help="stop after this many trials (grid: all rows)")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (default: the recipe's, or its demo's)")
+    parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps")
+    parser.add_argument("--batch-size", type=int, help="global batch (default: the recipe's)")
+    parser.add_argument("--input-size", type=int, help="model input size (default: the recipe's)")
+    parser.add_argument("--dataset", help="tfds name (default: the built-in digits)")
+    parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
+    parser.add_argument("--download", action="store_true", help="let tfds download --dataset")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="study folder (default runs/ablation-<study>)")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # what the recipe engine reads besides these
+    args.strategy, args.checkpoint_every, args.xla, args.mixed_precision, args.smoke = "default", 0, False, False, False
+    try:
+        run_study(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

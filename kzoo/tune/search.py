@@ -1,0 +1,210 @@
+"""A study as a keras-tuner search: the hypermodel builds with the kzoo builders and
+fits with the recipe engine; finished trials are read back into the paper's table.
+
+Tuner state lives in OUT/tuner (rerunning resumes it: finished trials are not
+redone); each trial trains in OUT/trials/<row> (an interrupted trial resumes from
+its checkpoint). Several machines: keras-tuner's chief/worker protocol, configured
+by KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT.
+"""
+
+import argparse
+import dataclasses
+import glob
+import hashlib
+import importlib
+import json
+import os
+import re
+
+import keras_tuner as kt
+import numpy as np
+
+from kzoo.tune.studies import get_study
+from kzoo.utils.files import atomic_write
+
+TUNERS = ("grid", "random", "hyperband", "bayesian")
+OBJECTIVE = kt.Objective("val_top1_err", direction="min")
+
+
+def _slug(text):
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60]
+
+
+class StudyHyperModel(kt.HyperModel):
+    """space "rows": one choice among the paper's rows; "free": every knob of the study."""
+
+    def __init__(self, study, train_trial, space="rows"):
+        super().__init__(name=study.name)
+        if space not in ("rows", "free"):
+            raise ValueError(f"unknown --space {space!r}; expected 'rows' (the paper's) or 'free'.")
+        self.study, self.train_trial, self.space = study, train_trial, space
+
+    def choose(self, hp):
+        """(label, registry name, builder options) of this trial's hyperparameters."""
+        if self.space == "rows":
+            row = self.study.row(hp.Choice("row", [r.label for r in self.study.rows]))
+            return row.label, row.model, dict(row.options)
+        values = {k: hp.Choice(k, v) for k, v in self.study.knobs.items()}
+        name, options = self.study.to_model(values)
+        return ", ".join(f"{k}={v}" for k, v in values.items()), name, options
+
+    def build(self, hp):
+        from kzoo import registry
+
+        _, name, options = self.choose(hp)
+        entry = registry.get_entry(name)
+        size = entry.min_size  # a cheap check that the row builds; the engine builds the real one
+        return registry.create_model(name, input_shape=(size, size, 3), **options)
+
+    def fit(self, hp, model, *args, epochs=None, **kwargs):
+        label, name, options = self.choose(hp)
+        return self.train_trial(label, name, options, epochs)
+
+
+class ResumableGridOracle(kt.oracles.GridSearchOracle):
+    """keras-tuner's grid oracle does not save where it is in the grid, so a reloaded
+    search stops at once; rebuild that from the stored trials (in grid order)."""
+
+    def reload(self):
+        super().reload()
+        space = self.get_space().space
+
+        def position(trial_id):
+            values = self.trials[trial_id].hyperparameters.values
+            return [hp.values.index(values[hp.name]) for hp in space if hp.name in values]
+
+        ids = sorted(self.trials, key=position)
+        for trial_id in ids:
+            self._ordered_ids.insert(trial_id)
+        self._populate_next = list(ids)
+
+
+def make_tuner(hypermodel, kind, directory, max_trials=None, epochs=None, seed=0):
+    common = dict(objective=OBJECTIVE, directory=directory, project_name="tuner", overwrite=False, seed=seed)
+    if kind == "grid":
+        oracle = ResumableGridOracle(objective=OBJECTIVE, max_trials=max_trials, seed=seed)
+        return kt.Tuner(oracle=oracle, hypermodel=hypermodel, directory=directory, project_name="tuner",
+                        overwrite=False)
+    if kind == "random":
+        return kt.RandomSearch(hypermodel, max_trials=max_trials or 10, **common)
+    if kind == "bayesian":
+        return kt.BayesianOptimization(hypermodel, max_trials=max_trials or 10, **common)
+    if kind == "hyperband":
+        return kt.Hyperband(hypermodel, max_epochs=epochs or 10, **common)
+    raise ValueError(f"unknown --tuner {kind!r}; expected one of {TUNERS}.")
+
+
+def trial_trainer(study, args, out):
+    """(label, model, options, epochs) -> metrics: one recipe run per trial."""
+    from kzoo import registry
+    from kzoo.data.sources import load_source
+    from kzoo.recipes.common import train_recipe
+
+    recipe = importlib.import_module(f"kzoo.recipes.{study.recipe}").RECIPE
+    source = load_source(args.dataset, args.data_dir, args.download, seed=args.seed)
+
+    def train_trial(label, name, options, epochs):
+        run_args = argparse.Namespace(**{**vars(args), "epochs": epochs or args.epochs,
+                                         "run_dir": os.path.join(out, "trials", _slug(label) + "-" + hashlib.sha256(
+                                             label.encode()).hexdigest()[:6]),
+                                         "evolution": False})
+        row_recipe = dataclasses.replace(recipe, model=lambda _: (name, options))
+        metrics = train_recipe(row_recipe, run_args, source)
+        entry = registry.get_entry(name)
+        paper_model = registry.create_model(name, **options)  # the paper's input size and classes
+        params = sum(int(np.prod(w.shape)) for w in paper_model.trainable_weights)
+        return {"val_top1_err": metrics["val_top1_err"], "val_top5_err": metrics["val_top5_err"],
+                "train_top1_err": metrics["train_top1_err"], "params": float(params),
+                "paper_size": float(entry.default_size)}
+
+    return train_trial
+
+
+def finished_trials(out):
+    """[(hyperparameter values, metrics)] of the completed trials stored under OUT/tuner."""
+    trials = []
+    for path in sorted(glob.glob(os.path.join(out, "tuner", "trial_*", "trial.json"))):
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        if state.get("status") != "COMPLETED":
+            continue
+        metrics = {name: m["observations"][-1]["value"][0]
+                   for name, m in state["metrics"]["metrics"].items() if m["observations"]}
+        trials.append((state["hyperparameters"]["values"], metrics))
+    return trials
+
+
+def results(study, out, space="rows"):
+    """Rows of the results table: the paper's rows first (with ours where trained)."""
+    done = {}
+    for values, metrics in finished_trials(out):
+        if space == "rows":
+            label = values.get("row")
+        else:
+            label = ", ".join(f"{k}={values[k]}" for k in study.knobs if k in values)
+        done[label] = metrics
+    rows = []
+    labels = [r.label for r in study.rows] if space == "rows" else sorted(done)
+    for label in labels:
+        paper = study.row(label).paper if space == "rows" else {}
+        rows.append({"row": label, "paper": paper, "ours": done.get(label)})
+    return rows
+
+
+def write_report(study, rows, out):
+    """OUT/results.md, results.csv and results.png (val top-1 error against parameters)."""
+    ours_cols = ("train_top1_err", "val_top1_err", "val_top5_err")
+    head = ["row", *[f"paper {c}" for c in study.columns], "ours train top-1", "ours val top-1", "ours val top-5",
+            "params"]
+    table, csv_lines = [], [",".join(f'"{h}"' for h in head)]
+    for r in rows:
+        ours = r["ours"] or {}
+        cells = [r["row"], *[_num(r["paper"].get(c)) for c in study.columns],
+                 *[_num(100 * ours[c]) if c in ours else "" for c in ours_cols],
+                 f"{int(ours['params']):,}" if "params" in ours else ""]
+        table.append("| " + " | ".join(cells) + " |")
+        csv_lines.append(",".join(f'"{c}"' for c in cells))
+    md = [f"# {study.name}: {study.paper}", "",
+          "Ours: error % on the data the study was run on; trainable parameters at the paper's input size.", "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *table, ""]
+    os.makedirs(out, exist_ok=True)
+    with atomic_write(os.path.join(out, "results.md")) as f:
+        f.write("\n".join(md))
+    with atomic_write(os.path.join(out, "results.csv")) as f:
+        f.write("\n".join(csv_lines) + "\n")
+    _plot(rows, os.path.join(out, "results.png"), study.name)
+    return "\n".join(md)
+
+
+def _num(value):
+    return "" if value is None else f"{value:.4g}"
+
+
+def _plot(rows, path, title):
+    from kzoo.visualize.common import figure, save_figure
+
+    fig, axes = figure(1, 1, size=6)
+    ax = axes[0][0]
+    for r in rows:
+        if r["ours"]:
+            ax.scatter(r["ours"]["params"], 100 * r["ours"]["val_top1_err"])
+            ax.annotate(r["row"][:30], (r["ours"]["params"], 100 * r["ours"]["val_top1_err"]), fontsize=6)
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (paper's input size)")
+    ax.set_ylabel("val top-1 error %")
+    ax.set_title(title)
+    save_figure(fig, path)
+
+
+def run_study(args):
+    """Search (resuming), then the table; returns the table rows."""
+    study = get_study(args.study)
+    out = args.out or os.path.join("runs", f"ablation-{study.name}")
+    hypermodel = StudyHyperModel(study, trial_trainer(study, args, out), args.space)
+    tuner = make_tuner(hypermodel, args.tuner, out, args.max_trials, args.epochs, args.seed)
+    tuner.search(verbose=1)
+    rows = results(study, out, args.space)
+    print(write_report(study, rows, out))
+    print(f"Results: {out}/results.md, results.csv, results.png")
+    return rows
+

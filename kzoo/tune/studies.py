@@ -1,0 +1,119 @@
+"""The papers' architecture studies as data: one `Row` per row of the paper's table
+(a registered builder, its options, the paper's numbers) and the knobs a free-form
+search may turn. Every row is built by the kzoo builders; nothing is redefined here."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    label: str
+    model: str
+    options: dict
+    paper: dict  # column -> the paper's number (error %), or {} where it gives none
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    name: str
+    paper: str
+    recipe: str  # the kzoo.recipes module whose schedule and data pipeline train each trial
+    columns: tuple  # the paper's columns, in order
+    rows: tuple
+    knobs: dict  # free-form search: name -> values; `to_model(values)` -> (model, options)
+    to_model: object = None
+
+    def row(self, label):
+        for row in self.rows:
+            if row.label == label:
+                return row
+        raise ValueError(f"{self.name} has no row {label!r}; rows: {[r.label for r in self.rows]}.")
+
+
+def _p(train, val1, val5):
+    return {"train top-1": train, "val top-1": val1, "val top-5": val5}
+
+
+_ALEX1 = dict(towers=1, one_tower="full")  # ZFNet's single-GPU AlexNet replication
+_MAPS = (512, 1024, 512)
+
+ZFNET_TABLE3 = Study(
+    name="zfnet-table3",
+    paper="Zeiler & Fergus 2013, Table 3 (published layout), error %",
+    recipe="zfnet",
+    columns=("train top-1", "val top-1", "val top-5"),
+    rows=(
+        Row("AlexNet replication, 1 convnet", "alexnet", _ALEX1, _p(35.1, 40.5, 18.1)),
+        Row("removed layers 3,4", "alexnet", {**_ALEX1, "remove_layers": (3, 4)}, _p(41.8, 45.4, 22.1)),
+        Row("removed layer 7", "alexnet", {**_ALEX1, "remove_layers": (7,)}, _p(27.4, 40.0, 18.4)),
+        Row("removed layers 6,7", "alexnet", {**_ALEX1, "remove_layers": (6, 7)}, _p(27.4, 44.8, 22.4)),
+        Row("removed layers 3,4,6,7", "alexnet", {**_ALEX1, "remove_layers": (3, 4, 6, 7)}, _p(71.1, 71.3, 50.1)),
+        Row("layers 6,7: 2048 units", "alexnet", {**_ALEX1, "fc_units": 2048}, _p(40.3, 41.7, 18.8)),
+        Row("layers 6,7: 8192 units", "alexnet", {**_ALEX1, "fc_units": 8192}, _p(26.8, 40.0, 18.1)),
+        Row("ZF model (Fig. 3)", "zfnet", {}, _p(33.1, 38.4, 16.5)),
+        Row("ZF, layers 6,7: 2048 units", "zfnet", {"fc_units": 2048}, _p(38.2, 40.2, 17.6)),
+        Row("ZF, layers 6,7: 8192 units", "zfnet", {"fc_units": 8192}, _p(22.0, 38.8, 17.0)),
+        Row("ZF, layers 3,4,5: 512,1024,512 maps", "zfnet", {"conv_maps": _MAPS}, _p(18.8, 37.5, 16.0)),
+        Row("ZF, 6,7: 8192 units and 3,4,5: 512,1024,512 maps", "zfnet", {"fc_units": 8192, "conv_maps": _MAPS},
+            _p(10.0, 38.3, 16.9)),
+    ),
+    knobs={"base": ["alexnet", "zfnet"], "remove_layers": ["none", "3,4", "7", "6,7", "3,4,6,7"],
+           "fc_units": [2048, 4096, 8192], "conv_maps": ["paper", "512,1024,512"]},
+    to_model=lambda v: (v["base"], {
+        **(_ALEX1 if v["base"] == "alexnet" else {}),
+        "remove_layers": () if v["remove_layers"] == "none" else tuple(int(x) for x in v["remove_layers"].split(",")),
+        "fc_units": v["fc_units"],
+        "conv_maps": None if v["conv_maps"] == "paper" else _MAPS}),
+)
+
+
+def _d(top1, top5):
+    return {"Δ top-1 vs paper net": top1, "Δ top-5 vs paper net": top5}
+
+
+ALEXNET_DESIGN = Study(
+    name="alexnet-design",
+    paper="Krizhevsky et al. 2012, §3.2-3.4 and §7: error change against the paper's net, %",
+    recipe="alexnet",
+    columns=("Δ top-1 vs paper net", "Δ top-5 vs paper net"),
+    rows=(
+        Row("paper net: two towers, LRN, overlapping pooling", "alexnet", {}, _d(0.0, 0.0)),
+        Row("one tower, half the kernels (§3.2)", "alexnet", {"towers": 1}, _d(1.7, 1.2)),
+        Row("no LRN (§3.3)", "alexnet", {"lrn": False}, _d(1.4, 1.2)),
+        Row("non-overlapping pooling 2x2 s2 (§3.4)", "alexnet", {"overlapping_pool": False}, _d(0.4, 0.3)),
+        Row("removed conv3 (§7)", "alexnet", {"remove_layers": (3,)}, {"Δ top-1 vs paper net": 2.0}),
+        Row("removed conv4 (§7)", "alexnet", {"remove_layers": (4,)}, {"Δ top-1 vs paper net": 2.0}),
+    ),
+    knobs={"towers": [1, 2], "lrn": [True, False], "overlapping_pool": [True, False],
+           "remove_layers": ["none", "3", "4"]},
+    to_model=lambda v: ("alexnet", {
+        "towers": v["towers"], "lrn": v["lrn"], "overlapping_pool": v["overlapping_pool"],
+        "remove_layers": () if v["remove_layers"] == "none" else (int(v["remove_layers"]),)}),
+)
+
+_CIFAR_ERR = {3: 8.75, 5: 7.51, 7: 7.17, 9: 6.97, 18: 6.43}  # Table 6, option A
+RESNET_CIFAR_DEPTH = Study(
+    name="resnet-cifar-depth",
+    paper="He et al. 2015, §4.2, Table 6 and Fig. 6: CIFAR-10 test error %",
+    recipe="resnet_cifar",
+    columns=("test error",),
+    rows=tuple(
+        Row(f"{'plain' if kind == 'plain' else 'ResNet'}-{6 * n + 2}"
+            + (f", shortcut {kind}" if kind != "plain" else ""),
+            f"{'plain' if kind == 'plain' else 'resnet'}{6 * n + 2}",
+            {} if kind == "plain" else {"shortcut": kind},
+            {"test error": _CIFAR_ERR[n]} if kind == "A" else {})
+        for n in (3, 5, 7, 9, 18) for kind in ("plain", "A", "B", "C")
+    ),
+    knobs={"n": [3, 5, 7, 9, 18], "residual": [True, False], "shortcut": ["A", "B", "C"]},
+    to_model=lambda v: (f"{'resnet' if v['residual'] else 'plain'}{6 * v['n'] + 2}",
+                        {"shortcut": v["shortcut"]} if v["residual"] else {}),
+)
+
+STUDIES = {s.name: s for s in (ZFNET_TABLE3, ALEXNET_DESIGN, RESNET_CIFAR_DEPTH)}
+
+
+def get_study(name):
+    if name not in STUDIES:
+        raise ValueError(f"unknown study {name!r}; studies: {', '.join(STUDIES)}.")
+    return STUDIES[name]

@@ -1,0 +1,121 @@
+"""The papers' studies as keras-tuner searches: grids equal the papers' rows, a tiny
+search runs end to end and resumes, and a chief and a worker share one search."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import keras_tuner as kt
+import pytest
+
+import kzoo
+from kzoo.recipes.ablation import main
+from kzoo.tune.search import StudyHyperModel, finished_trials
+from kzoo.tune.studies import STUDIES, get_study
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _grid(study, space="rows"):
+    hp = kt.HyperParameters()
+    StudyHyperModel(study, train_trial=None, space=space).choose(hp)
+    return hp.space
+
+
+def test_each_grid_is_the_papers_rows():
+    table3 = get_study("zfnet-table3")
+    assert _grid(table3)[0].values == [r.label for r in table3.rows] and len(table3.rows) == 12
+    assert table3.row("removed layers 3,4,6,7").paper == {"train top-1": 71.1, "val top-1": 71.3, "val top-5": 50.1}
+    assert table3.row("ZF, layers 3,4,5: 512,1024,512 maps").options == {"conv_maps": (512, 1024, 512)}
+    design = get_study("alexnet-design")
+    assert [r.options for r in design.rows] == [{}, {"towers": 1}, {"lrn": False}, {"overlapping_pool": False},
+                                               {"remove_layers": (3,)}, {"remove_layers": (4,)}]
+    depth = get_study("resnet-cifar-depth")
+    assert [(r.model, r.options.get("shortcut")) for r in depth.rows[:4]] == [
+        ("plain20", None), ("resnet20", "A"), ("resnet20", "B"), ("resnet20", "C")]
+    assert {r.model for r in depth.rows} == {f"{k}{6 * n + 2}" for k in ("plain", "resnet") for n in (3, 5, 7, 9, 18)}
+    assert [r.paper.get("test error") for r in depth.rows if r.options.get("shortcut") == "A"] == \
+        [8.75, 7.51, 7.17, 6.97, 6.43]
+    # free-form: the same knobs reach the same builder options
+    name, options = table3.to_model({"base": "alexnet", "remove_layers": "3,4", "fc_units": 4096,
+                                     "conv_maps": "paper"})
+    row = table3.row("removed layers 3,4")
+    assert (name, {k: v for k, v in options.items() if v not in (None, 4096)}) == (row.model, row.options)
+    assert [hp.name for hp in _grid(table3, "free")] == ["base", "remove_layers", "fc_units", "conv_maps"]
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_every_row_builds_what_it_says(study):
+    for row in get_study(study).rows:
+        entry = kzoo.registry.get_entry(row.model)
+        size = max(entry.min_size, 67)
+        model = kzoo.create_model(row.model, input_shape=(size, size, 3), **row.options)
+        names = {layer.name for layer in model.layers}
+        for n in row.options.get("remove_layers", ()):
+            assert not {f"conv{n}", f"fc{n}"} & names, (row.label, n)
+        if "fc_units" in row.options and "fc6" in names:
+            assert model.get_layer("fc6").units == row.options["fc_units"]
+        if "conv_maps" in row.options:
+            assert [model.get_layer(f"conv{i}").filters for i in (3, 4, 5)] == list(row.options["conv_maps"])
+
+
+def test_removal_options_keep_the_map_sizes_and_reject_bad_values():
+    full = kzoo.alexnet(towers=1, one_tower="full")
+    assert full.count_params() == 62_378_344  # AlexNet on one GPU: dense conv2/4/5
+    cut = kzoo.zfnet(remove_layers=(3, 4))
+    assert cut.get_layer("pool5").output.shape[1:3] == (6, 6)
+    assert kzoo.zfnet(remove_layers=(6, 7)).get_layer("fc8").input.shape[-1] == 6 * 6 * 256
+    with pytest.raises(ValueError, match=r"zfnet: `remove_layers` \(1,\): no removable layer \[1\]"):
+        kzoo.zfnet(remove_layers=(1,))
+    with pytest.raises(ValueError, match="`conv_maps` must be 3 positive"):
+        kzoo.zfnet(conv_maps=(512, 1024))
+    with pytest.raises(ValueError, match="`one_tower` must be one of"):
+        kzoo.alexnet(towers=1, one_tower="quarter")
+
+
+ARGS = ["resnet-cifar-depth", "--epochs", "1", "--steps-per-epoch", "2"]
+
+
+def test_a_tiny_grid_search_runs_and_resumes(tmp_path, capsys):
+    out = str(tmp_path / "study")
+    assert main([*ARGS, "--max-trials", "2", "--out", out]) == 0
+    done = finished_trials(out)
+    assert [v["row"] for v, _ in done] == ["plain-20", "ResNet-20, shortcut A"]
+    assert all(0 <= m["val_top1_err"] <= 1 and m["params"] == 269_722 for _, m in done)
+    table = open(os.path.join(out, "results.md")).read()
+    assert "| ResNet-20, shortcut A | 8.75 |" in table and "| 269,722 |" in table
+    assert open(os.path.join(out, "results.csv")).read().count("\n") == 21  # header + 20 paper rows
+    first = {p: os.path.getmtime(os.path.join(out, "trials", p)) for p in os.listdir(os.path.join(out, "trials"))}
+    capsys.readouterr()
+    assert main([*ARGS, "--max-trials", "3", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("Running Trial") == 1  # only the new row trains
+    assert [v["row"] for v, _ in finished_trials(out)][2] == "ResNet-20, shortcut B"
+    assert all(os.path.getmtime(os.path.join(out, "trials", p)) == t for p, t in first.items())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_chief_and_a_worker_share_one_search(tmp_path):
+    out = str(tmp_path / "study")
+    env = {**os.environ, "PYTHONPATH": ROOT, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+           "KERASTUNER_ORACLE_PORT": str(_free_port())}
+    command = [sys.executable, "-m", "kzoo.recipes.ablation", *ARGS, "--max-trials", "2", "--out", out]
+    chief = subprocess.Popen(command, env={**env, "KERASTUNER_TUNER_ID": "chief"}, cwd=str(tmp_path),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = subprocess.run(command, env={**env, "KERASTUNER_TUNER_ID": "tuner0"}, cwd=str(tmp_path),
+                            capture_output=True, text=True, timeout=600)
+    try:
+        chief_out = chief.communicate(timeout=120)[0]
+    finally:
+        chief.kill()
+    assert worker.returncode == 0, worker.stdout[-2000:] + worker.stderr[-2000:]
+    assert worker.stdout.count("Done: top-1 error") == 2 and "Done: top-1 error" not in chief_out  # the worker trains
+    assert [v["row"] for v, _ in finished_trials(out)] == ["plain-20", "ResNet-20, shortcut A"]
+    assert os.path.exists(os.path.join(out, "tuner", "chief.json"))  # the chief's oracle kept the state
