@@ -59,9 +59,12 @@ def _check_weights(entry, weights, include_top, classes, classifier_activation):
             f"weights file; got {weights!r}."
         )
     weights = os.fspath(weights)
-    is_name = weights == "imagenet" or weights in entry.weights
+    from kzoo import weights as registry_of_weights
+
+    known_names = registry_of_weights.names(entry.name)
+    is_name = weights == "imagenet" or weights in known_names
     if not is_name and not os.path.exists(weights):
-        known = ", ".join(repr(w) for w in entry.weights) or "none are registered yet"
+        known = ", ".join(repr(w) for w in known_names) or "none"
         raise ValueError(
             f"{entry.name}: `weights`={weights!r} is neither a registered weights name "
             f"(known for {entry.name}: {known}) nor an existing file."
@@ -81,15 +84,13 @@ def _check_weights(entry, weights, include_top, classes, classifier_activation):
 
 
 def _weights_file(entry, weights):
-    """The file to load: a path as given. (Registered names resolve to files once the
-    weights manifest has entries; it has none yet.)"""
+    """The file to load: a path as given, or a registered name fetched (and converted)
+    through the weights manifest."""
     if os.path.exists(weights):
         return weights
-    known = ", ".join(repr(w) for w in entry.weights) or "none are registered yet"
-    raise ValueError(
-        f"{entry.name}: no weights named {weights!r} (known for {entry.name}: {known}). "
-        f"Pass weights=None to train from scratch, or the path to a .weights.h5 file."
-    )
+    from kzoo import weights as registry_of_weights
+
+    return registry_of_weights.fetch(entry.name, weights)
 
 
 def _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights):
@@ -148,6 +149,7 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
         raise ValueError(
             f"{entry.name}: unknown `classifier_activation`={classifier_activation!r}."
         ) from err
+    weights_arg = weights
     weights = _check_weights(entry, weights, include_top, classes, classifier_activation)
     shape = _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights)
     weights = None if weights is None else _weights_file(entry, weights)
@@ -163,7 +165,13 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     with deep_graph_recursion():
         model = keras.Model(inputs, outputs, name=name or entry.name)
-    if weights is not None:
+    if weights is not None and not include_top and not os.path.exists(weights_arg):
+        # a registered checkpoint holds the classifier too: load it into the full net, keep the rest
+        full = build(entry, family, flat_head, fixed, weights=weights_arg, **options)
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights(full.get_layer(layer.name).get_weights())
+    elif weights is not None:
         load_weights(model, weights)
     return model
 

@@ -1,0 +1,128 @@
+"""The weights registry: `manifest.json` (shipped with the package) names every set of
+weights a builder accepts by name, with its source, hash, preprocessing and metrics.
+
+A weights entry is either a file kzoo ships (`file`, checked against its sha256) or
+a public checkpoint (`url` + `file_hash`) that is downloaded once with
+`keras.utils.get_file`, converted to kzoo's layout by a converter of
+`kzoo.weights.convert`, and cached as `<cache>/kzoo/<model>-<name>.weights.h5`
+(`KZOO_CACHE_DIR`, default `~/.keras`). Nothing half-written stays in the cache.
+"""
+
+import functools
+import hashlib
+import json
+import os
+
+MANIFEST = os.path.join(os.path.dirname(__file__), "manifest.json")
+FIELDS = ("model", "name", "data", "preprocessing", "metrics", "measured", "notes")
+
+
+@functools.lru_cache(maxsize=None)
+def manifest():
+    """{model: {weights name: entry}} from manifest.json."""
+    with open(MANIFEST, encoding="utf-8") as f:
+        entries = json.load(f)["weights"]
+    out = {}
+    for entry in entries:
+        missing = [k for k in FIELDS if k not in entry]
+        if missing or not ("file" in entry) ^ ("url" in entry):
+            raise ValueError(f"manifest entry {entry.get('model')}/{entry.get('name')} lacks {missing} or has "
+                             f"not exactly one of `file`, `url`.")
+        out.setdefault(entry["model"], {})[entry["name"]] = entry
+    return out
+
+
+def names(model):
+    """The weights names registered for `model`."""
+    return sorted(manifest().get(model, {}))
+
+
+def entry(model, name):
+    known = manifest().get(model, {})
+    if name not in known:
+        listed = ", ".join(repr(n) for n in sorted(known)) or "none"
+        others = sorted(f"{m}: {', '.join(sorted(ws))}" for m, ws in manifest().items())
+        raise ValueError(f"{model}: no weights named {name!r} (known for {model}: {listed}; registered: "
+                         f"{'; '.join(others)}). Pass weights=None to train from scratch, or the path to a "
+                         f".weights.h5 file.")
+    return known[name]
+
+
+def cache_dir():
+    return os.path.join(os.environ.get("KZOO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".keras"), "kzoo")
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(model, name):
+    """Local path of `model`'s weights `name` in kzoo's layout (downloading and
+    converting once where the entry points at a public checkpoint)."""
+    item = entry(model, name)
+    if "file" in item:
+        path = os.path.join(os.path.dirname(__file__), item["file"])
+        _check_hash(path, item["sha256"], "sha256", f"{model}/{name}")
+        return path
+    converted = os.path.join(cache_dir(), f"{model}-{name}.weights.h5")
+    if os.path.exists(converted):
+        return converted
+    source = download(item)
+    from kzoo.weights import convert
+
+    kzoo_model = convert.CONVERTERS[item["converter"]](source, model)
+    os.makedirs(cache_dir(), exist_ok=True)
+    tmp = os.path.join(cache_dir(), f".tmp-{model}-{name}.weights.h5")
+    try:
+        kzoo_model.save_weights(tmp)
+        os.replace(tmp, converted)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return converted
+
+
+def mean(model, name):
+    """The mean image (or colour) `model`'s weights `name` expect subtracted, where shipped."""
+    import numpy as np
+
+    item = entry(model, name)
+    if "mean_file" not in item:
+        return np.asarray(item["preprocessing"]["mean"], np.float32)
+    path = os.path.join(os.path.dirname(__file__), item["mean_file"])
+    _check_hash(path, item["mean_sha256"], "sha256", f"{model}/{name} mean")
+    return np.load(path)
+
+
+def download(item):
+    """`item`'s source file, through keras.utils.get_file (cached, hash-checked)."""
+    import keras
+
+    folder = os.path.join(cache_dir(), "downloads")
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, item["file_name"])
+    try:
+        return keras.utils.get_file(item["file_name"], item["url"], file_hash=item["file_hash"],
+                                    hash_algorithm=item.get("hash_algorithm", "auto"), cache_dir=folder,
+                                    cache_subdir=".")
+    except ValueError as err:  # get_file keeps a file that fails its hash: remove it
+        if os.path.exists(target):
+            os.remove(target)
+        raise ValueError(f"{item['url']}: the downloaded file is truncated or corrupt ({err}); it was removed, "
+                         f"run again to download it afresh.") from err
+    except Exception as err:
+        raise ValueError(f"could not download {item['url']}: {err}. Check the network, or pass "
+                         f"weights=PATH to a file you have.") from err
+
+
+def _check_hash(path, expected, algorithm, what):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights {what}: {path} is missing from the installation; reinstall kzoo.")
+    actual = sha256(path)
+    if actual != expected:
+        raise ValueError(f"weights {what}: {path} is corrupt ({algorithm} {actual}, expected {expected}); "
+                         f"reinstall kzoo.")
