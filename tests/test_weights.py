@@ -3,7 +3,6 @@
 import hashlib
 import os
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -37,6 +36,7 @@ def resnet50_source():
 
 def _legacy_h5(model, path):
     """The keras.applications weights file format (Keras 2 HDF5, weights by layer)."""
+    import h5py
     from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
     with h5py.File(path, "w") as f:
@@ -136,3 +136,241 @@ def test_kzoo_trained_digits_weights_reproduce_their_measured_error():
         total += len(labels)
     assert total == 359
     assert abs(100 * wrong / total - item["metrics"]["top1_err"]) <= 100 / 359  # within one image
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number, payload):  # length-delimited
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _caffe_blob(array):
+    legacy = (1,) * (4 - array.ndim) + array.shape  # num, channels, height, width, as bvlc_alexnet stores them
+    head = b"".join(_varint(n << 3) + _varint(d) for n, d in zip((1, 2, 3, 4), legacy))
+    return head + _field(5, np.ascontiguousarray(array, "<f4").tobytes())
+
+
+def _write_caffemodel(path, blobs):
+    """A V1 NetParameter (`layers`, as bvlc_alexnet.caffemodel), written byte by byte."""
+    net = _field(1, b"AlexNet")
+    for name, arrays in blobs.items():
+        layer = _field(4, name.encode()) + b"".join(_field(6, _caffe_blob(a)) for a in arrays)
+        net += _field(2, layer)
+    path.write_bytes(net)
+
+
+def _caffe_alexnet_blobs(rng, fc=64, classes=10):
+    shapes = {"conv1": (96, 3, 11, 11), "conv2": (256, 48, 5, 5), "conv3": (384, 256, 3, 3),
+              "conv4": (384, 192, 3, 3), "conv5": (256, 192, 3, 3), "fc6": (fc, 9216), "fc7": (fc, fc),
+              "fc8": (classes, fc)}
+    return {n: [rng.normal(0, (2 / np.prod(s[1:])) ** 0.5, s).astype("float32"),
+                rng.normal(0, 0.1, (s[0],)).astype("float32")] for n, s in shapes.items()}
+
+
+def _caffe_reference(blobs, x):
+    """Caffe's AlexNet forward in tf.nn ops: NCHW flattening, groups, Caffe LRN."""
+    import tensorflow as tf
+
+    def conv(x, name, stride=1, pad=0, groups=1):
+        k = blobs[name][0].transpose(2, 3, 1, 0)
+        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        xs, ks = tf.split(x, groups, axis=3), tf.split(k, groups, axis=3)
+        y = tf.concat([tf.nn.conv2d(a, b, stride, "VALID") for a, b in zip(xs, ks)], axis=3)
+        return tf.nn.relu(y + blobs[name][1])
+
+    def lrn(x):
+        return tf.nn.local_response_normalization(x, depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75)
+
+    def pool(x):
+        return tf.nn.max_pool2d(x, 3, 2, "VALID")
+
+    x = pool(lrn(conv(x, "conv1", stride=4)))
+    x = pool(lrn(conv(x, "conv2", pad=2, groups=2)))
+    x = conv(conv(x, "conv3", pad=1), "conv4", pad=1, groups=2)
+    x = pool(conv(x, "conv5", pad=1, groups=2))
+    x = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [x.shape[0], -1])  # Caffe flattens (C, H, W)
+    x = tf.nn.relu(x @ blobs["fc6"][0].T + blobs["fc6"][1])
+    x = tf.nn.relu(x @ blobs["fc7"][0].T + blobs["fc7"][1])
+    return (x @ blobs["fc8"][0].T + blobs["fc8"][1]).numpy()
+
+
+def test_caffe_alexnet_converts_exactly_without_caffe(tmp_path):
+    from kzoo.weights.caffe import read_caffemodel
+    from kzoo.weights.convert import caffe_alexnet
+
+    blobs = _caffe_alexnet_blobs(np.random.default_rng(3))
+    _write_caffemodel(tmp_path / "net.caffemodel", blobs)
+    read = read_caffemodel(str(tmp_path / "net.caffemodel"))
+    assert list(read) == list(blobs) and all(np.array_equal(read[n][0].reshape(blobs[n][0].shape), blobs[n][0])
+                                             for n in blobs)
+    model = caffe_alexnet(str(tmp_path / "net.caffemodel"), classifier_activation=None)
+    assert [t.name for t in model.get_layer("conv2").towers] == ["conv2_tower0", "conv2_tower1"]
+    bgr = np.random.default_rng(4).normal(0, 50, (2, 227, 227, 3)).astype("float32")
+    expected = _caffe_reference(blobs, bgr)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(bgr)), expected, rtol=1e-4,
+                               atol=1e-4 * np.abs(expected).max())
+
+
+def test_bad_caffemodels_are_named(tmp_path):
+    from kzoo.weights.caffe import read_caffemodel
+    from kzoo.weights.convert import caffe_alexnet
+
+    blobs = _caffe_alexnet_blobs(np.random.default_rng(5))
+    _write_caffemodel(tmp_path / "net.caffemodel", blobs)
+    data = (tmp_path / "net.caffemodel").read_bytes()
+    (tmp_path / "cut.caffemodel").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated|corrupt"):
+        read_caffemodel(str(tmp_path / "cut.caffemodel"))
+    del blobs["conv3"]
+    _write_caffemodel(tmp_path / "other.caffemodel", blobs)
+    with pytest.raises(ValueError, match=r"no layers \['conv3'\]"):
+        caffe_alexnet(str(tmp_path / "other.caffemodel"))
+
+
+def _write_pth(path, state, monkeypatch):
+    """torch.save's zip format, written without PyTorch: a pickle whose tensors are
+    torch._utils._rebuild_tensor_v2 calls on persistent storages."""
+    import collections
+    import io
+    import pickle
+    import sys
+    import types
+    import zipfile
+
+    torch_mod, utils_mod = types.ModuleType("torch"), types.ModuleType("torch._utils")
+    storage_cls = type("FloatStorage", (), {"__module__": "torch"})
+    torch_mod.FloatStorage = storage_cls
+
+    def _rebuild_tensor_v2(*args):
+        raise AssertionError("only pickled here")
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    utils_mod._rebuild_tensor_v2 = _rebuild_tensor_v2
+    monkeypatch.setitem(sys.modules, "torch", torch_mod)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils_mod)
+
+    class Storage:
+        def __init__(self, key, array):
+            self.key, self.array = key, array
+
+    class Tensor:
+        def __init__(self, key, array):
+            self.storage, self.shape = Storage(key, array), array.shape
+
+        def __reduce__(self):
+            strides = tuple(int(np.prod(self.shape[i + 1 :])) for i in range(len(self.shape)))
+            return _rebuild_tensor_v2, (self.storage, 0, self.shape, strides, False, collections.OrderedDict())
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, Storage):
+                return ("storage", storage_cls, obj.key, "cpu", obj.array.size)
+            return None
+
+    tensors = collections.OrderedDict((k, Tensor(str(i), np.ascontiguousarray(v, "<f4")))
+                                      for i, (k, v) in enumerate(state.items()))
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(tensors)
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", buf.getvalue())
+        z.writestr("archive/version", "3\n")
+        for t in tensors.values():
+            z.writestr(f"archive/data/{t.storage.key}", t.storage.array.tobytes())
+
+
+def _torchvision_state(model, blocks):
+    """kzoo resnet18-style weights under torchvision's names, written out by hand."""
+    state = {}
+
+    def conv(kzoo_name, tv):
+        state[f"{tv}.weight"] = model.get_layer(kzoo_name).get_weights()[0].transpose(3, 2, 0, 1)
+
+    def bn(kzoo_name, tv):
+        g, b, m, v = model.get_layer(kzoo_name).get_weights()
+        state.update({f"{tv}.weight": g, f"{tv}.bias": b, f"{tv}.running_mean": m, f"{tv}.running_var": v})
+
+    conv("conv1_conv", "conv1")
+    bn("conv1_bn", "bn1")
+    for stage, count in enumerate(blocks, start=1):
+        for block in range(count):
+            k, t = f"conv{stage + 1}_block{block + 1}", f"layer{stage}.{block}"
+            for i in (1, 2):
+                conv(f"{k}_{i}_conv", f"{t}.conv{i}")
+                bn(f"{k}_{i}_bn", f"{t}.bn{i}")
+            if f"{k}_0_conv" in {layer.name for layer in model.layers}:
+                conv(f"{k}_0_conv", f"{t}.downsample.0")
+                bn(f"{k}_0_bn", f"{t}.downsample.1")
+    w, b = model.get_layer("fc").get_weights()
+    state.update({"fc.weight": w.T, "fc.bias": b})
+    return state
+
+
+def test_torchvision_state_dicts_convert_without_torch(tmp_path, monkeypatch):
+    from kzoo.weights.convert import torchvision_resnet
+
+    keras.utils.set_random_seed(6)
+    source = kzoo.resnet18(classifier_activation=None)
+    rng = np.random.default_rng(6)
+    for layer in source.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.uniform(0.5, 1.5, layer.gamma.shape), rng.normal(0, 0.1, layer.beta.shape),
+                               rng.normal(0, 0.1, layer.gamma.shape), rng.uniform(0.5, 2, layer.gamma.shape)])
+    state = _torchvision_state(source, (2, 2, 2, 2))
+    assert len(state) == 102  # torchvision resnet18: 62 conv/bn/fc tensors + running stats (no counters)
+    _write_pth(tmp_path / "resnet18.pth", state, monkeypatch)
+    monkeypatch.undo()  # the reader needs no torch module at all
+    converted = torchvision_resnet(str(tmp_path / "resnet18.pth"), "resnet18", classifier_activation=None)
+    images = rng.normal(0, 1, (2, 224, 224, 3)).astype("float32")
+    np.testing.assert_allclose(converted(images), source(images), rtol=1e-5, atol=1e-5)
+    del state["layer4.1.bn2.running_var"]
+    _write_pth(tmp_path / "cut.pth", state, monkeypatch)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="no 'layer4.1.bn2.running_var'"):
+        torchvision_resnet(str(tmp_path / "cut.pth"), "resnet18")
+    with pytest.raises(ValueError, match="not a zip-format torch file"):
+        torchvision_resnet(__file__, "resnet18")
+
+
+def test_torchvision_resnet_matches_torch_itself(tmp_path):
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from kzoo.weights.convert import torchvision_resnet
+
+    for name in ("resnet18", "resnet50"):
+        tv = getattr(torchvision.models, name)(weights=None).eval()
+        with torch.no_grad():
+            for module in tv.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.running_mean.uniform_(-0.1, 0.1)
+                    module.running_var.uniform_(0.5, 2.0)
+        torch.save(tv.state_dict(), tmp_path / f"{name}.pth")
+        converted = torchvision_resnet(str(tmp_path / f"{name}.pth"), name, classifier_activation=None)
+        images = np.random.default_rng(7).normal(0, 1, (2, 224, 224, 3)).astype("float32")
+        with torch.no_grad():
+            expected = tv(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+        np.testing.assert_allclose(converted(images), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
+    from kzoo.weights.__main__ import main
+
+    blobs = _caffe_alexnet_blobs(np.random.default_rng(8))
+    _write_caffemodel(tmp_path / "net.caffemodel", blobs)
+    out = tmp_path / "alexnet-caffe.weights.h5"
+    assert main(["convert", "caffe", "alexnet", str(tmp_path / "net.caffemodel"), str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    model = kzoo.alexnet(input_shape=(227, 227, 3), classes=10, fc_units=64, lrn_convention="caffe",
+                         weights=str(out), classifier_activation=None)
+    bgr = np.random.default_rng(9).normal(0, 50, (1, 227, 227, 3)).astype("float32")
+    expected = _caffe_reference(blobs, bgr)
+    np.testing.assert_allclose(model(bgr), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert main(["list"]) == 0 and "resnet20     digits" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["convert", "caffe", "alexnet", str(tmp_path / "missing.caffemodel"), str(out)])

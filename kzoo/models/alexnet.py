@@ -25,6 +25,8 @@ from kzoo.models.convnet import FC, Conv, Pool, build_stack, resize_rows
 from kzoo.registry import Expected
 
 LRN = dict(n=5, k=2.0, alpha=1e-4, beta=0.75)  # §3.3
+# Caffe's bvlc_alexnet: k = 1 (Caffe's default) and alpha divided by the window size
+LRN_CONVENTIONS = {"paper": LRN, "caffe": dict(n=5, k=1.0, alpha=1e-4, beta=0.75, convention="caffe")}
 INIT_STD = 0.01  # §5: weights N(0, 0.01)
 
 # §3.5 and Fig. 2. name, filters, kernel, stride, pad, split into towers,
@@ -72,11 +74,13 @@ def alexnet_rows(towers=2, lrn=True, overlapping_pool=True, init="paper", one_to
 
 
 def _alexnet(inputs, head, towers, lrn, overlapping_pool, init, tower_devices, one_tower, remove_layers, fc_units,
-             conv_maps):
+             conv_maps, lrn_convention):
+    if lrn_convention not in LRN_CONVENTIONS:
+        raise ValueError(f"alexnet: `lrn_convention` must be one of {tuple(LRN_CONVENTIONS)}; got {lrn_convention!r}.")
     rows = alexnet_rows(towers, lrn, overlapping_pool, init, one_tower)
     fcs = FCS if init == "paper" else [dataclasses.replace(r, bias=CAFFE_BIAS, std=CAFFE_FC_STD) for r in FCS]
     rows, fcs = resize_rows(rows, fcs, remove_layers, fc_units, conv_maps, where="alexnet")
-    return build_stack(inputs, head, rows, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN,
+    return build_stack(inputs, head, rows, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN_CONVENTIONS[lrn_convention],
                        tower_devices=tower_devices)
 
 
@@ -88,7 +92,7 @@ alexnet = variant(
     default_size=224,
     min_size=64,
     options=dict(towers=2, lrn=True, overlapping_pool=True, init="paper", tower_devices=None, one_tower="half",
-                 remove_layers=(), fc_units=None, conv_maps=None),
+                 remove_layers=(), fc_units=None, conv_maps=None, lrn_convention="paper"),
     expected=Expected(
         params=60_965_224,
         sizes={"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13, "conv4": 13,
@@ -109,6 +113,8 @@ alexnet = variant(
         tower_devices: optional device per tower, e.g. ["gpu:0", "gpu:1"].
         one_tower: with towers=1, "half" (§3.2: half the kernels) or "full"
             (all kernels on one device: ZFNet's "AlexNet replication, 1 convnet").
+        lrn_convention: "paper" (k=2, alpha as printed) or "caffe" (bvlc_alexnet:
+            k=1, alpha divided by n), for weights converted from Caffe.
     Size ablations (ZFNet Table 3, §7): remove_layers (e.g. (3, 4) or (6, 7)),
         fc_units (fc6/fc7 width, paper 4096), conv_maps (conv3-5 filters).
 """,

@@ -2,6 +2,7 @@
 
     python -m kzoo.weights convert keras-applications resnet50 resnet50_weights_tf_dim_ordering_tf_kernels.h5 OUT
     python -m kzoo.weights convert caffe alexnet bvlc_alexnet.caffemodel OUT
+    python -m kzoo.weights convert torchvision resnet50 resnet50-0676ba61.pth OUT
 """
 
 import numpy as np
@@ -57,4 +58,109 @@ def _need(names, name):
     return name
 
 
-CONVERTERS = {"keras_applications_resnet": keras_applications_resnet}
+def caffe_alexnet(source, model_name="alexnet", classifier_activation="softmax"):
+    """Caffe's bvlc_alexnet `.caffemodel` -> kzoo alexnet: 227x227 BGR input (Caffe's
+    preprocessing: mean subtracted, 0-255 scale), Caffe's LRN (k=1, alpha/n), conv2/4/5
+    groups as the two towers; fc6 rows reordered from Caffe's (channel, y, x) flattening
+    to Keras' (y, x, channel). FC widths and classes come from the file."""
+    import kzoo
+    from kzoo.weights.caffe import read_caffemodel
+
+    if model_name != "alexnet":
+        raise ValueError(f"the Caffe converter builds alexnet, not {model_name!r}.")
+    blobs = read_caffemodel(source) if isinstance(source, str) else source
+    needed = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    missing = [n for n in needed if n not in blobs]
+    if missing:
+        raise ValueError(f"the caffemodel has no layers {missing} (it has {list(blobs)}); is it bvlc_alexnet?")
+    fc_units, classes = blobs["fc6"][0].shape[-2], blobs["fc8"][0].shape[-2]  # (out, in), maybe (1, 1, out, in)
+    if blobs["fc7"][0].shape[-2] != fc_units:
+        raise ValueError(f"fc6 has {fc_units} outputs but fc7 {blobs['fc7'][0].shape[-2]}; kzoo's alexnet needs "
+                         f"equal widths.")
+    model = kzoo.alexnet(input_shape=(227, 227, 3), classes=classes, fc_units=fc_units, lrn_convention="caffe",
+                         classifier_activation=classifier_activation)
+    for name in needed[:5]:
+        kernel, bias = blobs[name][0], blobs[name][1].reshape(-1)
+        layer = model.get_layer(name)
+        parts = getattr(layer, "towers", None) or [layer]
+        step = kernel.shape[0] // len(parts)
+        for g, part in enumerate(parts):  # Caffe group g: outputs [g*step, (g+1)*step)
+            k = kernel[g * step : (g + 1) * step].transpose(2, 3, 1, 0)  # (out, in, h, w) -> (h, w, in, out)
+            _set(part, [k, bias[g * step : (g + 1) * step]], name)
+    w6, side = blobs["fc6"][0].reshape(fc_units, -1), model.get_layer("pool5").output.shape[1]
+    channels = model.get_layer("pool5").output.shape[-1]
+    w6 = w6.reshape(fc_units, channels, side, side).transpose(2, 3, 1, 0).reshape(-1, fc_units)
+    _set(model.get_layer("fc6"), [w6, blobs["fc6"][1].reshape(-1)], "fc6")
+    for name in ("fc7", "fc8"):
+        w = blobs[name][0]
+        _set(model.get_layer(name), [w.reshape(w.shape[-2], w.shape[-1]).T, blobs[name][1].reshape(-1)], name)
+    return model
+
+
+def _set(layer, arrays, name):
+    expected = [tuple(w.shape) for w in layer.weights]
+    got = [tuple(a.shape) for a in arrays]
+    if expected != got:
+        raise ValueError(f"source layer {name!r} has arrays {got} where kzoo's {layer.name!r} needs {expected}.")
+    layer.set_weights(arrays)
+
+
+def _torchvision_name(layer_name):
+    """kzoo (keras.applications) layer name -> torchvision module path."""
+    import re
+
+    if layer_name in ("conv1_conv", "conv1_bn"):
+        return "conv1" if layer_name.endswith("conv") else "bn1"
+    if layer_name == "fc":
+        return "fc"
+    m = re.fullmatch(r"conv(\d)_block(\d+)_(\d)_(conv|bn)", layer_name)
+    if not m:
+        raise ValueError(f"no torchvision counterpart for kzoo layer {layer_name!r}.")
+    stage, block, index, kind = int(m[1]) - 1, int(m[2]) - 1, int(m[3]), m[4]
+    if index == 0:
+        return f"layer{stage}.{block}.downsample.{0 if kind == 'conv' else 1}"
+    return f"layer{stage}.{block}.{'conv' if kind == 'conv' else 'bn'}{index}"
+
+
+def torchvision_resnet(source, model_name, classifier_activation="softmax"):
+    """A torchvision resnet18/34/50/101/152 state dict (`.pth`, read without PyTorch) ->
+    kzoo's resnet (50/101/152 with the v1.5 stride placement torchvision uses). Input:
+    RGB scaled to [0, 1], normalized by ImageNet's mean and std (torchvision's)."""
+    import kzoo
+    from kzoo.weights.torch_pickle import load_state_dict
+
+    state = load_state_dict(source) if isinstance(source, str) else dict(source)
+    depth = int(model_name[len("resnet"):]) if model_name.startswith("resnet") else 0
+    if depth not in (18, 34, 50, 101, 152):
+        raise ValueError(f"torchvision converts to resnet18/34/50/101/152, not {model_name!r}.")
+    options = {"stride_placement": "v1.5"} if depth >= 50 else {}
+    model = kzoo.create_model(model_name, classes=state["fc.weight"].shape[0],
+                              classifier_activation=classifier_activation, **options)
+    used = set()
+
+    def take(key):
+        if key not in state:
+            raise ValueError(f"the state dict has no {key!r}: is it torchvision's {model_name}?")
+        used.add(key)
+        return np.asarray(state[key], np.float32)
+
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        path = _torchvision_name(layer.name)
+        if isinstance(layer, keras.layers.Conv2D):
+            arrays = [take(f"{path}.weight").transpose(2, 3, 1, 0)]
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            arrays = [take(f"{path}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
+        else:
+            arrays = [take("fc.weight").T, take("fc.bias")]
+        _set(layer, arrays, path)
+    unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
+    if unused:
+        raise ValueError(f"the state dict has weights kzoo's {model_name} does not use: {unused[:5]}; is it "
+                         f"another depth?")
+    return model
+
+
+CONVERTERS = {"keras_applications_resnet": keras_applications_resnet, "caffe_alexnet": caffe_alexnet,
+              "torchvision_resnet": torchvision_resnet}

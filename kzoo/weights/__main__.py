@@ -1,0 +1,52 @@
+"""`python -m kzoo.weights list` | `convert SOURCE_KIND MODEL SOURCE_FILE OUT.weights.h5`."""
+
+import argparse
+import os
+import sys
+
+KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
+         "torchvision": "torchvision_resnet"}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m kzoo.weights", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="the registered weights")
+    convert = commands.add_parser("convert", help="a public checkpoint -> a kzoo .weights.h5 file")
+    convert.add_argument("kind", choices=sorted(KINDS))
+    convert.add_argument("model", help="kzoo model name (resnet50, alexnet, ...)")
+    convert.add_argument("source", help="the checkpoint: .h5 (keras.applications), .caffemodel, .pth")
+    convert.add_argument("out", help="where to write the kzoo weights (.weights.h5)")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        from kzoo.weights import manifest
+
+        for model, entries in sorted(manifest().items()):
+            for name, item in sorted(entries.items()):
+                metrics = ", ".join(f"{k} {v}" for k, v in item["metrics"].items())
+                print(f"{model:12s} {name:10s} {item['data'][:50]:50s} {metrics}")
+        return 0
+    try:
+        if not os.path.exists(args.source):
+            raise FileNotFoundError(f"{args.source!r} does not exist.")
+        if not args.out.endswith(".weights.h5"):
+            raise ValueError(f"the output must end in .weights.h5 (Keras' weights format); got {args.out!r}.")
+        from kzoo.weights import convert
+
+        model = convert.CONVERTERS[KINDS[args.kind]](args.source, args.model)
+        tmp = os.path.join(os.path.dirname(os.path.abspath(args.out)), ".tmp-" + os.path.basename(args.out))
+        try:
+            model.save_weights(tmp)
+            os.replace(tmp, args.out)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    print(f"wrote {args.out} ({model.name}, {model.count_params():,} parameters, input "
+          f"{tuple(model.inputs[0].shape[1:])})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
