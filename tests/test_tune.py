@@ -119,3 +119,14 @@ def test_a_chief_and_a_worker_share_one_search(tmp_path):
     assert worker.stdout.count("Done: top-1 error") == 2 and "Done: top-1 error" not in chief_out  # the worker trains
     assert [v["row"] for v, _ in finished_trials(out)] == ["plain-20", "ResNet-20, shortcut A"]
     assert os.path.exists(os.path.join(out, "tuner", "chief.json"))  # the chief's oracle kept the state
+
+
+def test_free_space_random_search_writes_its_rows(tmp_path):
+    out = str(tmp_path / "free")
+    assert main(["alexnet-design", "--space", "free", "--tuner", "random", "--max-trials", "1", "--epochs", "1",
+                 "--steps-per-epoch", "2", "--out", out]) == 0
+    (values, metrics), = finished_trials(out)
+    assert set(values) == {"towers", "lrn", "overlapping_pool", "remove_layers"}
+    assert isinstance(values["lrn"], bool) and 0 <= metrics["val_top1_err"] <= 1
+    table = open(os.path.join(out, "results.md")).read()
+    assert f"towers={values['towers']}, lrn={values['lrn']}" in table

@@ -45,3 +45,20 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["deconv", "--model", "resnet20", "--images", str(tmp_path / "none.jpg")])
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_registered_weights_bring_their_mean(tmp_path, capsys):
+    import numpy as np
+
+    from kzoo.visualize.run import build_parser, load_inputs, load_model
+    from kzoo.weights import mean
+
+    args = build_parser().parse_args(["deconv", "--model", "resnet20", "--weights", "digits", "--limit", "3"])
+    model, expected, _ = load_model(args)
+    np.testing.assert_array_equal(expected, mean("resnet20", "digits"))  # the per-pixel mean image
+    images, labels = load_inputs(args, model, expected)
+    assert images.shape == (3, 32, 32, 3)
+    predictions = np.argmax(model(images), axis=1)
+    assert (predictions == labels).sum() >= 2  # the shipped digits weights recognize the digits
+    assert main(["deconv", "--model", "resnet20", "--weights", "digits", "--limit", "2",
+                 "--out", str(tmp_path)]) == 0

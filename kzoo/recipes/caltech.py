@@ -70,9 +70,12 @@ def run(dataset, args):
     else:
         options = {"classes": args.model_classes} if args.model_classes else {}
         model = registry.create_model(args.model, weights=args.weights, **options)
-        name, mean = args.model, None
-        identity = [args.model, options] + ([os.path.abspath(args.weights), os.path.getsize(args.weights),
-                                              os.path.getmtime(args.weights)] if args.weights else [])
+        from kzoo.weights import expected_mean
+
+        name, mean = args.model, expected_mean(args.model, args.weights)
+        weights_file = args.weights and os.path.exists(args.weights)
+        identity = [args.model, options, args.weights] + ([os.path.abspath(args.weights), os.path.getsize(
+            args.weights), os.path.getmtime(args.weights)] if weights_file else [])
     if args.mean:
         mean = np.asarray(args.mean, np.float32)
     elif mean is None:

@@ -44,7 +44,8 @@ class StudyHyperModel(kt.HyperModel):
         if self.space == "rows":
             row = self.study.row(hp.Choice("row", [r.label for r in self.study.rows]))
             return row.label, row.model, dict(row.options)
-        values = {k: hp.Choice(k, v) for k, v in self.study.knobs.items()}
+        values = {k: hp.Boolean(k) if all(isinstance(x, bool) for x in v) else hp.Choice(k, v)
+                  for k, v in self.study.knobs.items()}
         name, options = self.study.to_model(values)
         return ", ".join(f"{k}={v}" for k, v in values.items()), name, options
 

@@ -79,7 +79,9 @@ def load_model(args, index=0):
         raise ValueError(f"--weights names {len(weights)} files for {len(names)} --model names; give one per model.")
     options = {"classes": args.classes} if args.classes else {}
     model = registry.create_model(names[index], weights=weights[index], **options)
-    return model, None, args.out or "figures"
+    from kzoo.weights import expected_mean
+
+    return model, expected_mean(names[index], weights[index]), args.out or "figures"
 
 
 def run(args):

@@ -86,6 +86,11 @@ def fetch(model, name):
     return converted
 
 
+def expected_mean(model, weights):
+    """The mean `weights` expect subtracted when they are a registered name, else None."""
+    return mean(model, weights) if isinstance(weights, str) and weights in names(model) else None
+
+
 def mean(model, name):
     """The mean image (or colour) `model`'s weights `name` expect subtracted, where shipped."""
     import numpy as np
