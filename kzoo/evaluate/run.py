@@ -8,7 +8,7 @@ Protocols: center (one centre view), 10crop (AlexNet §4.1), dense (OverFeat's
 offset-pooled multi-scale maps over Table 5's scales, with flips), multiscale
 (ResNet's fully convolutional test over shorter sides 224-640). A run directory
 brings the model, its weights and the training set's mean; with --model and
---weights the mean colour of the evaluated images is used.
+--weights a registered name brings its mean, a file the evaluated images' mean colour.
 """
 
 import argparse
@@ -129,8 +129,12 @@ def run(args):
     if args.run_dir:
         model, mean, _ = load_run(args.run_dir)
     else:
+        from kzoo.weights import expected_mean
+
         model = registry.create_model(args.model, weights=args.weights, classes=source.classes)
-        mean = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0).astype(np.float32)
+        mean = expected_mean(args.model, args.weights)
+        if mean is None:
+            mean = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0).astype(np.float32)
     return evaluate(model, images, labels, args.protocol, mean)
 
 
