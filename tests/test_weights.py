@@ -390,3 +390,11 @@ def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
     assert main(["list"]) == 0 and "resnet20     digits" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["convert", "caffe", "alexnet", str(tmp_path / "missing.caffemodel"), str(out)])
+
+
+def test_evaluate_command_reproduces_the_registered_error(capsys):
+    from kzoo.evaluate.run import main
+
+    assert main(["--model", "resnet20", "--weights", "digits", "--protocol", "center"]) == 0
+    top1 = float(capsys.readouterr().out.split("top-1 error ")[1].split("%")[0])
+    assert abs(top1 - registry.entry("resnet20", "digits")["metrics"]["top1_err"]) <= 100 / 359
