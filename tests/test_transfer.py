@@ -138,3 +138,19 @@ def test_a_prepared_tfds_dataset_is_read_whole(tmp_path):
     without = tfds_collection(str(tmp_path), "kzoo_toy_images", background_name="b", background=False)
     assert without.class_names == ["a", "c"] and len(without.images) == 26
     assert sorted(set(without.labels)) == [0, 1]
+
+
+def test_per_layer_svm_table_on_alexnet(caltech, tmp_path):
+    keras.utils.set_random_seed(1)
+    kzoo.alexnet(input_shape=(67, 67, 3), classes=10).save_weights(str(tmp_path / "a.weights.h5"))
+    out = tmp_path / "run"
+    assert main("caltech101", ["--model", "alexnet", "--input-size", "67", "--model-classes", "10", "--weights",
+                               str(tmp_path / "a.weights.h5"), "--data-dir", str(caltech), "--per-class", "15",
+                               "--folds", "2", "--per-layer", "svm", "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["softmax(relu7)"] + [
+        f"svm({n})" for n in ("pool1", "pool2", "relu3", "relu4", "pool5", "relu6", "relu7")]
+    assert all(len(r["folds"]) == 2 for r in rows)
+    assert rows[1]["accuracy_mean"] > 0.8  # colour survives in the first layer's features
+    table = (out / "results.md").read_text()
+    assert "| 15 | svm(pool1) |" in table

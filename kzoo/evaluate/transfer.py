@@ -144,9 +144,9 @@ def run_protocol(model, collection, mean, per_class, test_max, folds=5, seed=0, 
                "folds": folds, "seed": seed, "test_max": test_max, "rows": []}
     for n in per_class:
         splits = protocol_folds(collection.labels, collection.class_names, n, test_max, folds, seed)
-        methods = {f"softmax({layer})": []}
+        methods = {f"softmax({layer})": []}  # the §5.2 result comes first, whatever else is asked
         if per_layer:
-            methods = {f"{per_layer}({name})": [] for name in layers}
+            methods.update({f"{per_layer}({name})": [] for name in layers})
         if scratch_fn:
             methods["from scratch"] = []
         for fold, (train_idx, test_idx) in enumerate(splits):

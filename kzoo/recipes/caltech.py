@@ -23,6 +23,8 @@ def build_parser(dataset):
     parser.add_argument("--weights", help="its trained weights (.weights.h5)")
     parser.add_argument("--model-classes", type=int, help="classes the weights were trained for "
                         "(default: the registry's, 1000 for ImageNet models)")
+    parser.add_argument("--input-size", type=int, help="input size --weights were trained at (default: the "
+                        "model's paper size)")
     parser.add_argument("--run-dir", help="a kzoo training run instead: model, weights and mean")
     parser.add_argument("--data-dir", required=True, help=f"the {spec['folder']} folder (or its parent)"
                         + (", or a tfds data_dir with caltech101 prepared" if dataset == "caltech101" else ""))
@@ -69,6 +71,8 @@ def run(dataset, args):
         identity = [os.path.abspath(args.run_dir), os.path.getmtime(os.path.join(args.run_dir, "config.json"))]
     else:
         options = {"classes": args.model_classes} if args.model_classes else {}
+        if args.input_size:
+            options["input_shape"] = (args.input_size, args.input_size, 3)
         model = registry.create_model(args.model, weights=args.weights, **options)
         from kzoo.weights import expected_mean
 
@@ -89,6 +93,7 @@ def run(dataset, args):
         def scratch_fn():
             return registry.create_model(registry_name, input_shape=(size, size, 3),
                                          classes=len(collection.class_names))
+
     out = args.out or os.path.join("runs", f"{dataset}-{name}")
     results = run_protocol(model, collection, mean, args.per_class, args.test_max, args.folds, args.seed,
                            args.layer, args.C, out, identity, args.per_layer, scratch_fn, args.scratch_epochs)
