@@ -182,3 +182,21 @@ def test_builtin_shapes_boxes_hold_the_coloured_square():
     assert image[y1:y2, x1:x2, label].mean() > image[..., label].mean() + 60
     first_train = next(iter(source.train.as_numpy_iterator()))[0]
     assert not np.array_equal(first_train, image)  # train and val are different draws
+
+
+def test_box_files_reject_shared_names_and_bad_xml(tmp_path):
+    from kzoo.data.boxes import read_boxes
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        tf.io.write_file(str(tmp_path / "data" / cls / "0001.png"), tf.io.encode_png(np.zeros((8, 8, 3), "uint8")))
+    (tmp_path / "b.csv").write_text("image,x1,y1,x2,y2\n0001.png,1,1,5,5\n")
+    with pytest.raises(ValueError, match="2 images are named '0001'.*unique names"):
+        load_source(None, str(tmp_path / "data"), boxes=str(tmp_path / "b.csv"))
+    (tmp_path / "xml").mkdir()
+    (tmp_path / "xml" / "a.xml").write_text("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>")
+    with pytest.raises(ValueError, match="a.xml: a <bndbox> needs numeric"):
+        read_boxes(str(tmp_path / "xml"))
+    (tmp_path / "xml" / "a.xml").write_text("<annotation><object>")
+    with pytest.raises(ValueError, match="a.xml: not a readable XML"):
+        read_boxes(str(tmp_path / "xml"))

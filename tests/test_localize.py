@@ -76,3 +76,8 @@ def test_overfeat_recipe_localizes_an_image_folder_with_a_box_file(tmp_path, sha
     assert "Localization error" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # a box file needs --localize
         overfeat.main(["--boxes", str(tmp_path / "boxes.csv"), "--data-dir", str(tmp_path / "data")])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # no boxes: said before any training
+        overfeat.main(["--localize", "--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "none")])
+    assert "has no boxes for its train and val images" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()

@@ -154,3 +154,13 @@ def test_per_layer_svm_table_on_alexnet(caltech, tmp_path):
     assert rows[1]["accuracy_mean"] > 0.8  # colour survives in the first layer's features
     table = (out / "results.md").read_text()
     assert "| 15 | svm(pool1) |" in table
+
+
+def test_two_class_softmax_predicts_both_classes():
+    from kzoo.evaluate.transfer import train_softmax
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-2, 1, (20, 5)), rng.normal(2, 1, (20, 5))]).astype("float32")
+    y = np.repeat([0, 1], 20)
+    predicted = np.argmax(train_softmax(x, y, classes=2).predict(x, verbose=0), axis=1)
+    assert (predicted == y).mean() > 0.95  # sklearn's single binary row spread over both logits

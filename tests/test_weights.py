@@ -45,8 +45,8 @@ def _legacy_h5(model, path):
 
 
 def test_keras_applications_resnet50_converts_exactly(resnet50_source, tmp_path):
-    images = np.random.default_rng(1).normal(0, 50, (2, 224, 224, 3)).astype("float32")
-    expected = keras.ops.convert_to_numpy(resnet50_source(images))
+    images = np.random.default_rng(1).normal(0, 50, (2, 224, 224, 3)).astype("float32")  # RGB for kzoo
+    expected = keras.ops.convert_to_numpy(resnet50_source(images[..., ::-1]))  # keras.applications: BGR
     for source in (resnet50_source, _legacy_h5(resnet50_source, tmp_path / "r50.h5")):
         converted = keras_applications_resnet(source, "resnet50", classifier_activation=None)
         got = keras.ops.convert_to_numpy(converted(images))
@@ -74,7 +74,7 @@ def test_weights_imagenet_downloads_converts_and_caches(fake_imagenet, resnet50_
     path, _ = fake_imagenet
     images = np.random.default_rng(2).normal(0, 50, (1, 224, 224, 3)).astype("float32")
     model = kzoo.resnet50(weights="imagenet", classifier_activation=None)
-    np.testing.assert_allclose(model(images), resnet50_source(images), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(model(images), resnet50_source(images[..., ::-1]), rtol=1e-4, atol=1e-3)
     cached = tmp_path / "cache" / "kzoo" / "resnet50-imagenet.weights.h5"
     assert cached.exists() and not [p for p in cached.parent.iterdir() if p.name.startswith(".tmp")]
     os.remove(path)  # the converted file is reused: no second download
@@ -398,3 +398,15 @@ def test_evaluate_command_reproduces_the_registered_error(capsys):
     assert main(["--model", "resnet20", "--weights", "digits", "--protocol", "center"]) == 0
     top1 = float(capsys.readouterr().out.split("top-1 error ")[1].split("%")[0])
     assert abs(top1 - registry.entry("resnet20", "digits")["metrics"]["top1_err"]) <= 100 / 359
+
+
+def test_a_pth_that_is_not_a_state_dict_is_a_clear_error(tmp_path):
+    import pickle
+    import zipfile
+
+    from kzoo.weights.torch_pickle import load_state_dict
+
+    with zipfile.ZipFile(tmp_path / "model.pth", "w") as z:  # a whole pickled object, not a state dict
+        z.writestr("archive/data.pkl", pickle.dumps(zipfile.ZipInfo("x")))
+    with pytest.raises(ValueError, match="cannot be read as a state dict.*zipfile.ZipInfo.*state_dict"):
+        load_state_dict(str(tmp_path / "model.pth"))

@@ -53,13 +53,19 @@ def _xml_boxes(folder):
     if not files:
         raise ValueError(f"box folder {str(folder)!r} holds no .xml annotations (ILSVRC / Pascal VOC format).")
     for path in files:
-        root = ET.parse(path).getroot()
+        try:
+            root = ET.parse(path).getroot()
+        except ET.ParseError as err:
+            raise ValueError(f"{path}: not a readable XML annotation ({err}).") from None
         name = root.findtext("filename") or path.stem
         for obj in root.iter("object"):
             bb = obj.find("bndbox")
             if bb is None:
                 continue
-            box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+            try:
+                box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: a <bndbox> needs numeric xmin, ymin, xmax, ymax.") from None
             _add(boxes, name, box, str(path))
     return boxes
 
@@ -86,6 +92,18 @@ def read_boxes(path):
 def _decode_boxed(path, box, label):
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     return image, box, label
+
+
+def check_unique_names(files, boxes):
+    """Boxes are matched by file stem: two boxed images with one stem would share a box."""
+    stems = {}
+    for f in files:
+        stems.setdefault(pathlib.Path(f).stem, []).append(f)
+    shared = [(s, fs) for s, fs in stems.items() if s in boxes and len(fs) > 1]
+    if shared:
+        stem, fs = shared[0]
+        raise ValueError(f"boxes are matched by file name, and {len(fs)} images are named {stem!r} ({fs[0]}, "
+                         f"{fs[1]}, ...); give the images unique names.")
 
 
 def boxed_files(files, labels, boxes):

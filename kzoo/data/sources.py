@@ -150,8 +150,9 @@ def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
 def _boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root):
     if boxes is None:
         return None
-    from kzoo.data.boxes import boxed_files
+    from kzoo.data.boxes import boxed_files, check_unique_names
 
+    check_unique_names(train_files + val_files, boxes)
     boxed = {"train": boxed_files(train_files, train_labels, boxes), "val": boxed_files(val_files, val_labels, boxes)}
     if boxed["train"] is None and boxed["val"] is None:
         example = next(iter(boxes), "none")

@@ -133,14 +133,15 @@ def train_regressor(model, images, boxes, labels=None, classes=None, hidden=(409
     keras.utils.set_random_seed(seed)
     regressor.compile(keras.optimizers.Adam(learning_rate), masked_l2)
     regressor.fit(feats, y, epochs=epochs, batch_size=batch_size, verbose=0)
-    return Localizer(features, regressor, size, classes)
+    return Localizer(features, regressor, size, classes, classifier=model)
 
 
 class Localizer:
     """Frozen features + box regressor for windows of `size` pixels."""
 
-    def __init__(self, features, regressor, size, classes=None):
+    def __init__(self, features, regressor, size, classes=None, classifier=None):
         self.features, self.regressor, self.size, self.classes = features, regressor, size, classes
+        self.classifier = classifier  # scores each window's box (§4.3); None: all windows count alike
 
     def predict(self, windows, labels=None):
         """Boxes (N, 4) in window pixels; the given (or only) class's box."""
@@ -154,9 +155,10 @@ class Localizer:
 
     def localize(self, image, label=0, scales=(1.0,), stride=None, threshold=None):
         """Slide windows over `image` at `scales`, predict a box per window (in image
-        pixels), merge greedily; returns the most confident merged box."""
+        pixels), each with the classifier's probability of `label` as confidence, merge
+        greedily; returns the most confident merged box."""
         stride = stride or self.size // 4
-        boxes = []
+        boxes, confidences = [], []
         for scale in scales:
             h, w = image.shape[:2]
             shape = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
@@ -165,15 +167,20 @@ class Localizer:
                        for l in range(0, shape[1] - self.size + 1, stride)]
             crops = np.stack([scaled[t : t + self.size, l : l + self.size] for t, l in origins])
             pred = self.predict(crops, np.full(len(crops), label))
-            for (t, l), b in zip(origins, pred):
+            scores = np.ones(len(crops))
+            if self.classifier is not None:
+                scores = np.concatenate([keras.ops.convert_to_numpy(self.classifier(crops[i : i + 64]))[:, label]
+                                         for i in range(0, len(crops), 64)])
+            for (t, l), b, score in zip(origins, pred, scores):
                 box = (b + [l, t, l, t]) / [shape[1] / w, shape[0] / h, shape[1] / w, shape[0] / h]
                 box = np.clip(box, 0, [w, h, w, h])
                 if box[2] > box[0] and box[3] > box[1]:  # a window far from the object may predict none
                     boxes.append(box)
+                    confidences.append(float(score))
         if not boxes:
             raise NoBoxPredicted("no window predicted a non-empty box; try other scales or a smaller stride.")
         threshold = self.size if threshold is None else threshold
-        merged, _ = merge_boxes(boxes, np.ones(len(boxes)), threshold)
+        merged, _ = merge_boxes(boxes, confidences, threshold)
         return merged[0]
 
 

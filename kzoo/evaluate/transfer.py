@@ -85,7 +85,10 @@ def train_softmax(features, labels, classes, C=1.0, seed=0):
     fit = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit((features - mean) / std, labels)
     coef = np.zeros((classes, features.shape[1]))
     bias = np.full(classes, -1e9)  # a class without training images is never predicted
-    coef[fit.classes_], bias[fit.classes_] = fit.coef_, fit.intercept_
+    if len(fit.classes_) == 2:  # sklearn keeps one row for two classes: logit of the second
+        coef[fit.classes_[1]], bias[fit.classes_] = fit.coef_[0], (0.0, fit.intercept_[0])
+    else:
+        coef[fit.classes_], bias[fit.classes_] = fit.coef_, fit.intercept_
     dense = keras.layers.Dense(classes, activation="softmax", name="softmax")
     model = keras.Sequential([keras.Input((features.shape[1],)), dense], name="transfer_softmax")
     dense.set_weights([(coef / std).T.astype(np.float32), (bias - coef @ (mean / std)).astype(np.float32)])

@@ -6,6 +6,7 @@
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -65,10 +66,15 @@ def run(dataset, args):
         raise ValueError("give either --model NAME --weights PATH or --run-dir RUN.")
     collection = load_collection(dataset, args.data_dir, args.background)
     print(f"{dataset}: {len(collection.images)} images in {len(collection.class_names)} classes.")
+    run_options = {}
     if args.run_dir:
         model, mean, _ = load_run(args.run_dir)
         name, options = model.name, {}
-        identity = [os.path.abspath(args.run_dir), os.path.getmtime(os.path.join(args.run_dir, "config.json"))]
+        latest = os.path.join(args.run_dir, "checkpoints", "latest.json")
+        identity = [os.path.abspath(args.run_dir),  # the checkpoint: a run trained further gets new features
+                    open(latest, encoding="utf-8").read() if os.path.exists(latest) else None]
+        with open(os.path.join(args.run_dir, "config.json"), encoding="utf-8") as f:
+            run_options = json.load(f)["identity"]["model_options"]
     else:
         options = {"classes": args.model_classes} if args.model_classes else {}
         if args.input_size:
@@ -92,7 +98,7 @@ def run(dataset, args):
 
         def scratch_fn():
             return registry.create_model(registry_name, input_shape=(size, size, 3),
-                                         classes=len(collection.class_names))
+                                         classes=len(collection.class_names), **run_options)
 
     out = args.out or os.path.join("runs", f"{dataset}-{name}")
     results = run_protocol(model, collection, mean, args.per_class, args.test_max, args.folds, args.seed,

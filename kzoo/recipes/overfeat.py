@@ -71,6 +71,12 @@ def main(argv=None):
     try:
         dataset = args.dataset or (None if args.data_dir else "shapes")
         source = load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
+        missing = [split for split in ("train", "val") if not source.boxed or source.boxed.get(split) is None]
+        if missing:  # before hours of classifier training, not after
+            raise ValueError(f"dataset {source.name!r} has no boxes for its {' and '.join(missing)} images; "
+                             + ("the box file covers no image there." if args.boxes else
+                                "give --data-dir DIR --boxes FILE (CSV image,x1,y1,x2,y2 or ILSVRC/VOC XML) "
+                                "or use the built-in shapes (no data flags)."))
         train_recipe(RECIPE, args, source)
         run_dir = run_dir_for(RECIPE, args, RECIPE.model(args)[0], source)
         metrics = localize_run(run_dir, source, epochs=args.regressor_epochs,

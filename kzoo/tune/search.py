@@ -72,7 +72,9 @@ class ResumableGridOracle(kt.oracles.GridSearchOracle):
 
         def position(trial_id):
             values = self.trials[trial_id].hyperparameters.values
-            return [hp.values.index(values[hp.name]) for hp in space if hp.name in values]
+            # keras-tuner's grid order: each hyperparameter's default first, then its values in order
+            order = lambda hp: [hp.default] + [v for v in hp.values if v != hp.default]  # noqa: E731
+            return [order(hp).index(values[hp.name]) for hp in space if hp.name in values]
 
         ids = sorted(self.trials, key=position)
         for trial_id in ids:

@@ -7,10 +7,11 @@
     python -m kzoo.visualize neighbours --run-dir RUN
     python -m kzoo.visualize responses --model resnet20 plain20 --weights R.weights.h5 P.weights.h5
 
-Images: --images FILE/FOLDER ..., or the validation images of the run's dataset
-(--dataset / --data-dir as for training; default the built-in digits), first
+Images: --images FILE/FOLDER ..., or validation images (--dataset / --data-dir as
+for training; default: a run's own built-in data, else the built-in digits), first
 --limit. They are resized and centre-cropped to the model's input and the run's
-mean is removed (with --model/--weights: the images' mean colour).
+mean is removed (with --model/--weights: a registered name's mean, else the
+images' mean colour).
 Figures go to --out (default: RUN/figures, or ./figures); each path is printed.
 """
 
@@ -72,7 +73,11 @@ def load_model(args, index=0):
     if bool(runs) == bool(names):
         raise ValueError("give either --run-dir RUN or --model NAME [--weights PATH].")
     if runs:
-        model, mean, _ = load_run(runs[index])
+        from kzoo.data.sources import BUILTIN
+
+        model, mean, dataset = load_run(runs[index])
+        if dataset in BUILTIN and not (args.images or args.dataset or args.data_dir):
+            args.dataset = dataset  # the run's own built-in data (its labels fit the model)
         return model, mean, args.out or os.path.join(runs[index], "figures")
     weights = (args.weights or [None] * len(names))
     if len(weights) != len(names):
@@ -144,7 +149,8 @@ def run(args):
     for i in range(len(args.run_dir or args.model)):
         model_i, mean_i, _ = load_model(args, i) if i else (model, mean, out)
         images, _ = load_inputs(args, model_i, mean_i)
-        results[model_i.name] = layer_responses(model_i, images)
+        label = model_i.name if model_i.name not in results else f"{model_i.name} ({i + 1})"
+        results[label] = layer_responses(model_i, images)
     return [responses_figure(results, os.path.join(out, "responses.png"))]
 
 

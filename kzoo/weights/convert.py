@@ -21,7 +21,9 @@ def _fold_bias_into_bn(conv_bias, bn_weights, source_eps, target_eps):
 def keras_applications_resnet(source, model_name, classifier_activation="softmax"):
     """keras.applications ResNet50/101/152 (a model, or its .h5 weights file) -> kzoo's
     resnet50/101/152 (v1, shortcut B). Their convolutions carry biases, kzoo's (like the
-    paper's) do not: each bias is folded into the batch normalization that follows."""
+    paper's) do not: each bias is folded into the batch normalization that follows.
+    keras.applications feeds BGR (Caffe order); conv1's input channels are reversed so
+    the kzoo model takes RGB with the mean colour (123.68, 116.779, 103.939) removed."""
     import kzoo
 
     apps = {"resnet50": keras.applications.ResNet50, "resnet101": keras.applications.ResNet101,
@@ -39,7 +41,10 @@ def keras_applications_resnet(source, model_name, classifier_activation="softmax
         if not layer.weights:
             continue
         if isinstance(layer, keras.layers.Conv2D):
-            layer.set_weights([src.get_layer(_need(names, layer.name)).get_weights()[0]])
+            kernel = src.get_layer(_need(names, layer.name)).get_weights()[0]
+            if layer.name == "conv1_conv":  # Caffe's BGR input order -> RGB, as every kzoo pipeline feeds
+                kernel = kernel[:, :, ::-1, :]
+            layer.set_weights([kernel])
         elif isinstance(layer, keras.layers.BatchNormalization):
             conv = layer.name[: -len("_bn")] + "_conv"
             bias = src.get_layer(_need(names, conv)).get_weights()[1]

@@ -58,13 +58,16 @@ def load_state_dict(path):
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path!r} is not a zip-format torch file (saved with PyTorch < 1.6, or not a "
                          f".pth); re-save it with torch.save(model.state_dict(), path) in a recent PyTorch.")
-    with zipfile.ZipFile(path) as archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
-        if not pickles:
-            raise ValueError(f"{path!r} has no data.pkl: not a torch.save file.")
-        prefix = pickles[0][: -len("/data.pkl")]
-        with archive.open(pickles[0]) as f:
-            state = _Unpickler(f, archive, prefix).load()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            if not pickles:
+                raise ValueError(f"{path!r} has no data.pkl: not a torch.save file.")
+            prefix = pickles[0][: -len("/data.pkl")]
+            with archive.open(pickles[0]) as f:
+                state = _Unpickler(f, archive, prefix).load()
+    except (pickle.UnpicklingError, zipfile.BadZipFile, KeyError, EOFError) as err:
+        raise ValueError(f"{path!r} cannot be read as a state dict: {err}") from err
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
