@@ -56,7 +56,7 @@ def test_overfeat_recipe_localizes_the_builtin_shapes(tmp_path):
     assert overfeat.main(args) == 0
     metrics = json.loads((run / "localization" / "metrics.json").read_text())
     assert metrics["images"] == 300 and metrics["dataset"] == "shapes"
-    assert metrics["localization_err"] < 0.4, metrics  # chance is near 1; measured 0.26
+    assert metrics["localization_err"] < 0.4, metrics  # chance is near 1; measured 0.187
     assert (run / "localization" / "regressor.weights.h5").exists()
     assert not [p for p in (run / "localization").iterdir() if p.name.startswith(".tmp")]
 
