@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import tensorflow as tf
 
+from kzoo.data.sources import decode_file
+
 SHAPE_COLOURS = ("red", "green", "blue")
 
 
@@ -90,8 +92,7 @@ def read_boxes(path):
 
 
 def _decode_boxed(path, box, label):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return image, box, label
+    return decode_file(path), box, label
 
 
 def check_unique_names(files, boxes):

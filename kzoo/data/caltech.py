@@ -30,12 +30,10 @@ class Collection:
     class_names: list
 
     def read(self, i):
-        import tensorflow as tf
+        from kzoo.data.sources import decode_file
 
         item = self.images[i]
-        if callable(item):
-            return item()
-        return tf.io.decode_image(tf.io.read_file(item), channels=3, expand_animations=False).numpy()
+        return item() if callable(item) else decode_file(item).numpy()
 
 
 def _spec(name):

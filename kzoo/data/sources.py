@@ -107,9 +107,13 @@ def _class_folders(root):
     return classes, files, labels
 
 
+def decode_file(path):
+    """An image file (path string or tensor) -> uint8 RGB tensor (works inside tf.data maps)."""
+    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+
 def _decode(path, label):
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return image, label
+    return decode_file(path), label
 
 
 def _files_dataset(files, labels):
@@ -165,7 +169,7 @@ def find_undecodable(files):
     """The first file tf.io.decode_image rejects, or None."""
     for path in files:
         try:
-            tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            decode_file(path)
         except tf.errors.InvalidArgumentError:
             return path
     return None

@@ -212,16 +212,15 @@ def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific
     import os
 
     from kzoo.data.boxes import boxed_examples
-    from kzoo.evaluate.run import load_run
+    from kzoo.evaluate.run import load_run, read_run_config
     from kzoo.evaluate.views import center_crop
-    from kzoo.utils.files import atomic_write
+    from kzoo.utils.files import atomic_write, save_weights_atomic
 
     model, mean, dataset = load_run(run_dir)
     if dataset != source.name:
         raise ValueError(f"{run_dir!r} was trained on {dataset!r}, not on {source.name!r}; localize with the "
                          f"classifier's own dataset (its classes).")
-    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-        side = json.load(f)["config"]["preprocess"]["resize"]
+    side = read_run_config(run_dir)["config"]["preprocess"]["resize"]
     mean = np.asarray(mean, "float32").reshape(-1, 3).mean(0)
     classes = source.classes if class_specific else None
 
@@ -250,10 +249,7 @@ def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific
                "class_specific": class_specific, "hidden": list(hidden), "scales": list(scales),
                "offsets": offsets, "epochs": epochs}
     folder = os.path.join(run_dir, "localization")
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-regressor.weights.h5")
-    localizer.regressor.save_weights(tmp)
-    os.replace(tmp, os.path.join(folder, "regressor.weights.h5"))
+    save_weights_atomic(localizer.regressor, os.path.join(folder, "regressor.weights.h5"))
     with atomic_write(os.path.join(folder, "metrics.json")) as f:
         json.dump(metrics, f, indent=2)
     return metrics

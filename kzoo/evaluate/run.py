@@ -21,16 +21,21 @@ import numpy as np
 PROTOCOLS = ("center", "10crop", "dense", "multiscale")
 
 
-def load_run(run_dir):
-    """(model with softmax, crop, mean image or colour, dataset name) from a training run."""
-    from kzoo import registry
-    from kzoo.train.engine import restore_model
-
+def read_run_config(run_dir):
+    """A training run's config.json (identity, config, dataset)."""
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (no config.json).")
     with open(path, encoding="utf-8") as f:
-        config = json.load(f)
+        return json.load(f)
+
+
+def load_run(run_dir):
+    """(model with softmax, mean image or colour, dataset name) from a training run."""
+    from kzoo import registry
+    from kzoo.train.engine import restore_model
+
+    config = read_run_config(run_dir)
     identity, dataset = config["identity"], config["dataset"]
     crop = identity["crop"]
     model = registry.create_model(identity["model"], input_shape=(crop, crop, 3), classes=dataset["classes"],

@@ -15,7 +15,7 @@ import numpy as np
 import keras
 
 from kzoo.data.caltech import mean_per_class_accuracy, protocol_folds
-from kzoo.utils.files import atomic_write
+from kzoo.utils.files import atomic_write, save_weights_atomic
 
 
 def per_layer_names(model):
@@ -147,31 +147,31 @@ def run_protocol(model, collection, mean, per_class, test_max, folds=5, seed=0, 
                "folds": folds, "seed": seed, "test_max": test_max, "rows": []}
     for n in per_class:
         splits = protocol_folds(collection.labels, collection.class_names, n, test_max, folds, seed)
-        methods = {f"softmax({layer})": []}  # the §5.2 result comes first, whatever else is asked
+        # row label -> (classifier, feature layer); the §5.2 result comes first, whatever else is asked
+        methods = {f"softmax({layer})": ("softmax", layer)}
         if per_layer:
-            methods.update({f"{per_layer}({name})": [] for name in layers})
+            methods.update({f"{per_layer}({name})": (per_layer, name) for name in layers})
         if scratch_fn:
-            methods["from scratch"] = []
+            methods["from scratch"] = ("scratch", None)
+        accuracies = {label: [] for label in methods}
         for fold, (train_idx, test_idx) in enumerate(splits):
             y_train, y_test = collection.labels[train_idx], collection.labels[test_idx]
-            for method in methods:
-                if method == "from scratch":
+            for label, (kind, name) in methods.items():
+                if kind == "scratch":
                     pred = from_scratch(scratch_fn, collection, mean, train_idx, test_idx, scratch_epochs,
                                         seed=seed + fold)
+                elif kind == "svm":
+                    pred = linear_svm(features[name][train_idx], y_train, features[name][test_idx], seed=seed + fold)
                 else:
-                    kind, name = method[:-1].split("(")
-                    x = features[name]
-                    if kind == "svm":
-                        pred = linear_svm(x[train_idx], y_train, x[test_idx], seed=seed + fold)
-                    else:
-                        softmax = train_softmax(x[train_idx], y_train, classes, C, seed=seed + fold)
-                        pred = np.argmax(softmax.predict(x[test_idx], verbose=0), axis=1)
-                        if run_dir and name == layer and fold == len(splits) - 1:
-                            _save(transfer_model(model, layer, softmax), run_dir, n)
-                methods[method].append(mean_per_class_accuracy(y_test, pred, classes))
+                    softmax = train_softmax(features[name][train_idx], y_train, classes, C, seed=seed + fold)
+                    pred = np.argmax(softmax.predict(features[name][test_idx], verbose=0), axis=1)
+                    if run_dir and name == layer and fold == len(splits) - 1:
+                        save_weights_atomic(transfer_model(model, layer, softmax),
+                                            os.path.join(run_dir, f"transfer-{n}.weights.h5"))
+                accuracies[label].append(mean_per_class_accuracy(y_test, pred, classes))
             print(f"  {n}/class fold {fold + 1}/{folds}: "
-                  + ", ".join(f"{m} {v[-1]:.2%}" for m, v in methods.items()))
-        for method, accs in methods.items():
+                  + ", ".join(f"{m} {v[-1]:.2%}" for m, v in accuracies.items()))
+        for method, accs in accuracies.items():
             results["rows"].append({"per_class": n, "method": method, "train_images": n * classes,
                                     "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
                                     "folds": [float(a) for a in accs]})
@@ -182,13 +182,6 @@ def run_protocol(model, collection, mean, per_class, test_max, folds=5, seed=0, 
         with atomic_write(os.path.join(run_dir, "results.md")) as f:
             f.write(results_table(results))
     return results
-
-
-def _save(model, run_dir, per_class):
-    path = os.path.join(run_dir, f"transfer-{per_class}.weights.h5")
-    tmp = os.path.join(run_dir, f".tmp-transfer-{per_class}.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
 
 
 def results_table(results):

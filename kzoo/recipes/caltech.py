@@ -6,7 +6,7 @@
 """
 
 import argparse
-import json
+import functools
 import os
 import sys
 
@@ -59,7 +59,7 @@ def _mean_colour(collection, count=500, seed=0):
 def run(dataset, args):
     from kzoo import registry
     from kzoo.data.caltech import load_collection
-    from kzoo.evaluate.run import load_run
+    from kzoo.evaluate.run import load_run, read_run_config
     from kzoo.evaluate.transfer import results_table, run_protocol
 
     if bool(args.run_dir) == bool(args.model):
@@ -73,8 +73,7 @@ def run(dataset, args):
         latest = os.path.join(args.run_dir, "checkpoints", "latest.json")
         identity = [os.path.abspath(args.run_dir),  # the checkpoint: a run trained further gets new features
                     open(latest, encoding="utf-8").read() if os.path.exists(latest) else None]
-        with open(os.path.join(args.run_dir, "config.json"), encoding="utf-8") as f:
-            run_options = json.load(f)["identity"]["model_options"]
+        run_options = read_run_config(args.run_dir)["identity"]["model_options"]
     else:
         options = {"classes": args.model_classes} if args.model_classes else {}
         if args.input_size:
@@ -92,14 +91,8 @@ def run(dataset, args):
         mean = _mean_colour(collection, seed=args.seed)
     mean = np.asarray(mean, np.float32).reshape(-1, 3).mean(0)  # images differ in size: the mean colour
     size = model.inputs[0].shape[1]
-    scratch_fn = None
-    if args.from_scratch:
-        registry_name = args.model or name
-
-        def scratch_fn():
-            return registry.create_model(registry_name, input_shape=(size, size, 3),
-                                         classes=len(collection.class_names), **run_options)
-
+    scratch_fn = functools.partial(registry.create_model, args.model or name, input_shape=(size, size, 3),
+                                   classes=len(collection.class_names), **run_options) if args.from_scratch else None
     out = args.out or os.path.join("runs", f"{dataset}-{name}")
     results = run_protocol(model, collection, mean, args.per_class, args.test_max, args.folds, args.seed,
                            args.layer, args.C, out, identity, args.per_layer, scratch_fn, args.scratch_epochs)

@@ -26,9 +26,7 @@ COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses")
 
 
 def _read_images(paths):
-    import tensorflow as tf
-
-    from kzoo.data.sources import IMAGE_SUFFIXES
+    from kzoo.data.sources import IMAGE_SUFFIXES, decode_file
 
     files = []
     for p in paths:
@@ -41,8 +39,7 @@ def _read_images(paths):
             raise FileNotFoundError(f"--images {str(p)!r} does not exist.")
     if not files:
         raise ValueError(f"--images {paths} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    return [tf.io.decode_image(tf.io.read_file(str(f)), channels=3, expand_animations=False).numpy()
-            for f in files], None
+    return [decode_file(str(f)).numpy() for f in files], None
 
 
 def load_inputs(args, model, mean, split="val", limit=None):

@@ -74,16 +74,9 @@ def fetch(model, name):
     source = download(item)
     from kzoo.weights import convert
 
-    kzoo_model = convert.CONVERTERS[item["converter"]](source, model)
-    os.makedirs(cache_dir(), exist_ok=True)
-    tmp = os.path.join(cache_dir(), f".tmp-{model}-{name}.weights.h5")
-    try:
-        kzoo_model.save_weights(tmp)
-        os.replace(tmp, converted)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return converted
+    from kzoo.utils.files import save_weights_atomic
+
+    return save_weights_atomic(convert.CONVERTERS[item["converter"]](source, model), converted)
 
 
 def expected_mean(model, weights):

@@ -33,14 +33,10 @@ def main(argv=None):
             raise ValueError(f"the output must end in .weights.h5 (Keras' weights format); got {args.out!r}.")
         from kzoo.weights import convert
 
+        from kzoo.utils.files import save_weights_atomic
+
         model = convert.CONVERTERS[KINDS[args.kind]](args.source, args.model)
-        tmp = os.path.join(os.path.dirname(os.path.abspath(args.out)), ".tmp-" + os.path.basename(args.out))
-        try:
-            model.save_weights(tmp)
-            os.replace(tmp, args.out)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        save_weights_atomic(model, args.out)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     print(f"wrote {args.out} ({model.name}, {model.count_params():,} parameters, input "
