@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import os
 import pathlib
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -83,6 +84,13 @@ def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
     )
 
 
+def _check_classes(what, names, fix):
+    # One class "trains" to 0% error: every label is right.
+    if len(names) < 2:
+        raise ValueError(f"{what} has {len(names)} class{'' if len(names) == 1 else 'es'} "
+                         f"({', '.join(map(repr, names)) or 'none'}); a classifier needs at least 2: {fix}.")
+
+
 def _class_folders(root):
     root = pathlib.Path(root)
     if not root.is_dir():
@@ -90,6 +98,7 @@ def _class_folders(root):
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"{str(root)!r} has no class sub-folders; expected {root}/<class>/<image>.jpg.")
+    _check_classes(f"{str(root)!r}", classes, "add a sub-folder of images per class")
     files, labels = [], []
     for label, name in enumerate(classes):
         found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -108,7 +117,29 @@ def _class_folders(root):
 
 
 def decode_file(path):
-    """An image file (path string or tensor) -> uint8 RGB tensor (works inside tf.data maps)."""
+    """An image file (path string or tensor) -> uint8 RGB tensor (works inside tf.data maps).
+
+    Called eagerly on a path, a missing or undecodable file is an error naming it
+    (inside tf.data, `naming_bad_images` names it)."""
+    if not (tf.executing_eagerly() and isinstance(path, (str, os.PathLike))):
+        return _decode_image(path)
+    try:
+        return _decode_image(str(path))
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist.") from None
+    except tf.errors.InvalidArgumentError as err:
+        reason = _op_message(err)
+        raise ValueError(f"{str(path)!r} cannot be decoded as an image ({reason}); "
+                         f"remove or replace it.") from None
+
+
+def _op_message(err):
+    """A TF op error's own words, without the op's node name and call site."""
+    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*", "", err.message.strip().splitlines()[0])
+    return text.strip().rstrip(".")
+
+
+def _decode_image(path):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
@@ -170,7 +201,7 @@ def find_undecodable(files):
     for path in files:
         try:
             decode_file(path)
-        except tf.errors.InvalidArgumentError:
+        except ValueError:
             return path
     return None
 
@@ -182,7 +213,7 @@ def naming_bad_images(source):
         yield
     except tf.errors.InvalidArgumentError as err:
         bad = find_undecodable(source.files or [])
-        what = f"{bad!r} cannot be decoded; remove or replace it" if bad else err.message.splitlines()[0]
+        what = f"{bad!r} cannot be decoded; remove or replace it" if bad else _op_message(err)
         raise ValueError(f"an image of {source.name!r} failed: {what}.") from err
 
 
@@ -204,6 +235,7 @@ def tfds_source(name, data_dir=None, download=False):
     if "train" not in splits or val_split is None:
         raise ValueError(f"tfds dataset {name!r} needs a train and a validation or test split; has {list(splits)}.")
     label = builder.info.features["label"]
+    _check_classes(f"tfds dataset {name!r}", list(label.names), "pick a dataset with several classes")
 
     def pairs(split):
         ds = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(

@@ -1,0 +1,44 @@
+"""argparse types shared by every kzoo command line.
+
+A bad number is refused while the arguments are parsed, before anything is read
+or written, with argparse's own error (exit code 2): "argument --epochs: expected
+an integer >= 1, got '0'". Checks that need the model or the data (an input size
+below the model's minimum, a feature map beyond a layer's channels) raise
+`ValueError` naming the flag, through `flag_error`.
+"""
+
+import argparse
+import math
+
+
+def _number(kind, accepted, test, name):
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or (kind is float and not math.isfinite(value)) or not test(value):
+            raise argparse.ArgumentTypeError(f"expected {noun} {accepted}, got {text!r}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in some messages
+    return parse
+
+
+positive_int = _number(int, ">= 1", lambda v: v >= 1, "positive_int")
+non_negative_int = _number(int, ">= 0", lambda v: v >= 0, "non_negative_int")
+positive_float = _number(float, "> 0", lambda v: v > 0, "positive_float")
+non_negative_float = _number(float, ">= 0", lambda v: v >= 0, "non_negative_float")
+unit_interval = _number(float, "in [0, 1]", lambda v: 0 <= v <= 1, "unit_interval")
+
+
+def int_at_least(low):
+    """An integer >= `low` (e.g. an image size that leaves a pixel after an 11x11 kernel)."""
+    return _number(int, f">= {low}", lambda v: v >= low, f"int_at_least_{low}")
+
+
+def flag_error(flag, value, accepted):
+    """The ValueError for a flag whose value is only checkable after loading a model or data."""
+    return ValueError(f"argument {flag}: {value} is out of range; expected {accepted}.")
