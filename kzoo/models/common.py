@@ -165,6 +165,7 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     with deep_graph_recursion():
         model = keras.Model(inputs, outputs, name=name or entry.name)
+    model._kzoo_model = entry.name  # the architecture record of the weights files kzoo writes (kzoo.weights.record)
     if weights is not None and not include_top and not os.path.exists(weights_arg):
         # a registered checkpoint holds the classifier too: load it into the full net, keep the rest
         full = build(entry, family, flat_head, fixed, weights=weights_arg, **options)
@@ -177,24 +178,41 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
 
 
 def load_weights(model, path):
-    """`model.load_weights(path)`, with an error that says which weight does not fit."""
+    """`model.load_weights(path)`, refusing a file another architecture wrote (its kzoo
+    record) and a Keras 3 file without the .weights.h5 suffix, with an error that says
+    which weight does not fit."""
+    from kzoo.weights import record
+
+    kind = record.file_format(path)
+    if kind == "keras3" and not path.endswith(".weights.h5"):
+        raise ValueError(f"weights file {path!r} is a Keras 3 weights file without the .weights.h5 suffix (Keras "
+                         f"reads other .h5 names as the Keras 2 format): rename it to "
+                         f"{_weights_h5_name(path)!r}.")
+    record.check(model, path)
     try:
         model.load_weights(path)
     except Exception as err:  # Keras raises ValueError or KeyError with long object lists
-        raise ValueError(f"weights file {path!r} does not fit {model.name!r}: {_mismatch(model, path)}. "
+        raise ValueError(f"weights file {path!r} does not fit {model.name!r}: {_mismatch(model, path, kind)}. "
                          f"Build the model the file was saved from (the same builder, input_shape, classes "
                          f"and options).") from err
 
 
-def _mismatch(model, path):
+def _weights_h5_name(path):
+    root = path[: -len(".h5")] if path.endswith(".h5") else path
+    return root + ".weights.h5"
+
+
+def _mismatch(model, path, kind):
     import h5py
 
-    try:
-        with h5py.File(path, "r") as f:
-            stored = []
-            f.visititems(lambda name, obj: stored.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
-    except OSError:
+    if kind in ("other", "unreadable", "hdf5"):
         return "it is not a readable .weights.h5 file (corrupt or another format)"
+    if kind == "legacy":
+        return ("it is a Keras 2 / keras.applications .h5 file (weights by layer name); convert keras.applications' "
+                "ResNets with `python -m kzoo.weights convert keras-applications MODEL FILE OUT.weights.h5`")
+    with h5py.File(path, "r") as f:
+        stored = []
+        f.visititems(lambda name, obj: stored.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None)
     needed = [(w.path, tuple(w.shape)) for w in model.weights]
     notes = [f"it holds {len(stored)} arrays, the model has {len(needed)}"] if len(stored) != len(needed) else []
     remaining = list(stored)

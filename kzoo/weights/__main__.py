@@ -1,4 +1,4 @@
-"""`python -m kzoo.weights list` | `convert SOURCE_KIND MODEL SOURCE_FILE OUT.weights.h5`."""
+"""`python -m kzoo.weights list` | `convert SOURCE_KIND MODEL SOURCE_FILE OUT.weights.h5 [--overwrite]`."""
 
 import argparse
 import os
@@ -6,6 +6,24 @@ import sys
 
 KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
          "torchvision": "torchvision_resnet"}
+
+
+def check_paths(source, out, overwrite):
+    """Refuse a missing source and an output that would replace a file unasked, or the
+    source itself (the same file through any link) even with --overwrite."""
+    if not os.path.exists(source):
+        raise ValueError(f"SOURCE {source!r} does not exist.")
+    if not os.path.isfile(source):
+        raise ValueError(f"SOURCE {source!r} is not a file.")
+    if not out.endswith(".weights.h5"):
+        raise ValueError(f"OUT must end in .weights.h5 (Keras' weights format); got {out!r}.")
+    if os.path.isdir(out):
+        raise ValueError(f"OUT {out!r} is a directory; name the .weights.h5 file to write.")
+    if os.path.exists(out):
+        if os.path.samefile(source, out):
+            raise ValueError(f"OUT {out!r} is the SOURCE file itself; write the conversion to another path.")
+        if not overwrite:
+            raise ValueError(f"OUT {out!r} already exists; pass --overwrite to replace it, or choose another path.")
 
 
 def main(argv=None):
@@ -17,6 +35,7 @@ def main(argv=None):
     convert.add_argument("model", help="kzoo model name (resnet50, alexnet, ...)")
     convert.add_argument("source", help="the checkpoint: .h5 (keras.applications), .caffemodel, .pth")
     convert.add_argument("out", help="where to write the kzoo weights (.weights.h5)")
+    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the source)")
     args = parser.parse_args(argv)
     if args.command == "list":
         from kzoo.weights import manifest
@@ -27,18 +46,19 @@ def main(argv=None):
                 print(f"{model:12s} {name:10s} {item['data'][:50]:50s} {metrics}")
         return 0
     try:
-        if not os.path.exists(args.source):
-            raise FileNotFoundError(f"{args.source!r} does not exist.")
-        if not args.out.endswith(".weights.h5"):
-            raise ValueError(f"the output must end in .weights.h5 (Keras' weights format); got {args.out!r}.")
+        check_paths(args.source, args.out, args.overwrite)
         from kzoo.weights import convert
 
         from kzoo.utils.files import save_weights_atomic
 
         model = convert.CONVERTERS[KINDS[args.kind]](args.source, args.model)
-        save_weights_atomic(model, args.out)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
+    try:
+        save_weights_atomic(model, args.out)
+    except OSError as err:
+        parser.exit(2, f"error: cannot write OUT {args.out!r}: {err.strerror or err}; check the folder exists "
+                       f"and is writable.\n")
     print(f"wrote {args.out} ({model.name}, {model.count_params():,} parameters, input "
           f"{tuple(model.inputs[0].shape[1:])})")
     return 0

@@ -5,16 +5,27 @@ NetParameter: layer = 100 (LayerParameter: name = 1, type = 2, blobs = 7) or the
 layers = 2 (V1LayerParameter: name = 4, blobs = 6). BlobProto: num, channels,
 height, width = 1-4 (legacy shape), data = 5 (float, packed or not),
 shape = 7 (BlobShape: dim = 1, int64), double_data = 8.
+
+The file is untrusted: a varint longer than 10 bytes, a field running past the end of
+its message, a wire type a field cannot have, a negative dimension or a shape that
+does not match the values present is a ValueError naming the layer and blob.
 """
 
-import struct
+import math
 
 import numpy as np
+
+_FIXED = {1: 8, 5: 4}  # wire type -> bytes
 
 
 def _varint(buf, pos):
     result = shift = 0
+    end = len(buf)
     while True:
+        if pos >= end:
+            raise ValueError(f"a varint at byte {pos} runs past the end")
+        if shift >= 70:
+            raise ValueError(f"a varint at byte {pos} is longer than 10 bytes")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -23,51 +34,70 @@ def _varint(buf, pos):
         shift += 7
 
 
+def _signed(value):
+    """A protobuf int32/int64 varint as the signed number it encodes (negatives take 10 bytes)."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >> 63 else value
+
+
 def fields(buf):
     """Yields (field number, wire type, value) of one message: ints for varints,
-    memoryviews for length-delimited fields, raw bytes for fixed-width ones."""
+    memoryviews for length-delimited and fixed-width fields."""
     pos, end = 0, len(buf)
     while pos < end:
+        start = pos
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
             value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = buf[pos : pos + 8], pos + 8
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
+        elif wire == 2 or wire in _FIXED:
+            size, pos = _varint(buf, pos) if wire == 2 else (_FIXED[wire], pos)
+            if pos + size > end:
+                raise ValueError(f"field {number} at byte {start} declares {size} bytes, only {end - pos} remain")
             value, pos = buf[pos : pos + size], pos + size
-        elif wire == 5:
-            value, pos = buf[pos : pos + 4], pos + 4
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire} (field {number}): not a caffemodel?")
+            raise ValueError(f"unsupported protobuf wire type {wire} (field {number} at byte {start})")
         yield number, wire, value
+
+
+def _floats(value, wire, dtype, number):
+    """A packed run (wire 2) or one fixed-width value of a float field."""
+    itemsize = np.dtype(dtype).itemsize
+    if wire not in (2, 5 if itemsize == 4 else 1) or len(value) % itemsize:
+        raise ValueError(f"field {number} ({dtype}) has wire type {wire} and {len(value)} bytes")
+    return np.frombuffer(bytes(value), dtype)
 
 
 def _blob(buf):
     legacy, dims, data, doubles = {}, [], [], []
     for number, wire, value in fields(buf):
         if number in (1, 2, 3, 4) and wire == 0:
-            legacy[number] = value
+            legacy[number] = _signed(value)
         elif number == 5:
-            data.append(np.frombuffer(bytes(value), "<f4"))  # packed (wire 2) or a single float (wire 5)
+            data.append(_floats(value, wire, "<f4", number))
         elif number == 8:
-            doubles.append(np.frombuffer(bytes(value), "<f8"))
+            doubles.append(_floats(value, wire, "<f8", number))
         elif number == 7:
+            if wire != 2:
+                raise ValueError(f"its shape (field 7) has wire type {wire}, not a message")
             for n, w, v in fields(value):
                 if n == 1 and w == 2:  # packed int64 varints
                     pos = 0
                     while pos < len(v):
                         d, pos = _varint(v, pos)
-                        dims.append(d)
+                        dims.append(_signed(d))
+                elif n == 1 and w == 0:
+                    dims.append(_signed(v))
                 elif n == 1:
-                    dims.append(v)
+                    raise ValueError(f"a shape dimension has wire type {w}, not a varint")
     values = np.concatenate(data) if data else np.concatenate(doubles).astype(np.float32) if doubles else None
     if values is None:
-        raise ValueError("a blob without data: the caffemodel is truncated or holds only the net's definition.")
+        raise ValueError("it has no data: the caffemodel is truncated or holds only the net's definition")
     shape = dims or [legacy.get(i, 1) for i in (1, 2, 3, 4)]
-    if int(np.prod(shape)) != values.size:
-        raise ValueError(f"a blob of shape {shape} holds {values.size} values: the caffemodel is corrupt.")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"its shape {shape} has a negative dimension")
+    if math.prod(shape) != values.size:  # Python ints: a huge declared shape cannot overflow into a match
+        raise ValueError(f"its shape {shape} needs {math.prod(shape)} values but it holds {values.size}")
     return values.reshape(shape)
 
 
@@ -75,22 +105,31 @@ def read_caffemodel(path):
     """{layer name: [blobs as numpy arrays]} of the layers that have blobs, in file order."""
     with open(path, "rb") as f:
         buf = memoryview(f.read())
-    layers = {}
+    layers, where = {}, "the net's first field"
     try:
-        for number, wire, value in fields(buf):
+        for index, (number, wire, value) in enumerate(fields(buf)):
             if wire != 2 or number not in (2, 100):
                 continue
+            where, name = f"layer field {index}", None
             name_field, blob_field = (1, 7) if number == 100 else (4, 6)
-            name, blobs = None, []
+            raw = []
             for n, w, v in fields(value):
                 if n == name_field and w == 2:
-                    name = bytes(v).decode()
+                    name = bytes(v).decode("utf-8", "replace")
+                    where = f"layer {name!r}"
                 elif n == blob_field and w == 2:
-                    blobs.append(_blob(v))
+                    raw.append(v)
+            blobs = []
+            for i, v in enumerate(raw):
+                where = f"layer {name!r} blob {i}"
+                blobs.append(_blob(v))
+            if blobs and name in layers:
+                raise ValueError("a second layer of that name has weights")
             if blobs:
                 layers[name] = blobs
-    except (IndexError, struct.error, ValueError) as err:
-        raise ValueError(f"{path!r} is truncated or not a caffemodel ({err}).") from err
+            where = f"the field after layer {name!r}"
+    except ValueError as err:
+        raise ValueError(f"{path!r} is corrupt, truncated or not a caffemodel: {where}: {err}.") from err
     if not layers:
         raise ValueError(f"{path!r} holds no layer with weights: not a trained caffemodel.")
     return layers

@@ -33,8 +33,14 @@ def keras_applications_resnet(source, model_name, classifier_activation="softmax
     if isinstance(source, keras.Model):
         src = source
     else:
+        _check_keras_applications_file(source, model_name)
         src = apps[model_name](weights=None)
-        src.load_weights(source)
+        try:
+            src.load_weights(source)
+        except Exception as err:  # Keras' message lists every layer: keep its first line
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"{source!r} does not hold keras.applications' {apps[model_name].__name__} weights "
+                             f"({first[:200]}).") from err
     target = kzoo.create_model(model_name, classes=src.output_shape[-1], classifier_activation=classifier_activation)
     names = {layer.name for layer in src.layers}
     for layer in target.layers:
@@ -57,6 +63,25 @@ def keras_applications_resnet(source, model_name, classifier_activation="softmax
     return target
 
 
+def _check_keras_applications_file(source, model_name):
+    """keras.applications' weights are a Keras 2 HDF5 file (weights by layer name); refuse
+    anything else before Keras prints pages about it."""
+    from kzoo.weights import record
+
+    kind = record.file_format(source)
+    if kind == "other":
+        raise ValueError(f"{source!r} is not an HDF5 file; keras.applications' weights are HDF5 .h5 files "
+                         f"(resnet50_weights_tf_dim_ordering_tf_kernels.h5).")
+    if kind == "unreadable":
+        raise ValueError(f"{source!r} is a corrupt or truncated HDF5 file; download it again.")
+    if kind == "keras3":
+        raise ValueError(f"{source!r} looks like a kzoo (Keras 3 .weights.h5) weights file, not keras.applications' "
+                         f".h5: it needs no conversion; load it with kzoo.{model_name}(weights=PATH).")
+    if kind == "hdf5":
+        raise ValueError(f"{source!r} is an HDF5 file without Keras weights (no layer_names); pass "
+                         f"keras.applications' {model_name} weights file.")
+
+
 def _need(names, name):
     if name not in names:
         raise ValueError(f"the source model has no layer {name!r}; is it the matching architecture?")
@@ -73,33 +98,52 @@ def caffe_alexnet(source, model_name="alexnet", classifier_activation="softmax")
 
     if model_name != "alexnet":
         raise ValueError(f"the Caffe converter builds alexnet, not {model_name!r}.")
+    what = repr(source) if isinstance(source, str) else "the caffemodel"
     blobs = read_caffemodel(source) if isinstance(source, str) else source
     needed = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
     missing = [n for n in needed if n not in blobs]
     if missing:
-        raise ValueError(f"the caffemodel has no layers {missing} (it has {list(blobs)}); is it bvlc_alexnet?")
-    fc_units, classes = blobs["fc6"][0].shape[-2], blobs["fc8"][0].shape[-2]  # (out, in), maybe (1, 1, out, in)
-    if blobs["fc7"][0].shape[-2] != fc_units:
-        raise ValueError(f"fc6 has {fc_units} outputs but fc7 {blobs['fc7'][0].shape[-2]}; kzoo's alexnet needs "
-                         f"equal widths.")
+        raise ValueError(f"{what} has no layers {missing} (it has {list(blobs)}); is it bvlc_alexnet?")
+    arrays = {name: _caffe_weight_bias(blobs[name], name, 4 if name.startswith("conv") else 2, what)
+              for name in needed}
+    fc_units, classes = arrays["fc6"][0].shape[0], arrays["fc8"][0].shape[0]  # inner products: (out, in)
+    if arrays["fc7"][0].shape[0] != fc_units:
+        raise ValueError(f"{what}: fc6 has {fc_units} outputs but fc7 {arrays['fc7'][0].shape[0]}; kzoo's alexnet "
+                         f"needs equal widths.")
     model = kzoo.alexnet(input_shape=(227, 227, 3), classes=classes, fc_units=fc_units, lrn_convention="caffe",
                          classifier_activation=classifier_activation)
     for name in needed[:5]:
-        kernel, bias = blobs[name][0], blobs[name][1].reshape(-1)
+        kernel, bias = arrays[name]
         layer = model.get_layer(name)
         parts = getattr(layer, "towers", None) or [layer]
         step = kernel.shape[0] // len(parts)
         for g, part in enumerate(parts):  # Caffe group g: outputs [g*step, (g+1)*step)
             k = kernel[g * step : (g + 1) * step].transpose(2, 3, 1, 0)  # (out, in, h, w) -> (h, w, in, out)
             _set(part, [k, bias[g * step : (g + 1) * step]], name)
-    w6, side = blobs["fc6"][0].reshape(fc_units, -1), model.get_layer("pool5").output.shape[1]
+    w6, side = arrays["fc6"][0], model.get_layer("pool5").output.shape[1]
     channels = model.get_layer("pool5").output.shape[-1]
+    if w6.shape[1] != channels * side * side:
+        raise ValueError(f"{what}: fc6 takes {w6.shape[1]} inputs where kzoo's alexnet (227x227 input) gives "
+                         f"{side}x{side}x{channels} = {channels * side * side}; is it bvlc_alexnet?")
     w6 = w6.reshape(fc_units, channels, side, side).transpose(2, 3, 1, 0).reshape(-1, fc_units)
-    _set(model.get_layer("fc6"), [w6, blobs["fc6"][1].reshape(-1)], "fc6")
+    _set(model.get_layer("fc6"), [w6, arrays["fc6"][1]], "fc6")
     for name in ("fc7", "fc8"):
-        w = blobs[name][0]
-        _set(model.get_layer(name), [w.reshape(w.shape[-2], w.shape[-1]).T, blobs[name][1].reshape(-1)], name)
+        _set(model.get_layer(name), [arrays[name][0].T, arrays[name][1]], name)
     return model
+
+
+def _caffe_weight_bias(arrays, name, ndim, what):
+    """Layer `name`'s (weight with `ndim` dims, flat bias); legacy blobs pad an inner
+    product's (out, in) to (1, 1, out, in)."""
+    if len(arrays) != 2:
+        raise ValueError(f"{what}: layer {name!r} has {len(arrays)} blobs; kzoo's alexnet needs two (weights, "
+                         f"bias).")
+    weight, bias = arrays
+    lead = weight.shape[: weight.ndim - ndim]
+    if weight.ndim < ndim or any(d != 1 for d in lead):
+        raise ValueError(f"{what}: layer {name!r} has a weight blob of shape {weight.shape}; kzoo's alexnet needs "
+                         f"{ndim} dimensions ({'out, in, h, w' if ndim == 4 else 'out, in'}).")
+    return weight.reshape(weight.shape[weight.ndim - ndim :]), bias.reshape(-1)
 
 
 def _set(layer, arrays, name):
@@ -134,20 +178,28 @@ def torchvision_resnet(source, model_name, classifier_activation="softmax"):
     import kzoo
     from kzoo.weights.torch_pickle import load_state_dict
 
-    state = load_state_dict(source) if isinstance(source, str) else dict(source)
-    depth = int(model_name[len("resnet"):]) if model_name.startswith("resnet") else 0
-    if depth not in (18, 34, 50, 101, 152):
+    depth = model_name[len("resnet"):] if model_name.startswith("resnet") else ""
+    if depth not in ("18", "34", "50", "101", "152"):
         raise ValueError(f"torchvision converts to resnet18/34/50/101/152, not {model_name!r}.")
-    options = {"stride_placement": "v1.5"} if depth >= 50 else {}
-    model = kzoo.create_model(model_name, classes=state["fc.weight"].shape[0],
-                              classifier_activation=classifier_activation, **options)
+    what = repr(source) if isinstance(source, str) else "the state dict"
+    state = load_state_dict(source) if isinstance(source, str) else dict(source)
     used = set()
 
     def take(key):
         if key not in state:
-            raise ValueError(f"the state dict has no {key!r}: is it torchvision's {model_name}?")
+            raise ValueError(f"{what} has no {key!r}: is it torchvision's {model_name}?")
+        if not isinstance(state[key], np.ndarray) or not np.issubdtype(state[key].dtype, np.floating):
+            raise ValueError(f"{what}: {key!r} is {type(state[key]).__name__} "
+                             f"{getattr(state[key], 'dtype', '')}, not a floating-point tensor.")
         used.add(key)
         return np.asarray(state[key], np.float32)
+
+    fc = take("fc.weight")
+    if fc.ndim != 2:
+        raise ValueError(f"{what}: 'fc.weight' has shape {fc.shape}, not (classes, features).")
+    options = {"stride_placement": "v1.5"} if int(depth) >= 50 else {}
+    model = kzoo.create_model(model_name, classes=fc.shape[0], classifier_activation=classifier_activation,
+                              **options)
 
     for layer in model.layers:
         if not layer.weights:
@@ -162,7 +214,7 @@ def torchvision_resnet(source, model_name, classifier_activation="softmax"):
         _set(layer, arrays, path)
     unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
     if unused:
-        raise ValueError(f"the state dict has weights kzoo's {model_name} does not use: {unused[:5]}; is it "
+        raise ValueError(f"{what} has weights kzoo's {model_name} does not use: {unused[:5]}; is it "
                          f"another depth?")
     return model
 
