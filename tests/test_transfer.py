@@ -118,10 +118,11 @@ def test_bad_input_names_the_problem(caltech, tmp_path, capsys):
                             "--data-dir", str(caltech)])
     assert "does not fit 'alexnet'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main("caltech101", ["--model", "resnet20", "--data-dir", str(tmp_path / "nowhere")])
+        main("caltech101", ["--model", "resnet20", "--weights", "none", "--data-dir", str(tmp_path / "nowhere")])
     assert "is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main("caltech101", ["--model", "resnet20", "--data-dir", str(caltech), "--per-class", "30"])
+        main("caltech101", ["--model", "resnet20", "--weights", "none", "--data-dir", str(caltech),
+                            "--per-class", "30"])
     assert "'camera' (20)" in capsys.readouterr().err
 
 

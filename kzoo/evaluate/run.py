@@ -12,11 +12,15 @@ brings the model, its weights and the training set's mean; with --model and
 """
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 
 import numpy as np
+
+from kzoo.utils.cli import model_weights, positive_int
 
 PROTOCOLS = ("center", "10crop", "dense", "multiscale")
 
@@ -31,7 +35,12 @@ def read_run_config(run_dir):
 
 
 def load_run(run_dir):
-    """(model with softmax, mean image or colour, dataset name) from a training run."""
+    """(model with softmax, mean image or colour, dataset name) from a training run; an
+    unfinished run is said on stderr."""
+    import gc
+
+    import tensorflow as tf
+
     from kzoo import registry
     from kzoo.train.engine import restore_model
 
@@ -40,11 +49,68 @@ def load_run(run_dir):
     crop = identity["crop"]
     model = registry.create_model(identity["model"], input_shape=(crop, crop, 3), classes=dataset["classes"],
                                   **identity["model_options"])
-    restore_model(run_dir, model, mixed_precision=config["config"].get("mixed_precision", False))
+    error = None
+    with _quiet_checkpoint_logs():
+        try:
+            state = restore_model(run_dir, model, mixed_precision=config["config"].get("mixed_precision", False))
+        except (AssertionError, ValueError, tf.errors.OpError) as err:
+            error = _mismatch(run_dir, config, err)
+        if error is not None:
+            del model  # with it the half-read checkpoint, whose warnings come now, silenced
+            gc.collect()
+    if error is not None:
+        raise error
+    unfinished = _unfinished(run_dir, config, state)
+    if unfinished:
+        print(f"warning: {unfinished}; using it as it is.", file=sys.stderr)
     stats_files = sorted(p for d in (run_dir, os.path.join(run_dir, "stats")) if os.path.isdir(d)
                          for p in (os.path.join(d, n) for n in os.listdir(d)) if p.endswith(".npz"))
     mean = np.load(stats_files[0])["mean"] if stats_files else np.zeros(3, np.float32)
     return model, mean, dataset["name"]
+
+
+@contextlib.contextmanager
+def _quiet_checkpoint_logs():
+    """TF logs one warning per unmatched tensor when a half-read checkpoint is collected."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _mismatch(run_dir, config, err):
+    """One line for a checkpoint that does not fit the run's model: TF's own reason (the
+    innermost error), the model config.json names and where the checkpoint is."""
+    while err.__cause__ or err.__context__:
+        err = err.__cause__ or err.__context__
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    reason = re.sub(r"\s*Start afresh with another --run-dir[^.]*\.$", "", reason).rstrip(".")  # training's advice
+    identity = config["identity"]
+    return ValueError(
+        f"the checkpoint in {os.path.join(run_dir, 'checkpoints')!r} does not fit the run's model "
+        f"{identity['model']} (options {identity['model_options']}, input {identity['crop']}, "
+        f"{config['dataset']['classes']} classes, as its config.json says): {reason}. It comes from another "
+        f"run, or config.json was edited; restore the run's own files.")
+
+
+def _unfinished(run_dir, config, state):
+    """Why the run is not finished (its checkpoint short of the planned training), or None."""
+    planned = config["config"].get("epochs")
+    where = f"epoch {state['epoch']} of {planned}, step {state['step']}" + (
+        f" ({state['batch_in_epoch']} batches into epoch {state['epoch'] + 1})" if state.get("batch_in_epoch") else "")
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(metrics_path):
+        return f"run {run_dir!r} is unfinished (no metrics.json): its checkpoint is at {where}"
+    with open(metrics_path, encoding="utf-8") as f:
+        steps = json.load(f).get("steps")
+    if steps is not None and state["step"] < steps:
+        return f"run {run_dir!r} finished at step {steps}, but its checkpoint is at {where}"
+    return None
 
 
 def _views(image, mean, size, protocol):
@@ -106,11 +172,12 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", help="a training run (model, weights, mean)")
     parser.add_argument("--model", help="a registered model name (with --weights)")
-    parser.add_argument("--weights", help="weights file for --model")
-    parser.add_argument("--dataset", help="tfds name; default: the run's built-in digits")
+    parser.add_argument("--weights", help="weights for --model: a .weights.h5 file or a weights name; "
+                        "none: random weights (said explicitly)")
+    parser.add_argument("--dataset", help="tfds name; default: a run's own built-in data, else the digits")
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
     parser.add_argument("--protocol", default="center", choices=PROTOCOLS)
-    parser.add_argument("--limit", type=int, help="evaluate the first N validation images only")
+    parser.add_argument("--limit", type=positive_int, help="evaluate the first N validation images only")
     args = parser.parse_args(argv)
     try:
         result = run(args)
@@ -124,23 +191,41 @@ def main(argv=None):
 
 def run(args):
     from kzoo import registry
-    from kzoo.data.sources import load_source
+    from kzoo.data.sources import BUILTIN, load_source
 
     if bool(args.run_dir) == bool(args.model):
         raise ValueError("give either --run-dir (a training run) or --model NAME --weights PATH.")
-    source = load_source(args.dataset, args.data_dir)
+    if args.run_dir and args.weights:
+        raise ValueError(f"--weights goes with --model; --run-dir {args.run_dir} brings its own weights.")
+    weights = None if args.run_dir else model_weights(args.model, args.weights)
+    dataset = args.dataset
+    if args.run_dir:
+        model, mean, trained_on = load_run(args.run_dir)
+        if trained_on in BUILTIN and not (args.dataset or args.data_dir):
+            dataset = trained_on  # the run's own built-in data (its labels fit the model)
+    source = load_source(dataset, args.data_dir)
+    if not args.run_dir:
+        model = registry.create_model(args.model, weights=weights, classes=source.classes)
+    _check_classes(source, model)
     pairs = list(source.val.take(args.limit) if args.limit else source.val)
     images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
-    if args.run_dir:
-        model, mean, _ = load_run(args.run_dir)
-    else:
+    if not args.run_dir:
         from kzoo.weights import expected_mean
 
-        model = registry.create_model(args.model, weights=args.weights, classes=source.classes)
-        mean = expected_mean(args.model, args.weights)
+        mean = expected_mean(args.model, weights)
         if mean is None:
             mean = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0).astype(np.float32)
     return evaluate(model, images, labels, args.protocol, mean)
+
+
+def _check_classes(source, model):
+    # As the training engine's label check; a different count also means other label ids.
+    classes = model.outputs[0].shape[-1]
+    if source.classes != classes:
+        raise ValueError(
+            f"dataset {source.name!r} has {source.classes} classes ({', '.join(source.class_names[:5])}, ...) "
+            f"but the model has classes={classes}: its scores would be read against other labels. Evaluate on "
+            f"the data the model was trained for (--dataset / --data-dir).")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import sys
 
 from kzoo.tune.search import TUNERS, run_study
 from kzoo.tune.studies import STUDIES
+from kzoo.utils.cli import check_input_size, non_negative_int, positive_int
 
 
 def build_parser():
@@ -22,15 +23,16 @@ def build_parser():
     parser.add_argument("--tuner", default="grid", choices=TUNERS, help="grid (default: every row) or a search")
     parser.add_argument("--space", default="rows", choices=("rows", "free"),
                         help="rows: exactly the paper's rows; free: every combination of the study's knobs")
-    parser.add_argument("--max-trials", type=int, help="stop after this many trials (grid: all rows)")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (default: the recipe's, or its demo's)")
-    parser.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps")
-    parser.add_argument("--batch-size", type=int, help="global batch (default: the recipe's)")
-    parser.add_argument("--input-size", type=int, help="model input size (default: the recipe's)")
+    parser.add_argument("--max-trials", type=positive_int, help="stop after this many trials (grid: all rows)")
+    parser.add_argument("--epochs", type=positive_int, help="epochs per trial (default: the recipe's, or its demo's)")
+    parser.add_argument("--steps-per-epoch", type=positive_int, help="limit each epoch to N steps")
+    parser.add_argument("--batch-size", type=positive_int, help="global batch (default: the recipe's)")
+    parser.add_argument("--input-size", type=positive_int,
+                        help="model input size, at least every row's minimum (default: the recipe's)")
     parser.add_argument("--dataset", help="tfds name (default: the built-in digits)")
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
     parser.add_argument("--download", action="store_true", help="let tfds download --dataset")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", help="study folder (default runs/ablation-<study>)")
     return parser
 
@@ -41,6 +43,7 @@ def main(argv=None):
     # what the recipe engine reads besides these
     args.strategy, args.checkpoint_every, args.xla, args.mixed_precision, args.smoke = "default", 0, False, False, False
     try:
+        check_input_size(args.input_size, sorted({row.model for row in STUDIES[args.study].rows}))
         run_study(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")

@@ -12,6 +12,9 @@ import sys
 
 import numpy as np
 
+from kzoo.utils.cli import (check_input_size, float_between, model_weights, non_negative_int, positive_float,
+                            positive_int)
+
 
 def build_parser(dataset):
     from kzoo.data.caltech import DATASETS
@@ -21,31 +24,33 @@ def build_parser(dataset):
         prog=f"python -m kzoo.recipes.{dataset}", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a registered classifier (with --weights)")
-    parser.add_argument("--weights", help="its trained weights (.weights.h5)")
-    parser.add_argument("--model-classes", type=int, help="classes the weights were trained for "
+    parser.add_argument("--weights", help="its trained weights (.weights.h5, or a weights name); "
+                        "none: random weights")
+    parser.add_argument("--model-classes", type=positive_int, help="classes the weights were trained for "
                         "(default: the registry's, 1000 for ImageNet models)")
-    parser.add_argument("--input-size", type=int, help="input size --weights were trained at (default: the "
+    parser.add_argument("--input-size", type=positive_int, help="input size --weights were trained at (default: the "
                         "model's paper size)")
     parser.add_argument("--run-dir", help="a kzoo training run instead: model, weights and mean")
     parser.add_argument("--data-dir", required=True, help=f"the {spec['folder']} folder (or its parent)"
                         + (", or a tfds data_dir with caltech101 prepared" if dataset == "caltech101" else ""))
-    parser.add_argument("--per-class", type=int, nargs="+", default=list(spec["per_class"]),
+    parser.add_argument("--per-class", type=positive_int, nargs="+", default=list(spec["per_class"]),
                         help=f"training images per class (default: {' '.join(map(str, spec['per_class']))})")
-    parser.add_argument("--test-max", type=int, default=spec["test_max"],
+    parser.add_argument("--test-max", type=positive_int, default=spec["test_max"],
                         help=f"test images per class at most (default {spec['test_max']})")
-    parser.add_argument("--folds", type=int, default=5, help="random train/test folds (default 5)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--folds", type=positive_int, default=5, help="random train/test folds (default 5)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--background", action=argparse.BooleanOptionalAction, default=spec["with_background"],
                         help=f"keep the {spec['background']} class (default: "
                              f"{'kept' if spec['with_background'] else 'left out'}, as the paper's comparisons)")
     parser.add_argument("--layer", help="feature layer (default: the last hidden ReLU, relu7)")
-    parser.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the softmax (default 1)")
+    parser.add_argument("--C", type=positive_float, default=1.0, help="inverse L2 strength of the softmax (default 1)")
     parser.add_argument("--per-layer", choices=("svm", "softmax"),
                         help="also classify the features of every layer 1-7 (Table 6)")
     parser.add_argument("--from-scratch", action="store_true",
                         help="also reset layers 1-7 and train everything on each fold (the paper's baseline)")
-    parser.add_argument("--scratch-epochs", type=int, default=30)
-    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+    parser.add_argument("--scratch-epochs", type=positive_int, default=30,
+                        help="with --from-scratch: training epochs per fold (default 30)")
+    parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
                         help="mean colour the weights expect (default: the run's, or the dataset's)")
     parser.add_argument("--out", help=f"results folder (default runs/{dataset}-<model>)")
     return parser
@@ -64,6 +69,15 @@ def run(dataset, args):
 
     if bool(args.run_dir) == bool(args.model):
         raise ValueError("give either --model NAME --weights PATH or --run-dir RUN.")
+    if args.run_dir:
+        given = [flag for flag, value in (("--weights", args.weights), ("--model-classes", args.model_classes),
+                                          ("--input-size", args.input_size)) if value is not None]
+        if given:  # a run brings its own; ignoring them would transfer other weights than asked
+            raise ValueError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --model; "
+                             f"--run-dir {args.run_dir} brings its own model and weights.")
+    else:
+        weights = model_weights(args.model, args.weights)
+        check_input_size(args.input_size, [args.model])
     collection = load_collection(dataset, args.data_dir, args.background)
     print(f"{dataset}: {len(collection.images)} images in {len(collection.class_names)} classes.")
     run_options = {}
@@ -78,13 +92,13 @@ def run(dataset, args):
         options = {"classes": args.model_classes} if args.model_classes else {}
         if args.input_size:
             options["input_shape"] = (args.input_size, args.input_size, 3)
-        model = registry.create_model(args.model, weights=args.weights, **options)
+        model = registry.create_model(args.model, weights=weights, **options)
         from kzoo.weights import expected_mean
 
-        name, mean = args.model, expected_mean(args.model, args.weights)
-        weights_file = args.weights and os.path.exists(args.weights)
-        identity = [args.model, options, args.weights] + ([os.path.abspath(args.weights), os.path.getsize(
-            args.weights), os.path.getmtime(args.weights)] if weights_file else [])
+        name, mean = args.model, expected_mean(args.model, weights)
+        weights_file = weights and os.path.exists(weights)
+        identity = [args.model, options, weights] + ([os.path.abspath(weights), os.path.getsize(
+            weights), os.path.getmtime(weights)] if weights_file else [])
     if args.mean:
         mean = np.asarray(args.mean, np.float32)
     elif mean is None:
@@ -104,6 +118,8 @@ def run(dataset, args):
 def main(dataset, argv=None):
     parser = build_parser(dataset)
     args = parser.parse_args(argv)
+    if args.scratch_epochs != parser.get_default("scratch_epochs") and not args.from_scratch:
+        parser.error("--scratch-epochs is for the scratch baseline; add --from-scratch.")
     try:
         run(dataset, args)
     except (ValueError, FileNotFoundError) as err:

@@ -12,6 +12,7 @@ import sys
 from typing import Callable
 
 from kzoo.data.transforms import Preprocess
+from kzoo.utils.cli import check_input_size, non_negative_int, positive_int
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 
@@ -73,17 +74,18 @@ def build_parser(recipe):
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", help="where checkpoints, logs and curves go; rerunning the same "
                      "command resumes there (default runs/<recipe>-<model>-<dataset>)")
-    run.add_argument("--epochs", type=int, help="stop after this many epochs (default: the paper's)")
-    run.add_argument("--batch-size", type=int, help="global batch over all replicas (default: the paper's); "
+    run.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the paper's)")
+    run.add_argument("--batch-size", type=positive_int, help="global batch over all replicas (default: the paper's); "
                      "the learning rate scales linearly with it")
-    run.add_argument("--input-size", type=int, help="model input (crop) size; default: the paper's, "
-                     "or the demo size on the built-in data")
+    run.add_argument("--input-size", type=positive_int, help="model input (crop) size, at least the model's "
+                     "minimum; default: the paper's, or the demo size on the built-in data")
     run.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
                      help="one device, all local GPUs (MirroredStrategy), or several machines "
                           "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG)")
-    run.add_argument("--seed", type=int, default=0, help="seed for initialization, shuffling, augmentation")
-    run.add_argument("--checkpoint-every", type=int, default=0, help="also checkpoint every N steps")
-    run.add_argument("--steps-per-epoch", type=int, help="limit each epoch to N steps")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed for initialization, shuffling, augmentation")
+    run.add_argument("--checkpoint-every", type=non_negative_int, default=0,
+                     help="also checkpoint every N steps (0: at epoch ends only)")
+    run.add_argument("--steps-per-epoch", type=positive_int, help="limit each epoch to N steps")
     run.add_argument("--xla", action="store_true", help="compile the train step with XLA")
     run.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
     run.add_argument("--evolution", action="store_true",
@@ -101,8 +103,13 @@ def recipe_preprocess(recipe, model_name, demo, input_size=None):
     from kzoo import registry
 
     if demo:
-        return recipe.preprocess.scaled(input_size or recipe.demo_crop)
-    return dataclasses.replace(recipe.preprocess, crop=input_size or registry.get_entry(model_name).default_size)
+        return recipe.preprocess.scaled(_given(input_size, recipe.demo_crop))
+    return dataclasses.replace(recipe.preprocess, crop=_given(input_size, registry.get_entry(model_name).default_size))
+
+
+def _given(*values):
+    """The first value that is not None: a 0 the user gave is not replaced by a default."""
+    return next((v for v in values if v is not None), None)
 
 
 def run_dir_for(recipe, args, model_name, source):
@@ -124,14 +131,14 @@ def train_recipe(recipe, args, source=None):
     if demo:
         options = {**recipe.demo_options, **options}
         print(f"Training on the built-in demo data: {source.description}, resized to "
-              f"{args.input_size or recipe.demo_crop}px"
+              f"{_given(args.input_size, recipe.demo_crop)}px"
               + (f", with {recipe.demo_options}" if recipe.demo_options else "")
               + ". For the paper's run use --dataset imagenet2012 --data-dir DIR (or a folder of class "
               "sub-folders).")
     preprocess = recipe_preprocess(recipe, model_name, demo, args.input_size)
     limits = SMOKE if args.smoke else {}
-    batch = args.batch_size or limits.get("batch_size") or (recipe.demo_batch if demo else recipe.batch_size)
-    epochs = args.epochs or limits.get("epochs") or (recipe.demo_epochs if demo else recipe.epochs)
+    batch = _given(args.batch_size, limits.get("batch_size"), recipe.demo_batch if demo else recipe.batch_size)
+    epochs = _given(args.epochs, limits.get("epochs"), recipe.demo_epochs if demo else recipe.epochs)
     run_dir = run_dir_for(recipe, args, model_name, source)
     config = TrainConfig(
         model=model_name,
@@ -147,7 +154,7 @@ def train_recipe(recipe, args, source=None):
         decay_biases=recipe.decay_biases,
         seed=args.seed,
         strategy=args.strategy,
-        steps_per_epoch=args.steps_per_epoch or limits.get("steps_per_epoch"),
+        steps_per_epoch=_given(args.steps_per_epoch, limits.get("steps_per_epoch")),
         val_steps=limits.get("val_steps"),
         checkpoint_every=args.checkpoint_every,
         xla=args.xla,
@@ -166,13 +173,21 @@ def train_recipe(recipe, args, source=None):
     return metrics
 
 
+def check_arguments(recipe, args):
+    """What the parser's types cannot check: the model's own limits. Returns the model name."""
+    model_name = recipe.model(args)[0]
+    check_input_size(args.input_size, [model_name])
+    return model_name
+
+
 def main(recipe, argv=None):
     parser = build_parser(recipe)
     args = parser.parse_args(argv)
-    if args.print_schedule:
-        print(describe(recipe, recipe.model(args)[0]))
-        return 0
     try:
+        model_name = check_arguments(recipe, args)
+        if args.print_schedule:
+            print(describe(recipe, model_name))
+            return 0
         train_recipe(recipe, args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")

@@ -10,8 +10,9 @@ a box regressor on its frozen layer-5 features, and the ILSVRC localization erro
 import sys
 
 from kzoo.data.transforms import Preprocess
-from kzoo.recipes.common import Recipe, build_parser, run_dir_for, train_recipe
+from kzoo.recipes.common import Recipe, build_parser, check_arguments, run_dir_for, train_recipe
 from kzoo.train.schedules import StepsAt
+from kzoo.utils.cli import non_negative_float, positive_int
 
 
 def _arguments(parser):
@@ -24,10 +25,14 @@ def _arguments(parser):
                      "name without extension) or a folder of ILSVRC/VOC XML annotations")
     loc.add_argument("--regressor", default="class-specific", choices=("class-specific", "single"),
                      help="one box per class (the paper's class-specific regression) or one box")
-    loc.add_argument("--regressor-epochs", type=int, default=30, help="regressor training epochs")
-    loc.add_argument("--merge-threshold", type=float,
+    loc.add_argument("--regressor-epochs", type=positive_int, default=30, help="regressor training epochs")
+    loc.add_argument("--merge-threshold", type=non_negative_float,
                      help="greedy merge threshold on the match score (default: the window size)")
-    loc.add_argument("--limit", type=int, help="use only the first N boxed images of each split")
+    loc.add_argument("--limit", type=positive_int, help="use only the first N boxed images of each split")
+
+
+LOCALIZATION_FLAGS = (("--boxes", "boxes"), ("--regressor", "regressor"), ("--regressor-epochs", "regressor_epochs"),
+                      ("--merge-threshold", "merge_threshold"), ("--limit", "limit"))
 
 
 def _model(args):
@@ -63,12 +68,14 @@ def main(argv=None):
     parser = build_parser(RECIPE)
     args = parser.parse_args(argv)
     if args.print_schedule or not args.localize:
-        if args.boxes:
-            parser.error("--boxes is for localization; add --localize.")
+        given = [flag for flag, dest in LOCALIZATION_FLAGS if getattr(args, dest) != parser.get_default(dest)]
+        if given:  # not silently ignored
+            parser.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for localization; add --localize.")
         from kzoo.recipes.common import main as train_main
 
         return train_main(RECIPE, argv)
     try:
+        check_arguments(RECIPE, args)
         dataset = args.dataset or (None if args.data_dir else "shapes")
         source = load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
         missing = [split for split in ("train", "val") if not source.boxed or source.boxed.get(split) is None]

@@ -31,7 +31,11 @@ positive_int = _number(int, ">= 1", lambda v: v >= 1, "positive_int")
 non_negative_int = _number(int, ">= 0", lambda v: v >= 0, "non_negative_int")
 positive_float = _number(float, "> 0", lambda v: v > 0, "positive_float")
 non_negative_float = _number(float, ">= 0", lambda v: v >= 0, "non_negative_float")
-unit_interval = _number(float, "in [0, 1]", lambda v: 0 <= v <= 1, "unit_interval")
+
+
+def float_between(low, high):
+    """A number in [low, high] (e.g. a mean colour channel in [0, 255])."""
+    return _number(float, f"in [{low:g}, {high:g}]", lambda v: low <= v <= high, "float_between")
 
 
 def int_at_least(low):
@@ -42,3 +46,25 @@ def int_at_least(low):
 def flag_error(flag, value, accepted):
     """The ValueError for a flag whose value is only checkable after loading a model or data."""
     return ValueError(f"argument {flag}: {value} is out of range; expected {accepted}.")
+
+
+def check_input_size(size, model_names, flag="--input-size"):
+    """Refuse `size` below any of `model_names`' registry minimum (before a run starts)."""
+    from kzoo import registry
+
+    if size is None:
+        return
+    entries = [registry.get_entry(name) for name in model_names]
+    low = max(entries, key=lambda e: e.min_size)
+    if size < low.min_size:
+        raise ValueError(f"argument {flag}: {size} is too small for {low.name}; expected an integer >= "
+                         f"{low.min_size} (the paper uses {low.default_size}).")
+
+
+def model_weights(model, weights):
+    """--weights for --model: required, so that random weights are never scored by accident;
+    "none" asks for them explicitly. Returns what the builders take (None: random)."""
+    if weights is None:
+        raise ValueError(f"argument --weights: --model {model} needs its trained weights: give --weights "
+                         f"PATH (a .weights.h5 file or a weights name), or --weights none for random weights.")
+    return None if weights.lower() == "none" else weights
