@@ -56,7 +56,7 @@ class TowerConv2D(keras.layers.Layer):
                 strides=strides,
                 padding=padding,
                 use_bias=use_bias,
-                kernel_initializer=self.kernel_initializer,
+                kernel_initializer=_own_copy(self.kernel_initializer),
                 bias_initializer=self.bias_initializer,
                 kernel_constraint=self.kernel_constraint,
                 dtype=self.dtype_policy,
@@ -107,3 +107,9 @@ class TowerConv2D(keras.layers.Layer):
             "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             "devices": self.devices,
         }
+
+
+def _own_copy(initializer):
+    # An unseeded Keras initializer repeats its draws on every call: without a copy
+    # per tower, all towers would start with the same kernel.
+    return initializer.__class__.from_config(initializer.get_config())

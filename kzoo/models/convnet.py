@@ -119,9 +119,13 @@ def _conv_block(x, row, kernel_init, constraint, lrn_kwargs, devices):
 def build_stack(x, head, convs, fcs, classifier, *, init_std=0.01, classifier_bias=0.0,
                 filter_constraint=None, lrn_kwargs=None, tower_devices=None):
     """conv rows -> (flatten -> fc rows -> classifier `classifier`) or the head's pooling."""
-    kernel_init = keras.initializers.RandomNormal(stddev=init_std)
+    def kernel_init(std=init_std):
+        # One instance per layer: an unseeded Keras initializer repeats the same draws on
+        # every call, so a shared one would start every kernel as a prefix of one stream.
+        return keras.initializers.RandomNormal(stddev=std)
+
     for row in convs:
-        x = _conv_block(x, row, kernel_init, filter_constraint, lrn_kwargs or {}, tower_devices)
+        x = _conv_block(x, row, kernel_init(), filter_constraint, lrn_kwargs or {}, tower_devices)
 
     def top(x, classes, activation):
         x = keras.layers.Flatten(name="flatten")(x)
@@ -129,8 +133,7 @@ def build_stack(x, head, convs, fcs, classifier, *, init_std=0.01, classifier_bi
             i = _suffix(row.name)
             x = keras.layers.Dense(
                 row.units,
-                kernel_initializer=kernel_init if row.std is None else keras.initializers.RandomNormal(
-                    stddev=row.std),
+                kernel_initializer=kernel_init() if row.std is None else kernel_init(row.std),
                 bias_initializer=keras.initializers.Constant(row.bias),
                 name=row.name,
             )(x)
@@ -140,7 +143,7 @@ def build_stack(x, head, convs, fcs, classifier, *, init_std=0.01, classifier_bi
         return keras.layers.Dense(
             classes,
             activation=activation,
-            kernel_initializer=kernel_init,
+            kernel_initializer=kernel_init(),
             bias_initializer=keras.initializers.Constant(classifier_bias),
             name=classifier,
         )(x)
