@@ -44,7 +44,8 @@ def int_at_least(low):
 
 
 def flag_error(flag, value, accepted):
-    """The ValueError for a flag whose value is only checkable after loading a model or data."""
+    """The ValueError for a flag whose value is only checkable after loading a model or data,
+    worded as argparse's: "argument --label: 12 is out of range; expected 0..9 (...)"."""
     return ValueError(f"argument {flag}: {value} is out of range; expected {accepted}.")
 
 

@@ -22,6 +22,8 @@ import sys
 
 import numpy as np
 
+from kzoo.utils.cli import flag_error, non_negative_float, non_negative_int, positive_int
+
 COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses")
 
 
@@ -86,6 +88,32 @@ def load_model(args, index=0):
     return model, expected_mean(names[index], weights[index]), args.out or "figures"
 
 
+def _check_unit(args, model, layer):
+    """--feature-map / --maps / --position against `layer`'s maps, before any image is read."""
+    from kzoo.visualize.common import get_layer
+
+    shape = get_layer(model, layer).output.shape
+    if len(shape) != 4:
+        return  # the visualization itself says the layer is no feature map
+    (height, width), channels = shape[1:3], shape[-1]
+    for flag, values in (("--feature-map", [args.feature_map]), ("--maps", args.maps or [])):
+        bad = [m for m in values if m is not None and m >= channels]
+        if bad:
+            raise flag_error(flag, " ".join(map(str, bad)), f"0..{channels - 1} (the {channels} maps of {layer})")
+    if args.position and not (args.position[0] < height and args.position[1] < width):
+        raise flag_error("--position", " ".join(map(str, args.position)),
+                         f"Y in 0..{height - 1} and X in 0..{width - 1} (the {height}x{width} maps of {layer})")
+
+
+def _check_occlusion(args, model):
+    classes = model.outputs[0].shape[-1]
+    if args.label is not None and args.label >= classes:
+        raise flag_error("--label", args.label, f"0..{classes - 1} (the model's {classes} classes)")
+    side = min(model.inputs[0].shape[1:3])
+    if args.size is not None and args.size > side:
+        raise flag_error("--size", args.size, f"1..{side} (the model's {side}px input)")
+
+
 def run(args):
     """Make the figure(s) of `args.command`; returns the paths written."""
     from kzoo.visualize import common
@@ -95,8 +123,9 @@ def run(args):
     if args.command == "deconv":
         from kzoo.visualize.deconv import Deconvnet
 
-        images, _ = load_inputs(args, model, mean)
         layer = layer or common.last_feature_layer(model)
+        _check_unit(args, model, layer)
+        images, _ = load_inputs(args, model, mean)
         position = tuple(args.position) if args.position else None
         projections, units, values = Deconvnet(model).project(images, layer, args.feature_map, position)
         fig, axes = common.figure(len(images), 2)
@@ -110,14 +139,16 @@ def run(args):
     if args.command == "top9":
         from kzoo.visualize.top9 import top9_figure, top_activations
 
-        images, _ = load_inputs(args, model, mean)
         layer = layer or common.last_feature_layer(model)
+        _check_unit(args, model, layer)
+        images, _ = load_inputs(args, model, mean)
         batches = (images[i : i + 32] for i in range(0, len(images), 32))
         results = top_activations(model, batches, layer, args.maps, k=9)
         return [top9_figure(results, os.path.join(out, f"top9-{layer}.png"), title=f"{model.name} {layer}")]
     if args.command == "occlusion":
         from kzoo.visualize.occlusion import occlusion_figure, occlusion_maps
 
+        _check_occlusion(args, model)
         images, labels = load_inputs(args, model, mean)
         paths = []
         for i, image in enumerate(images):
@@ -136,6 +167,8 @@ def run(args):
 
         queries, _ = load_inputs(args, model, mean)
         train, _ = load_inputs(args, model, mean, split="train", limit=args.train_limit)
+        if args.k > len(train):
+            raise flag_error("--k", args.k, f"at most the {len(train)} training images searched (--train-limit)")
         idx, _ = nearest_neighbours(hidden_features(model, queries, layer), hidden_features(model, train, layer),
                                     k=args.k)
         return [neighbours_figure([common.to_display(q) for q in queries],
@@ -158,22 +191,22 @@ def build_parser():
     parser.add_argument("--run-dir", nargs="+", help="training run(s): model, weights, mean (responses: several)")
     parser.add_argument("--model", nargs="+", help="registered model name(s) (responses: several)")
     parser.add_argument("--weights", nargs="+", help="weights file(s), one per --model")
-    parser.add_argument("--classes", type=int, help="classes of --model (default: the registry's)")
+    parser.add_argument("--classes", type=positive_int, help="classes of --model (default: the registry's)")
     parser.add_argument("--images", nargs="+", help="image files or folders (default: the dataset's validation)")
     parser.add_argument("--dataset", help="tfds name (default: the built-in digits)")
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
-    parser.add_argument("--limit", type=int, default=64, help="images to use (default 64)")
+    parser.add_argument("--limit", type=positive_int, default=64, help="images to use (default 64)")
     parser.add_argument("--out", help="folder for the figures (default RUN/figures or ./figures)")
     parser.add_argument("--layer", help="layer name (default: the last ReLU feature map; filters: the first conv)")
-    parser.add_argument("--feature-map", type=int, help="deconv: the map to project (default: the strongest)")
-    parser.add_argument("--position", type=int, nargs=2, metavar=("Y", "X"), help="deconv: the unit in the map")
-    parser.add_argument("--maps", type=int, nargs="+", help="top9: feature maps (default: the first 8)")
-    parser.add_argument("--label", type=int, help="occlusion: the correct class (default: the dataset's label)")
-    parser.add_argument("--size", type=int, help="occlusion: side of the grey square (pixels)")
-    parser.add_argument("--stride", type=int, help="occlusion: step of the square (pixels)")
-    parser.add_argument("--radius", type=float, help="filters: report filters whose RMS exceeds this (ZFNet: 0.1)")
-    parser.add_argument("--k", type=int, default=5, help="neighbours: how many (default 5)")
-    parser.add_argument("--train-limit", type=int, default=500, help="neighbours: training images searched")
+    parser.add_argument("--feature-map", type=non_negative_int, help="deconv: the map to project (default: the strongest)")
+    parser.add_argument("--position", type=non_negative_int, nargs=2, metavar=("Y", "X"), help="deconv: the unit in the map")
+    parser.add_argument("--maps", type=non_negative_int, nargs="+", help="top9: feature maps (default: the first 8)")
+    parser.add_argument("--label", type=non_negative_int, help="occlusion: the correct class (default: the dataset's label)")
+    parser.add_argument("--size", type=positive_int, help="occlusion: side of the grey square (pixels)")
+    parser.add_argument("--stride", type=positive_int, help="occlusion: step of the square (pixels)")
+    parser.add_argument("--radius", type=non_negative_float, help="filters: report filters whose RMS exceeds this (ZFNet: 0.1)")
+    parser.add_argument("--k", type=positive_int, default=5, help="neighbours: how many (default 5)")
+    parser.add_argument("--train-limit", type=positive_int, default=500, help="neighbours: training images searched")
     return parser
 
 

@@ -1,0 +1,310 @@
+"""Every command line refuses a bad argument with exit code 2 and one line naming the flag
+and what it accepts, before anything is written (issue #12)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+INT1 = "expected an integer >= 1, got"
+INT0 = "expected an integer >= 0, got"
+
+
+def _recipe(name):
+    import importlib
+
+    from kzoo.recipes.common import main
+
+    module = importlib.import_module(f"kzoo.recipes.{name}")
+    return getattr(module, "main", None) if name == "overfeat" else (lambda argv: main(module.RECIPE, argv))
+
+
+def _main(command):
+    """command -> its in-process main(argv)."""
+    import functools
+
+    if command in ("alexnet", "zfnet", "overfeat", "resnet", "resnet_cifar"):
+        return _recipe(command)
+    if command in ("caltech101", "caltech256"):
+        from kzoo.recipes.caltech import main
+
+        return functools.partial(main, command)
+    if command == "ablation":
+        from kzoo.recipes.ablation import main
+    elif command == "evaluate":
+        from kzoo.evaluate.run import main
+    else:
+        from kzoo.visualize.run import main
+    return main
+
+
+def _refused(capsys, command, argv):
+    """Runs the CLI, asserts exit code 2; returns its last stderr line."""
+    with pytest.raises(SystemExit) as exit_:
+        _main(command)(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+PARSE_ERRORS = [
+    ("alexnet", ["--epochs", "0"], "--epochs", f"{INT1} '0'"),
+    ("alexnet", ["--epochs", "-3"], "--epochs", f"{INT1} '-3'"),
+    ("zfnet", ["--batch-size", "-8"], "--batch-size", f"{INT1} '-8'"),
+    ("zfnet", ["--batch-size", "0"], "--batch-size", f"{INT1} '0'"),
+    ("overfeat", ["--steps-per-epoch", "0"], "--steps-per-epoch", f"{INT1} '0'"),
+    ("resnet", ["--checkpoint-every", "-1"], "--checkpoint-every", f"{INT0} '-1'"),
+    ("resnet_cifar", ["--input-size", "0"], "--input-size", f"{INT1} '0'"),
+    ("resnet_cifar", ["--seed", "-1"], "--seed", f"{INT0} '-1'"),
+    ("resnet_cifar", ["--epochs", "two"], "--epochs", f"{INT1} 'two'"),
+    ("overfeat", ["--localize", "--regressor-epochs", "0"], "--regressor-epochs", f"{INT1} '0'"),
+    ("overfeat", ["--localize", "--merge-threshold", "-1"], "--merge-threshold", "expected a number >= 0, got '-1'"),
+    ("overfeat", ["--localize", "--merge-threshold", "nan"], "--merge-threshold", "expected a number >= 0, got 'nan'"),
+    ("overfeat", ["--localize", "--limit", "0"], "--limit", f"{INT1} '0'"),
+    ("ablation", ["zfnet-table3", "--max-trials", "0"], "--max-trials", f"{INT1} '0'"),
+    ("ablation", ["zfnet-table3", "--epochs", "-1"], "--epochs", f"{INT1} '-1'"),
+    ("ablation", ["zfnet-table3", "--steps-per-epoch", "0"], "--steps-per-epoch", f"{INT1} '0'"),
+    ("ablation", ["zfnet-table3", "--batch-size", "0"], "--batch-size", f"{INT1} '0'"),
+    ("ablation", ["zfnet-table3", "--input-size", "0"], "--input-size", f"{INT1} '0'"),
+    ("caltech101", ["--per-class", "15", "0"], "--per-class", f"{INT1} '0'"),
+    ("caltech101", ["--test-max", "0"], "--test-max", f"{INT1} '0'"),
+    ("caltech256", ["--folds", "0"], "--folds", f"{INT1} '0'"),
+    ("caltech256", ["--C", "0"], "--C", "expected a number > 0, got '0'"),
+    ("caltech101", ["--scratch-epochs", "-2"], "--scratch-epochs", f"{INT1} '-2'"),
+    ("caltech101", ["--model-classes", "0"], "--model-classes", f"{INT1} '0'"),
+    ("caltech101", ["--input-size", "0"], "--input-size", f"{INT1} '0'"),
+    ("caltech101", ["--mean", "300", "0", "0"], "--mean", "expected a number in [0, 255], got '300'"),
+    ("evaluate", ["--limit", "0"], "--limit", f"{INT1} '0'"),
+    ("visualize", ["deconv", "--limit", "0"], "--limit", f"{INT1} '0'"),
+    ("visualize", ["neighbours", "--k", "0"], "--k", f"{INT1} '0'"),
+    ("visualize", ["neighbours", "--train-limit", "0"], "--train-limit", f"{INT1} '0'"),
+    ("visualize", ["occlusion", "--size", "0"], "--size", f"{INT1} '0'"),
+    ("visualize", ["occlusion", "--stride", "-4"], "--stride", f"{INT1} '-4'"),
+    ("visualize", ["filters", "--radius", "-0.1"], "--radius", "expected a number >= 0, got '-0.1'"),
+    ("visualize", ["deconv", "--feature-map", "-1"], "--feature-map", f"{INT0} '-1'"),
+    ("visualize", ["deconv", "--position", "-1", "0"], "--position", f"{INT0} '-1'"),
+    ("visualize", ["top9", "--maps", "0", "-2"], "--maps", f"{INT0} '-2'"),
+    ("visualize", ["occlusion", "--label", "-1"], "--label", f"{INT0} '-1'"),
+    ("visualize", ["deconv", "--classes", "0"], "--classes", f"{INT1} '0'"),
+]
+
+
+@pytest.mark.parametrize("command, argv, flag, accepted", PARSE_ERRORS,
+                         ids=[f"{c}{'_'.join(a)}" for c, a, _, _ in PARSE_ERRORS])
+def test_numeric_flags_are_refused_at_parse_time(tmp_path, capsys, command, argv, flag, accepted):
+    out = tmp_path / "out"
+    where = {"evaluate": [], "visualize": ["--out", str(out)], "ablation": ["--out", str(out)],
+             "caltech101": ["--out", str(out), "--data-dir", str(tmp_path)]}
+    extra = where.get(command, where["caltech101"] if command.startswith("caltech") else ["--run-dir", str(out)])
+    line = _refused(capsys, command, [*argv, *extra])
+    assert line.endswith(f"error: argument {flag}: {accepted}")
+    assert not out.exists()
+
+
+CHECKED_AFTER_PARSING = [
+    ("alexnet", ["--input-size", "63"],
+     "error: argument --input-size: 63 is too small for alexnet; expected an integer >= 64 (the paper uses 224)."),
+    ("overfeat", ["--localize", "--model", "accurate", "--input-size", "76"],
+     "error: argument --input-size: 76 is too small for overfeat_accurate; expected an integer >= 77 "
+     "(the paper uses 221)."),
+    ("resnet", ["--depth", "18", "--input-size", "31"],
+     "error: argument --input-size: 31 is too small for resnet18; expected an integer >= 32 (the paper uses 224)."),
+    ("ablation", ["zfnet-table3", "--input-size", "63"],  # its AlexNet rows need 64
+     "error: argument --input-size: 63 is too small for alexnet; expected an integer >= 64 (the paper uses 224)."),
+    ("overfeat", ["--limit", "5"], "error: --limit is for localization; add --localize."),
+    ("overfeat", ["--regressor", "single", "--regressor-epochs", "3"],
+     "error: --regressor, --regressor-epochs are for localization; add --localize."),
+]
+
+
+@pytest.mark.parametrize("command, argv, message", CHECKED_AFTER_PARSING,
+                         ids=[f"{c}{'_'.join(a)}" for c, a, _ in CHECKED_AFTER_PARSING])
+def test_model_limits_are_checked_before_a_run_starts(tmp_path, capsys, command, argv, message):
+    out = tmp_path / "out"
+    line = _refused(capsys, command, [*argv, "--out" if command == "ablation" else "--run-dir", str(out)])
+    assert line.endswith(message)
+    assert not out.exists()
+
+
+def test_caltech_arguments_that_would_be_ignored_or_random(tmp_path, capsys):
+    out = tmp_path / "out"
+    base = ["--data-dir", str(tmp_path), "--out", str(out)]
+    assert _refused(capsys, "caltech101", ["--model", "resnet20", *base]) == (
+        "error: argument --weights: --model resnet20 needs its trained weights: give --weights PATH "
+        "(a .weights.h5 file or a weights name), or --weights none for random weights.")
+    assert _refused(capsys, "caltech101", ["--model", "alexnet", "--weights", "none", "--input-size", "40",
+                                           *base]) == (
+        "error: argument --input-size: 40 is too small for alexnet; expected an integer >= 64 (the paper uses 224).")
+    assert _refused(capsys, "caltech256", ["--run-dir", "R", "--weights", "W", "--input-size", "99", *base]) == (
+        "error: --weights, --input-size go with --model; --run-dir R brings its own model and weights.")
+    assert _refused(capsys, "caltech101", ["--model", "resnet20", "--weights", "none", "--scratch-epochs", "3",
+                                           *base]).endswith(
+        ": error: --scratch-epochs is for the scratch baseline; add --from-scratch.")
+    assert not out.exists()
+
+
+def _write_images(folder, n=3, seed=0):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        image = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        tf.io.write_file(str(folder / f"{i}.png"), tf.io.encode_png(image))
+
+
+def test_a_single_class_folder_is_refused_before_training(tmp_path, capsys):
+    from kzoo.data.sources import load_source
+
+    _write_images(tmp_path / "data" / "cats")
+    with pytest.raises(ValueError) as err:
+        load_source(None, str(tmp_path / "data"))
+    message = (f"{str(tmp_path / 'data')!r} has 1 class ('cats'); a classifier needs at least 2: "
+               f"add a sub-folder of images per class.")
+    assert str(err.value) == message
+    run_dir = tmp_path / "run"
+    line = _refused(capsys, "resnet_cifar", ["--data-dir", str(tmp_path / "data"), "--run-dir", str(run_dir)])
+    assert line == f"error: {message}"
+    assert not run_dir.exists()
+
+
+class KzooOneClass(tfds.core.GeneratorBasedBuilder):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(8, 8, 3)), "label": tfds.features.ClassLabel(names=["only"])}))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples(2), "validation": self._generate_examples(1)}
+
+    def _generate_examples(self, n):
+        for i in range(n):
+            yield i, {"image": np.zeros((8, 8, 3), np.uint8), "label": 0}
+
+
+def test_a_single_class_tfds_dataset_is_refused(tmp_path):
+    from kzoo.data.sources import load_source
+
+    KzooOneClass(data_dir=str(tmp_path)).download_and_prepare()
+    with pytest.raises(ValueError) as err:
+        load_source("kzoo_one_class", str(tmp_path))
+    assert str(err.value) == ("tfds dataset 'kzoo_one_class' has 1 class ('only'); a classifier needs at least 2: "
+                              "pick a dataset with several classes.")
+
+
+def test_undecodable_and_missing_images_are_named(tmp_path, capsys):
+    from kzoo.data.sources import decode_file
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image\n")
+    jpeg = tf.io.encode_jpeg(np.zeros((16, 16, 3), np.uint8)).numpy()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(ValueError) as err:
+        decode_file(str(text))
+    assert str(err.value) == (f"{str(text)!r} cannot be decoded as an image (Unknown image file format. One of "
+                              f"JPEG, JPEG XL, PNG, GIF, BMP, WebP required); remove or replace it.")
+    with pytest.raises(ValueError) as err:
+        decode_file(str(cut))
+    assert str(err.value) == (f"{str(cut)!r} cannot be decoded as an image (jpeg::Uncompress failed. Invalid JPEG "
+                              f"data or crop window); remove or replace it.")
+    with pytest.raises(FileNotFoundError, match=f"image file {str(tmp_path / 'gone.png')!r} does not exist."):
+        decode_file(str(tmp_path / "gone.png"))
+    out = tmp_path / "figures"
+    for bad in (text, cut):  # the CLI's --images: the file named, no figure written
+        line = _refused(capsys, "visualize", ["occlusion", "--model", "resnet20", "--images", str(bad),
+                                              "--out", str(out)])
+        assert line.startswith(f"error: {str(bad)!r} cannot be decoded as an image (")
+    assert not out.exists()
+
+
+VISUALIZE_AFTER_LOADING = [
+    (["deconv", "--layer", "conv1_relu", "--feature-map", "16"],
+     "--feature-map: 16 is out of range; expected 0..15 (the 16 maps of conv1_relu)."),
+    (["top9", "--layer", "conv1_relu", "--maps", "3", "16", "40"],
+     "--maps: 16 40 is out of range; expected 0..15 (the 16 maps of conv1_relu)."),
+    (["deconv", "--layer", "conv1_relu", "--position", "5", "32"],
+     "--position: 5 32 is out of range; expected Y in 0..31 and X in 0..31 (the 32x32 maps of conv1_relu)."),
+    (["occlusion", "--label", "10"], "--label: 10 is out of range; expected 0..9 (the model's 10 classes)."),
+    (["occlusion", "--size", "33"], "--size: 33 is out of range; expected 1..32 (the model's 32px input)."),
+    (["neighbours", "--k", "4", "--train-limit", "3", "--limit", "1"],
+     "--k: 4 is out of range; expected at most the 3 training images searched (--train-limit)."),
+]
+
+
+@pytest.mark.parametrize("argv, message", VISUALIZE_AFTER_LOADING, ids=[a[0] + a[1] for a, _ in VISUALIZE_AFTER_LOADING])
+def test_visualize_flags_checked_against_the_model(tmp_path, capsys, argv, message):
+    out = tmp_path / "figures"
+    line = _refused(capsys, "visualize", [*argv, "--model", "resnet20", "--out", str(out)])
+    assert line == f"error: argument {message}"
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """A finished two-step resnet20 run on the digits, at the smallest input (8 px)."""
+    from kzoo.recipes import resnet_cifar
+    from kzoo.recipes.common import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "r20"
+    assert main(resnet_cifar.RECIPE, ["--smoke", "--input-size", "8", "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def _copy(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_evaluate_refuses_random_weights_and_other_classes(digits_run, capsys):
+    assert _refused(capsys, "evaluate", ["--model", "resnet20"]) == (
+        "error: argument --weights: --model resnet20 needs its trained weights: give --weights PATH "
+        "(a .weights.h5 file or a weights name), or --weights none for random weights.")
+    assert _refused(capsys, "evaluate", ["--run-dir", str(digits_run), "--dataset", "shapes"]) == (
+        "error: dataset 'shapes' has 3 classes (red, green, blue, ...) but the model has classes=10: its scores "
+        "would be read against other labels. Evaluate on the data the model was trained for (--dataset / "
+        "--data-dir).")
+
+
+def test_evaluate_warns_about_an_unfinished_run(digits_run, tmp_path, capsys):
+    from kzoo.evaluate.run import main
+
+    run_dir = _copy(digits_run, tmp_path)
+    (run_dir / "metrics.json").unlink()
+    assert main(["--run-dir", str(run_dir), "--limit", "4"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1] == (
+        f"warning: run {str(run_dir)!r} is unfinished (no metrics.json): its checkpoint is at epoch 1 of 1, "
+        f"step 2; using it as it is.")
+    assert json.loads(captured.out.strip().splitlines()[-1])["images"] == 4
+    (run_dir / "metrics.json").write_text(json.dumps({"steps": 5}))  # trained on, checkpoint folder older
+    assert main(["--run-dir", str(run_dir), "--limit", "1"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"warning: run {str(run_dir)!r} finished at step 5, but its checkpoint is at epoch 1 of 1, step 2; "
+        f"using it as it is.")
+    assert main(["--run-dir", str(digits_run), "--limit", "1"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_evaluate_names_a_checkpoint_of_another_model(digits_run, tmp_path, capsys, caplog):
+    run_dir = _copy(digits_run, tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["identity"]["model"] = "resnet32"  # edited: the checkpoint is a resnet20's
+    (run_dir / "config.json").write_text(json.dumps(config))
+    err = _refused_output(capsys, ["--run-dir", str(run_dir)])
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith(f"error: the checkpoint in {str(run_dir / 'checkpoints')!r} does not fit the run's "
+                                f"model resnet32 (options {{}}, input 8, 10 classes, as its config.json says): ")
+    assert lines[-1].endswith("It comes from another run, or config.json was edited; restore the run's own files.")
+    assert not [r.getMessage() for r in caplog.records if r.name == "tensorflow"]  # not one warning per tensor
+
+
+def _refused_output(capsys, argv):
+    from kzoo.evaluate.run import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    return capsys.readouterr().err
