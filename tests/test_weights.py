@@ -234,9 +234,11 @@ def test_bad_caffemodels_are_named(tmp_path):
         caffe_alexnet(str(tmp_path / "other.caffemodel"))
 
 
-def _write_pth(path, state, monkeypatch):
+def _write_pth(path, state, monkeypatch, layout=None, pid=None, data=None, storage="FloatStorage"):
     """torch.save's zip format, written without PyTorch: a pickle whose tensors are
-    torch._utils._rebuild_tensor_v2 calls on persistent storages."""
+    torch._utils._rebuild_tensor_v2 calls on persistent storages. `layout` {name:
+    (offset, size, stride)}, `pid` {name: f(storage class, key, numel) -> persistent id}
+    and `data` {name: storage bytes} replace a tensor's own, to craft broken files."""
     import collections
     import io
     import pickle
@@ -244,9 +246,10 @@ def _write_pth(path, state, monkeypatch):
     import types
     import zipfile
 
+    layout, pid, data = layout or {}, pid or {}, data or {}
     torch_mod, utils_mod = types.ModuleType("torch"), types.ModuleType("torch._utils")
-    storage_cls = type("FloatStorage", (), {"__module__": "torch"})
-    torch_mod.FloatStorage = storage_cls
+    storage_cls = type(storage, (), {"__module__": "torch"})
+    setattr(torch_mod, storage, storage_cls)
 
     def _rebuild_tensor_v2(*args):
         raise AssertionError("only pickled here")
@@ -257,32 +260,34 @@ def _write_pth(path, state, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch._utils", utils_mod)
 
     class Storage:
-        def __init__(self, key, array):
-            self.key, self.array = key, array
+        def __init__(self, name, key, array):
+            self.name, self.key, self.array = name, key, array
 
     class Tensor:
-        def __init__(self, key, array):
-            self.storage, self.shape = Storage(key, array), array.shape
+        def __init__(self, name, key, array):
+            self.storage, self.shape = Storage(name, key, array), array.shape
 
         def __reduce__(self):
             strides = tuple(int(np.prod(self.shape[i + 1 :])) for i in range(len(self.shape)))
-            return _rebuild_tensor_v2, (self.storage, 0, self.shape, strides, False, collections.OrderedDict())
+            offset, size, stride = layout.get(self.storage.name, (0, self.shape, strides))
+            return _rebuild_tensor_v2, (self.storage, offset, size, stride, False, collections.OrderedDict())
 
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj):
             if isinstance(obj, Storage):
-                return ("storage", storage_cls, obj.key, "cpu", obj.array.size)
+                make = pid.get(obj.name, lambda cls, key, n: ("storage", cls, key, "cpu", n))
+                return make(storage_cls, obj.key, obj.array.size)
             return None
 
-    tensors = collections.OrderedDict((k, Tensor(str(i), np.ascontiguousarray(v, "<f4")))
+    tensors = collections.OrderedDict((k, Tensor(k, str(i), np.ascontiguousarray(v, "<f4")))
                                       for i, (k, v) in enumerate(state.items()))
     buf = io.BytesIO()
     Pickler(buf, protocol=2).dump(tensors)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", buf.getvalue())
         z.writestr("archive/version", "3\n")
-        for t in tensors.values():
-            z.writestr(f"archive/data/{t.storage.key}", t.storage.array.tobytes())
+        for name, t in tensors.items():
+            z.writestr(f"archive/data/{t.storage.key}", data.get(name, t.storage.array.tobytes()))
 
 
 def _torchvision_state(model, blocks):
@@ -410,3 +415,107 @@ def test_a_pth_that_is_not_a_state_dict_is_a_clear_error(tmp_path):
         z.writestr("archive/data.pkl", pickle.dumps(zipfile.ZipInfo("x")))
     with pytest.raises(ValueError, match="cannot be read as a state dict.*zipfile.ZipInfo.*state_dict"):
         load_state_dict(str(tmp_path / "model.pth"))
+
+
+def _crafted_error(tmp_path, monkeypatch, read, write):
+    """The ValueError text `read` raises on the file `write` crafts."""
+    path = tmp_path / "crafted"
+    write(path)
+    monkeypatch.undo()
+    with pytest.raises(ValueError) as err:
+        read(str(path))
+    return str(err.value)
+
+
+def test_pth_tensors_are_checked_against_their_storage(tmp_path, monkeypatch):
+    from kzoo.weights.torch_pickle import load_state_dict
+
+    state = {"fc.weight": np.arange(6, dtype="f4").reshape(2, 3), "fc.bias": np.ones(2, "f4")}
+    _write_pth(tmp_path / "t.pth", state, monkeypatch, layout={"fc.weight": (0, (3, 2), (1, 3))})
+    monkeypatch.undo()  # a legal strided view (a transpose) still reads the right numbers
+    np.testing.assert_array_equal(load_state_dict(str(tmp_path / "t.pth"))["fc.weight"], [[0, 3], [1, 4], [2, 5]])
+    head = f"{str(tmp_path / 'crafted')!r} cannot be read as a state dict: "
+    cases = [
+        (dict(layout={"fc.weight": (0, (2, 4), (4, 1))}),
+         "tensor 'fc.weight' (offset 0, size (2, 4), stride (4, 1)) reaches element 8 of storage '0', which holds "
+         "6: the file is corrupt."),
+        (dict(layout={"fc.weight": (5, (2, 3), (3, 1))}),
+         "tensor 'fc.weight' (offset 5, size (2, 3), stride (3, 1)) reaches element 11 of storage '0', which "
+         "holds 6: the file is corrupt."),
+        (dict(layout={"fc.weight": (0, (2, 3), (10**12, 1))}),
+         "tensor 'fc.weight' (offset 0, size (2, 3), stride (1000000000000, 1)) reaches element 1000000000003 of "
+         "storage '0', which holds 6: the file is corrupt."),
+        (dict(layout={"fc.weight": (0, (2, 3), (-3, 1))}),
+         "tensor 'fc.weight' has a negative offset, size or stride (offset 0, size (2, 3), stride (-3, 1))."),
+        (dict(layout={"fc.weight": (0, (-1, 3), (3, 1))}),
+         "tensor 'fc.weight' has a negative offset, size or stride (offset 0, size (-1, 3), stride (3, 1))."),
+        (dict(layout={"fc.weight": (0, (10**12,), (0,))}),
+         "tensor 'fc.weight' declares 1000000000000 elements (size (1000000000000,)) but storage '0' holds 6: the "
+         "file is corrupt."),
+        (dict(layout={"fc.weight": (0, (2, 3), (1,))}),
+         "tensor 'fc.weight' has a malformed layout (offset 0, size (2, 3), stride (1,))."),
+        (dict(pid={"fc.bias": lambda cls, key, n: ("storage", "FloatStorage", key, "cpu", n)}),
+         "storage entry '1' names 'FloatStorage', not a torch storage type."),
+        (dict(pid={"fc.bias": lambda cls, key, n: ("storage", cls, "9", "cpu", n)}),
+         "storage entry '9' has no file 'archive/data/9' in the archive."),
+        (dict(data={"fc.bias": b"\0" * 7}),
+         "storage entry '1' holds 7 bytes, not a whole number of FloatStorage elements (4 bytes each)."),
+        (dict(storage="BFloat16Storage"),
+         "tensor 'fc.weight' is stored as BFloat16Storage, which is not supported; convert it to float32 first."),
+    ]
+    for crafted, message in cases:
+        got = _crafted_error(tmp_path, monkeypatch, load_state_dict,
+                             lambda path: _write_pth(path, state, monkeypatch, **crafted))
+        assert got == head + message
+
+
+def _caffe_layer(name, *blobs):
+    return _field(2, _field(4, name.encode()) + b"".join(_field(6, b) for b in blobs))
+
+
+def _caffe_shaped_blob(dims, floats):
+    shape = _field(7, _field(1, b"".join(_varint(d) for d in dims)))  # BlobShape, packed int64 dims
+    return shape + _field(5, np.asarray(floats, "<f4").tobytes())
+
+
+def test_caffemodel_fields_and_blob_shapes_are_checked(tmp_path, monkeypatch):
+    from kzoo.weights.caffe import read_caffemodel
+
+    good = _caffe_layer("conv1", _caffe_blob(np.ones((2, 3), "f4")))
+    second = _caffe_layer("conv2", _caffe_blob(np.ones((4,), "f4")))
+    negative = _varint(1 << 3) + _varint(2**64 - 1) + _field(5, np.ones(6, "<f4").tobytes())  # num = -1
+    cases = [
+        (good + b"\x80", f"the field after layer 'conv1': a varint at byte {len(good)} runs past the end."),
+        (good + second[:-5], f"the field after layer 'conv1': field 2 at byte {len(good)} declares "
+                             f"{len(second) - 2} bytes, only {len(second) - 7} remain."),
+        (b"\xff" * 11, "the net's first field: a varint at byte 0 is longer than 10 bytes."),
+        (_caffe_layer("fc8", _caffe_shaped_blob([2, 4], np.ones(6))),
+         "layer 'fc8' blob 0: its shape [2, 4] needs 8 values but it holds 6."),
+        (_caffe_layer("fc8", _caffe_shaped_blob([2**32, 2**32], [])),  # int64 product wraps to 0 == 0 values
+         "layer 'fc8' blob 0: its shape [4294967296, 4294967296] needs 18446744073709551616 values but it holds 0."),
+        (_caffe_layer("fc8", negative), "layer 'fc8' blob 0: its shape [-1, 1, 1, 1] has a negative dimension."),
+        (_caffe_layer("fc8", _caffe_blob(np.ones(2, "f4")), _varint(5 << 3) + _varint(10**9)),
+         "layer 'fc8' blob 1: its field 5 (float32 values) has wire type 0."),  # not 10**9 zero bytes
+        (_caffe_layer("fc8", _field(5, b"\0" * 7)), "layer 'fc8' blob 0: its field 5 holds 7 bytes, not a whole "
+                                                    "number of float32 values."),
+        (good + good, "layer 'conv1': a second layer of that name has weights."),
+    ]
+    for data, message in cases:
+        got = _crafted_error(tmp_path, monkeypatch, read_caffemodel, lambda path: path.write_bytes(data))
+        assert got == f"{str(tmp_path / 'crafted')!r} is corrupt, truncated or not a caffemodel: {message}"
+
+
+def test_caffe_converter_names_the_layer_whose_blobs_do_not_fit():
+    from kzoo.weights.convert import caffe_alexnet
+
+    blobs = _caffe_alexnet_blobs(np.random.default_rng(10))
+    blobs["fc8"] = blobs["fc8"][:1]
+    with pytest.raises(ValueError) as err:
+        caffe_alexnet(blobs)
+    assert str(err.value) == "the caffemodel: layer 'fc8' has 1 blobs; kzoo's alexnet needs two (weights, bias)."
+    blobs = _caffe_alexnet_blobs(np.random.default_rng(10))
+    blobs["conv3"][0] = blobs["conv3"][0].reshape(384, -1)
+    with pytest.raises(ValueError) as err:
+        caffe_alexnet(blobs)
+    assert str(err.value) == ("the caffemodel: layer 'conv3' has a weight blob of shape (384, 2304); kzoo's alexnet "
+                              "needs 4 dimensions (out, in, h, w).")

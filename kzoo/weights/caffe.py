@@ -20,12 +20,12 @@ _FIXED = {1: 8, 5: 4}  # wire type -> bytes
 
 def _varint(buf, pos):
     result = shift = 0
-    end = len(buf)
+    start, end = pos, len(buf)
     while True:
         if pos >= end:
-            raise ValueError(f"a varint at byte {pos} runs past the end")
+            raise ValueError(f"a varint at byte {start} runs past the end")
         if shift >= 70:
-            raise ValueError(f"a varint at byte {pos} is longer than 10 bytes")
+            raise ValueError(f"a varint at byte {start} is longer than 10 bytes")
         byte = buf[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
@@ -63,8 +63,11 @@ def fields(buf):
 def _floats(value, wire, dtype, number):
     """A packed run (wire 2) or one fixed-width value of a float field."""
     itemsize = np.dtype(dtype).itemsize
-    if wire not in (2, 5 if itemsize == 4 else 1) or len(value) % itemsize:
-        raise ValueError(f"field {number} ({dtype}) has wire type {wire} and {len(value)} bytes")
+    if wire not in (2, 5 if itemsize == 4 else 1):
+        raise ValueError(f"its field {number} ({np.dtype(dtype).name} values) has wire type {wire}")
+    if len(value) % itemsize:
+        raise ValueError(f"its field {number} holds {len(value)} bytes, not a whole number of "
+                         f"{np.dtype(dtype).name} values")
     return np.frombuffer(bytes(value), dtype)
 
 
@@ -123,6 +126,7 @@ def read_caffemodel(path):
             for i, v in enumerate(raw):
                 where = f"layer {name!r} blob {i}"
                 blobs.append(_blob(v))
+            where = f"layer {name!r}"
             if blobs and name in layers:
                 raise ValueError("a second layer of that name has weights")
             if blobs:
