@@ -5,11 +5,11 @@ a custom loop built on `strategy.run`; the same loop serves one device,
 MirroredStrategy and MultiWorkerMirroredStrategy.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
-import shutil
 import tempfile
 import time
 
@@ -21,8 +21,9 @@ from kzoo.data.sources import naming_bad_images
 from kzoo.data.stats import cached_stats
 from kzoo.data.transforms import Preprocess, eval_map, train_map
 from kzoo.train import runlog
+from kzoo.train.checkpoints import Checkpoints, remove_leftovers, run_dir_lock
 from kzoo.train.schedules import Schedule
-from kzoo.train.strategies import get_strategy, is_chief, task_id
+from kzoo.train.strategies import get_strategy, is_chief
 from kzoo.utils.files import atomic_write
 
 
@@ -65,8 +66,27 @@ def _identity_json(config):
     return json.loads(json.dumps(config.identity(), default=str))
 
 
-def _prepare_run_dir(config, source):
-    """Create the run directory, or check that an existing one is this run."""
+def _check_run_dir(run_dir):
+    """Create `run_dir` if needed and check that this process can write in it."""
+    flag = f"--run-dir {run_dir!r}"
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"{flag} is a file, not a folder; pick a folder (a new one is created).")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as err:
+        raise ValueError(f"{flag} cannot be written ({err.strerror or err}); pick a folder you can "
+                         f"write to.") from None
+
+
+@contextlib.contextmanager
+def _claim_run_dir(config, source):
+    """Check that the run directory is new or holds this run, hold its lock while training,
+    and write its config.json on the first run. Workers other than the chief write nothing."""
+    if not is_chief():
+        yield
+        return
     path = os.path.join(config.run_dir, "config.json")
     resolved = {
         "identity": {**_identity_json(config), "dataset": source.name},
@@ -75,71 +95,34 @@ def _prepare_run_dir(config, source):
         "dataset": {"name": source.name, "classes": source.classes, "train_size": source.train_size,
                     "val_size": source.val_size, "builtin": source.builtin},
     }
-    if not is_chief():
-        return  # workers other than the chief write nothing
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
-        if previous.get("identity") != resolved["identity"]:  # another model, dataset, crop, seed or batch
+    _check_run_dir(config.run_dir)
+    if not os.path.exists(path) and set(os.listdir(config.run_dir)) - {".lock"}:
+        raise ValueError(
+            f"run directory {config.run_dir!r} exists, is not empty and holds no kzoo run; pick a new --run-dir."
+        )
+    with run_dir_lock(config.run_dir):
+        remove_leftovers(config.run_dir)
+        previous = _read_config(path)
+        if previous is None:
+            with atomic_write(path) as f:
+                json.dump(resolved, f, indent=2)
+        elif previous.get("identity") != resolved["identity"]:  # another model, dataset, crop, seed or batch
             raise ValueError(
                 f"run directory {config.run_dir!r} holds another run ({previous.get('identity')}); "
                 f"this one is {resolved['identity']}. Pick a new --run-dir; kzoo never overwrites a run."
             )
-        return
-    if os.path.isdir(config.run_dir) and os.listdir(config.run_dir):
-        raise ValueError(
-            f"run directory {config.run_dir!r} exists, is not empty and holds no kzoo run; pick a new --run-dir."
-        )
-    os.makedirs(config.run_dir, exist_ok=True)
-    with atomic_write(path) as f:
-        json.dump(resolved, f, indent=2)
+        yield
 
 
-class Checkpoints:
-    """Model + optimizer (tf.train.Checkpoint) and the loop's state (JSON), written so
-    that `latest.json` only ever names a complete pair."""
-
-    def __init__(self, run_dir, keep=2, **objects):
-        self.folder = os.path.join(run_dir, "checkpoints")
-        self.keep = keep
-        self.checkpoint = tf.train.Checkpoint(**objects)
-        self.chief = is_chief()
-
-    def latest(self):
-        path = os.path.join(self.folder, "latest.json")
-        if not os.path.exists(path):
-            return None
+def _read_config(path):
+    try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-
-    def save(self, state):
-        step = state["step"]
-        if not self.chief:  # every worker must take part in the save; only the chief's stays
-            scratch = tempfile.mkdtemp(prefix=f"kzoo-{task_id()}-")
-            self.checkpoint.write(os.path.join(scratch, "ckpt"))
-            shutil.rmtree(scratch, ignore_errors=True)
-            return
-        os.makedirs(self.folder, exist_ok=True)
-        prefix = self.checkpoint.write(os.path.join(self.folder, f"ckpt-{step}"))
-        record = {**state, "prefix": os.path.basename(prefix)}
-        with atomic_write(os.path.join(self.folder, "latest.json")) as f:
-            json.dump(record, f, indent=1)
-        self._prune(step)
-
-    def _prune(self, step):
-        steps = sorted({int(n.split("-")[1].split(".")[0]) for n in os.listdir(self.folder)
-                        if n.startswith("ckpt-")})
-        for old in [s for s in steps if s != step][: max(0, len(steps) - self.keep)]:
-            for name in os.listdir(self.folder):
-                if name.startswith(f"ckpt-{old}."):
-                    os.remove(os.path.join(self.folder, name))
-
-    def restore(self):
-        state = self.latest()
-        if state is None:
-            return None
-        self.checkpoint.read(os.path.join(self.folder, state["prefix"])).assert_consumed()
-        return state
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged ({err}); it names the run kept in this folder, so kzoo will "
+                         f"not resume into it. Restore the file, or pick another --run-dir.") from None
 
 
 def restore_model(run_dir, model, mixed_precision=False):
@@ -151,7 +134,7 @@ def restore_model(run_dir, model, mixed_precision=False):
     if mixed_precision:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
-    state = Checkpoints(run_dir, model=model, optimizer=optimizer).restore()
+    state = Checkpoints(run_dir, read_only=True, model=model, optimizer=optimizer).restore()
     if state is None:
         raise FileNotFoundError(f"{run_dir!r} holds no checkpoint yet (no checkpoints/latest.json).")
     return state
@@ -215,8 +198,43 @@ def build_model(config, classes):
                                  classifier_activation=None, **config.model_options)
 
 
+def _seed_states(model):
+    """Keras' random-seed variables (Dropout's SeedGenerators): in model.variables but not
+    in model.weights, and not saved by a tf.train.Checkpoint of the model."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def _reseed(states, seed, step):
+    # Each step's dropout masks follow from (seed, step) alone, like the augmentation, so a
+    # resumed run draws exactly what an uninterrupted one draws. A step draws < 2**20 times.
+    for i, state in enumerate(states):
+        state.assign(np.array([seed * 1_000_003 + i, step << 20], dtype=state.dtype))
+
+
+def _steps_per_epoch(source, config):
+    size = source.train_size
+    if config.steps_per_epoch is not None:
+        size = min(size, config.steps_per_epoch * config.batch_size)
+    return size // config.batch_size
+
+
+def _check_position(state, steps, config):
+    """A run stopped mid-epoch resumes only with the epoch length it was started with."""
+    at = state["batch_in_epoch"]
+    if at == 0 or (state.get("steps_in_epoch", steps) == steps and at < steps):
+        return
+    before = state.get("steps_per_epoch_flag")
+    raise ValueError(
+        f"{config.run_dir} stopped at batch {at} of {state.get('steps_in_epoch', '?')} in epoch "
+        f"{state['epoch'] + 1}; this command makes epochs of {steps} steps. Rerun it with "
+        f"{'--steps-per-epoch ' + str(before) if before else 'no --steps-per-epoch'} to finish that epoch "
+        f"(the epoch length may change at an epoch boundary), or pick another --run-dir."
+    )
+
+
 def train(config, source, classes=None, model_fn=None, callbacks=()):
-    """Train `config.model` on `source`; returns the final metrics dict.
+    """Train `config.model` on `source`; returns (final metrics dict, model).
 
     Rerunning with the same config and run directory resumes from the last
     checkpoint. `model_fn(classes)` replaces the registry model (tests).
@@ -226,30 +244,47 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     strategy = get_strategy(config.strategy)
     classes = classes or source.classes
     _check_labels(source, classes)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas.")
+    if _steps_per_epoch(source, config) == 0:
+        raise ValueError(f"the training set ({source.train_size} images) holds no full batch of "
+                         f"{config.batch_size}; lower --batch-size.")
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    _prepare_run_dir(config, source)
+    with _claim_run_dir(config, source):
+        return _train(config, source, classes, model_fn, callbacks, strategy)
+
+
+def _train(config, source, classes, model_fn, callbacks, strategy):
     stats = _run_stats(config, source)
-
-    replicas = strategy.num_replicas_in_sync
     global_batch = config.batch_size
-    if global_batch % replicas:
-        raise ValueError(f"--batch-size {global_batch} is not divisible by the {replicas} replicas.")
     lr_scale = global_batch / (config.paper_batch or global_batch)
-
     with strategy.scope():
         model = model_fn(classes) if model_fn else build_model(config, classes)
         optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=config.momentum)
         if config.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
-    ckpt = Checkpoints(config.run_dir, model=model, optimizer=optimizer)
+    seed_states = _seed_states(model)
+    ckpt = Checkpoints(config.run_dir, verbose=config.verbose, model=model, optimizer=optimizer)
+    steps = _steps_per_epoch(source, config)
     state = ckpt.restore()
+    metrics_path = os.path.join(config.run_dir, "metrics.json")
     if state is not None:
+        _check_position(state, steps, config)
         config.schedule.load_state(state["schedule"])
+        finished = state["epoch"] >= config.epochs or config.schedule.stop(int(state["step"] * lr_scale),
+                                                                           state["epoch"])
+        if finished and os.path.exists(metrics_path):
+            if config.verbose:
+                print(f"{config.run_dir} has finished: {state['epoch']} epochs, {state['step']} steps. To train "
+                      f"longer pass a larger --epochs; to start afresh pick another --run-dir.")
+            with open(metrics_path, encoding="utf-8") as f:
+                return json.load(f), model
         if config.verbose:
             print(f"Resuming {config.run_dir} at epoch {state['epoch'] + 1}, step {state['step']}.")
     state = state or {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "schedule": {}}
@@ -264,27 +299,31 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     for callback in callbacks:
         callback.set_model(model)
     history = state["history"]
-    step, epoch = state["step"], state["epoch"]
+    step, epoch, first_step = state["step"], state["epoch"], state["step"]
     started = time.time()
-    images_seen = 0
+
+    def loop_state(batch_in_epoch, sums):
+        # The epoch's running sums travel with the checkpoint, so a resumed epoch logs all its batches.
+        return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "steps_in_epoch": steps,
+                "steps_per_epoch_flag": config.steps_per_epoch, "epoch_sums": sums, "history": history,
+                "schedule": config.schedule.state()}
+
     while epoch < config.epochs and not config.schedule.stop(int(step * lr_scale), epoch):
-        ds, steps = _train_dataset(source, config, stats, epoch, state["batch_in_epoch"], global_batch)
-        if steps == 0:
-            raise ValueError(
-                f"the training set ({source.train_size} images) holds no full batch of {global_batch}; "
-                f"lower --batch-size."
-            )
+        start = state["batch_in_epoch"] if state["epoch"] == epoch else 0
+        ds, _ = _train_dataset(source, config, stats, epoch, start, global_batch)
         bar = keras.utils.Progbar(steps, verbose=config.verbose, stateful_metrics=["lr"])
         if config.verbose:
             print(f"Epoch {epoch + 1}/{config.epochs}")
-        bar.update(state["batch_in_epoch"])
-        loss_sum = wrong_sum = seen = 0.0
+        bar.update(start)
+        loss_sum, wrong_sum, seen = state.get("epoch_sums", (0.0, 0.0, 0)) if start else (0.0, 0.0, 0)
+        lr = config.schedule.lr(int(step * lr_scale), epoch) * lr_scale
         batches = iter(strategy.experimental_distribute_dataset(ds))
-        for i in range(state["batch_in_epoch"], steps):
+        for i in range(start, steps):
             with naming_bad_images(source):
                 batch = next(batches)
             lr = config.schedule.lr(int(step * lr_scale), epoch) * lr_scale
             optimizer.learning_rate.assign(lr)
+            _reseed(seed_states, config.seed, step)
             batch_loss, batch_wrong = (float(x) for x in train_step(batch))
             if not math.isfinite(batch_loss):
                 kept = ckpt.latest()
@@ -295,14 +334,12 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
                     f"Lower the learning rate or check the data."
                 )
             step += 1
-            images_seen += global_batch
             loss_sum, wrong_sum, seen = loss_sum + batch_loss, wrong_sum + batch_wrong, seen + global_batch
             config.schedule.on_step_end(int(step * lr_scale), batch_wrong / global_batch)
             bar.update(i + 1, [("loss", batch_loss / global_batch), ("top1_err", batch_wrong / global_batch),
                                ("lr", lr)])
             if config.checkpoint_every and step % config.checkpoint_every == 0 and i + 1 < steps:
-                ckpt.save({"step": step, "epoch": epoch, "batch_in_epoch": i + 1, "history": history,
-                           "schedule": config.schedule.state()})
+                ckpt.save(loop_state(i + 1, [loss_sum, wrong_sum, seen]))
         with naming_bad_images(source):
             val = _evaluate(eval_step, strategy, _val_dataset(source, config, stats, global_batch))
         record = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / seen,
@@ -312,22 +349,15 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs=record)
         epoch += 1
-        state = {"step": step, "epoch": epoch, "batch_in_epoch": 0, "history": history,
-                 "schedule": config.schedule.state()}
-        ckpt.save(state)
+        ckpt.save(loop_state(0, [0.0, 0.0, 0]))
         log.epoch_end(history)
         if config.verbose:
             print("  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
     seconds = time.time() - started
-    metrics_path = os.path.join(config.run_dir, "metrics.json")
-    if images_seen == 0 and os.path.exists(metrics_path):
-        if config.verbose:
-            print(f"{config.run_dir} has already finished its {len(history)} epochs; nothing to do.")
-        with open(metrics_path, encoding="utf-8") as f:
-            return json.load(f), model
+    ran = step - first_step
     final = {**(history[-1] if history else {}), "epochs_run": len(history), "steps": step,
-             "images_per_second": images_seen / seconds if images_seen else None,
-             "replicas": replicas, "dataset": source.name}
+             "steps_this_run": ran, "images_per_second": ran * global_batch / seconds if ran else None,
+             "replicas": strategy.num_replicas_in_sync, "dataset": source.name}
     log.finish(final)
     return final, model
 

@@ -1,0 +1,210 @@
+"""Checkpoints that survive any kill, and the lock that keeps one process per run directory.
+
+A checkpoint at step N is TensorFlow's `ckpt-N.index` + `ckpt-N.data-*` (model and
+optimizer) and `ckpt-N.json` (the loop's state); `latest.json` repeats the newest
+state. Each is complete before the next is written (TensorFlow writes into
+`ckpt-N_temp/` and renames, the JSON files go through atomic_write), so a kill at
+any moment leaves at worst leftovers, which the next run removes. A damaged newest
+checkpoint falls back to the previous one (two are kept) and is moved aside.
+"""
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+
+import tensorflow as tf
+
+from kzoo.train.strategies import is_chief, task_id
+from kzoo.utils.files import atomic_write
+
+_FILE = re.compile(r"^ckpt-(\d+)\.(index|json|data-\d+-of-\d+)$")
+_LEFTOVER = re.compile(r"^(ckpt-\d+_temp.*|\.tmp-.*)$")  # a killed TF write / atomic_write
+
+
+class CheckpointError(ValueError):
+    """A run's checkpoints cannot be used as they are; the message says why and what to do."""
+
+
+class Checkpoints:
+    """Model + optimizer (tf.train.Checkpoint) and the loop's state (JSON) of one run."""
+
+    def __init__(self, run_dir, keep=2, verbose=1, read_only=False, **objects):
+        """`read_only`: for readers beside a run that may still be training (evaluate):
+        nothing in the folder is removed, moved or rewritten."""
+        self.folder = os.path.join(run_dir, "checkpoints")
+        self.keep = keep
+        self.verbose = verbose
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.chief = is_chief()
+        self.writes = self.chief and not read_only
+
+    def latest(self):
+        """The state `latest.json` names, or None before the first checkpoint."""
+        return _read_json(os.path.join(self.folder, "latest.json"))
+
+    def save(self, state):
+        step = state["step"]
+        if not self.chief:  # every worker must take part in the save; only the chief's stays
+            scratch = tempfile.mkdtemp(prefix=f"kzoo-{task_id()}-")
+            self.checkpoint.write(os.path.join(scratch, "ckpt"))
+            shutil.rmtree(scratch, ignore_errors=True)
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        prefix = self.checkpoint.write(os.path.join(self.folder, f"ckpt-{step}"))
+        record = {**state, "prefix": os.path.basename(prefix)}
+        for name in (f"ckpt-{step}.json", "latest.json"):
+            with atomic_write(os.path.join(self.folder, name)) as f:
+                json.dump(record, f, indent=1)
+        self._prune(keep_newest=self.keep)
+
+    def restore(self):
+        """Load the newest intact checkpoint; returns its loop state, or None if there is none."""
+        if not os.path.isdir(self.folder):
+            return None
+        latest_path = os.path.join(self.folder, "latest.json")
+        latest = self.latest()  # a damaged latest.json raises, naming itself
+        if self.writes:
+            remove_leftovers(self.folder)
+        candidates = self._states(latest)
+        if not candidates:
+            if latest is not None or self._steps():
+                raise CheckpointError(
+                    f"{self.folder} holds checkpoint files but no loop state for any of them "
+                    f"({', '.join(sorted(os.listdir(self.folder)))}); nothing can be resumed. "
+                    f"Start afresh with another --run-dir (this one is left as it is)."
+                )
+            return None
+        if latest is None:
+            self._say(f"{latest_path} is missing; recovering from the newest intact checkpoint.")
+        damaged = []
+        for step, state in candidates:
+            prefix = os.path.join(self.folder, state["prefix"])
+            try:
+                status = self.checkpoint.read(prefix)
+            except (tf.errors.OpError, ValueError, IndexError) as err:
+                damaged.append(f"{state['prefix']} ({_first_line(err)})")
+                self._set_aside(step)
+                continue
+            try:
+                status.assert_consumed()
+            except AssertionError as err:
+                raise CheckpointError(
+                    f"checkpoint {prefix} does not fit this model (it was written by another architecture "
+                    f"or with other options): {_first_line(err)}"
+                ) from None
+            if damaged:
+                aside = " moved aside as damaged-*" if self.writes else ""
+                self._say(f"damaged checkpoint {'; '.join(damaged)}{aside}; using {state['prefix']} "
+                          f"(step {step}), the newest intact one.")
+            if (latest is None or damaged or latest.get("step") != step) and self.writes:
+                with atomic_write(latest_path) as f:
+                    json.dump(state, f, indent=1)
+            return state
+        raise CheckpointError(
+            f"no intact checkpoint in {self.folder}: {'; '.join(damaged)}. Start afresh with another --run-dir."
+        )
+
+    def _steps(self):
+        """{step: set of file kinds present} for the checkpoint files in the folder."""
+        steps = {}
+        for name in os.listdir(self.folder):
+            match = _FILE.match(name)
+            if match:
+                kind = "data" if match.group(2).startswith("data") else match.group(2)
+                steps.setdefault(int(match.group(1)), set()).add(kind)
+        return steps
+
+    def _states(self, latest):
+        """[(step, state)] of the complete checkpoints, newest first. Runs written before
+        ckpt-N.json existed have their state in latest.json only."""
+        out = []
+        for step, kinds in sorted(self._steps().items(), reverse=True):
+            if not {"index", "data"} <= kinds:
+                continue
+            if "json" in kinds:
+                try:
+                    state = _read_json(os.path.join(self.folder, f"ckpt-{step}.json"))
+                except CheckpointError:
+                    continue
+            elif latest is not None and latest.get("step") == step:
+                state = latest
+            else:
+                continue
+            out.append((step, state))
+        return out
+
+    def _prune(self, keep_newest):
+        complete = [step for step, _ in self._states(self.latest())][:keep_newest]
+        for name in os.listdir(self.folder):
+            match = _FILE.match(name)
+            if match and int(match.group(1)) not in complete:
+                os.remove(os.path.join(self.folder, name))
+
+    def _set_aside(self, step):
+        if not self.writes:
+            return
+        for name in os.listdir(self.folder):
+            match = _FILE.match(name)
+            if match and int(match.group(1)) == step:
+                os.replace(os.path.join(self.folder, name), os.path.join(self.folder, "damaged-" + name))
+
+    def _say(self, message):
+        if self.verbose and self.chief:
+            print(message)
+
+
+def remove_leftovers(folder):
+    """Remove what a killed write left in `folder` (only names kzoo's writers use)."""
+    for name in os.listdir(folder):
+        if _LEFTOVER.match(name):
+            path = os.path.join(folder, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"{path} is damaged ({err}). Delete it and rerun the same command: the run resumes from its "
+            f"newest intact checkpoint."
+        ) from None
+
+
+def _first_line(err):
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0][:300]
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir):
+    """Hold `run_dir/.lock` while training. The kernel drops the lock when the process
+    ends, however it ends, so a crash leaves no stale lock."""
+    path = os.path.join(run_dir, ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise CheckpointError(
+            f"run directory {run_dir!r} is in use by another kzoo process ({holder}); wait for it to "
+            f"finish or stop it, or pick another --run-dir."
+        ) from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,0 +1,229 @@
+"""Runs you can trust: exact resume (dropout included), checkpoints that survive any kill
+or damage, one process per run directory, and clear errors for run directories."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kzoo.data.sources import builtin_digits
+from kzoo.data.transforms import Preprocess
+from kzoo.train.checkpoints import CheckpointError, run_dir_lock
+from kzoo.train.engine import TrainConfig, train
+from kzoo.train.schedules import StepsAt
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def all_tensors(run_dir):
+    """Every tensor of the newest checkpoint (weights, optimizer slots, BN statistics)."""
+    folder = os.path.join(run_dir, "checkpoints")
+    with open(os.path.join(folder, "latest.json"), encoding="utf-8") as f:
+        reader = tf.train.load_checkpoint(os.path.join(folder, json.load(f)["prefix"]))
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+
+
+def assert_same_run(a, b):
+    ta, tb = all_tensors(a), all_tensors(b)
+    assert ta.keys() == tb.keys() and len(ta) >= 8
+    for key in ta:
+        np.testing.assert_array_equal(ta[key], tb[key], err_msg=key)
+    assert (pathlib.Path(a) / "history.csv").read_text() == (pathlib.Path(b) / "history.csv").read_text()
+
+
+def dropout_net(classes):
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.Dense(32, activation="relu")(x))
+    return keras.Model(inputs, keras.layers.Dense(classes)(x))
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt(StepsAt):
+    """The schedule of a process that dies before step `at` (a kill, in-process)."""
+
+    def __init__(self, at):
+        super().__init__(0.05, (), 1.0)
+        self.at = at
+
+    def lr(self, step, epoch):
+        if step == self.at:
+            raise Crash
+        return super().lr(step, epoch)
+
+
+def config(run_dir, **kw):
+    defaults = dict(model="custom", schedule=StepsAt(0.05, (), 1.0),
+                    preprocess=Preprocess(resize=16, center=16, crop=16), batch_size=16, epochs=2,
+                    momentum=0.9, weight_decay=5e-4, steps_per_epoch=4, val_steps=1, checkpoint_every=1,
+                    verbose=0)
+    return TrainConfig(run_dir=str(run_dir), **{**defaults, **kw})
+
+
+def run(cfg):
+    return train(cfg, builtin_digits(), model_fn=dropout_net)[0]
+
+
+def crash(cfg, at):
+    cfg.schedule = CrashAt(at)
+    with pytest.raises(Crash):
+        run(cfg)
+
+
+def test_dropout_net_resumed_mid_epoch_is_bit_identical(tmp_path):
+    whole = run(config(tmp_path / "whole"))
+    crash(config(tmp_path / "resumed"), at=6)  # dies in its 7th step, after checkpoint 6 (mid-epoch 2)
+    resumed = run(config(tmp_path / "resumed"))
+    assert (whole["steps"], resumed["steps"], resumed["steps_this_run"]) == (8, 8, 2)
+    assert_same_run(tmp_path / "whole", tmp_path / "resumed")
+    assert whole["train_loss"] == resumed["train_loss"]  # the epoch's sums survived the crash
+
+
+def test_dropout_masks_depend_on_seed_and_step_only(tmp_path):
+    # Two runs of one epoch with another seed differ; the resumed epoch 2 must not repeat epoch 1's masks.
+    a = run(config(tmp_path / "a", epochs=1))
+    b = run(config(tmp_path / "b", epochs=1, seed=1))
+    assert a["train_loss"] != b["train_loss"]
+
+
+def test_other_steps_per_epoch_mid_epoch_is_refused_then_same_resumes(tmp_path):
+    crash(config(tmp_path / "r"), at=2)
+    with pytest.raises(ValueError, match=r"stopped at batch 2 of 4 in epoch 1; this command makes epochs of "
+                                         r"3 steps\. Rerun it with --steps-per-epoch 4"):
+        run(config(tmp_path / "r", steps_per_epoch=3))
+    assert run(config(tmp_path / "r"))["steps"] == 8
+
+
+def test_leftovers_of_a_killed_write_are_removed_and_pruning_goes_on(tmp_path, capsys):
+    run(config(tmp_path / "r", epochs=1))
+    folder = tmp_path / "r" / "checkpoints"
+    (folder / "ckpt-6_temp").mkdir()
+    (folder / "ckpt-6_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 1000)
+    (folder / ".tmp-abc123").write_text('{"step": ')
+    (tmp_path / "r" / ".tmp-history").write_text("epoch,")
+    assert run(config(tmp_path / "r", epochs=2))["steps"] == 8
+    names = sorted(os.listdir(folder))
+    assert names == ["ckpt-7.data-00000-of-00001", "ckpt-7.index", "ckpt-7.json",
+                     "ckpt-8.data-00000-of-00001", "ckpt-8.index", "ckpt-8.json", "latest.json"]
+    assert not (tmp_path / "r" / ".tmp-history").exists()
+
+
+@pytest.mark.parametrize("damage", ["index", "data"])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, capsys, damage):
+    cfg = config(tmp_path / "r", epochs=1, checkpoint_every=0)
+    run(cfg)
+    run(config(tmp_path / "r", epochs=2, checkpoint_every=0))  # ckpt-4 and ckpt-8
+    folder = tmp_path / "r" / "checkpoints"
+    name = "ckpt-8.index" if damage == "index" else "ckpt-8.data-00000-of-00001"
+    data = (folder / name).read_bytes()
+    (folder / name).write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    metrics = run(config(tmp_path / "r", epochs=3, checkpoint_every=0, verbose=1))
+    out = capsys.readouterr().out
+    assert re.search(r"damaged checkpoint ckpt-8 \(.+\) moved aside as damaged-\*; using ckpt-4 \(step 4\)", out)
+    assert "Resuming" in out and "step 4." in out
+    assert (metrics["steps"], metrics["steps_this_run"]) == (12, 8)
+    assert (folder / f"damaged-{name}").exists()
+
+
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path):
+    run(config(tmp_path / "r", epochs=1, checkpoint_every=2))  # ckpt-2, ckpt-4
+    folder = tmp_path / "r" / "checkpoints"
+    for step in (2, 4):
+        (folder / f"ckpt-{step}.index").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint in .*checkpoints: ckpt-4 \(.+\); ckpt-2 \(.+\)\. "
+                                              r"Start afresh with another --run-dir"):
+        run(config(tmp_path / "r", epochs=2))
+
+
+def test_deleted_latest_json_recovers_from_the_newest_checkpoint(tmp_path, capsys):
+    run(config(tmp_path / "r", epochs=1))
+    os.remove(tmp_path / "r" / "checkpoints" / "latest.json")
+    capsys.readouterr()
+    metrics = run(config(tmp_path / "r", epochs=2, verbose=1))
+    assert "latest.json is missing; recovering from the newest intact checkpoint" in capsys.readouterr().out
+    assert (metrics["steps"], metrics["steps_this_run"]) == (8, 4)
+    assert [r["epoch"] for r in json.load(open(tmp_path / "r" / "checkpoints" / "latest.json"))["history"]] == [1, 2]
+
+
+def test_truncated_latest_json_is_named(tmp_path):
+    run(config(tmp_path / "r", epochs=1))
+    path = tmp_path / "r" / "checkpoints" / "latest.json"
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + r" is damaged .*Delete it and rerun"):
+        run(config(tmp_path / "r", epochs=2))
+
+
+def test_a_second_process_on_the_same_run_dir_is_refused(tmp_path):
+    run(config(tmp_path / "r", epochs=1))
+    with run_dir_lock(str(tmp_path / "r")):  # another holder, as a second process would be
+        with pytest.raises(CheckpointError, match=rf"run directory .* is in use by another kzoo process "
+                                                  rf"\(pid {os.getpid()} on .*\); wait for it"):
+            run(config(tmp_path / "r", epochs=2))
+    assert (tmp_path / "r" / ".lock").exists()  # a lock file nobody holds (as after a crash) is stale
+    assert run(config(tmp_path / "r", epochs=2))["steps_this_run"] == 4
+
+
+def test_run_dir_that_cannot_be_used(tmp_path):
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(ValueError, match=r"--run-dir '.*file' is a file, not a folder"):
+        run(config(tmp_path / "file"))
+    with pytest.raises(ValueError, match=r"--run-dir '.*file/run' cannot be written \(Not a directory\)"):
+        run(config(tmp_path / "file" / "run"))
+    with pytest.raises(ValueError, match=r"--run-dir '/proc/kzoo-run' cannot be written \((No such file or "
+                                         r"directory|Permission denied|Read-only file system)\)"):
+        run(config("/proc/kzoo-run"))
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def _wait_for_mid_epoch_checkpoint(run_dir, proc, min_step):
+    latest = os.path.join(run_dir, "checkpoints", "latest.json")
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            state = json.load(open(latest))
+        except (OSError, ValueError):
+            state = None
+        if state and state["batch_in_epoch"] and state["step"] >= min_step:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"no mid-epoch checkpoint at step >= {min_step} appeared")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [
+    [str(ROOT / "tests" / "resume_worker.py"), "--input-size", "64"],  # AlexNet, dropout in fc6/fc7
+    ["-m", "kzoo.recipes.resnet_cifar", "--depth", "20"],
+], ids=["alexnet-dropout", "resnet20"])
+def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, command):
+    def args(run_dir):
+        return [sys.executable, *command, "--epochs", "2", "--steps-per-epoch", "6", "--batch-size", "16",
+                "--checkpoint-every", "2", "--run-dir", run_dir]
+
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    subprocess.run(args(whole), env=ENV, check=True, capture_output=True, timeout=600)
+    proc = subprocess.Popen(args(killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_mid_epoch_checkpoint(killed, proc, min_step=8)  # in epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not os.path.exists(os.path.join(killed, "metrics.json"))
+    out = subprocess.run(args(killed), env=ENV, check=True, capture_output=True, text=True, timeout=600).stdout
+    resumed_at = int(re.search(r"Resuming .* at epoch 2, step (\d+)\.", out).group(1))
+    assert 8 <= resumed_at < 12
+    with open(os.path.join(killed, "metrics.json"), encoding="utf-8") as f:
+        assert (json.load(f)["steps_this_run"]) == 12 - resumed_at
+    assert_same_run(whole, killed)
