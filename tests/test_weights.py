@@ -392,9 +392,111 @@ def test_convert_command_writes_a_loadable_file(tmp_path, capsys):
     bgr = np.random.default_rng(9).normal(0, 50, (1, 227, 227, 3)).astype("float32")
     expected = _caffe_reference(blobs, bgr)
     np.testing.assert_allclose(model(bgr), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    import h5py
+
+    with h5py.File(out, "r") as f:  # the architecture record kzoo writes
+        assert f.attrs["kzoo_model"] == "alexnet" and len(f.attrs["kzoo_layers"]) == len(model.layers) - 1  # no input
     assert main(["list"]) == 0 and "resnet20     digits" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        main(["convert", "caffe", "alexnet", str(tmp_path / "missing.caffemodel"), str(out)])
+    source = str(tmp_path / "net.caffemodel")
+    stale = tmp_path / "stale.weights.h5"
+    stale.write_bytes(b"a user's file")
+    assert _convert_error(capsys, ["convert", "caffe", "alexnet", source, str(stale)]) == (
+        f"error: OUT {str(stale)!r} already exists; pass --overwrite to replace it, or choose another path.\n")
+    assert stale.read_bytes() == b"a user's file"
+    assert main(["convert", "caffe", "alexnet", source, str(stale), "--overwrite"]) == 0
+    assert stale.read_bytes() == out.read_bytes() and "wrote" in capsys.readouterr().out
+    (tmp_path / "file").write_text("mine")
+    blocked = str(tmp_path / "file" / "x.weights.h5")
+    assert _convert_error(capsys, ["convert", "caffe", "alexnet", source, blocked]).startswith(
+        f"error: cannot write OUT {blocked!r}: ")
+    assert (tmp_path / "file").read_text() == "mine"
+
+
+def _convert_error(capsys, argv):
+    """stderr of `python -m kzoo.weights ARGV`, which must exit with 2 and print nothing else."""
+    from kzoo.weights.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out = capsys.readouterr()
+    assert exit_.value.code == 2 and out.out == ""
+    return out.err
+
+
+def test_convert_command_refuses_wrong_sources_and_outputs(tmp_path, capsys):
+    from kzoo.utils.files import save_weights_atomic
+
+    text = tmp_path / "not-hdf5.h5"
+    text.write_text("not weights\n")
+    out = str(tmp_path / "out.weights.h5")
+    assert _convert_error(capsys, ["convert", "keras-applications", "resnet50", str(text), out]) == (
+        f"error: {str(text)!r} is not an HDF5 file; keras.applications' weights are HDF5 .h5 files "
+        f"(resnet50_weights_tf_dim_ordering_tf_kernels.h5).\n")
+    mine = str(tmp_path / "mine.weights.h5")
+    save_weights_atomic(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), mine)
+    assert _convert_error(capsys, ["convert", "keras-applications", "resnet50", mine, out]) == (
+        f"error: {mine!r} looks like a kzoo (Keras 3 .weights.h5) weights file, not keras.applications' .h5: it "
+        f"needs no conversion; load it with kzoo.resnet50(weights=PATH).\n")
+    other = _legacy_h5(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")]), tmp_path / "o.h5")
+    assert _convert_error(capsys, ["convert", "keras-applications", "resnet50", other, out]).startswith(
+        f"error: {other!r} does not hold keras.applications' ResNet50 weights (")
+    original = open(mine, "rb").read()
+    os.symlink(mine, tmp_path / "link.weights.h5")
+    os.link(mine, tmp_path / "hard.weights.h5")
+    for same in (mine, str(tmp_path / "link.weights.h5"), str(tmp_path / "hard.weights.h5")):
+        assert _convert_error(capsys, ["convert", "keras-applications", "resnet50", mine, same, "--overwrite"]) == (
+            f"error: OUT {same!r} is the SOURCE file itself; write the conversion to another path.\n")
+    assert open(mine, "rb").read() == original
+    assert _convert_error(capsys, ["convert", "caffe", "alexnet", str(tmp_path / "missing.caffemodel"), out]) == (
+        f"error: SOURCE {str(tmp_path / 'missing.caffemodel')!r} does not exist.\n")
+    os.mkdir(tmp_path / "dir.weights.h5")
+    assert _convert_error(capsys, ["convert", "caffe", "alexnet", str(text), str(tmp_path / "dir.weights.h5")]) == (
+        f"error: OUT {str(tmp_path / 'dir.weights.h5')!r} is a directory; name the .weights.h5 file to write.\n")
+    assert not os.path.exists(out)
+
+
+def test_weights_files_record_the_architecture_that_wrote_them(tmp_path):
+    import shutil
+
+    from kzoo.utils.files import save_weights_atomic
+
+    source, plain = kzoo.plain20(), str(tmp_path / "plain20.weights.h5")
+    save_weights_atomic(source, plain)
+    with pytest.raises(ValueError) as err:  # same shapes, another architecture: Keras alone loads it silently
+        kzoo.resnet20(weights=plain)
+    assert str(err.value) == (
+        f"weights file {plain!r} was written by kzoo's plain20, not resnet20: they differ from this model's layer "
+        f"'conv2_block1_add' (Add) on. Load it into kzoo.plain20(...) built with the same options, or pass a "
+        f"file saved from resnet20.")
+    kernel = source.get_layer("conv1_conv").get_weights()[0]
+    for model in (kzoo.plain20(weights=plain, name="mine"), kzoo.plain20(weights=plain, input_shape=(48, 48, 3)),
+                  kzoo.plain20(weights=plain, include_top=False)):  # the record ignores names, sizes, the top
+        np.testing.assert_array_equal(model.get_layer("conv1_conv").get_weights()[0], kernel)
+    source.save_weights(str(tmp_path / "keras.weights.h5"))  # plain Keras: no record, only shapes are checked
+    loaded = kzoo.resnet20(weights=str(tmp_path / "keras.weights.h5"))
+    np.testing.assert_array_equal(loaded.get_layer("conv1_conv").get_weights()[0], kernel)
+    shipped = registry.fetch("resnet20", "digits")
+    with pytest.raises(ValueError) as err:  # the shipped file carries its record too
+        kzoo.plain20(weights=shipped)
+    assert str(err.value) == (
+        f"weights file {shipped!r} was written by kzoo's resnet20, not plain20: they differ from this model's layer "
+        f"'conv2_block1_out' (ReLU) on. Load it into kzoo.resnet20(...) built with the same options, or pass a file "
+        f"saved from plain20.")
+    shutil.copy(plain, tmp_path / "renamed.h5")
+    with pytest.raises(ValueError) as err:
+        kzoo.plain20(weights=str(tmp_path / "renamed.h5"))
+    assert str(err.value) == (
+        f"weights file {str(tmp_path / 'renamed.h5')!r} is a Keras 3 weights file without the .weights.h5 suffix "
+        f"(Keras reads other .h5 names as the Keras 2 format): rename it to "
+        f"{str(tmp_path / 'renamed.weights.h5')!r}.")
+    small = dict(input_shape=(67, 67, 3), classes=10)
+    save_weights_atomic(kzoo.alexnet(**small), str(tmp_path / "alexnet.weights.h5"))
+    with pytest.raises(ValueError) as err:  # same builder, an option that removes weightless layers
+        kzoo.alexnet(**small, lrn=False, weights=str(tmp_path / "alexnet.weights.h5"))
+    assert str(err.value) == (
+        f"weights file {str(tmp_path / 'alexnet.weights.h5')!r} was written by kzoo's alexnet built with other "
+        f"options: they differ from this model's layer 'pool1' (MaxPooling2D) on. Build the model the file was "
+        f"saved from (the same builder and options), or pass a file saved from alexnet.")
 
 
 def test_evaluate_command_reproduces_the_registered_error(capsys):

@@ -98,7 +98,7 @@ def check(model, path):
         where = f"the file's model ends before this model's layer {layers[len(hashes)].name!r}"
     else:
         layer = layers[differ[0]]
-        where = f"they differ from layer {differ[0]} on (this model's {layer.name!r}, {type(layer).__name__})"
+        where = f"they differ from this model's layer {layer.name!r} ({type(layer).__name__}) on"
     if theirs and theirs != registry_name(model):
         writer, fix = f"kzoo's {theirs}, not {ours}", f"Load it into kzoo.{theirs}(...) built with the same options"
     else:
