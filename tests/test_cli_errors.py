@@ -114,6 +114,8 @@ CHECKED_AFTER_PARSING = [
     ("ablation", ["zfnet-table3", "--input-size", "63"],  # its AlexNet rows need 64
      "error: argument --input-size: 63 is too small for alexnet; expected an integer >= 64 (the paper uses 224)."),
     ("overfeat", ["--limit", "5"], "error: --limit is for localization; add --localize."),
+    ("ablation", ["alexnet-design", "--tuner", "hyperband", "--max-trials", "3"],
+     "error: --max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out."),
     ("overfeat", ["--regressor", "single", "--regressor-epochs", "3"],
      "error: --regressor, --regressor-epochs are for localization; add --localize."),
 ]
@@ -308,3 +310,27 @@ def _refused_output(capsys, argv):
         main(argv)
     assert exit_.value.code == 2
     return capsys.readouterr().err
+
+
+def test_a_corrupt_image_in_a_data_folder_is_named(tmp_path, capsys):
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        for c, name in enumerate(("a", "b")):
+            _write_images(data / split / name, n=2, seed=c)
+    jpeg = tf.io.encode_jpeg(np.zeros((16, 16, 3), np.uint8)).numpy()
+    cut = data / "val" / "b" / "cut.jpg"
+    cut.write_bytes(jpeg[: len(jpeg) // 2])  # passes the leading-bytes check, fails decoding
+    message = f"error: an image of 'data' failed: {str(cut)!r} cannot be decoded; remove or replace it."
+    assert _refused(capsys, "evaluate", ["--model", "resnet20", "--weights", "none", "--data-dir", str(data)]) == message
+    out = tmp_path / "figures"
+    assert _refused(capsys, "visualize", ["deconv", "--model", "resnet20", "--classes", "2", "--data-dir", str(data),
+                                          "--out", str(out)]) == message
+    assert not out.exists()
+
+
+def test_an_unknown_dataset_is_one_line_with_suggestions(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    line = _refused(capsys, "resnet_cifar", ["--dataset", "cifar_10", "--run-dir", str(run_dir)])
+    assert line.startswith("error: --dataset 'cifar_10' is neither built in (digits, shapes) nor a "
+                           "tensorflow-datasets name; did you mean 'cifar10', ")  # the rest: tfds' version's list
+    assert not run_dir.exists()

@@ -41,7 +41,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["occlusion", "--model", "resnet20", "--classes", "10", "--size", "64", "--limit", "1",
               "--out", str(tmp_path)])
-    assert "larger than the image" in capsys.readouterr().err
+    assert "argument --size: 64 is out of range; expected 1..32 (the model's 32px input)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["deconv", "--model", "resnet20", "--images", str(tmp_path / "none.jpg")])
     assert "does not exist" in capsys.readouterr().err

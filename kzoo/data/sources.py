@@ -6,6 +6,7 @@ any size; the paper transforms (`kzoo.data.transforms`) resize and crop.
 
 import contextlib
 import dataclasses
+import difflib
 import os
 import pathlib
 import re
@@ -221,7 +222,13 @@ def tfds_source(name, data_dir=None, download=False):
     """A tensorflow-datasets builder's train and validation (or test) splits."""
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as err:  # its message lists every dataset: hundreds of lines
+        known = [line.strip()[2:] for line in str(err).splitlines() if line.strip().startswith("- ")]
+        close = difflib.get_close_matches(name, [*BUILTIN, *known], n=3)
+        raise ValueError(f"--dataset {name!r} is neither built in ({', '.join(BUILTIN)}) nor a tensorflow-datasets "
+                         f"name" + (f"; did you mean {', '.join(map(repr, close))}?" if close else ".")) from None
     if download:
         builder.download_and_prepare()
     elif not os.path.isdir(builder.data_dir) or not builder.info.splits:

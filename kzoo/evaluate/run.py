@@ -191,7 +191,7 @@ def main(argv=None):
 
 def run(args):
     from kzoo import registry
-    from kzoo.data.sources import BUILTIN, load_source
+    from kzoo.data.sources import BUILTIN, load_source, naming_bad_images
 
     if bool(args.run_dir) == bool(args.model):
         raise ValueError("give either --run-dir (a training run) or --model NAME --weights PATH.")
@@ -207,7 +207,8 @@ def run(args):
     if not args.run_dir:
         model = registry.create_model(args.model, weights=weights, classes=source.classes)
     _check_classes(source, model)
-    pairs = list(source.val.take(args.limit) if args.limit else source.val)
+    with naming_bad_images(source):
+        pairs = list(source.val.take(args.limit) if args.limit else source.val)
     images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
     if not args.run_dir:
         from kzoo.weights import expected_mean

@@ -40,6 +40,8 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.tuner == "hyperband" and args.max_trials is not None:  # keras-tuner's Hyperband has no trial cap
+        parser.error("--max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out.")
     # what the recipe engine reads besides these
     args.strategy, args.checkpoint_every, args.xla, args.mixed_precision, args.smoke = "default", 0, False, False, False
     try:

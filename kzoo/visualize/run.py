@@ -46,7 +46,7 @@ def _read_images(paths):
 
 def load_inputs(args, model, mean, split="val", limit=None):
     """(model-ready images (N, S, S, 3), labels or None) from --images or the dataset."""
-    from kzoo.data.sources import load_source
+    from kzoo.data.sources import load_source, naming_bad_images
     from kzoo.evaluate.run import center_input
 
     if args.images:
@@ -54,7 +54,8 @@ def load_inputs(args, model, mean, split="val", limit=None):
     else:
         source = load_source(args.dataset, args.data_dir)
         ds = source.val if split == "val" else source.train
-        pairs = list(ds.take(limit or args.limit))
+        with naming_bad_images(source):
+            pairs = list(ds.take(limit or args.limit))
         images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
     images = images[: limit or args.limit]
     if mean is None:
