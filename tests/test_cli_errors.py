@@ -228,6 +228,7 @@ VISUALIZE_AFTER_LOADING = [
      "--maps: 16 40 is out of range; expected 0..15 (the 16 maps of conv1_relu)."),
     (["deconv", "--layer", "conv1_relu", "--position", "5", "32"],
      "--position: 5 32 is out of range; expected Y in 0..31 and X in 0..31 (the 32x32 maps of conv1_relu)."),
+    (["filters", "--run-dir", "RUN", "--weights", "W.weights.h5"], None),
     (["occlusion", "--label", "10"], "--label: 10 is out of range; expected 0..9 (the model's 10 classes)."),
     (["occlusion", "--size", "33"], "--size: 33 is out of range; expected 1..32 (the model's 32px input)."),
     (["neighbours", "--k", "4", "--train-limit", "3", "--limit", "1"],
@@ -238,8 +239,12 @@ VISUALIZE_AFTER_LOADING = [
 @pytest.mark.parametrize("argv, message", VISUALIZE_AFTER_LOADING, ids=[a[0] + a[1] for a, _ in VISUALIZE_AFTER_LOADING])
 def test_visualize_flags_checked_against_the_model(tmp_path, capsys, argv, message):
     out = tmp_path / "figures"
-    line = _refused(capsys, "visualize", [*argv, "--model", "resnet20", "--out", str(out)])
-    assert line == f"error: argument {message}"
+    if message is None:  # a run brings its own weights
+        line = _refused(capsys, "visualize", [*argv, "--out", str(out)])
+        assert line == "error: --weights goes with --model; --run-dir brings its own model and weights."
+    else:
+        line = _refused(capsys, "visualize", [*argv, "--model", "resnet20", "--out", str(out)])
+        assert line == f"error: argument {message}"
     assert not out.exists()
 
 

@@ -75,6 +75,11 @@ def load_model(args, index=0):
     if runs:
         from kzoo.data.sources import BUILTIN
 
+        given = [flag for flag, value in (("--weights", args.weights), ("--classes", args.classes)) if value]
+        if given:  # a run brings its own; ignoring them would show other weights than asked
+            raise ValueError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --model; "
+                             f"--run-dir brings its own model and weights.")
+
         model, mean, dataset = load_run(runs[index])
         if dataset in BUILTIN and not (args.images or args.dataset or args.data_dir):
             args.dataset = dataset  # the run's own built-in data (its labels fit the model)
