@@ -2,10 +2,6 @@
 
 import json
 import os
-import pathlib
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,10 +12,6 @@ from kzoo.recipes import alexnet, overfeat, resnet, resnet_cifar, zfnet
 from kzoo.recipes.common import main
 from kzoo.train.engine import TrainConfig, TrainingDiverged, train
 from kzoo.train.schedules import StepsAt
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKER = str(ROOT / "tests" / "train_worker.py")
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def read_metrics(run_dir):
@@ -75,45 +67,6 @@ def test_rerun_resumes_and_other_models_are_refused(tmp_path, capsys):
     assert exit_.value.code == 2
     assert f"run directory {run_dir!r} holds another run" in capsys.readouterr().err
     assert read_metrics(run_dir)["steps"] == 4  # untouched
-
-
-@pytest.mark.slow
-def test_mirrored_two_cpus_matches_one_device(tmp_path):
-    for strategy, out in (("default", "one.npz"), ("mirrored", "two.npz")):
-        subprocess.run([sys.executable, WORKER, str(tmp_path / out), str(tmp_path / strategy), strategy, "2"],
-                       env=ENV, check=True, capture_output=True, timeout=600)
-    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
-    assert json.load(open(tmp_path / "mirrored" / "metrics.json"))["replicas"] == 2
-    for key in one.files:
-        np.testing.assert_allclose(one[key], two[key], rtol=1e-4, atol=1e-6, err_msg=key)
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-@pytest.mark.slow
-def test_two_workers_with_tf_config_end_with_identical_weights(tmp_path):
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    procs = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        procs.append(subprocess.Popen(
-            [sys.executable, WORKER, str(tmp_path / f"w{index}.npz"), str(tmp_path / "run"), "multiworker"],
-            env={**ENV, "TF_CONFIG": json.dumps(tf_config)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True))
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
-    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
-    for key in w0.files:
-        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
-    assert read_metrics(tmp_path / "run")["replicas"] == 2
 
 
 def _config(run_dir, **kw):

@@ -372,6 +372,8 @@ def make_steps(model, optimizer, strategy, *, global_batch, classes, weight_deca
     exactly AlexNet's v <- 0.9 v - wd*lr*w - lr*dL/dw.
     """
     decayed = {id(v) for v in model.trainable_variables if decay_biases or len(v.shape) > 1}
+    # The replicas' gradients are summed: each adds its share of the decay.
+    replica_decay = weight_decay / strategy.num_replicas_in_sync
 
     @tf.function(jit_compile=xla)
     def gradients(images, labels):
@@ -382,7 +384,10 @@ def make_steps(model, optimizer, strategy, *, global_batch, classes, weight_deca
             scaled = optimizer.scale_loss(loss) if mixed_precision else loss
         variables = model.trainable_variables
         grads = tape.gradient(scaled, variables)
-        grads = [g + weight_decay * tf.cast(v, g.dtype) if id(v) in decayed else g
+        # Loss scaling scales the gradients, and LossScaleOptimizer divides them by the
+        # scale again: the decay added here must carry the scale too.
+        decay = optimizer.scale_loss(replica_decay) if mixed_precision else replica_decay
+        grads = [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) if id(v) in decayed else g
                  for g, v in zip(grads, variables)]
         wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) != labels, tf.float32))
         return grads, tf.reduce_sum(per_example), wrong

@@ -1,0 +1,167 @@
+"""Runs that must end where the plain one-device float32 run ends: MirroredStrategy on two
+logical CPUs, MultiWorkerMirroredStrategy over two local processes, mixed precision."""
+
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.train_worker import small_config, small_convnet
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = str(ROOT / "tests" / "train_worker.py")
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+# Replicas sum their half-batch gradients, then all-reduce; one device sums the whole batch
+# at once. Only float32 rounding differs: measured at most 2e-8 (weights up to 0.25, ulp
+# 3e-8), while the 12 steps move each weight by ~0.02. A decay counted once per replica
+# (the bug this caught) missed by 7e-5; wrong examples or gradient scaling miss by far more.
+TOLERANCE = dict(rtol=0, atol=2e-7)
+
+
+def _worker(out, run_dir, strategy, *extra):
+    return [sys.executable, WORKER, str(out), str(run_dir), strategy, *extra]
+
+
+def _weights(npz):
+    return {k: npz[k] for k in npz.files if re.fullmatch(r"w\d+", k)}
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    """The one-process, one-device reference run of tests/train_worker.py."""
+    folder = tmp_path_factory.mktemp("one")
+    subprocess.run(_worker(folder / "one.npz", folder / "run", "default"), env=ENV, check=True,
+                   capture_output=True, timeout=600)
+    reference = np.load(folder / "one.npz")
+    for key, final in _weights(reference).items():  # training moved every weight
+        assert np.abs(final - reference["init" + key[1:]]).max() > 1000 * TOLERANCE["atol"], key
+    return reference
+
+
+def _assert_matches(reference, other):
+    assert _weights(other).keys() == _weights(reference).keys()
+    for key in _weights(reference):
+        np.testing.assert_array_equal(other["init" + key[1:]], reference["init" + key[1:]])  # same start
+        np.testing.assert_allclose(other[key], reference[key], **TOLERANCE, err_msg=key)
+    assert float(other["loss"]) == pytest.approx(float(reference["loss"]), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_mirrored_two_cpus_matches_one_device(tmp_path, one_device):
+    subprocess.run(_worker(tmp_path / "two.npz", tmp_path / "run", "mirrored", "2"), env=ENV, check=True,
+                   capture_output=True, timeout=600)
+    two = np.load(tmp_path / "two.npz")
+    assert int(two["replicas"]) == 2
+    _assert_matches(one_device, two)
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_with_tf_config_match_one_process(tmp_path, one_device):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        procs.append(subprocess.Popen(
+            _worker(tmp_path / f"w{index}.npz", tmp_path / "run", "multiworker"),
+            env={**ENV, "TF_CONFIG": json.dumps(tf_config)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    w0, w1 = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    for key in _weights(w0):  # the workers hold one model
+        np.testing.assert_array_equal(w0[key], w1[key], err_msg=key)
+    assert int(w0["replicas"]) == 2
+    with open(tmp_path / "run" / "metrics.json", encoding="utf-8") as f:
+        assert json.load(f)["replicas"] == 2  # written by the chief only
+    _assert_matches(one_device, w0)
+
+
+# --- mixed precision ---------------------------------------------------------------------
+
+def _train_small(run_dir, mixed, epochs=1, verbose=0):
+    from kzoo.data.sources import builtin_digits
+    from kzoo.train.engine import train
+
+    # A decay 100x AlexNet's: here it is ~27% of the weights' change, so a decay that the
+    # loss scaling shrank (or dropped) shows far beyond the tolerance.
+    config = small_config(run_dir, epochs=epochs, weight_decay=0.05, verbose=verbose, mixed_precision=mixed)
+    initial = []
+    try:
+        metrics, model = train(config, builtin_digits(), model_fn=small_convnet(initial))
+        policy = model.layers[-1].dtype_policy.name
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return metrics, initial, model.get_weights(), policy
+
+
+@pytest.mark.slow
+def test_mixed_precision_trains_like_float32_and_resumes(tmp_path, capsys):
+    loss32, init32, final32, policy32 = _train_small(tmp_path / "f32", mixed=False)
+    loss16, init16, final16, policy16 = _train_small(tmp_path / "f16", mixed=True)
+    assert (policy32, policy16) == ("float32", "mixed_float16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    for a, b in zip(init32, init16):
+        np.testing.assert_array_equal(a, b)  # same seed, same start
+    # float16 keeps 11 significant bits (relative rounding 5e-4 per operation): over 6 steps
+    # the weights' change agrees to ~1% (measured at most 1.1%, the biases) and the loss to 1e-5.
+    for i, (start, w32, w16) in enumerate(zip(init32, final32, final16)):
+        change = np.linalg.norm(w32 - start)
+        assert change > 0, i
+        assert np.linalg.norm(w16 - w32) < 0.03 * change, i
+    assert loss16["train_loss"] == pytest.approx(loss32["train_loss"], rel=1e-3)
+    assert loss16["val_loss"] == pytest.approx(loss32["val_loss"], rel=1e-3)
+
+    capsys.readouterr()
+    resumed, _, _, _ = _train_small(tmp_path / "f16", mixed=True, epochs=2, verbose=1)
+    assert f"Resuming {tmp_path / 'f16'} at epoch 2, step 6." in capsys.readouterr().out
+    assert (resumed["steps"], resumed["epochs_run"]) == (12, 2)
+    assert np.isfinite(resumed["train_loss"])
+
+
+def _checkpoint_tensors(run_dir):
+    folder = os.path.join(run_dir, "checkpoints")
+    with open(os.path.join(folder, "latest.json"), encoding="utf-8") as f:
+        reader = tf.train.load_checkpoint(os.path.join(folder, json.load(f)["prefix"]))
+    return [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+
+
+@pytest.mark.slow
+def test_mixed_precision_run_evaluates(tmp_path, capsys):
+    from kzoo.evaluate.run import load_run
+    from kzoo.evaluate.run import main as evaluate
+    from kzoo.recipes import resnet_cifar
+    from kzoo.recipes.common import main
+
+    run_dir = str(tmp_path / "run")
+    try:
+        assert main(resnet_cifar.RECIPE, ["--smoke", "--mixed-precision", "--run-dir", run_dir, "--depth", "20"]) == 0
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model, _, _ = load_run(run_dir)  # every weight (and BN statistic) is the checkpoint's
+    saved = _checkpoint_tensors(run_dir)
+    for w in model.weights:
+        value = np.asarray(w)
+        assert any(t.shape == value.shape and np.array_equal(t, value) for t in saved), w.path
+    capsys.readouterr()
+    assert evaluate(["--run-dir", run_dir, "--limit", "16"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images"] == 16 and 0 <= result["top5_err"] <= result["top1_err"] <= 1
