@@ -227,3 +227,17 @@ def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, command):
     with open(os.path.join(killed, "metrics.json"), encoding="utf-8") as f:
         assert (json.load(f)["steps_this_run"]) == 12 - resumed_at
     assert_same_run(whole, killed)
+
+
+def test_a_checkpoint_of_another_model_is_not_taken_for_damage(tmp_path):
+    run(config(tmp_path / "r", epochs=1))
+
+    def wider(classes):
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Flatten()(keras.layers.Conv2D(8, 3, activation="relu")(inputs))
+        x = keras.layers.Dropout(0.5)(keras.layers.Dense(32, activation="relu")(x))
+        return keras.Model(inputs, keras.layers.Dense(classes)(x))
+
+    with pytest.raises(CheckpointError, match=r"checkpoint .*ckpt-4 does not fit this model .*incompatible tensor"):
+        train(config(tmp_path / "r", epochs=2), builtin_digits(), model_fn=wider)
+    assert sorted(n for n in os.listdir(tmp_path / "r" / "checkpoints") if n.startswith("damaged")) == []

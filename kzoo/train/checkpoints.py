@@ -86,14 +86,12 @@ class Checkpoints:
         for step, state in candidates:
             prefix = os.path.join(self.folder, state["prefix"])
             try:
-                status = self.checkpoint.read(prefix)
-            except (tf.errors.OpError, ValueError, IndexError) as err:
+                self.checkpoint.read(prefix).assert_consumed()
+            except (tf.errors.OpError, IndexError) as err:  # bad magic, checksum, "read less bytes"
                 damaged.append(f"{state['prefix']} ({_first_line(err)})")
                 self._set_aside(step)
                 continue
-            try:
-                status.assert_consumed()
-            except AssertionError as err:
+            except (ValueError, AssertionError) as err:  # another shape or other variables: not damage
                 raise CheckpointError(
                     f"checkpoint {prefix} does not fit this model (it was written by another architecture "
                     f"or with other options): {_first_line(err)}"

@@ -355,6 +355,8 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
             print("  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
     seconds = time.time() - started
     ran = step - first_step
+    if not ran and history:  # killed between the last checkpoint and its logs
+        log.epoch_end(history)
     final = {**(history[-1] if history else {}), "epochs_run": len(history), "steps": step,
              "steps_this_run": ran, "images_per_second": ran * global_batch / seconds if ran else None,
              "replicas": strategy.num_replicas_in_sync, "dataset": source.name}
