@@ -170,11 +170,19 @@ def test_truncated_latest_json_is_named(tmp_path):
 
 def test_a_second_process_on_the_same_run_dir_is_refused(tmp_path):
     run(config(tmp_path / "r", epochs=1))
-    with run_dir_lock(str(tmp_path / "r")):  # another holder, as a second process would be
+    holder = subprocess.Popen(  # a training process, as far as the lock goes
+        [sys.executable, "-c", "import sys, time\nfrom kzoo.train.checkpoints import run_dir_lock\n"
+         "with run_dir_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)",
+         str(tmp_path / "r")], env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
         with pytest.raises(CheckpointError, match=rf"run directory .* is in use by another kzoo process "
-                                                  rf"\(pid {os.getpid()} on .*\); wait for it"):
+                                                  rf"\(pid {holder.pid} on .*\); wait for it"):
             run(config(tmp_path / "r", epochs=2))
-    assert (tmp_path / "r" / ".lock").exists()  # a lock file nobody holds (as after a crash) is stale
+    finally:
+        holder.send_signal(signal.SIGKILL)  # dies holding the lock: it must not stay locked
+        holder.wait()
+    assert (tmp_path / "r" / ".lock").exists()
     assert run(config(tmp_path / "r", epochs=2))["steps_this_run"] == 4
 
 
