@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from kzoo.data.sources import builtin_digits
 from kzoo.data.transforms import Preprocess
-from kzoo.train.checkpoints import CheckpointError, run_dir_lock
+from kzoo.train.checkpoints import CheckpointError
 from kzoo.train.engine import TrainConfig, train
 from kzoo.train.schedules import StepsAt
 
