@@ -185,18 +185,18 @@ def torchvision_resnet(source, model_name, classifier_activation="softmax"):
     state = load_state_dict(source) if isinstance(source, str) else dict(source)
     used = set()
 
-    def take(key):
+    def take(key, ndim=None):
         if key not in state:
             raise ValueError(f"{what} has no {key!r}: is it torchvision's {model_name}?")
         if not isinstance(state[key], np.ndarray) or not np.issubdtype(state[key].dtype, np.floating):
             raise ValueError(f"{what}: {key!r} is {type(state[key]).__name__} "
                              f"{getattr(state[key], 'dtype', '')}, not a floating-point tensor.")
+        if ndim is not None and state[key].ndim != ndim:
+            raise ValueError(f"{what}: {key!r} has shape {state[key].shape}, not {ndim} dimensions.")
         used.add(key)
         return np.asarray(state[key], np.float32)
 
-    fc = take("fc.weight")
-    if fc.ndim != 2:
-        raise ValueError(f"{what}: 'fc.weight' has shape {fc.shape}, not (classes, features).")
+    fc = take("fc.weight", 2)  # (classes, features)
     options = {"stride_placement": "v1.5"} if int(depth) >= 50 else {}
     model = kzoo.create_model(model_name, classes=fc.shape[0], classifier_activation=classifier_activation,
                               **options)
@@ -206,11 +206,11 @@ def torchvision_resnet(source, model_name, classifier_activation="softmax"):
             continue
         path = _torchvision_name(layer.name)
         if isinstance(layer, keras.layers.Conv2D):
-            arrays = [take(f"{path}.weight").transpose(2, 3, 1, 0)]
+            arrays = [take(f"{path}.weight", 4).transpose(2, 3, 1, 0)]
         elif isinstance(layer, keras.layers.BatchNormalization):
             arrays = [take(f"{path}.{k}") for k in ("weight", "bias", "running_mean", "running_var")]
         else:
-            arrays = [take("fc.weight").T, take("fc.bias")]
+            arrays = [take("fc.weight", 2).T, take("fc.bias")]
         _set(layer, arrays, path)
     unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
     if unused:

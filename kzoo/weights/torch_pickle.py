@@ -7,6 +7,7 @@ strides are checked against the bytes actually stored before a view is made (a v
 past its storage would read process memory or crash)."""
 
 import collections
+import io
 import math
 import numbers
 import pickle
@@ -134,8 +135,10 @@ def load_state_dict(path):
             if not pickles:
                 raise ValueError("it has no data.pkl: not a torch.save file")
             prefix = pickles[0][: -len("/data.pkl")]
-            with archive.open(pickles[0]) as f:
-                state = _Unpickler(f, archive, prefix).load()
+            try:  # from memory: a length field cannot make pickle read past the data it holds
+                state = _Unpickler(io.BytesIO(archive.read(pickles[0])), archive, prefix).load()
+            except MemoryError as err:  # a corrupt memo index or length asks for an impossible allocation
+                raise ValueError("its data.pkl declares an impossible size (corrupt)") from err
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         if not isinstance(state, dict):
