@@ -489,6 +489,10 @@ def test_weights_files_record_the_architecture_that_wrote_them(tmp_path):
         f"weights file {str(tmp_path / 'renamed.h5')!r} is a Keras 3 weights file without the .weights.h5 suffix "
         f"(Keras reads other .h5 names as the Keras 2 format): rename it to "
         f"{str(tmp_path / 'renamed.weights.h5')!r}.")
+    legacy = _legacy_h5(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), tmp_path / "keras2.h5")
+    with pytest.raises(ValueError, match=r"^weights file '.*keras2.h5' does not fit 'plain20': it is a Keras 2 / "
+                                         r"keras.applications .h5 file \(weights by layer name\); convert "):
+        kzoo.plain20(weights=legacy)
     small = dict(input_shape=(67, 67, 3), classes=10)
     save_weights_atomic(kzoo.alexnet(**small), str(tmp_path / "alexnet.weights.h5"))
     with pytest.raises(ValueError) as err:  # same builder, an option that removes weightless layers
