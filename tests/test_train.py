@@ -146,16 +146,6 @@ def test_reduced_size_zfnet_learns_the_digits(tmp_path):
     assert read_metrics(run_dir)["val_top1_err"] < 0.7  # chance: 0.9; measured 0.55
 
 
-def test_mixed_precision_flag_trains(tmp_path):
-    import keras
-
-    try:
-        assert main(resnet_cifar.RECIPE, ["--smoke", "--mixed-precision", "--run-dir", str(tmp_path / "r")]) == 0
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert np.isfinite(read_metrics(str(tmp_path / "r"))["train_loss"])
-
-
 def test_recipe_pipelines_follow_the_model_input():
     from kzoo.recipes.common import recipe_preprocess
 
