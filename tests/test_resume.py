@@ -249,3 +249,11 @@ def test_a_checkpoint_of_another_model_is_not_taken_for_damage(tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoint .*ckpt-4 does not fit this model .*incompatible tensor"):
         train(config(tmp_path / "r", epochs=2), builtin_digits(), model_fn=wider)
     assert sorted(n for n in os.listdir(tmp_path / "r" / "checkpoints") if n.startswith("damaged")) == []
+
+
+def test_damaged_config_json_is_named_and_kept(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text('{"identity": ')
+    with pytest.raises(ValueError, match=r"config\.json is damaged .*will not resume into it"):
+        run(config(tmp_path / "r"))
+    assert (tmp_path / "r" / "config.json").read_text() == '{"identity": '

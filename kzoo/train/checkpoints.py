@@ -46,7 +46,7 @@ class Checkpoints:
 
     def latest(self):
         """The state `latest.json` names, or None before the first checkpoint."""
-        return _read_json(os.path.join(self.folder, "latest.json"))
+        return read_json(os.path.join(self.folder, "latest.json"))
 
     def save(self, state):
         step = state["step"]
@@ -127,7 +127,7 @@ class Checkpoints:
                 continue
             if "json" in kinds:
                 try:
-                    state = _read_json(os.path.join(self.folder, f"ckpt-{step}.json"))
+                    state = read_json(os.path.join(self.folder, f"ckpt-{step}.json"))
                 except CheckpointError:
                     continue
             elif latest is not None and latest.get("step") == step:
@@ -165,17 +165,18 @@ def remove_leftovers(folder):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def _read_json(path):
+_RESUME_ADVICE = "Delete it and rerun the same command: the run resumes from its newest intact checkpoint."
+
+
+def read_json(path, advice=_RESUME_ADVICE):
+    """A run's JSON file, or None if it does not exist; a damaged one is an error naming it."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         return None
     except (ValueError, UnicodeDecodeError) as err:
-        raise CheckpointError(
-            f"{path} is damaged ({err}). Delete it and rerun the same command: the run resumes from its "
-            f"newest intact checkpoint."
-        ) from None
+        raise CheckpointError(f"{path} is damaged ({err}). {advice}") from None
 
 
 def _first_line(err):

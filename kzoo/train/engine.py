@@ -21,7 +21,7 @@ from kzoo.data.sources import naming_bad_images
 from kzoo.data.stats import cached_stats
 from kzoo.data.transforms import Preprocess, eval_map, train_map
 from kzoo.train import runlog
-from kzoo.train.checkpoints import Checkpoints, remove_leftovers, run_dir_lock
+from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers, run_dir_lock
 from kzoo.train.schedules import Schedule
 from kzoo.train.strategies import get_strategy, is_chief
 from kzoo.utils.files import atomic_write
@@ -102,7 +102,8 @@ def _claim_run_dir(config, source):
         )
     with run_dir_lock(config.run_dir):
         remove_leftovers(config.run_dir)
-        previous = _read_config(path)
+        previous = read_json(path, "It names the run kept in this folder, so kzoo will not resume into it: "
+                                   "restore the file, or pick another --run-dir.")
         if previous is None:
             with atomic_write(path) as f:
                 json.dump(resolved, f, indent=2)
@@ -112,17 +113,6 @@ def _claim_run_dir(config, source):
                 f"this one is {resolved['identity']}. Pick a new --run-dir; kzoo never overwrites a run."
             )
         yield
-
-
-def _read_config(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is damaged ({err}); it names the run kept in this folder, so kzoo will "
-                         f"not resume into it. Restore the file, or pick another --run-dir.") from None
 
 
 def restore_model(run_dir, model, mixed_precision=False):
