@@ -147,7 +147,7 @@ def _train_dataset(source, config, stats, epoch, skip_batches, global_batch):
     ds = ds.map(lambda pair, seed: transform(pair[0], pair[1], seed),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(global_batch, drop_remainder=True).skip(skip_batches)
-    return ds.prefetch(tf.data.AUTOTUNE), size // global_batch
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def _val_dataset(source, config, stats, global_batch):
@@ -300,7 +300,7 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
 
     while epoch < config.epochs and not config.schedule.stop(int(step * lr_scale), epoch):
         start = state["batch_in_epoch"] if state["epoch"] == epoch else 0
-        ds, _ = _train_dataset(source, config, stats, epoch, start, global_batch)
+        ds = _train_dataset(source, config, stats, epoch, start, global_batch)
         bar = keras.utils.Progbar(steps, verbose=config.verbose, stateful_metrics=["lr"])
         if config.verbose:
             print(f"Epoch {epoch + 1}/{config.epochs}")
