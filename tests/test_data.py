@@ -7,7 +7,8 @@ import tensorflow_datasets as tfds
 
 from kzoo.data.sources import builtin_digits, image_folder, load_source, tfds_source
 from kzoo.data.stats import cached_stats, compute_stats
-from kzoo.data.transforms import Preprocess, eval_map, train_map
+from kzoo.data.transforms import eval_map, train_map
+from kzoo.preprocessing import Preprocess
 from kzoo.recipes import alexnet, resnet, resnet_cifar
 
 

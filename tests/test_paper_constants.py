@@ -289,7 +289,7 @@ def test_coupled_l2_momentum_update_matches_alexnet_rule_over_two_steps():
 def test_lr_scales_with_batch_over_paper_batch_and_schedules_count_paper_iterations(tmp_path):
     # Batch 32 against a paper batch of 128: lr x 0.25, and 4 of our steps are one paper iteration.
     from kzoo.data.sources import builtin_digits
-    from kzoo.data.transforms import Preprocess
+    from kzoo.preprocessing import Preprocess
     from kzoo.train.engine import TrainConfig, train
     from kzoo.train.schedules import StepsAt
 

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from kzoo.data.sources import builtin_digits
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.train.checkpoints import CheckpointError
 from kzoo.train.engine import TrainConfig, train
 from kzoo.train.schedules import StepsAt

@@ -35,7 +35,7 @@ def small_convnet(initial):
 
 def small_config(run_dir, **changes):
     """AlexNet's lr, momentum and decay on 12 steps of 32 digits at 16x16."""
-    from kzoo.data.transforms import Preprocess
+    from kzoo.preprocessing import Preprocess
     from kzoo.train.engine import TrainConfig
     from kzoo.train.schedules import StepsAt
 

@@ -51,11 +51,15 @@ def compute_stats(dataset, preprocess, batch=256, limit=None):
     }
 
 
-def cached_stats(dataset, preprocess, cache_dir, key, limit=None):
-    """`compute_stats`, cached in `cache_dir` under a name built from `key` and the sizes."""
+def stats_name(preprocess, key, limit=None):
+    """The statistics file's name: a hash of `key` (the data) and the sizes that shape them."""
     tag = json.dumps([key, preprocess.resize, preprocess.center, preprocess.pixel_mean, limit])
-    name = f"stats-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.npz"
-    path = os.path.join(cache_dir, name)
+    return f"stats-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.npz"
+
+
+def cached_stats(dataset, preprocess, cache_dir, key, limit=None):
+    """`compute_stats`, cached in `cache_dir` under `stats_name`."""
+    path = os.path.join(cache_dir, stats_name(preprocess, key, limit))
     if os.path.exists(path):
         with np.load(path) as data:
             return {k: data[k] for k in data.files}

@@ -9,6 +9,7 @@ training size and returns a spatial map of class scores, one per window.
 import keras
 
 from kzoo.models.common import deep_graph_recursion
+from kzoo.preprocessing import resize_shorter
 
 PASS_THROUGH = (keras.layers.ReLU, keras.layers.Dropout, keras.layers.Activation)
 
@@ -99,14 +100,6 @@ def fully_convolutional(model):
 
 
 RESNET_SCALES = (224, 256, 384, 480, 640)  # He et al. §3.4: shorter sides for the multi-scale test
-
-
-def resize_shorter(image, size):
-    """(H, W, C) -> shorter side `size`, bilinear (keras.ops: any backend)."""
-    h, w = image.shape[:2]
-    scale = size / min(h, w)
-    shape = (max(size, round(h * scale)), max(size, round(w * scale)))
-    return keras.ops.convert_to_numpy(keras.ops.image.resize(image[None], shape, antialias=True))[0]
 
 
 def multiscale_probabilities(fcn, images, sizes=RESNET_SCALES, flips=False):

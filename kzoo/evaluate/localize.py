@@ -11,6 +11,7 @@ import numpy as np
 
 import keras
 
+from kzoo import preprocessing
 from kzoo.evaluate.fcn import _layer_index
 
 
@@ -184,13 +185,13 @@ class Localizer:
         return merged[0]
 
 
-def _prepared(images, boxes, side, mean):
-    """Images at shorter side `side`, mean colour removed; boxes scaled with them."""
-    from kzoo.evaluate.fcn import resize_shorter
-
+def _prepared(images, boxes, trained):
+    """Images at the run's evaluation shorter side, mean colour removed (kzoo.preprocessing);
+    boxes scaled with them."""
+    p = trained.preprocessing
     out_images, out_boxes, ratios = [], [], []
     for image, box in zip(images, boxes):
-        scaled = resize_shorter(np.asarray(image, "float32"), side) - mean
+        scaled = preprocessing.mean_free(preprocessing.resize_shorter(image, p.eval_resize), p, trained.mean)
         ratio = np.array([scaled.shape[1] / image.shape[1], scaled.shape[0] / image.shape[0]] * 2, "float32")
         out_images.append(scaled)
         out_boxes.append(np.asarray(box, "float32") * ratio)
@@ -212,30 +213,28 @@ def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific
     import os
 
     from kzoo.data.boxes import boxed_examples
-    from kzoo.evaluate.run import load_run, read_run_config
-    from kzoo.evaluate.views import center_crop
+    from kzoo.inference import load
     from kzoo.utils.files import atomic_write, save_weights_atomic
 
-    model, mean, dataset = load_run(run_dir)
-    if dataset != source.name:
-        raise ValueError(f"{run_dir!r} was trained on {dataset!r}, not on {source.name!r}; localize with the "
-                         f"classifier's own dataset (its classes).")
-    side = read_run_config(run_dir)["config"]["preprocess"]["resize"]
-    mean = np.asarray(mean, "float32").reshape(-1, 3).mean(0)
+    trained = load(run_dir=run_dir)
+    model = trained.model
+    if trained.dataset != source.name:
+        raise ValueError(f"{run_dir!r} was trained on {trained.dataset!r}, not on {source.name!r}; localize with "
+                         f"the classifier's own dataset (its classes).")
     classes = source.classes if class_specific else None
 
     images, boxes, labels = boxed_examples(source, "train", limit)
-    images, boxes, _ = _prepared(images, boxes, side, mean)
+    images, boxes, _ = _prepared(images, boxes, trained)
     print(f"Training the box regressor on {len(images)} images ({len(scales)} scales, {offsets} offsets each)...")
     localizer = train_regressor(model, images, boxes, labels, classes=classes, hidden=hidden, scales=scales,
                                 offsets=offsets, epochs=epochs, seed=seed)
 
     val_images, val_boxes, val_labels = boxed_examples(source, "val", limit)
-    prepared, _, ratios = _prepared(val_images, val_boxes, side, mean)
+    prepared, _, ratios = _prepared(val_images, val_boxes, trained)
     errors, ious = [], []
     progress = keras.utils.Progbar(len(prepared), unit_name="image")
-    for image, ratio, true_box, label in zip(prepared, ratios, val_boxes, val_labels):
-        probs = keras.ops.convert_to_numpy(model(center_crop(image[None], localizer.size)))[0]
+    for raw, image, ratio, true_box, label in zip(val_images, prepared, ratios, val_boxes, val_labels):
+        probs = keras.ops.convert_to_numpy(model(trained.preprocess(raw)))[0]  # the validated centre view
         top5 = np.argsort(-probs)[:5]
         try:
             box = localizer.localize(image, label if classes else 0, scales=scales, threshold=threshold) / ratio

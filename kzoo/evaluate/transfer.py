@@ -2,8 +2,8 @@
 
 Layers 1-7 stay as trained; each image's features (the last hidden layer: relu7 of
 AlexNet/ZFNet) are computed once, cached in the run directory, and reused by every
-fold and epoch, so the softmax trains in seconds. Images are seen as in
-evaluation: shorter side resized, centre crop, mean removed.
+fold and epoch, so the softmax trains in seconds. Images are seen as the model was
+validated (kzoo.load's centre view: its preprocessing and mean).
 """
 
 import hashlib
@@ -36,30 +36,30 @@ def _key(*parts):
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def extract_features(model, collection, mean, layers, cache_dir=None, identity=None, batch_size=32):
-    """{layer: (N, D) float32} for every image of `collection`, computed in one pass.
+def extract_features(trained, collection, layers, cache_dir=None, identity=None, batch_size=32):
+    """{layer: (N, D) float32} for every image of `collection` (its centre views, as `trained`
+    (kzoo.load) validates), computed in one pass.
 
     With `cache_dir`, features are stored there (atomically) under a key made of
     `identity` (the weights), the layers, the dataset and its size, and reused.
     """
-    from kzoo.evaluate.run import center_input
     from kzoo.visualize.common import submodel
 
+    model, mean = trained.model, trained.mean
     path = None
     if cache_dir:
         key = _key(identity, layers, collection.name, len(collection.images), collection.class_names,
-                   np.asarray(mean).round(4).tolist(), model.inputs[0].shape[1])
+                   np.asarray(mean).round(4).tolist(), trained.preprocessing.to_dict())
         path = os.path.join(cache_dir, f"features-{key}.npz")
         if os.path.exists(path):
             with np.load(path) as cached:
                 return {layer: cached[layer] for layer in layers}
     sub = submodel(model, layers)
-    size = model.inputs[0].shape[1]
     chunks = {layer: [] for layer in layers}
     progress = keras.utils.Progbar(len(collection.images), unit_name="image")
     for start in range(0, len(collection.images), batch_size):
         idx = range(start, min(start + batch_size, len(collection.images)))
-        batch = np.stack([center_input(collection.read(i), mean, size) for i in idx])
+        batch = trained.preprocess([collection.read(i) for i in idx])
         outs = sub(batch, training=False)
         outs = outs if isinstance(outs, (list, tuple)) else [outs]
         for layer, out in zip(layers, outs):
@@ -113,15 +113,13 @@ def transfer_model(model, layer, softmax):
     return keras.Model(model.inputs[0], outputs, name=f"{model.name}_transfer")
 
 
-def from_scratch(model_fn, collection, mean, train_idx, test_idx, epochs, batch_size=32, seed=0):
+def from_scratch(model_fn, collection, trained, train_idx, test_idx, epochs, batch_size=32, seed=0):
     """ZFNet's baseline: layers 1-7 reset to random values and trained with the softmax
-    on the fold's images (flips as augmentation). Returns test predictions."""
-    from kzoo.evaluate.run import center_input
-
+    on the fold's images (flips as augmentation), seen as `trained` sees them. Returns test
+    predictions."""
     keras.utils.set_random_seed(seed)
     model = model_fn()
-    size = model.inputs[0].shape[1]
-    load = lambda idx: np.stack([center_input(collection.read(i), mean, size) for i in idx])  # noqa: E731
+    load = lambda idx: trained.preprocess([collection.read(i) for i in idx])  # noqa: E731
     x, y = load(train_idx), collection.labels[train_idx]
     x = np.concatenate([x, x[:, :, ::-1]])
     y = np.concatenate([y, y])
@@ -130,18 +128,19 @@ def from_scratch(model_fn, collection, mean, train_idx, test_idx, epochs, batch_
     return np.argmax(model.predict(load(test_idx), batch_size=batch_size, verbose=0), axis=1)
 
 
-def run_protocol(model, collection, mean, per_class, test_max, folds=5, seed=0, layer=None, C=1.0,
+def run_protocol(trained, collection, per_class, test_max, folds=5, seed=0, layer=None, C=1.0,
                  run_dir=None, identity=None, per_layer=None, scratch_fn=None, scratch_epochs=30):
     """The §5.2 protocol for each training size in `per_class`; returns the results dict
     (mean per-class accuracy per fold, mean and std) and writes results.json/.md in
     `run_dir`. per_layer: "svm" or "softmax" adds Table 6 (every layer's features)."""
     from kzoo.visualize.common import hidden_layer
 
+    model = trained.model
     layer = layer or hidden_layer(model)
     layers = per_layer_names(model) if per_layer else [layer]
     if layer not in layers:
         layers.append(layer)
-    features = extract_features(model, collection, mean, layers, run_dir, identity)
+    features = extract_features(trained, collection, layers, run_dir, identity)
     classes = len(collection.class_names)
     results = {"dataset": collection.name, "classes": classes, "images": len(collection.images), "layer": layer,
                "folds": folds, "seed": seed, "test_max": test_max, "rows": []}
@@ -158,7 +157,7 @@ def run_protocol(model, collection, mean, per_class, test_max, folds=5, seed=0, 
             y_train, y_test = collection.labels[train_idx], collection.labels[test_idx]
             for label, (kind, name) in methods.items():
                 if kind == "scratch":
-                    pred = from_scratch(scratch_fn, collection, mean, train_idx, test_idx, scratch_epochs,
+                    pred = from_scratch(scratch_fn, collection, trained, train_idx, test_idx, scratch_epochs,
                                         seed=seed + fold)
                 elif kind == "svm":
                     pred = linear_svm(features[name][train_idx], y_train, features[name][test_idx], seed=seed + fold)

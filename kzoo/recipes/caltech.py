@@ -64,8 +64,9 @@ def _mean_colour(collection, count=500, seed=0):
 def run(dataset, args):
     from kzoo import registry
     from kzoo.data.caltech import load_collection
-    from kzoo.evaluate.run import load_run, read_run_config
+    from kzoo import weights as weights_registry
     from kzoo.evaluate.transfer import results_table, run_protocol
+    from kzoo.inference import load
 
     if bool(args.run_dir) == bool(args.model):
         raise ValueError("give either --model NAME --weights PATH or --run-dir RUN.")
@@ -82,33 +83,32 @@ def run(dataset, args):
     print(f"{dataset}: {len(collection.images)} images in {len(collection.class_names)} classes.")
     run_options = {}
     if args.run_dir:
-        model, mean, _ = load_run(args.run_dir)
-        name, options = model.name, {}
+        if args.mean:
+            raise ValueError(f"--mean goes with --model; --run-dir {args.run_dir} brings its own mean.")
+        trained = load(run_dir=args.run_dir)
         latest = os.path.join(args.run_dir, "checkpoints", "latest.json")
         identity = [os.path.abspath(args.run_dir),  # the checkpoint: a run trained further gets new features
                     open(latest, encoding="utf-8").read() if os.path.exists(latest) else None]
-        run_options = read_run_config(args.run_dir)["identity"]["model_options"]
+        run_options = trained.run_config["identity"]["model_options"]
     else:
         options = {"classes": args.model_classes} if args.model_classes else {}
         if args.input_size:
             options["input_shape"] = (args.input_size, args.input_size, 3)
-        model = registry.create_model(args.model, weights=weights, **options)
-        from kzoo.weights import expected_mean
-
-        name, mean = args.model, expected_mean(args.model, weights)
+        registered = weights in weights_registry.names(args.model)
+        if registered and args.mean:
+            raise ValueError(f"--mean: weights {args.model}/{weights} bring their own mean; drop --mean.")
+        # Weights of unknown provenance (a file, or none) see the dataset's mean colour unless told.
+        mean = None if registered else (args.mean if args.mean else _mean_colour(collection, seed=args.seed))
+        trained = load(args.model, weights=weights, mean=mean, **options)
         weights_file = weights and os.path.exists(weights)
         identity = [args.model, options, weights] + ([os.path.abspath(weights), os.path.getsize(
             weights), os.path.getmtime(weights)] if weights_file else [])
-    if args.mean:
-        mean = np.asarray(args.mean, np.float32)
-    elif mean is None:
-        mean = _mean_colour(collection, seed=args.seed)
-    mean = np.asarray(mean, np.float32).reshape(-1, 3).mean(0)  # images differ in size: the mean colour
-    size = model.inputs[0].shape[1]
-    scratch_fn = functools.partial(registry.create_model, args.model or name, input_shape=(size, size, 3),
+    name = trained.name
+    size = trained.input_size
+    scratch_fn = functools.partial(registry.create_model, name, input_shape=(size, size, 3),
                                    classes=len(collection.class_names), **run_options) if args.from_scratch else None
     out = args.out or os.path.join("runs", f"{dataset}-{name}")
-    results = run_protocol(model, collection, mean, args.per_class, args.test_max, args.folds, args.seed,
+    results = run_protocol(trained, collection, args.per_class, args.test_max, args.folds, args.seed,
                            args.layer, args.C, out, identity, args.per_layer, scratch_fn, args.scratch_epochs)
     print(results_table(results))
     print(f"Results: {out}/results.json, {out}/results.md")

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Callable
 
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.utils.cli import check_input_size, non_negative_int, positive_int
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)

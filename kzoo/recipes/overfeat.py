@@ -9,7 +9,7 @@ a box regressor on its frozen layer-5 features, and the ILSVRC localization erro
 
 import sys
 
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, build_parser, check_arguments, run_dir_for, train_recipe
 from kzoo.train.schedules import StepsAt
 from kzoo.utils.cli import non_negative_float, positive_int

@@ -18,8 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from kzoo.data.sources import naming_bad_images
-from kzoo.data.stats import cached_stats
-from kzoo.data.transforms import Preprocess, eval_map, train_map
+from kzoo.data.stats import cached_stats, stats_name
+from kzoo.data.transforms import eval_map, train_map
+from kzoo.preprocessing import Preprocess
 from kzoo.train import runlog
 from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers, run_dir_lock
 from kzoo.train.schedules import Schedule
@@ -93,7 +94,9 @@ def _claim_run_dir(config, source):
         "config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
         "schedule": config.schedule.describe(),
         "dataset": {"name": source.name, "classes": source.classes, "train_size": source.train_size,
-                    "val_size": source.val_size, "builtin": source.builtin},
+                    "val_size": source.val_size, "builtin": source.builtin,
+                    "class_names": [str(n) for n in source.class_names]},
+        "stats": stats_file(config, source),  # the mean and PCA the run subtracts (kzoo.load reads it)
     }
     _check_run_dir(config.run_dir)
     if not os.path.exists(path) and set(os.listdir(config.run_dir)) - {".lock"}:
@@ -158,10 +161,20 @@ def _val_dataset(source, config, stats, global_batch):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _stats_key(source):
+    return [source.name, source.train_size]
+
+
+def stats_file(config, source):
+    """Where a run keeps its training set's statistics, relative to the run directory
+    (config.json names it, so readers never guess)."""
+    return os.path.join("" if source.builtin else "stats", stats_name(config.preprocess, _stats_key(source)))
+
+
 def _run_stats(config, source):
-    cache = config.run_dir if source.builtin else os.path.join(config.run_dir, "stats")
+    cache = os.path.dirname(os.path.join(config.run_dir, stats_file(config, source)))
     with naming_bad_images(source):
-        return cached_stats(source.train, config.preprocess, cache, key=[source.name, source.train_size])
+        return cached_stats(source.train, config.preprocess, cache, key=_stats_key(source))
 
 
 def validation_images(config, source, count):

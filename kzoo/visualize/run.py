@@ -9,9 +9,9 @@
 
 Images: --images FILE/FOLDER ..., or validation images (--dataset / --data-dir as
 for training; default: a run's own built-in data, else the built-in digits), first
---limit. They are resized and centre-cropped to the model's input and the run's
-mean is removed (with --model/--weights: a registered name's mean, else the
-images' mean colour).
+--limit. Each is prepared as the model was validated (kzoo.load: the run's or the
+registered weights' resize, centre crop and mean; a weights file needs --mean R G B;
+random weights get a zero mean).
 Figures go to --out (default: RUN/figures, or ./figures); each path is printed.
 """
 
@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from kzoo.utils.cli import flag_error, non_negative_float, non_negative_int, positive_int
+from kzoo.utils.cli import flag_error, float_between, non_negative_float, non_negative_int, positive_int
 
 COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses")
 
@@ -44,10 +44,10 @@ def _read_images(paths):
     return [decode_file(str(f)).numpy() for f in files], None
 
 
-def load_inputs(args, model, mean, split="val", limit=None):
-    """(model-ready images (N, S, S, 3), labels or None) from --images or the dataset."""
+def load_inputs(args, trained, split="val", limit=None):
+    """(model-ready centre views (N, S, S, 3), labels or None) of --images or the dataset,
+    prepared as `trained` (kzoo.load) was validated."""
     from kzoo.data.sources import load_source, naming_bad_images
-    from kzoo.evaluate.run import center_input
 
     if args.images:
         images, labels = _read_images(args.images)
@@ -57,17 +57,12 @@ def load_inputs(args, model, mean, split="val", limit=None):
         with naming_bad_images(source):
             pairs = list(ds.take(limit or args.limit))
         images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
-    images = images[: limit or args.limit]
-    if mean is None:
-        mean = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0).astype(np.float32)
-    size = model.inputs[0].shape[1]
-    return np.stack([center_input(im, mean, size) for im in images]), labels
+    return trained.preprocess(images[: limit or args.limit]), labels
 
 
 def load_model(args, index=0):
-    """(model with softmax, mean or None, where figures go) from --run-dir or --model/--weights."""
-    from kzoo import registry
-    from kzoo.evaluate.run import load_run
+    """(kzoo.load's trained model, where figures go) from --run-dir or --model/--weights."""
+    from kzoo.inference import load
 
     runs, names = args.run_dir or [], args.model or []
     if bool(runs) == bool(names):
@@ -75,23 +70,21 @@ def load_model(args, index=0):
     if runs:
         from kzoo.data.sources import BUILTIN
 
-        given = [flag for flag, value in (("--weights", args.weights), ("--classes", args.classes)) if value]
+        given = [flag for flag, value in (("--weights", args.weights), ("--classes", args.classes),
+                                          ("--mean", args.mean)) if value]
         if given:  # a run brings its own; ignoring them would show other weights than asked
             raise ValueError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --model; "
                              f"--run-dir brings its own model and weights.")
 
-        model, mean, dataset = load_run(runs[index])
-        if dataset in BUILTIN and not (args.images or args.dataset or args.data_dir):
-            args.dataset = dataset  # the run's own built-in data (its labels fit the model)
-        return model, mean, args.out or os.path.join(runs[index], "figures")
+        trained = load(run_dir=runs[index])
+        if trained.dataset in BUILTIN and not (args.images or args.dataset or args.data_dir):
+            args.dataset = trained.dataset  # the run's own built-in data (its labels fit the model)
+        return trained, args.out or os.path.join(runs[index], "figures")
     weights = (args.weights or [None] * len(names))
     if len(weights) != len(names):
         raise ValueError(f"--weights names {len(weights)} files for {len(names)} --model names; give one per model.")
     options = {"classes": args.classes} if args.classes else {}
-    model = registry.create_model(names[index], weights=weights[index], **options)
-    from kzoo.weights import expected_mean
-
-    return model, expected_mean(names[index], weights[index]), args.out or "figures"
+    return load(names[index], weights=weights[index], mean=args.mean, **options), args.out or "figures"
 
 
 def _check_unit(args, model, layer):
@@ -124,14 +117,15 @@ def run(args):
     """Make the figure(s) of `args.command`; returns the paths written."""
     from kzoo.visualize import common
 
-    model, mean, out = load_model(args)
+    trained, out = load_model(args)
+    model = trained.model
     layer = args.layer
     if args.command == "deconv":
         from kzoo.visualize.deconv import Deconvnet
 
         layer = layer or common.last_feature_layer(model)
         _check_unit(args, model, layer)
-        images, _ = load_inputs(args, model, mean)
+        images, _ = load_inputs(args, trained)
         position = tuple(args.position) if args.position else None
         projections, units, values = Deconvnet(model).project(images, layer, args.feature_map, position)
         fig, axes = common.figure(len(images), 2)
@@ -147,7 +141,7 @@ def run(args):
 
         layer = layer or common.last_feature_layer(model)
         _check_unit(args, model, layer)
-        images, _ = load_inputs(args, model, mean)
+        images, _ = load_inputs(args, trained)
         batches = (images[i : i + 32] for i in range(0, len(images), 32))
         results = top_activations(model, batches, layer, args.maps, k=9)
         return [top9_figure(results, os.path.join(out, f"top9-{layer}.png"), title=f"{model.name} {layer}")]
@@ -155,7 +149,7 @@ def run(args):
         from kzoo.visualize.occlusion import occlusion_figure, occlusion_maps
 
         _check_occlusion(args, model)
-        images, labels = load_inputs(args, model, mean)
+        images, labels = load_inputs(args, trained)
         paths = []
         for i, image in enumerate(images):
             label = args.label if args.label is not None else (
@@ -171,8 +165,8 @@ def run(args):
     if args.command == "neighbours":
         from kzoo.visualize.analysis import hidden_features, nearest_neighbours, neighbours_figure
 
-        queries, _ = load_inputs(args, model, mean)
-        train, _ = load_inputs(args, model, mean, split="train", limit=args.train_limit)
+        queries, _ = load_inputs(args, trained)
+        train, _ = load_inputs(args, trained, split="train", limit=args.train_limit)
         if args.k > len(train):
             raise flag_error("--k", args.k, f"at most the {len(train)} training images searched (--train-limit)")
         idx, _ = nearest_neighbours(hidden_features(model, queries, layer), hidden_features(model, train, layer),
@@ -183,8 +177,9 @@ def run(args):
 
     results = {}
     for i in range(len(args.run_dir or args.model)):
-        model_i, mean_i, _ = load_model(args, i) if i else (model, mean, out)
-        images, _ = load_inputs(args, model_i, mean_i)
+        trained_i = load_model(args, i)[0] if i else trained
+        model_i = trained_i.model
+        images, _ = load_inputs(args, trained_i)
         label = model_i.name if model_i.name not in results else f"{model_i.name} ({i + 1})"
         results[label] = layer_responses(model_i, images)
     return [responses_figure(results, os.path.join(out, "responses.png"))]
@@ -198,6 +193,8 @@ def build_parser():
     parser.add_argument("--model", nargs="+", help="registered model name(s) (responses: several)")
     parser.add_argument("--weights", nargs="+", help="weights file(s), one per --model")
     parser.add_argument("--classes", type=positive_int, help="classes of --model (default: the registry's)")
+    parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
+                        help="mean colour a --weights file expects (registered weights and runs bring theirs)")
     parser.add_argument("--images", nargs="+", help="image files or folders (default: the dataset's validation)")
     parser.add_argument("--dataset", help="tfds name (default: the built-in digits)")
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")

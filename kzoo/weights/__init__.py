@@ -14,7 +14,7 @@ import json
 import os
 
 MANIFEST = os.path.join(os.path.dirname(__file__), "manifest.json")
-FIELDS = ("model", "name", "data", "preprocessing", "metrics", "measured", "notes")
+FIELDS = ("model", "name", "data", "preprocess", "class_names", "metrics", "measured", "notes")
 
 
 @functools.lru_cache(maxsize=None)
@@ -25,9 +25,9 @@ def manifest():
     out = {}
     for entry in entries:
         missing = [k for k in FIELDS if k not in entry]
-        if missing or not ("file" in entry) ^ ("url" in entry):
+        if missing or not ("file" in entry) ^ ("url" in entry) or not ("mean" in entry) ^ ("mean_file" in entry):
             raise ValueError(f"manifest entry {entry.get('model')}/{entry.get('name')} lacks {missing} or has "
-                             f"not exactly one of `file`, `url`.")
+                             f"not exactly one of `file`, `url` and one of `mean`, `mean_file`.")
         out.setdefault(entry["model"], {})[entry["name"]] = entry
     return out
 
@@ -79,21 +79,33 @@ def fetch(model, name):
     return save_weights_atomic(convert.CONVERTERS[item["converter"]](source, model), converted)
 
 
-def expected_mean(model, weights):
-    """The mean `weights` expect subtracted when they are a registered name, else None."""
-    return mean(model, weights) if isinstance(weights, str) and weights in names(model) else None
-
-
 def mean(model, name):
-    """The mean image (or colour) `model`'s weights `name` expect subtracted, where shipped."""
+    """The mean image (or colour) `model`'s weights `name` expect subtracted."""
     import numpy as np
 
     item = entry(model, name)
     if "mean_file" not in item:
-        return np.asarray(item["preprocessing"]["mean"], np.float32)
+        return np.asarray(item["mean"], np.float32)
     path = os.path.join(os.path.dirname(__file__), item["mean_file"])
     _check_hash(path, item["mean_sha256"], "sha256", f"{model}/{name} mean")
     return np.load(path)
+
+
+def preprocess(model, name):
+    """The `Preprocess` record `model`'s weights `name` were trained with."""
+    from kzoo.preprocessing import Preprocess
+
+    return Preprocess.from_dict(entry(model, name)["preprocess"], f"manifest entry {model}/{name}")
+
+
+def class_names(model, name):
+    """The class names of `model`'s weights `name`, in output order."""
+    names = entry(model, name)["class_names"]
+    if isinstance(names, str):
+        from kzoo.data.labels import named_classes
+
+        return named_classes(names)
+    return list(names)
 
 
 def download(item):

@@ -1,0 +1,323 @@
+"""A trained model as one object: the network with the preprocessing it was trained
+with, its mean, its class names and its dataset (`kzoo.load`).
+
+    >>> model = kzoo.load("resnet20", weights="digits")
+    >>> probabilities = model.predict(["seven.png"])
+    >>> model.decode(probabilities, top=3)       # [[(7, '7', 0.93), (1, '1', 0.03), ...]]
+
+predict, evaluate, visualize, transfer (Caltech) and localization all take this
+object; none of them derives a resize, a crop or a mean of its own. Models from
+registered weights need Keras only (any backend); a run directory needs TensorFlow.
+"""
+
+import contextlib
+import dataclasses
+import glob
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+from kzoo import preprocessing, registry
+from kzoo import weights as weights_registry
+from kzoo.preprocessing import Preprocess
+
+# Which recipe trains each paper's models: their pipeline is what random or foreign weights get.
+_RECIPES = {"alexnet": "alexnet", "zfnet": "zfnet", "overfeat": "overfeat", "resnet": "resnet"}
+_CIFAR = "resnet_cifar"
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A softmax classifier and everything needed to feed it and read it."""
+
+    model: object  # keras.Model, softmax outputs
+    name: str  # registry name
+    preprocessing: Preprocess
+    mean: np.ndarray  # mean image (H, W, 3) or colour (3,), 0-255 RGB
+    class_names: list
+    dataset: str  # what it was trained on (None: random weights)
+    origin: str  # "run DIR", "weights NAME", "file PATH" or "random weights"
+    run_config: dict = None  # a run's config.json
+
+    @property
+    def input_size(self):
+        return self.model.inputs[0].shape[1]
+
+    @property
+    def classes(self):
+        return self.model.outputs[0].shape[-1]
+
+    def preprocess(self, images):
+        """Raw images (uint8 HxWx3 of any size, a batch, or file paths) -> the model-ready
+        batch: exactly the centre view the run validated with."""
+        return np.stack([preprocessing.center_view(im, self.preprocessing, self.mean)
+                         for im in preprocessing.as_images(images)])
+
+    def ten_views(self, images):
+        """(N, 10, crop, crop, 3): AlexNet §4.1's corners, centre and flips of each image."""
+        return np.stack([preprocessing.ten_views(im, self.preprocessing, self.mean)
+                         for im in preprocessing.as_images(images)])
+
+    def mean_free(self, images):
+        """Each image at its own size, the mean colour removed (scaled, channel order): what
+        the dense and multi-scale protocols resize to their scales."""
+        return [preprocessing.mean_free(im, self.preprocessing, self.mean) for im in preprocessing.as_images(images)]
+
+    def predict(self, images, batch_size=32):
+        """Class probabilities (N, classes) of the centre views of `images`."""
+        return self.model.predict(self.preprocess(images), batch_size=batch_size, verbose=0)
+
+    def decode(self, probabilities, top=5):
+        """Per image, the `top` classes as (class index, class name, probability), best first."""
+        return decode(probabilities, self.class_names, top)
+
+    def export(self, path):
+        """Write a SavedModel (TensorFlow backend) whose `serve` endpoint takes a uint8 batch
+        (N, H, W, 3) of raw images of one size and returns class probabilities: the
+        preprocessing travels inside. Returns `path`."""
+        import keras
+        import tensorflow as tf
+
+        from kzoo.data.transforms import eval_map
+
+        if os.path.exists(path):
+            raise ValueError(f"{path!r} exists; kzoo does not overwrite it. Pick a new path.")
+        view = eval_map(self.preprocessing, {"mean": np.asarray(self.mean, np.float32)})
+        model = self.model
+
+        def serve(images):
+            batch = tf.map_fn(lambda im: view(im, 0)[0], tf.cast(images, tf.float32),
+                              fn_output_signature=tf.TensorSpec((self.input_size, self.input_size, 3), tf.float32))
+            return model(batch, training=False)
+
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
+        archive.write_out(path, verbose=False)
+        return path
+
+
+def decode(probabilities, class_names, top=5):
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(class_names):
+        raise ValueError(f"expected probabilities of shape (N, {len(class_names)}); got {probabilities.shape}.")
+    top = min(int(top), probabilities.shape[1])
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
+    return [[(int(i), class_names[i], float(row[i])) for i in idx] for row, idx in zip(probabilities, order)]
+
+
+def recipe_preprocessing(name, size=None):
+    """The paper's pipeline of registered model `name` (its recipe's), scaled to input `size`
+    when that differs from the paper's."""
+    from importlib import import_module
+
+    from kzoo.recipes.common import recipe_preprocess
+
+    entry = registry.get_entry(name)
+    recipe = _CIFAR if entry.paper == "resnet" and entry.default_size == 32 else _RECIPES[entry.paper]
+    recipe = import_module(f"kzoo.recipes.{recipe}").RECIPE
+    size = size or entry.default_size
+    return recipe_preprocess(recipe, name, demo=size != entry.default_size, input_size=size)
+
+
+def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=None, mean=None,
+         class_names=None, preprocess=None, **options):
+    """A `TrainedModel`: `load("resnet20", weights="digits")` (registered weights bring their
+    preprocessing, mean and class names), `load(run_dir="runs/...")` (a training run brings
+    everything), `load("alexnet", weights="my.weights.h5", mean=(R, G, B))` (a file does not
+    say which mean its images had), or `load("alexnet")` (random weights: the paper's
+    preprocessing, a zero mean). `options` are the builder's paper options."""
+    if run_dir is not None:
+        given = [k for k, v in dict(name=name, weights=weights, classes=classes, input_shape=input_shape, mean=mean,
+                                    class_names=class_names, preprocess=preprocess, **options).items() if v]
+        if given:
+            raise ValueError(f"load(run_dir=...) takes everything from the run; drop {', '.join(given)}.")
+        return load_run(run_dir)
+    if name is None:
+        raise ValueError("load needs a registered model name (with weights=...) or run_dir=...")
+    entry = registry.get_entry(name)
+    registered = isinstance(weights, str) and weights in weights_registry.names(name)
+    if registered:
+        overrides = [k for k, v in dict(mean=mean, class_names=class_names, preprocess=preprocess).items()
+                     if v is not None]
+        if overrides:
+            raise ValueError(f"weights {name}/{weights} bring their own {', '.join(overrides)}; drop them.")
+        preprocess = weights_registry.preprocess(name, weights)
+        mean = weights_registry.mean(name, weights)
+        class_names = weights_registry.class_names(name, weights)
+        classes = len(class_names) if classes is None else classes
+        origin, dataset = f"weights {weights}", weights_registry.entry(name, weights)["data"]
+    else:
+        if weights is not None and mean is None:
+            raise ValueError(f"weights file {weights!r} does not say which mean its training images had: pass "
+                             f"mean=(R, G, B) (on the command line --mean R G B), or load the run it comes from "
+                             f"(run_dir=... / --run-dir).")
+        origin = "random weights" if weights is None else f"file {weights}"
+        dataset = None
+        if class_names is not None:
+            classes = len(class_names) if classes is None else classes
+    kwargs = dict(weights=weights, **options)
+    if classes is not None:
+        kwargs["classes"] = classes
+    if input_shape is not None:
+        kwargs["input_shape"] = input_shape
+    model = entry.builder(**kwargs)
+    size = model.inputs[0].shape[1]
+    if preprocess is None:
+        preprocess = recipe_preprocessing(name, size)
+    elif isinstance(preprocess, dict):
+        preprocess = Preprocess.from_dict(preprocess)
+    if preprocess.crop != size:
+        raise ValueError(f"the preprocessing crops {preprocess.crop}px but {name} is built for {size}px inputs; "
+                         f"build it with input_shape=({preprocess.crop}, {preprocess.crop}, 3).")
+    classes = model.outputs[0].shape[-1]
+    if class_names is None:
+        class_names = [str(i) for i in range(classes)]
+    if len(class_names) != classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {classes} classes.")
+    mean = np.zeros(3, np.float32) if mean is None else np.asarray(mean, np.float32)
+    if mean.shape != (3,) and mean.shape != (preprocess.center, preprocess.center, 3):
+        raise ValueError(f"mean must be a colour (R, G, B) or a {preprocess.center}x{preprocess.center}x3 image; "
+                         f"got shape {mean.shape}.")
+    return TrainedModel(model, name, preprocess, mean, list(class_names), dataset, origin)
+
+
+def read_run_config(run_dir):
+    """A training run's config.json (identity, config, dataset, stats)."""
+    from kzoo.train.checkpoints import read_json
+
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"run directory {run_dir!r} does not exist.")
+    config = read_json(path, "It describes the run: restore it from a copy of the run directory.")
+    if config is None:
+        raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (no config.json).")
+    return config
+
+
+def run_stats_path(run_dir, config):
+    """The statistics file a run subtracts its mean from: config.json names it; runs made
+    before it did have exactly one stats-*.npz beside it."""
+    if "stats" in config:
+        path = os.path.join(run_dir, config["stats"])
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"run {run_dir!r}: its statistics file {config['stats']!r} (the training mean) "
+                                    f"is missing; restore it, or rerun the training command, which recomputes it.")
+        return path
+    found = sorted(glob.glob(os.path.join(run_dir, "stats-*.npz")) + glob.glob(os.path.join(run_dir, "stats",
+                                                                                           "stats-*.npz")))
+    if len(found) != 1:
+        raise FileNotFoundError(f"run {run_dir!r} names no statistics file in config.json and has "
+                                f"{len(found) or 'no'} stats-*.npz files ({', '.join(found) or 'none'}); rerun its "
+                                f"training command to recompute the mean.")
+    return found[0]
+
+
+def load_run(run_dir):
+    """A `TrainedModel` from a training run: its model and latest weights, its preprocessing,
+    the training set's mean, its class names and dataset. An unfinished run is said on stderr."""
+    config = read_run_config(run_dir)
+    identity, dataset = config["identity"], config["dataset"]
+    preprocess = Preprocess.from_dict(config["config"]["preprocess"], f"{run_dir}/config.json")
+    with np.load(run_stats_path(run_dir, config)) as stats:
+        mean = stats["mean"]
+    crop = identity["crop"]
+    model = registry.create_model(identity["model"], input_shape=(crop, crop, 3), classes=dataset["classes"],
+                                  **identity["model_options"])
+    restore_run_weights(run_dir, config, model)
+    names = dataset.get("class_names") or [str(i) for i in range(dataset["classes"])]
+    return TrainedModel(model, identity["model"], preprocess, mean, names, dataset["name"], f"run {run_dir}",
+                        run_config=config)
+
+
+def restore_run_weights(run_dir, config, model):
+    """Load the run's latest checkpoint into `model`; a checkpoint that does not fit is one
+    line, an unfinished run a warning on stderr."""
+    import gc
+
+    import tensorflow as tf
+
+    from kzoo.train.engine import restore_model
+
+    error = None
+    with _quiet_checkpoint_logs():
+        try:
+            state = restore_model(run_dir, model, mixed_precision=config["config"].get("mixed_precision", False))
+        except (AssertionError, ValueError, tf.errors.OpError) as err:
+            error = _mismatch(run_dir, config, err)
+        if error is not None:
+            del model  # with it the half-read checkpoint, whose warnings come now, silenced
+            gc.collect()
+    if error is not None:
+        raise error
+    unfinished = _unfinished(run_dir, config, state)
+    if unfinished:
+        print(f"warning: {unfinished}; using it as it is.", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _quiet_checkpoint_logs():
+    """TF logs one warning per unmatched tensor when a half-read checkpoint is collected."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _mismatch(run_dir, config, err):
+    """One line for a checkpoint that does not fit the run's model: TF's own reason (the
+    innermost error), the model config.json names and where the checkpoint is."""
+    while err.__cause__ or err.__context__:
+        err = err.__cause__ or err.__context__
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    reason = re.sub(r"\s*Start afresh with another --run-dir[^.]*\.$", "", reason).rstrip(".")  # training's advice
+    identity = config["identity"]
+    return ValueError(
+        f"the checkpoint in {os.path.join(run_dir, 'checkpoints')!r} does not fit the run's model "
+        f"{identity['model']} (options {identity['model_options']}, input {identity['crop']}, "
+        f"{config['dataset']['classes']} classes, as its config.json says): {reason}. It comes from another "
+        f"run, or config.json was edited; restore the run's own files.")
+
+
+def _unfinished(run_dir, config, state):
+    """Why the run is not finished (its checkpoint short of the planned training), or None."""
+    planned = config["config"].get("epochs")
+    where = f"epoch {state['epoch']} of {planned}, step {state['step']}" + (
+        f" ({state['batch_in_epoch']} batches into epoch {state['epoch'] + 1})" if state.get("batch_in_epoch") else "")
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if not os.path.exists(metrics_path):
+        return f"run {run_dir!r} is unfinished (no metrics.json): its checkpoint is at {where}"
+    with open(metrics_path, encoding="utf-8") as f:
+        steps = json.load(f).get("steps")
+    if steps is not None and state["step"] < steps:
+        return f"run {run_dir!r} finished at step {steps}, but its checkpoint is at {where}"
+    return None
+
+
+def preprocess_input(x, model, weights):
+    """keras.applications' form: a batch already at the model's input size (N, H, W, 3),
+    0-255 RGB -> what registered weights `model`/`weights` take (mean removed, scaled,
+    channel order). For raw images of any size use `kzoo.load(...).preprocess`."""
+    p, mean = weights_registry.preprocess(model, weights), weights_registry.mean(model, weights)
+    x = np.asarray(x, np.float32)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValueError(f"expected a batch (N, H, W, 3); got shape {x.shape}.")
+    x = x - (mean if mean.ndim == 3 and mean.shape == x.shape[1:] else preprocessing.mean_colour(mean))
+    x = x * np.float32(p.scale)
+    return x[..., ::-1] if p.color == "BGR" else x
+
+
+def decode_predictions(preds, model, weights, top=5):
+    """keras.applications' form: per image, the `top` (class index, class name, probability)
+    of registered weights `model`/`weights`."""
+    return decode(preds, weights_registry.class_names(model, weights), top)
+
+

@@ -1,0 +1,221 @@
+"""What a model expects as input: the `Preprocess` record, and the inference-time views.
+
+The same record describes a recipe's training pipeline (kzoo.data.transforms
+adds the random augmentation in tf.data), is stored in every run's config.json
+and in every weights manifest entry, and drives every consumer at inference
+time: predict, evaluate, visualize, transfer and localization all get their
+views from the functions here. NumPy only (no TensorFlow, no Keras), so it runs
+wherever the models run; the resize equals `tf.image.resize(..., "bilinear",
+antialias=True)`, the resize of the training pipeline.
+"""
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """One paper's preprocessing; sizes in pixels.
+
+    resize: shorter side after resizing; a (low, high) pair draws it at random
+        per training image (ResNet's scale augmentation); evaluation uses low.
+    center: centre square kept after resizing (AlexNet/ZFNet's 256x256), or None.
+    crop: training crop (random) and evaluation crop (centre).
+    pad: zero padding before the random crop (CIFAR's 4).
+    flip: random horizontal flips.
+    pca: std of AlexNet's PCA colour noise alpha (0.1), or 0.
+    mean: "pixel" (the mean image of the `center` squares) or "channel" (the
+        mean colour; used whenever images differ in size).
+    color: channel order the model takes ("RGB"; "BGR" for Caffe's weights).
+    scale: factor applied to the mean-free pixels (1: the papers' 0-255 range).
+    """
+
+    resize: object
+    crop: int
+    center: int = None
+    pad: int = 0
+    flip: bool = True
+    pca: float = 0.0
+    mean: str = "pixel"
+    color: str = "RGB"
+    scale: float = 1.0
+
+    def __post_init__(self):
+        if isinstance(self.resize, list):  # from JSON
+            object.__setattr__(self, "resize", tuple(self.resize))
+        if self.mean not in ("pixel", "channel"):
+            raise ValueError(f"Preprocess mean must be 'pixel' or 'channel', got {self.mean!r}.")
+        if self.color not in ("RGB", "BGR"):
+            raise ValueError(f"Preprocess color must be 'RGB' or 'BGR', got {self.color!r}.")
+
+    @property
+    def pixel_mean(self):
+        """A mean image needs images of one size: a fixed resize and a centre square."""
+        return self.mean == "pixel" and self.center is not None and not isinstance(self.resize, tuple)
+
+    @property
+    def eval_resize(self):
+        """The shorter side evaluation resizes to (the low end of a random range)."""
+        return self.resize[0] if isinstance(self.resize, tuple) else self.resize
+
+    def scaled(self, crop):
+        """The same pipeline for a smaller model input (demo and smoke runs)."""
+        ratio = crop / self.crop
+        resize = tuple(max(crop, round(r * ratio)) for r in self.resize) if isinstance(
+            self.resize, tuple) else max(crop, round(self.resize * ratio))
+        center = None if self.center is None else max(crop, round(self.center * ratio))
+        return dataclasses.replace(self, resize=resize, crop=crop, center=center,
+                                   pad=round(self.pad * ratio))
+
+    def to_dict(self):
+        """The JSON record (config.json, manifest.json)."""
+        record = dataclasses.asdict(self)
+        if isinstance(self.resize, tuple):
+            record["resize"] = list(self.resize)
+        return record
+
+    @classmethod
+    def from_dict(cls, record, where="preprocess record"):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown or "resize" not in record or "crop" not in record:
+            raise ValueError(f"{where}: not a kzoo Preprocess record ({record}); expected the keys "
+                             f"{sorted(known)} (resize and crop required).")
+        return cls(**record)
+
+
+def _resize_weights(in_size, out_size):
+    """(out_size, in_size) weights of TensorFlow's antialiased bilinear resize along one axis:
+    its scale_and_translate with a triangle kernel widened by the downscaling factor, in
+    float32 as TensorFlow computes them (so the two agree to float rounding)."""
+    f32 = np.float32
+    inv_scale = f32(1) / (f32(out_size) / f32(in_size))
+    kernel_scale = max(inv_scale, f32(1))
+    centres = (np.arange(out_size, dtype=f32) + f32(0.5)) * inv_scale  # sample positions, input pixels
+    source = np.arange(in_size, dtype=f32) + f32(0.5)
+    distance = np.abs(source[None, :] - centres[:, None]) * (f32(1) / kernel_scale)
+    weights = np.maximum(f32(0), f32(1) - distance)
+    # TF's span: the pixels within the kernel's radius, clamped to the image.
+    start = np.clip(np.ceil(centres - kernel_scale - f32(0.5)), 0, in_size - 1)
+    end = np.clip(np.floor(centres + kernel_scale - f32(0.5)), 0, in_size - 1) + 1
+    index = np.arange(in_size)[None, :]
+    weights = weights * ((index >= start[:, None]) & (index < end[:, None]))
+    total = weights.sum(axis=1, keepdims=True, dtype=f32)
+    return weights / np.where(total > 0, total, f32(1))
+
+
+def resized_shape(height, width, shorter):
+    """The (height, width) `resize_shorter` gives, rounded as TensorFlow rounds it (float32,
+    half to even) in the training pipeline."""
+    shape = np.array([height, width], np.float32)
+    return tuple(int(v) for v in np.round(shape * (np.float32(shorter) / shape.min())))
+
+
+def resize(image, height, width):
+    """(H, W, C) -> (height, width, C) float32, TensorFlow's antialiased bilinear resize."""
+    image = np.asarray(image, np.float32)
+    rows, cols = _resize_weights(image.shape[0], height), _resize_weights(image.shape[1], width)
+    out = np.einsum("oh,hwc->owc", rows, image)
+    return np.einsum("pw,owc->opc", cols, out)
+
+
+def resize_shorter(image, shorter):
+    """(H, W, C) -> float32 with its shorter side `shorter`, the aspect kept."""
+    return resize(image, *resized_shape(image.shape[0], image.shape[1], shorter))
+
+
+def center_crop(image, height, width=None):
+    """The centre (height, width) window of (H, W, C) (offsets rounded down, as in training)."""
+    width = height if width is None else width
+    h, w = image.shape[:2]
+    if h < height or w < width:
+        raise ValueError(f"an image of {h}x{w} is smaller than the {height}x{width} window; resize it first.")
+    top, left = (h - height) // 2, (w - width) // 2
+    return image[top : top + height, left : left + width]
+
+
+def mean_colour(mean):
+    """A mean image or colour -> the mean colour (3,)."""
+    return np.asarray(mean, np.float32).reshape(-1, 3).mean(axis=0)
+
+
+def base_image(image, p, mean):
+    """One raw image (H, W, 3), 0-255 -> resized to p's shorter side, centre-squared where the
+    recipe squares, mean removed (the mean image, else the mean colour), scaled, in the model's
+    channel order: what every evaluation view is cut from."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an RGB image (H, W, 3); got shape {image.shape}.")
+    image = resize_shorter(image, p.eval_resize)
+    if p.center:
+        image = center_crop(image, p.center)
+    mean = np.asarray(mean, np.float32)
+    if p.pixel_mean and mean.ndim == 3:
+        if mean.shape != image.shape:
+            raise ValueError(f"the mean image is {mean.shape[0]}x{mean.shape[1]} but the preprocessing "
+                             f"gives {image.shape[0]}x{image.shape[1]} images; they come from different runs.")
+        return _scaled(image - mean, p)
+    return mean_free(image, p, mean)
+
+
+def mean_free(image, p, mean):
+    """Any image, not resized: the mean colour removed, scaled, in the model's channel order
+    (the input of protocols that resize it to several scales themselves)."""
+    return _scaled(np.asarray(image, np.float32) - mean_colour(mean), p)
+
+
+def _scaled(image, p):
+    if p.scale != 1:
+        image = image * np.float32(p.scale)
+    return image[..., ::-1] if p.color == "BGR" else image
+
+
+def center_view(image, p, mean):
+    """The single centre view the recipes validate with: (crop, crop, 3) float32."""
+    return center_crop(base_image(image, p, mean), p.crop)
+
+
+def ten_views(image, p, mean):
+    """AlexNet §4.1's 10 views: 4 corners, centre, then the same flipped -> (10, crop, crop, 3)."""
+    base = base_image(image, p, mean)
+    h, w, size = base.shape[0], base.shape[1], p.crop
+    if h < size or w < size:
+        raise ValueError(f"an image of {h}x{w} is smaller than the {size}x{size} window.")
+    origins = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
+    crops = [base[t : t + size, l : l + size] for t, l in origins]
+    return np.stack(crops + [c[:, ::-1] for c in crops])
+
+
+def read_image(path):
+    """An image file -> (H, W, 3) uint8 RGB (Pillow, as keras.utils.load_img; greyscale and
+    RGBA become RGB). A file that is no image is named."""
+    from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib, a dependency
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image {str(path)!r} does not exist.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"{str(path)!r} is not a readable image ({err}); give JPEG, PNG, BMP or GIF "
+                         f"files.") from None
+
+
+def as_images(images):
+    """File paths, one image, or a batch -> a list of (H, W, 3) arrays."""
+    if isinstance(images, (str, bytes)) or hasattr(images, "__fspath__"):
+        images = [images]
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    out = []
+    for item in images:
+        item = read_image(item) if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__") else np.asarray(item)
+        if item.ndim == 2:
+            item = np.repeat(item[..., None], 3, axis=-1)
+        if item.ndim != 3 or item.shape[-1] != 3:
+            raise ValueError(f"expected RGB images (H, W, 3) or file paths; got an array of shape {item.shape}.")
+        out.append(item)
+    if not out:
+        raise ValueError("no images given.")
+    return out
