@@ -191,7 +191,7 @@ def read_run_config(run_dir):
 
     path = os.path.join(run_dir, "config.json")
     if not os.path.isdir(run_dir):
-        raise FileNotFoundError(f"run directory {run_dir!r} does not exist.")
+        raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (it does not exist).")
     config = read_json(path, "It describes the run: restore it from a copy of the run directory.")
     if config is None:
         raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (no config.json).")

@@ -1,0 +1,95 @@
+"""`python -m kzoo.predict`: the top classes of your own images under a trained model.
+
+    python -m kzoo.predict seven.png --model resnet20 --weights digits
+    python -m kzoo.predict photos/ --run-dir runs/alexnet-alexnet-digits --top 3
+    python -m kzoo.predict cat.jpg --model resnet50 --weights imagenet
+
+Each image is prepared exactly as the model was validated (kzoo.load: the run's or
+the registered weights' resize, centre crop and mean); a weights file needs
+--mean R G B. Folders are searched for images (JPEG, PNG, BMP, GIF).
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+from kzoo.utils.cli import float_between, model_weights, positive_int
+
+SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def image_files(paths):
+    """Files named or found in folders (sorted), each checked to exist."""
+    files = []
+    for p in map(pathlib.Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in SUFFIXES)
+            if not found:
+                raise ValueError(f"folder {str(p)!r} holds no images ({', '.join(SUFFIXES)}).")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"image {str(p)!r} does not exist.")
+    return [str(f) for f in files]
+
+
+def predict(paths, trained, top=5, batch_size=32):
+    """[(path, [(class index, class name, probability), ...]), ...] for image files `paths`."""
+    from kzoo.preprocessing import read_image
+
+    rows = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        probabilities = trained.predict([read_image(p) for p in chunk], batch_size=batch_size)
+        rows += list(zip(chunk, trained.decode(probabilities, top=top)))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m kzoo.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", help="image files or folders")
+    parser.add_argument("--run-dir", help="a training run (model, weights, preprocessing, class names)")
+    parser.add_argument("--model", help="a registered model name (with --weights)")
+    parser.add_argument("--weights", help="weights for --model: a registered name (digits, imagenet) or a "
+                        ".weights.h5 file; none: random weights")
+    parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
+                        help="mean colour a --weights file expects")
+    parser.add_argument("--top", type=positive_int, default=5, help="classes per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        rows = run(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    for path, classes in rows:
+        if args.json:
+            print(json.dumps({"image": path, "top": [{"index": i, "name": n, "probability": p}
+                                                     for i, n, p in classes]}))
+            continue
+        print(path)
+        for index, name, probability in classes:
+            print(f"  {probability:7.2%}  {index:4d}  {name}")
+    return 0
+
+
+def run(args):
+    from kzoo.inference import load
+
+    if bool(args.run_dir) == bool(args.model):
+        raise ValueError("give either --run-dir RUN or --model NAME --weights WEIGHTS.")
+    if args.run_dir and (args.weights or args.mean):
+        raise ValueError(f"{'--weights' if args.weights else '--mean'} goes with --model; --run-dir "
+                         f"{args.run_dir} brings its own.")
+    paths = image_files(args.images)
+    if args.run_dir:
+        trained = load(run_dir=args.run_dir)
+    else:
+        trained = load(args.model, weights=model_weights(args.model, args.weights), mean=args.mean)
+    return predict(paths, trained, top=args.top)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
