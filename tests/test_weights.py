@@ -112,7 +112,10 @@ def test_manifest_entries_are_complete_and_point_at_registered_models():
     for model, entries in registry.manifest().items():
         assert model in kzoo.list_models()
         for name, item in entries.items():
-            assert item["preprocessing"] and item["metrics"] and item["measured"]
+            assert item["preprocess"] and item["class_names"] and item["metrics"] and item["measured"]
+            entry = __import__("kzoo.registry", fromlist=["x"]).get_entry(model)
+            assert registry.preprocess(model, name).crop == entry.default_size  # the record the weights take
+            assert len(registry.class_names(model, name)) == {"imagenet": 1000, "digits": 10}[name]
             if "url" in item:
                 assert item["converter"] in __import__("kzoo.weights.convert", fromlist=["x"]).CONVERTERS
 
