@@ -213,8 +213,11 @@ def as_images(images):
         item = read_image(item) if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__") else np.asarray(item)
         if item.ndim == 2:
             item = np.repeat(item[..., None], 3, axis=-1)
-        if item.ndim != 3 or item.shape[-1] != 3:
+        if item.ndim != 3 or item.shape[-1] != 3 or 0 in item.shape:
             raise ValueError(f"expected RGB images (H, W, 3) or file paths; got an array of shape {item.shape}.")
+        if item.dtype.kind == "f" and 0 < item.max() <= 1.0 and item.min() >= 0:
+            raise ValueError("the image's pixels are in [0, 1]; kzoo's models take 0-255 values (the papers' "
+                             "range): multiply by 255, or pass the uint8 image.")
         out.append(item)
     if not out:
         raise ValueError("no images given.")

@@ -146,8 +146,8 @@ def _checkpoint_tensors(run_dir):
 
 @pytest.mark.slow
 def test_mixed_precision_run_evaluates(tmp_path, capsys):
-    from kzoo.evaluate.run import load_run
     from kzoo.evaluate.run import main as evaluate
+    from kzoo.inference import load
     from kzoo.recipes import resnet_cifar
     from kzoo.recipes.common import main
 
@@ -156,7 +156,7 @@ def test_mixed_precision_run_evaluates(tmp_path, capsys):
         assert main(resnet_cifar.RECIPE, ["--smoke", "--mixed-precision", "--run-dir", run_dir, "--depth", "20"]) == 0
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    model, _, _ = load_run(run_dir)  # every weight (and BN statistic) is the checkpoint's
+    model = load(run_dir=run_dir).model  # every weight (and BN statistic) is the checkpoint's
     saved = _checkpoint_tensors(run_dir)
     for w in model.weights:
         value = np.asarray(w)

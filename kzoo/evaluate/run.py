@@ -95,8 +95,12 @@ def run(args):
     dataset = args.dataset
     if args.run_dir:
         trained = load(run_dir=args.run_dir)
-        if trained.dataset in BUILTIN and not (args.dataset or args.data_dir):
-            dataset = trained.dataset  # the run's own built-in data (its labels fit the model)
+        if not (args.dataset or args.data_dir):  # the run's own data is the default
+            if trained.dataset not in BUILTIN:
+                raise ValueError(f"run {args.run_dir} was trained on {trained.dataset!r}; say where its "
+                                 f"validation images are: --dataset {trained.dataset} --data-dir DIR (or "
+                                 f"--data-dir FOLDER of class sub-folders).")
+            dataset = trained.dataset
         source = load_source(dataset, args.data_dir)
     else:
         weights = model_weights(args.model, args.weights)
