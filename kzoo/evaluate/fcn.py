@@ -101,12 +101,44 @@ def fully_convolutional(model):
 RESNET_SCALES = (224, 256, 384, 480, 640)  # He et al. §3.4: shorter sides for the multi-scale test
 
 
+def shorter_side_shape(height, width, size):
+    """The (height, width) an image of `height` x `width` takes with its shorter side `size`."""
+    scale = size / min(height, width)
+    return max(size, round(height * scale)), max(size, round(width * scale))
+
+
+def resize(image, shape):
+    """(H, W, C) -> `shape` (height, width), bilinear with antialiasing (keras.ops: any backend)."""
+    return keras.ops.convert_to_numpy(keras.ops.image.resize(image[None], tuple(shape), antialias=True))[0]
+
+
 def resize_shorter(image, size):
-    """(H, W, C) -> shorter side `size`, bilinear (keras.ops: any backend)."""
+    """(H, W, C) -> shorter side `size`, keeping the aspect."""
+    return resize(image, shorter_side_shape(*image.shape[:2], size))
+
+
+def cover_crop(image, height, width):
+    """(H, W, C) -> a `height` x `width` view: resized, keeping the aspect, to the smallest
+    size covering it, then its centre cut out (the dense protocol's views)."""
     h, w = image.shape[:2]
-    scale = size / min(h, w)
-    shape = (max(size, round(h * scale)), max(size, round(w * scale)))
-    return keras.ops.convert_to_numpy(keras.ops.image.resize(image[None], shape, antialias=True))[0]
+    scale = max(height / h, width / w)
+    resized = resize(image, (max(height, round(h * scale)), max(width, round(w * scale))))
+    top, left = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
+    return resized[top : top + height, left : left + width]
+
+
+def mean_probabilities(fcn, views, flips=False):
+    """The class probabilities of `fcn` averaged over the positions of each view (H, W, C),
+    then over the views (and their flips)."""
+    import numpy as np
+
+    per_view = []
+    for view in views:
+        view = np.asarray(view, "float32")
+        for v in ([view, view[:, ::-1]] if flips else [view]):
+            scores = keras.ops.convert_to_numpy(fcn(v[None]))[0]
+            per_view.append(scores.reshape(-1, scores.shape[-1]).mean(axis=0))
+    return np.mean(per_view, axis=0)
 
 
 def multiscale_probabilities(fcn, images, sizes=RESNET_SCALES, flips=False):
@@ -115,13 +147,5 @@ def multiscale_probabilities(fcn, images, sizes=RESNET_SCALES, flips=False):
     (and flips). `fcn` is `fully_convolutional(model)` of a softmax classifier."""
     import numpy as np
 
-    results = []
-    for image in images:
-        per_scale = []
-        for size in sizes:
-            view = resize_shorter(np.asarray(image, "float32"), size)
-            for v in ([view, view[:, ::-1]] if flips else [view]):
-                scores = keras.ops.convert_to_numpy(fcn(v[None]))[0]
-                per_scale.append(scores.reshape(-1, scores.shape[-1]).mean(axis=0))
-        results.append(np.mean(per_scale, axis=0))
-    return np.stack(results)
+    return np.stack([mean_probabilities(fcn, [resize_shorter(np.asarray(image, "float32"), size) for size in sizes],
+                                        flips) for image in images])

@@ -5,8 +5,9 @@
         --dataset imagenet2012 --data-dir DIR --protocol dense
 
 Protocols: center (one centre view), 10crop (AlexNet §4.1), dense (OverFeat's
-offset-pooled multi-scale maps over Table 5's scales, with flips), multiscale
-(ResNet's fully convolutional test over shorter sides 224-640). A run directory
+offset-pooled maps over Table 5's 6 input sizes, with flips), dense-single (the
+same at Table 5's scale 1 only), multiscale (ResNet's fully convolutional test
+over shorter sides 224-640). The result names the views and their sizes. A run directory
 brings the model, its weights and the training set's mean; with --model and
 --weights a registered name brings its mean, a file the evaluated images' mean colour.
 """
@@ -20,9 +21,9 @@ import sys
 
 import numpy as np
 
+from kzoo.evaluate.protocols import PROTOCOLS
 from kzoo.utils.cli import model_weights, positive_int
 
-PROTOCOLS = ("center", "10crop", "dense", "multiscale")
 
 
 def read_run_config(run_dir):
@@ -135,36 +136,37 @@ def center_input(image, mean, size):
 
 
 def evaluate(model, images, labels, protocol, mean, limit=None):
-    """Top-1 and top-5 error of `model` (softmax classifier) on uint8 `images` and `labels`."""
+    """Top-1 and top-5 error of `model` (softmax classifier) on uint8 `images` and `labels`,
+    with the views the protocol took (`view_sizes`: (height, width) per view)."""
     from kzoo.evaluate import dense as dense_eval
     from kzoo.evaluate import fcn as fcn_eval
+    from kzoo.evaluate.protocols import FLIPPED, VIEWS, view_sizes
     from kzoo.evaluate.views import predict_views
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}.")
     size = model.inputs[0].shape[1]
-    scale = size / 224  # the papers' scales are for 224-ish inputs; smaller models scale them
     probs = []
-    if protocol == "dense":
+    if protocol in FLIPPED:
         dense = dense_eval.dense_model(model)
-        sizes = [max(size + 24, round(h * scale)) for h, _ in dense_eval.TABLE5_SCALES]
+        scales = view_sizes(model, protocol)[::2]  # each size is listed with its flip, which dense_scores adds
     elif protocol == "multiscale":
         fcn = fcn_eval.fully_convolutional(model)
-        sizes = [max(size, round(s * scale)) for s in fcn_eval.RESNET_SCALES]
     for image in images[:limit]:
         view = _views(image, mean, size, protocol)
         if protocol in ("center", "10crop"):
             probs.append(predict_views(model, view[None], protocol)[0])
-        elif protocol == "dense":
-            scored = [fcn_eval.resize_shorter(view, s) for s in sizes]
-            probs.append(dense_eval.dense_scores(dense, scored))
+        elif protocol in FLIPPED:
+            probs.append(dense_eval.dense_scores(dense, [fcn_eval.cover_crop(view, h, w) for h, w in scales]))
         else:
-            probs.append(fcn_eval.multiscale_probabilities(fcn, [view], sizes=sizes)[0])
+            shapes = view_sizes(model, protocol, view.shape)  # the whole image: its own aspect
+            probs.append(fcn_eval.mean_probabilities(fcn, [fcn_eval.resize(view, hw) for hw in shapes]))
     probs, labels = np.stack(probs), np.asarray(labels[: len(probs)])
     top5 = np.argsort(-probs, axis=1)[:, :5]
     return {"protocol": protocol, "images": len(labels),
             "top1_err": float(np.mean(top5[:, 0] != labels)),
-            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1)))}
+            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1))),
+            "views": VIEWS[protocol], "view_sizes": [list(hw) for hw in view_sizes(model, protocol)]}
 
 
 def main(argv=None):
@@ -178,15 +180,37 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
     parser.add_argument("--protocol", default="center", choices=PROTOCOLS)
     parser.add_argument("--limit", type=positive_int, help="evaluate the first N validation images only")
+    parser.add_argument("--json", metavar="PATH", help="also write the result (errors, views and their sizes) "
+                        "to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     args = parser.parse_args(argv)
     try:
+        if args.json:
+            _check_output(args.json, args.overwrite)
         result = run(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     print(f"{result['protocol']}: {result['images']} images, top-1 error {result['top1_err']:.2%}, "
           f"top-5 error {result['top5_err']:.2%}")
     print(json.dumps(result))
+    if args.json:
+        from kzoo.utils.files import atomic_write
+
+        with atomic_write(args.json) as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
     return 0
+
+
+def _check_output(path, overwrite):
+    """Refuse, before evaluating, a --json path that cannot be written or would replace a file unasked."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path!r} is a directory; name the file to write.")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--json {path!r}: the folder {folder!r} does not exist; create it or choose another path.")
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(f"--json {path!r} already exists; pass --overwrite to replace it, or choose another path.")
 
 
 def run(args):
