@@ -170,6 +170,12 @@ def test_cli_dense_protocol_on_an_overfeat_run_and_clear_errors(tmp_path, capsys
     assert evaluate_main(["--run-dir", run_dir, "--protocol", "dense", "--limit", "3"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["protocol"] == "dense" and result["images"] == 3 and 0 <= result["top1_err"] <= 1
+    crop = json.load(open(tmp_path / "run" / "config.json"))["identity"]["crop"]
+    assert crop == 80  # the demo's input: fast's window is one pooled unit there, as at 71
+    assert result["view_sizes"][::2] == [[87, 87], [119, 151], [151, 215], [215, 279], [247, 311], [279, 375]]
+    assert evaluate_main(["--run-dir", run_dir, "--protocol", "dense-single", "--limit", "3"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["protocol"] == "dense-single" and result["view_sizes"] == [[87, 87], [87, 87]]
     with pytest.raises(SystemExit):
         evaluate_main(["--run-dir", str(tmp_path / "missing")])
     assert "not a kzoo run directory" in capsys.readouterr().err

@@ -7,9 +7,10 @@
 Protocols: center (one centre view), 10crop (AlexNet §4.1), dense (OverFeat's
 offset-pooled maps over Table 5's 6 input sizes, with flips), dense-single (the
 same at Table 5's scale 1 only), multiscale (ResNet's fully convolutional test
-over shorter sides 224-640). The result names the views and their sizes. A run directory
-brings the model, its weights and the training set's mean; with --model and
---weights a registered name brings its mean, a file the evaluated images' mean colour.
+over shorter sides 224-640). The result names the views and their sizes. A run
+directory brings the model, its weights and the training set's mean; with --model
+and --weights a registered name brings its mean, a file the evaluated images' mean
+colour.
 """
 
 import argparse
@@ -23,7 +24,6 @@ import numpy as np
 
 from kzoo.evaluate.protocols import PROTOCOLS
 from kzoo.utils.cli import model_weights, positive_int
-
 
 
 def read_run_config(run_dir):
