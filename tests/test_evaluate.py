@@ -290,20 +290,35 @@ def test_cover_crop_keeps_the_aspect_and_takes_the_centre():
     assert cover_crop(image, 245, 245).shape == (245, 245, 3)  # smaller images are enlarged
 
 
-def test_evaluate_records_the_views_of_each_protocol():
-    from kzoo.evaluate.run import evaluate
+def test_evaluate_uses_and_records_the_views_of_each_protocol():
+    from kzoo.evaluate.fcn import cover_crop, resize
+    from kzoo.evaluate.run import evaluate, protocol_scores
 
     model = kzoo.overfeat_fast(input_shape=(71, 71, 3), classes=10)
-    images = RNG.integers(0, 256, size=(2, 60, 90, 3), dtype=np.uint8)
+    images = RNG.integers(0, 256, size=(2, 60, 80, 3), dtype=np.uint8)
     mean = np.full(3, 120, np.float32)
     result = evaluate(model, images, np.array([1, 2]), "dense-single", mean)
     assert result["view_sizes"] == [[87, 87], [87, 87]] and "scale 1" in result["views"]
     assert result["images"] == 2
+    # The scores come from those views: an 87x87 centre of each image (covering, aspect kept), and its flip.
+    dense = dense_model(model)
+    reference = [dense_scores(dense, [cover_crop(image.astype("float32") - mean, 87, 87)]) for image in images]
+    np.testing.assert_allclose(protocol_scores(model, images, "dense-single", mean), reference, rtol=1e-5)
     result = evaluate(model, images, np.array([1, 2]), "dense", mean, limit=1)
     assert result["view_sizes"] == [list(hw) for hw in (
         (87, 87), (87, 87), (119, 151), (119, 151), (151, 215), (151, 215),
         (215, 279), (215, 279), (247, 311), (247, 311), (279, 375), (279, 375))]
     assert result["images"] == 1
+    # Multiscale: each image whole, at shorter sides 32 ... 91 (ResNet's, for a 32 px input).
+    resnet = kzoo.resnet20()
+    fcn = fully_convolutional(resnet)
+    reference = []
+    for image in images:
+        view = image.astype("float32") - mean
+        per_scale = [np.asarray(fcn(resize(view, hw)[None]))[0].reshape(-1, 10).mean(0)
+                     for hw in ((32, 43), (37, 49), (55, 73), (69, 92), (91, 121))]
+        reference.append(np.mean(per_scale, axis=0))
+    np.testing.assert_allclose(protocol_scores(resnet, images, "multiscale", mean), reference, rtol=1e-5)
 
 
 def test_cli_json_refuses_a_path_before_evaluating(tmp_path, capsys):

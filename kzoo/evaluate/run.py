@@ -138,9 +138,23 @@ def center_input(image, mean, size):
 def evaluate(model, images, labels, protocol, mean, limit=None):
     """Top-1 and top-5 error of `model` (softmax classifier) on uint8 `images` and `labels`,
     with the views the protocol took (`view_sizes`: (height, width) per view)."""
+    from kzoo.evaluate.protocols import VIEWS, view_sizes
+
+    probs = protocol_scores(model, images[:limit], protocol, mean)
+    labels = np.asarray(labels[: len(probs)])
+    top5 = np.argsort(-probs, axis=1)[:, :5]
+    return {"protocol": protocol, "images": len(labels),
+            "top1_err": float(np.mean(top5[:, 0] != labels)),
+            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1))),
+            "views": VIEWS[protocol], "view_sizes": [list(hw) for hw in view_sizes(model, protocol)]}
+
+
+def protocol_scores(model, images, protocol, mean):
+    """(images, classes) scores of `model` on uint8 `images` under `protocol`, on the views
+    `view_sizes` gives: softmax means (center, 10crop, multiscale), OverFeat's dense scores."""
     from kzoo.evaluate import dense as dense_eval
     from kzoo.evaluate import fcn as fcn_eval
-    from kzoo.evaluate.protocols import FLIPPED, VIEWS, view_sizes
+    from kzoo.evaluate.protocols import FLIPPED, view_sizes
     from kzoo.evaluate.views import predict_views
 
     if protocol not in PROTOCOLS:
@@ -152,7 +166,7 @@ def evaluate(model, images, labels, protocol, mean, limit=None):
         scales = view_sizes(model, protocol)[::2]  # each size is listed with its flip, which dense_scores adds
     elif protocol == "multiscale":
         fcn = fcn_eval.fully_convolutional(model)
-    for image in images[:limit]:
+    for image in images:
         view = _views(image, mean, size, protocol)
         if protocol in ("center", "10crop"):
             probs.append(predict_views(model, view[None], protocol)[0])
@@ -161,12 +175,7 @@ def evaluate(model, images, labels, protocol, mean, limit=None):
         else:
             shapes = view_sizes(model, protocol, view.shape)  # the whole image: its own aspect
             probs.append(fcn_eval.mean_probabilities(fcn, [fcn_eval.resize(view, hw) for hw in shapes]))
-    probs, labels = np.stack(probs), np.asarray(labels[: len(probs)])
-    top5 = np.argsort(-probs, axis=1)[:, :5]
-    return {"protocol": protocol, "images": len(labels),
-            "top1_err": float(np.mean(top5[:, 0] != labels)),
-            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1))),
-            "views": VIEWS[protocol], "view_sizes": [list(hw) for hw in view_sizes(model, protocol)]}
+    return np.stack(probs)
 
 
 def main(argv=None):
