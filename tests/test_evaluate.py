@@ -170,6 +170,183 @@ def test_cli_dense_protocol_on_an_overfeat_run_and_clear_errors(tmp_path, capsys
     assert evaluate_main(["--run-dir", run_dir, "--protocol", "dense", "--limit", "3"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["protocol"] == "dense" and result["images"] == 3 and 0 <= result["top1_err"] <= 1
+    crop = json.load(open(tmp_path / "run" / "config.json"))["identity"]["crop"]
+    assert crop == 80  # the demo's input: fast's window is one pooled unit there, as at 71
+    assert result["view_sizes"][::2] == [[87, 87], [119, 151], [151, 215], [215, 279], [247, 311], [279, 375]]
+    assert evaluate_main(["--run-dir", run_dir, "--protocol", "dense-single", "--limit", "3"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["protocol"] == "dense-single" and result["view_sizes"] == [[87, 87], [87, 87]]
     with pytest.raises(SystemExit):
         evaluate_main(["--run-dir", str(tmp_path / "missing")])
     assert "not a kzoo run directory" in capsys.readouterr().err
+
+
+# OverFeat accurate: Table 5's inputs and layer-5 pre-pool maps; OverFeat fast (window 6,
+# pool 2 s2): the same classifier maps, its own inputs (derived by hand from Table 1).
+ACCURATE_SIZES = [(245, 245), (281, 317), (317, 389), (389, 461), (425, 497), (461, 569)]
+ACCURATE_PRE_POOL = [(17, 17), (20, 23), (23, 29), (29, 35), (32, 38), (35, 44)]
+FAST_SIZES = [(247, 247), (279, 311), (311, 375), (375, 439), (407, 471), (439, 535)]
+FAST_PRE_POOL = [(13, 13), (15, 17), (17, 21), (21, 25), (23, 27), (25, 31)]
+CLASSIFIER_MAPS = [(1, 1), (2, 3), (3, 5), (5, 7), (6, 8), (7, 10)]  # Table 5, per offset
+
+
+def _offset_maps(model, height, width):
+    """Keras' own shape inference (a symbolic input, nothing computed): the pre-pool map at
+    an input of height x width and the classifier map each offset of the last pooling gives."""
+    from kzoo.evaluate.fcn import apply_chain, feature_chain
+
+    flatten = [layer.name for layer in model.layers].index("flatten")
+    pool = model.layers[flatten - 1]
+    window = model.layers[flatten].input.shape[1:3]
+    pre = apply_chain(feature_chain(model, flatten - 1), keras.Input((height, width, 3))).shape
+    maps = set()
+    for dy in range(pool.pool_size[0]):
+        for dx in range(pool.pool_size[1]):
+            try:
+                pooled = pool.compute_output_shape((None, pre[1] - dy, pre[2] - dx, pre[3]))
+            except ValueError:  # Keras: "output size would be zero or negative"
+                maps.add(None)
+                continue
+            maps.add((pooled[1] - window[0] + 1, pooled[2] - window[1] + 1))
+    return tuple(pre[1:3]), maps
+
+
+def _check_every_offset(model, sizes, maps=CLASSIFIER_MAPS):
+    """Each size gives its classifier map at every offset, and one row or column less does not
+    (the smallest such input: no layer drops a pixel). Returns the pre-pool maps."""
+    pre_pool = []
+    for (h, w), expected in zip(sizes, maps, strict=True):
+        pre, per_offset = _offset_maps(model, h, w)
+        assert per_offset == {expected}, ((h, w), per_offset)
+        for smaller in ((h - 1, w), (h, w - 1)):
+            assert _offset_maps(model, *smaller)[1] != {expected}, smaller
+        pre_pool.append(pre)
+    return pre_pool
+
+
+@pytest.fixture(scope="module")
+def accurate():
+    return kzoo.overfeat_accurate(classes=10)
+
+
+def test_dense_input_sizes_are_table5s(accurate):
+    from kzoo.evaluate import dense_input_sizes
+
+    assert dense_input_sizes(accurate) == ACCURATE_SIZES == list(TABLE5_SCALES)
+    assert _check_every_offset(accurate, ACCURATE_SIZES) == ACCURATE_PRE_POOL
+    fast = kzoo.overfeat_fast(classes=10)
+    assert dense_input_sizes(fast) == FAST_SIZES
+    assert _check_every_offset(fast, FAST_SIZES) == FAST_PRE_POOL
+
+
+@pytest.mark.parametrize("name, sizes", [
+    ("overfeat_fast", [(87, 87), (119, 151), (151, 215), (215, 279), (247, 311), (279, 375)]),
+    ("overfeat_accurate", [(101, 101), (137, 173), (173, 245), (245, 317), (281, 353), (317, 425)])])
+def test_dense_input_sizes_of_a_reduced_model(name, sizes):
+    from kzoo.evaluate import dense_input_sizes
+
+    smallest = kzoo.registry.get_entry(name).min_size
+    model = kzoo.create_model(name, input_shape=(smallest, smallest, 3), classes=10)
+    assert model.get_layer("flatten").input.shape[1:3] == (1, 1)  # the classifier window is one pooled unit
+    assert dense_input_sizes(model) == sizes
+    _check_every_offset(model, sizes)
+
+
+def test_view_sizes_of_every_protocol(accurate):
+    from kzoo.evaluate import PROTOCOLS, view_sizes
+
+    assert PROTOCOLS == ("center", "10crop", "dense", "dense-single", "multiscale")
+    assert view_sizes(accurate, "center") == [(221, 221)]
+    assert view_sizes(accurate, "10crop") == [(221, 221)] * 10
+    assert view_sizes(accurate, "dense") == [
+        (245, 245), (245, 245), (281, 317), (281, 317), (317, 389), (317, 389),
+        (389, 461), (389, 461), (425, 497), (425, 497), (461, 569), (461, 569)]  # each scale and its flip
+    assert view_sizes(accurate, "dense-single") == [(245, 245), (245, 245)]
+    resnet = kzoo.resnet18(classes=10)
+    assert view_sizes(resnet, "center") == [(224, 224)]
+    assert view_sizes(resnet, "multiscale") == [(224, 224), (256, 256), (384, 384), (480, 480), (640, 640)]
+    assert view_sizes(resnet, "multiscale", (375, 500, 3)) == [
+        (224, 299), (256, 341), (384, 512), (480, 640), (640, 853)]
+    assert view_sizes(resnet, "multiscale", (500, 375, 3)) == [
+        (299, 224), (341, 256), (512, 384), (640, 480), (853, 640)]
+    assert view_sizes(kzoo.resnet20(), "multiscale") == [(32, 32), (37, 37), (55, 55), (69, 69), (91, 91)]
+    with pytest.raises(ValueError, match="unknown protocol '5crop'"):
+        view_sizes(resnet, "5crop")
+    with pytest.raises(ValueError, match="non-overlapping last max-pooling"):
+        view_sizes(kzoo.alexnet(input_shape=(64, 64, 3), classes=10), "dense")
+
+
+def test_cover_crop_keeps_the_aspect_and_takes_the_centre():
+    from kzoo.evaluate.fcn import cover_crop
+
+    image = RNG.uniform(0, 255, size=(100, 50, 3)).astype("float32")
+    # 100x50 already covers 60x50: no resize, the centre 60 rows.
+    np.testing.assert_allclose(cover_crop(image, 60, 50), image[20:80], atol=1e-3)
+    # Halved to 50x25 to cover 30x25, then the centre 30 rows; a column-constant image stays one.
+    columns = np.broadcast_to(np.linspace(0, 255, 50, dtype="float32")[None, :, None], (100, 50, 3))
+    view = cover_crop(np.ascontiguousarray(columns), 30, 25)
+    assert view.shape == (30, 25, 3)
+    np.testing.assert_allclose(view, np.broadcast_to(view[:1], view.shape), atol=1e-3)
+    assert cover_crop(image, 245, 245).shape == (245, 245, 3)  # smaller images are enlarged
+
+
+def test_evaluate_uses_and_records_the_views_of_each_protocol():
+    from kzoo.evaluate.fcn import cover_crop, resize
+    from kzoo.evaluate.run import evaluate, protocol_scores
+
+    trained = kzoo.load("overfeat_fast", input_shape=(71, 71, 3), classes=10, mean=(120, 120, 120))
+    model = trained.model
+    images = RNG.integers(0, 256, size=(2, 60, 80, 3), dtype=np.uint8)
+    mean = np.full(3, 120, np.float32)
+    result = evaluate(trained, images, np.array([1, 2]), "dense-single")
+    assert result["view_sizes"] == [[87, 87], [87, 87]] and "scale 1" in result["views"]
+    assert result["images"] == 2
+    # The scores come from those views: an 87x87 centre of each image (covering, aspect kept), and its flip.
+    dense = dense_model(model)
+    reference = [dense_scores(dense, [cover_crop(image.astype("float32") - mean, 87, 87)]) for image in images]
+    np.testing.assert_allclose(protocol_scores(trained, images, "dense-single"), reference, rtol=1e-5)
+    result = evaluate(trained, images, np.array([1, 2]), "dense", limit=1)
+    assert result["view_sizes"] == [list(hw) for hw in (
+        (87, 87), (87, 87), (119, 151), (119, 151), (151, 215), (151, 215),
+        (215, 279), (215, 279), (247, 311), (247, 311), (279, 375), (279, 375))]
+    assert result["images"] == 1
+    # Multiscale: each image whole, at shorter sides 32 ... 91 (ResNet's, for a 32 px input).
+    resnet = kzoo.load("resnet20", mean=(120, 120, 120))
+    fcn = fully_convolutional(resnet.model)
+    reference = []
+    for image in images:
+        view = image.astype("float32") - mean
+        per_scale = [np.asarray(fcn(resize(view, *hw)[None]))[0].reshape(-1, 10).mean(0)
+                     for hw in ((32, 43), (37, 49), (55, 73), (69, 92), (91, 121))]
+        reference.append(np.mean(per_scale, axis=0))
+    np.testing.assert_allclose(protocol_scores(resnet, images, "multiscale", mean), reference, rtol=1e-5)
+
+
+def test_cli_json_refuses_a_path_before_evaluating(tmp_path, capsys):
+    from kzoo.evaluate.run import main as evaluate_main
+
+    existing = tmp_path / "result.json"
+    existing.write_text("mine")
+    for path, message in ((existing, "already exists; pass --overwrite"), (tmp_path, "is a directory"),
+                          (tmp_path / "missing" / "r.json", "does not exist")):
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate_main(["--model", "resnet20", "--weights", "none", "--json", str(path)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"error: --json {str(path)!r}" in err and message in err, err
+    assert existing.read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_cli_writes_the_result_with_its_view_sizes(tmp_path, capsys):
+    from kzoo.evaluate.run import main as evaluate_main
+
+    path = tmp_path / "result.json"
+    args = ["--model", "resnet20", "--weights", "none", "--protocol", "multiscale", "--limit", "2"]
+    assert evaluate_main([*args, "--json", str(path)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads(path.read_text()) == printed
+    assert printed["view_sizes"] == [[32, 32], [37, 37], [55, 55], [69, 69], [91, 91]]
+    assert printed["protocol"] == "multiscale" and printed["images"] == 2
+    assert evaluate_main([*args, "--json", str(path), "--overwrite"]) == 0
+    assert json.loads(path.read_text())["images"] == 2

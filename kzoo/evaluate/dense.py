@@ -14,12 +14,14 @@ import keras
 from kzoo.evaluate.fcn import _layer_index, apply_chain, classifier_as_convs, feature_chain
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 
-# Table 5 (accurate model): input height x width per scale.
+# Table 5 (accurate model): input height x width per scale, and the classifier map each
+# offset gives there; dense_input_sizes derives the first from the second for any model.
 TABLE5_SCALES = ((245, 245), (281, 317), (317, 389), (389, 461), (425, 497), (461, 569))
+TABLE5_MAPS = ((1, 1), (2, 3), (3, 5), (5, 7), (6, 8), (7, 10))
 
 
-def dense_model(model):
-    """OverFeat `model` (include_top=True) -> any input -> interleaved class-score map."""
+def _last_pool(model):
+    """(index of Flatten, the max-pooling before it), checked to be non-overlapping."""
     flatten = _layer_index(model, "flatten", "dense evaluation")
     pool = model.layers[flatten - 1]
     if not isinstance(pool, keras.layers.MaxPooling2D) or tuple(pool.pool_size) != tuple(pool.strides):
@@ -29,12 +31,65 @@ def dense_model(model):
             f"({type(pool).__name__}{'' if not hasattr(pool, 'pool_size') else f', size {pool.pool_size}, stride {pool.strides}'}). "
             f"Use fully_convolutional() for dense maps without offsets."
         )
+    return flatten, pool
+
+
+def dense_model(model):
+    """OverFeat `model` (include_top=True) -> any input -> interleaved class-score map."""
+    flatten, pool = _last_pool(model)
     size = tuple(pool.pool_size)
     inputs = keras.Input((None, None, model.inputs[0].shape[-1]))
     x = apply_chain(feature_chain(model, flatten - 1), inputs)
     x = OffsetMaxPooling2D(size, name="offset_pool")(x)
     x = classifier_as_convs(model, flatten)(x)
     return keras.Model(inputs, InterleaveOffsets(size, name="interleave")(x), name=f"{model.name}_dense")
+
+
+def dense_input_sizes(model, maps=TABLE5_MAPS):
+    """The (height, width) input giving each classifier map of `maps` at every offset of
+    the last pooling: Table 5's sizes for OverFeat accurate, the same construction for
+    any model with a non-overlapping last pooling (fast, or a reduced-size demo model).
+
+    Per axis: the pooled map holds the classifier map plus its window minus one; the
+    last pooling's input is the smallest at which every offset gives that map
+    (3 * 5 + 2 = 17 for Table 5's first row); each layer below is inverted to the
+    smallest input giving its output, so no stride drops a pixel.
+    """
+    flatten, pool = _last_pool(model)
+    window = model.layers[flatten].input.shape[1:3]  # the classifier's receptive field, in pooled units
+    sizes = []
+    for row in maps:
+        size = []
+        for axis, length in enumerate(row):
+            k, s = pool.pool_size[axis], pool.strides[axis]
+            pooled = length + window[axis] - 1
+            length = (pooled - 1) * s + k + s - 1  # the last offset, s - 1, still has `pooled` windows
+            for layer in reversed(model.layers[1 : flatten - 1]):
+                length = _smallest_input(layer, axis, length)
+            size.append(length)
+        sizes.append(tuple(size))
+    return sizes
+
+
+def _smallest_input(layer, axis, length):
+    """The smallest input length (height axis 0, width 1) for which `layer` outputs `length`."""
+    if isinstance(layer, keras.layers.ZeroPadding2D):
+        return length - sum(layer.padding[axis])
+    kernel = getattr(layer, "pool_size", None) or getattr(layer, "kernel_size", None)
+    if kernel is not None and getattr(layer, "padding", None) in ("valid", "same"):
+        kernel, stride = _pair(kernel)[axis], _pair(layer.strides)[axis]
+        kernel = (kernel - 1) * _pair(getattr(layer, "dilation_rate", 1))[axis] + 1
+        return (length - 1) * stride + (kernel if layer.padding == "valid" else 1)
+    probe = (None, 9, 11, *layer.input.shape[3:])  # any other layer must keep the spatial size
+    if tuple(layer.compute_output_shape(probe)[1:3]) != (9, 11):
+        raise ValueError(f"dense evaluation cannot size the input through '{layer.name}' "
+                         f"({type(layer).__name__}): it changes the spatial size and is not a convolution, "
+                         f"pooling or ZeroPadding2D layer.")
+    return length
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def dense_scores(dense, images, flips=True):

@@ -9,7 +9,7 @@ training size and returns a spatial map of class scores, one per window.
 import keras
 
 from kzoo.models.common import deep_graph_recursion
-from kzoo.preprocessing import resize_shorter
+from kzoo.preprocessing import center_crop, resize, resize_shorter
 
 PASS_THROUGH = (keras.layers.ReLU, keras.layers.Dropout, keras.layers.Activation)
 
@@ -102,19 +102,34 @@ def fully_convolutional(model):
 RESNET_SCALES = (224, 256, 384, 480, 640)  # He et al. §3.4: shorter sides for the multi-scale test
 
 
+def cover_crop(image, height, width):
+    """(H, W, C) -> a `height` x `width` view: resized, keeping the aspect, to the smallest
+    size covering it, then its centre cut out (the dense protocol's views)."""
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    resized = resize(image, max(height, round(h * scale)), max(width, round(w * scale)))
+    return center_crop(resized, height, width)
+
+
+def mean_probabilities(fcn, views, flips=False):
+    """The class probabilities of `fcn` averaged over the positions of each view (H, W, C),
+    then over the views (and their flips)."""
+    import numpy as np
+
+    per_view = []
+    for view in views:
+        view = np.asarray(view, "float32")
+        for v in ([view, view[:, ::-1]] if flips else [view]):
+            scores = keras.ops.convert_to_numpy(fcn(v[None]))[0]
+            per_view.append(scores.reshape(-1, scores.shape[-1]).mean(axis=0))
+    return np.mean(per_view, axis=0)
+
+
 def multiscale_probabilities(fcn, images, sizes=RESNET_SCALES, flips=False):
     """ResNet's fully convolutional multi-scale test: for each image, the class
     probabilities averaged over its positions and over the shorter sides `sizes`
     (and flips). `fcn` is `fully_convolutional(model)` of a softmax classifier."""
     import numpy as np
 
-    results = []
-    for image in images:
-        per_scale = []
-        for size in sizes:
-            view = resize_shorter(np.asarray(image, "float32"), size)
-            for v in ([view, view[:, ::-1]] if flips else [view]):
-                scores = keras.ops.convert_to_numpy(fcn(v[None]))[0]
-                per_scale.append(scores.reshape(-1, scores.shape[-1]).mean(axis=0))
-        results.append(np.mean(per_scale, axis=0))
-    return np.stack(results)
+    return np.stack([mean_probabilities(fcn, [resize_shorter(np.asarray(image, "float32"), size) for size in sizes],
+                                        flips) for image in images])

@@ -5,58 +5,70 @@
         --dataset imagenet2012 --data-dir DIR --protocol dense
 
 Protocols: center (one centre view), 10crop (AlexNet §4.1), dense (OverFeat's
-offset-pooled multi-scale maps over Table 5's scales, with flips), multiscale
-(ResNet's fully convolutional test over shorter sides 224-640). A run directory
-brings the model, its weights, its preprocessing and the training set's mean
-(kzoo.load); with --model, registered --weights bring theirs, a weights file needs
---mean R G B.
+offset-pooled maps over Table 5's 6 input sizes, with flips), dense-single (the
+same at Table 5's scale 1 only), multiscale (ResNet's fully convolutional test
+over shorter sides 224-640). The result names the views and their sizes. A run
+directory brings the model, its weights, its preprocessing and the training set's
+mean (kzoo.load); with --model, registered --weights bring theirs, a weights file
+needs --mean R G B.
 """
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
 
+from kzoo.evaluate.protocols import PROTOCOLS
 from kzoo.utils.cli import float_between, model_weights, positive_int
-
-PROTOCOLS = ("center", "10crop", "dense", "multiscale")
 
 
 def evaluate(trained, images, labels, protocol, limit=None):
-    """Top-1 and top-5 error of `trained` (a kzoo.load object) on raw uint8 `images` and `labels`."""
+    """Top-1 and top-5 error of `trained` (a kzoo.load object) on raw uint8 `images` and
+    `labels`, with the views the protocol took (`view_sizes`: (height, width) per view)."""
+    from kzoo.evaluate.protocols import VIEWS, view_sizes
+
+    probs = protocol_scores(trained, images[:limit], protocol)
+    labels = np.asarray(labels[: len(probs)])
+    top5 = np.argsort(-probs, axis=1)[:, :5]
+    return {"protocol": protocol, "images": len(labels),
+            "top1_err": float(np.mean(top5[:, 0] != labels)),
+            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1))),
+            "views": VIEWS[protocol], "view_sizes": [list(hw) for hw in view_sizes(trained.model, protocol)]}
+
+
+def protocol_scores(trained, images, protocol):
+    """(images, classes) scores of `trained` (kzoo.load) on raw uint8 `images` under
+    `protocol`, on the views `view_sizes` gives: softmax means (center, 10crop,
+    multiscale), OverFeat's dense scores."""
+    from kzoo import preprocessing
     from kzoo.evaluate import dense as dense_eval
     from kzoo.evaluate import fcn as fcn_eval
+    from kzoo.evaluate.protocols import FLIPPED, view_sizes
 
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}.")
     model = trained.model
-    size = model.inputs[0].shape[1]
-    scale = size / 224  # the papers' scales are for 224-ish inputs; smaller models scale them
     probs = []
-    if protocol == "dense":
+    if protocol in FLIPPED:
         dense = dense_eval.dense_model(model)
-        sizes = [max(size + 24, round(h * scale)) for h, _ in dense_eval.TABLE5_SCALES]
+        scales = view_sizes(model, protocol)[::2]  # each size is listed with its flip, which dense_scores adds
     elif protocol == "multiscale":
         fcn = fcn_eval.fully_convolutional(model)
-        sizes = [max(size, round(s * scale)) for s in fcn_eval.RESNET_SCALES]
-    for image in images[:limit]:
+    for image in images:
         if protocol == "center":
             probs.append(model.predict(trained.preprocess(image), verbose=0)[0])
         elif protocol == "10crop":
             probs.append(model.predict(trained.ten_views(image)[0], verbose=0).mean(axis=0))
-        elif protocol == "dense":
-            view = trained.mean_free(image)[0]
-            scored = [fcn_eval.resize_shorter(view, s) for s in sizes]
-            probs.append(dense_eval.dense_scores(dense, scored))
         else:
-            view = trained.mean_free(image)[0]
-            probs.append(fcn_eval.multiscale_probabilities(fcn, [view], sizes=sizes)[0])
-    probs, labels = np.stack(probs), np.asarray(labels[: len(probs)])
-    top5 = np.argsort(-probs, axis=1)[:, :5]
-    return {"protocol": protocol, "images": len(labels),
-            "top1_err": float(np.mean(top5[:, 0] != labels)),
-            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1)))}
+            view = trained.mean_free(image)[0]  # the whole image: these protocols resize it themselves
+            if protocol in FLIPPED:
+                probs.append(dense_eval.dense_scores(dense, [fcn_eval.cover_crop(view, h, w) for h, w in scales]))
+            else:
+                shapes = view_sizes(model, protocol, view.shape)  # its own aspect
+                probs.append(fcn_eval.mean_probabilities(fcn, [preprocessing.resize(view, *hw) for hw in shapes]))
+    return np.stack(probs)
 
 
 def main(argv=None):
@@ -72,15 +84,37 @@ def main(argv=None):
     parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
                         help="mean colour a --weights file expects (registered weights and runs bring theirs)")
     parser.add_argument("--limit", type=positive_int, help="evaluate the first N validation images only")
+    parser.add_argument("--json", metavar="PATH", help="also write the result (errors, views and their sizes) "
+                        "to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     args = parser.parse_args(argv)
     try:
+        if args.json:
+            _check_output(args.json, args.overwrite)
         result = run(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     print(f"{result['protocol']}: {result['images']} images, top-1 error {result['top1_err']:.2%}, "
           f"top-5 error {result['top5_err']:.2%}")
     print(json.dumps(result))
+    if args.json:
+        from kzoo.utils.files import atomic_write
+
+        with atomic_write(args.json) as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
     return 0
+
+
+def _check_output(path, overwrite):
+    """Refuse, before evaluating, a --json path that cannot be written or would replace a file unasked."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path!r} is a directory; name the file to write.")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--json {path!r}: the folder {folder!r} does not exist; create it or choose another path.")
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(f"--json {path!r} already exists; pass --overwrite to replace it, or choose another path.")
 
 
 def run(args):
