@@ -41,6 +41,8 @@ def test_print_schedule_states_the_paper(capsys):
         assert fact in text
     assert main(resnet_cifar.RECIPE, ["--print-schedule", "--depth", "110"]) == 0
     assert "lr 0.01 until training error < 80%" in capsys.readouterr().out
+    assert main(alexnet.RECIPE, ["--print-schedule", "--option", "towers=1", "--option", "lrn=false"]) == 0
+    assert "  model                        alexnet (towers=1, lrn=False)\n" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -109,10 +109,10 @@ def run_from_args(recipe, args):
     return Run(model=name, options={**options, **dict(args.option)}, **fields)
 
 
-def describe(recipe, model_name):
+def describe(recipe, model_name, options=None):
     p = recipe.preprocess
     rows = [
-        ("model", model_name),
+        ("model", model_name + (f" ({', '.join(f'{k}={v!r}' for k, v in options.items())})" if options else "")),
         ("batch size", recipe.batch_size),
         ("epochs (at most)", recipe.epochs),
         ("learning rate", recipe.schedule(model_name).describe()),
@@ -266,7 +266,7 @@ def main(recipe, argv=None):
     try:
         run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
         if args.print_schedule:
-            print(describe(recipe, run.model))
+            print(describe(recipe, run.model, run.options))
             return 0
         train_recipe(recipe, run)
     except (ValueError, FileNotFoundError) as err:
