@@ -88,6 +88,8 @@ PARSE_ERRORS = [
     ("visualize", ["top9", "--maps", "0", "-2"], "--maps", f"{INT0} '-2'"),
     ("visualize", ["occlusion", "--label", "-1"], "--label", f"{INT0} '-1'"),
     ("visualize", ["deconv", "--classes", "0"], "--classes", f"{INT1} '0'"),
+    ("resnet_cifar", ["--option", "shortcut"], "--option", "expected KEY=VALUE (e.g. towers=1), got 'shortcut'"),
+    ("alexnet", ["--option", "=1"], "--option", "expected KEY=VALUE (e.g. towers=1), got '=1'"),
 ]
 
 
@@ -118,6 +120,19 @@ CHECKED_AFTER_PARSING = [
      "error: --max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out."),
     ("overfeat", ["--regressor", "single", "--regressor-epochs", "3"],
      "error: --regressor, --regressor-epochs are for localization; add --localize."),
+    ("alexnet", ["--option", "tower=1"],  # names the builder's options
+     "error: argument --option: alexnet has no option 'tower' (did you mean 'towers'?); its options are conv_maps, "
+     "fc_units, init, lrn, lrn_convention, one_tower, overlapping_pool, remove_layers, tower_devices, towers."),
+    ("overfeat", ["--option", "towers=1"], "error: argument --option: overfeat_fast has no options (got towers); "
+                                           "leave out --option."),
+    ("resnet", ["--depth", "18", "--option", "classes=10"],  # the engine's argument, not an option
+     "error: argument --option: resnet18 has no option 'classes'; its options are shortcut, stride_placement."),
+    ("resnet_cifar", ["--option", "shortcut=D"],  # the builder's refusal, before the data and the run
+     "error: argument --option: resnet20: `shortcut` must be one of ('A', 'B', 'C') (He et al. §3.3); got 'D'."),
+    ("alexnet", ["--option", "lrn=maybe"], "error: argument --option: alexnet: `lrn` must be True or False; "
+                                           "got 'maybe'."),
+    ("zfnet", ["--option", "remove_layers=3"],  # "3," or "(3,)": a tuple
+     "error: argument --option: zfnet: `remove_layers` must be a tuple, e.g. (3,) or (3, 4); got 3."),
 ]
 
 

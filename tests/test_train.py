@@ -1,5 +1,6 @@
 """The training engine and the recipes, end to end on the built-in digits."""
 
+import dataclasses
 import json
 import os
 
@@ -9,7 +10,7 @@ import tensorflow as tf
 
 from kzoo.data.sources import builtin_digits, image_folder, load_source
 from kzoo.recipes import alexnet, overfeat, resnet, resnet_cifar, zfnet
-from kzoo.recipes.common import main
+from kzoo.recipes.common import build_parser, main
 from kzoo.train.engine import TrainConfig, TrainingDiverged, train
 from kzoo.train.schedules import StepsAt
 
@@ -40,6 +41,8 @@ def test_print_schedule_states_the_paper(capsys):
         assert fact in text
     assert main(resnet_cifar.RECIPE, ["--print-schedule", "--depth", "110"]) == 0
     assert "lr 0.01 until training error < 80%" in capsys.readouterr().out
+    assert main(alexnet.RECIPE, ["--print-schedule", "--option", "towers=1", "--option", "lrn=false"]) == 0
+    assert "  model                        alexnet (towers=1, lrn=False)\n" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -185,3 +188,78 @@ def test_zfnet_filters_are_renormalized_after_every_engine_update(tmp_path):
     _, unconstrained = train(free, builtin_digits())
     kernel = np.asarray(unconstrained.get_layer("conv1").kernel)
     assert np.sqrt(np.mean(kernel**2, axis=(0, 1, 2))).max() > 0.1
+
+
+def test_a_typed_run_records_its_builder_options_and_refuses_others(tmp_path, capsys):
+    from kzoo.recipes.common import Run, train_recipe
+
+    run_dir = tmp_path / "run"
+    run = Run(model="resnet20", options={"shortcut": "B"}, smoke=True, input_size=8, run_dir=run_dir)
+    assert run.run_dir == str(run_dir)
+    assert train_recipe(resnet_cifar.RECIPE, run)["steps"] == 2
+    config = json.load(open(run_dir / "config.json"))
+    assert config["config"]["model_options"] == {"shortcut": "B"}
+    assert config["identity"]["model"] == "resnet20" and config["identity"]["model_options"] == {"shortcut": "B"}
+    finished = read_metrics(run_dir)
+    cli = ["--smoke", "--input-size", "8", "--run-dir", str(run_dir)]
+    assert main(resnet_cifar.RECIPE, [*cli, "--option", "shortcut=B"]) == 0  # the same run: finished, kept
+    assert read_metrics(run_dir) == finished
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # other options: another run
+        main(resnet_cifar.RECIPE, [*cli, "--option", "shortcut=C"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"run directory {str(run_dir)!r} holds another run" in err and "'shortcut': 'C'" in err
+    with pytest.raises(ValueError, match="holds another run"):
+        train_recipe(resnet_cifar.RECIPE, dataclasses.replace(run, options={}))
+    assert read_metrics(run_dir) == finished
+    assert json.load(open(run_dir / "config.json")) == config
+
+
+def test_recipe_options_merge_under_the_runs(tmp_path):
+    from kzoo.recipes.common import Run, recipe_config, run_from_args
+
+    digits = builtin_digits()
+    assert recipe_config(alexnet.RECIPE, Run(), digits).model_options == {"init": "caffe"}  # the demo's
+    assert recipe_config(alexnet.RECIPE, Run(options={"towers": 1}), digits).model_options == {
+        "init": "caffe", "towers": 1}
+    assert recipe_config(alexnet.RECIPE, Run(options={"init": "paper"}), digits).model_options == {"init": "paper"}
+    for name in ("a", "b"):  # not the demo data: no demo options, the paper's crop
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            tf.io.write_file(str(tmp_path / name / f"{i}.png"), tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)))
+    folder = image_folder(tmp_path, val_fraction=0.5)
+    config = recipe_config(alexnet.RECIPE, Run(options={"towers": 1}), folder)
+    assert (config.model_options, config.preprocess.crop) == ({"towers": 1}, 224)
+
+    def parse(argv):  # the recipe's flags choose the model; --option goes over the options they set
+        run = run_from_args(resnet.RECIPE, build_parser(resnet.RECIPE).parse_args(argv))
+        return run.model, run.options
+
+    assert parse([]) == ("resnet50", {"shortcut": "B"})
+    assert parse(["--depth", "18", "--option", "shortcut=C", "--option", "stride_placement=v1.5"]) == (
+        "resnet18", {"shortcut": "C", "stride_placement": "v1.5"})
+    assert parse(["--depth", "34", "--plain"]) == ("plain34", {})
+    default = recipe_config(resnet.RECIPE, Run(options={"shortcut": "A"}), folder)  # no model: the recipe's
+    assert (default.model, default.model_options) == ("resnet50", {"shortcut": "A"})
+
+
+def test_a_run_checks_its_fields_as_the_command_line_does():
+    from kzoo.recipes.common import Run
+
+    for fields, message in [
+        (dict(epochs=0), "argument --epochs: expected an integer >= 1, got 0"),
+        (dict(batch_size=2.5), "argument --batch-size: expected an integer >= 1, got 2.5"),
+        (dict(seed=-1), "argument --seed: expected an integer >= 0, got -1"),
+        (dict(checkpoint_every=True), "argument --checkpoint-every: expected an integer >= 0, got True"),
+        (dict(smoke="yes"), "argument --smoke: expected True or False, got 'yes'"),
+        (dict(strategy="gpu"), "argument --strategy: invalid choice: 'gpu' (choose from 'default', 'mirrored', "
+                               "'multiworker')"),
+        (dict(model="alexnet", input_size=63),  # the CLI's line (test_cli_errors)
+         "argument --input-size: 63 is too small for alexnet; expected an integer >= 64 (the paper uses 224)."),
+        (dict(model="resnet20", options={"stride_placement": "v1.5"}),
+         "argument --option: resnet20 has no option 'stride_placement'; its options are shortcut."),
+    ]:
+        with pytest.raises(ValueError) as err:
+            Run(**fields)
+        assert str(err.value) == message

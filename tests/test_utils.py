@@ -41,3 +41,19 @@ def test_docs_architectures_table_is_current(built):
     assert "**NO**" not in text
     current = (ROOT / "docs" / "architectures.md").read_text(encoding="utf-8")
     assert current == text, "stale: run python -m kzoo.utils.report --output docs/architectures.md"
+
+
+def test_model_option_reads_python_literals_and_lower_case_words():
+    import argparse
+
+    from kzoo.utils.cli import model_option
+
+    assert [model_option(text) for text in ("towers=1", "lrn=false", "lrn=False", "tower_devices=none",
+                                            "remove_layers=3,4", "remove_layers=(3,)", "init=caffe",
+                                            "stride_placement=v1.5", "filter_radius=0.05", " shortcut = A ")] == [
+        ("towers", 1), ("lrn", False), ("lrn", False), ("tower_devices", None), ("remove_layers", (3, 4)),
+        ("remove_layers", (3,)), ("init", "caffe"), ("stride_placement", "v1.5"), ("filter_radius", 0.05),
+        ("shortcut", "A")]
+    for text in ("towers", "=1", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"expected KEY=VALUE \\(e.g. towers=1\\), got {text!r}"):
+            model_option(text)

@@ -47,6 +47,10 @@ def resize_rows(convs, fcs, remove_layers=(), fc_units=None, conv_maps=None, whe
     filters of conv3, conv4, conv5. A removed conv's pooling moves to the layer below."""
     convs, fcs = list(convs), list(fcs)
     numbers = [int(_suffix(r.name)) for r in convs + fcs]
+    for key, value, example in (("remove_layers", remove_layers, "(3,) or (3, 4)"),
+                                ("conv_maps", conv_maps, "(512, 1024, 512)")):
+        if value is not None and not isinstance(value, (tuple, list)):  # one number is not a tuple of them
+            raise ValueError(f"{where}: `{key}` must be a tuple, e.g. {example}; got {value!r}.")
     bad = [n for n in remove_layers if n not in numbers or n == numbers[0]]
     if bad:
         raise ValueError(f"{where}: `remove_layers` {tuple(remove_layers)}: no removable layer {bad}; "

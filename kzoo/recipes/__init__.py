@@ -2,6 +2,7 @@
 
     alexnet, zfnet, overfeat, resnet, resnet_cifar
               train with the paper's schedule (no arguments: a demo on the
-              built-in digits; --print-schedule; --help)
+              built-in digits; --option KEY=VALUE for the builder's paper
+              options; --print-schedule; --help)
     summary   build any registered model and compare it with its paper
 """

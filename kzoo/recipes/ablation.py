@@ -11,6 +11,7 @@ data its demo sizes). Rerunning the same command resumes: finished trials are ke
 import argparse
 import sys
 
+from kzoo.recipes.common import Run
 from kzoo.tune.search import TUNERS, run_study
 from kzoo.tune.studies import STUDIES
 from kzoo.utils.cli import check_input_size, non_negative_int, positive_int
@@ -42,11 +43,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.tuner == "hyperband" and args.max_trials is not None:  # keras-tuner's Hyperband has no trial cap
         parser.error("--max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out.")
-    # what the recipe engine reads besides these
-    args.strategy, args.checkpoint_every, args.xla, args.mixed_precision, args.smoke = "default", 0, False, False, False
     try:
         check_input_size(args.input_size, sorted({row.model for row in STUDIES[args.study].rows}))
-        run_study(args)
+        base = Run(dataset=args.dataset, data_dir=args.data_dir, download=args.download, epochs=args.epochs,
+                   batch_size=args.batch_size, input_size=args.input_size, steps_per_epoch=args.steps_per_epoch,
+                   seed=args.seed)  # each trial sets its model, options and folder
+        run_study(args.study, base, args.tuner, args.space, args.max_trials, args.out)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     return 0

@@ -1,27 +1,31 @@
 """What every training recipe shares: the Recipe record, its command line, the run.
 
 A recipe module states its paper's hyperparameters once, as a `Recipe`, each
-with the section it comes from, and calls `main(recipe)`. `train_recipe` is the
-plain function behind the command line (tests call it directly).
+with the section it comes from, and calls `main(recipe)`. `train_recipe(recipe, Run(...))`
+is the plain function behind the command line: a `Run` holds one typed field per flag
+(tests, the tuner and the ablation command build it directly).
 """
 
 import argparse
 import dataclasses
+import inspect
 import os
 import sys
 from typing import Callable
 
 from kzoo.preprocessing import Preprocess
-from kzoo.utils.cli import check_input_size, non_negative_int, positive_int
+from kzoo.utils.cli import (check_choice, check_input_size, check_model_options, model_option, non_negative_int,
+                            positive_int)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     name: str
     paper: str
-    model: Callable  # (args namespace) -> (registry name, model options)
+    model: Callable  # (**the recipe's own flags) -> (registry name, builder options); no arguments: the default
     batch_size: int
     epochs: int
     momentum: float
@@ -33,14 +37,82 @@ class Recipe:
     demo_epochs: int = 10
     demo_batch: int = 64
     demo_options: dict = dataclasses.field(default_factory=dict)  # model options for the demo only
-    add_arguments: Callable = None  # recipe-specific flags
+    add_arguments: Callable = None  # recipe-specific flags; those named like `model`'s parameters choose the model
     decay_biases: bool = True
 
 
-def describe(recipe, model_name):
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of a recipe, typed: a field per command-line flag (same name, same
+    default, same check and message), and the model: a registry name (None: the recipe's
+    default) with the builder's paper options (`--option`), e.g.
+    `Run(model="resnet20", options={"shortcut": "B"}, epochs=3)`."""
+
+    model: str = None
+    options: dict = dataclasses.field(default_factory=dict)
+    dataset: str = None
+    data_dir: str = None
+    download: bool = False
+    run_dir: str = None
+    epochs: int = None
+    batch_size: int = None
+    input_size: int = None
+    strategy: str = "default"
+    seed: int = 0
+    checkpoint_every: int = 0
+    steps_per_epoch: int = None
+    xla: bool = False
+    mixed_precision: bool = False
+    evolution: bool = False
+    smoke: bool = False
+
+    def __post_init__(self):
+        for name, rule in (("epochs", positive_int), ("batch_size", positive_int), ("input_size", positive_int),
+                           ("steps_per_epoch", positive_int), ("seed", non_negative_int),
+                           ("checkpoint_every", non_negative_int)):
+            if getattr(self, name) is not None or name in ("seed", "checkpoint_every"):
+                object.__setattr__(self, name, rule.check(getattr(self, name), _flag(name)))
+        for name in ("download", "xla", "mixed_precision", "evolution", "smoke"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"argument {_flag(name)}: expected True or False, got {getattr(self, name)!r}")
+        for name in ("data_dir", "run_dir"):  # a pathlib.Path is a path too
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        check_choice(self.strategy, STRATEGIES, "--strategy")
+        if not isinstance(self.options, dict):
+            raise ValueError(f"argument --option: expected a dict of the builder's options, got {self.options!r}")
+        object.__setattr__(self, "options", dict(self.options))  # a copy: the run's own
+        if self.model is not None:
+            check_input_size(self.input_size, [self.model])  # also refuses an unknown model name
+            check_model_options(self.model, self.options)
+
+
+def _flag(field):
+    return "--" + field.replace("_", "-")
+
+
+def resolve_run(recipe, run):
+    """`run` with its model named: None becomes the recipe's default model, whose options
+    go under the run's."""
+    if run.model is not None:
+        return run
+    name, options = recipe.model()
+    return dataclasses.replace(run, model=name, options={**options, **run.options})
+
+
+def run_from_args(recipe, args):
+    """The parsed command line as a `Run`: the recipe's own flags choose the model through
+    `recipe.model`, and --option's pairs go over the options it sets."""
+    flags = {name: getattr(args, name) for name in inspect.signature(recipe.model).parameters}
+    name, options = recipe.model(**flags)
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Run) if f.name not in ("model", "options")}
+    return Run(model=name, options={**options, **dict(args.option)}, **fields)
+
+
+def describe(recipe, model_name, options=None):
     p = recipe.preprocess
     rows = [
-        ("model", model_name),
+        ("model", model_name + (f" ({', '.join(f'{k}={v!r}' for k, v in options.items())})" if options else "")),
         ("batch size", recipe.batch_size),
         ("epochs (at most)", recipe.epochs),
         ("learning rate", recipe.schedule(model_name).describe()),
@@ -65,6 +137,10 @@ def build_parser(recipe):
     )
     if recipe.add_arguments:
         recipe.add_arguments(parser)
+        parser.set_defaults(**{name: p.default for name, p in inspect.signature(recipe.model).parameters.items()})
+    parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
+                        help="a paper option of the model's builder (repeatable), e.g. towers=1, lrn=false, "
+                             "shortcut=A, remove_layers=3,4; recorded in the run's config")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", help="tensorflow-datasets name (imagenet2012, imagenette, caltech101, "
                       "cifar10, ...); default: the built-in digits, or --data-dir's class folders")
@@ -79,7 +155,7 @@ def build_parser(recipe):
                      "the learning rate scales linearly with it")
     run.add_argument("--input-size", type=positive_int, help="model input (crop) size, at least the model's "
                      "minimum; default: the paper's, or the demo size on the built-in data")
-    run.add_argument("--strategy", default="default", choices=("default", "mirrored", "multiworker"),
+    run.add_argument("--strategy", default="default", choices=STRATEGIES,
                      help="one device, all local GPUs (MirroredStrategy), or several machines "
                           "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG)")
     run.add_argument("--seed", type=non_negative_int, default=0, help="seed for initialization, shuffling, augmentation")
@@ -112,56 +188,33 @@ def _given(*values):
     return next((v for v in values if v is not None), None)
 
 
-def run_dir_for(recipe, args, model_name, source):
-    return args.run_dir or os.path.join("runs", f"{recipe.name}-{model_name}-{source.name}"
-                                        + ("-smoke" if args.smoke else ""))
+def run_dir_for(recipe, run, source):
+    return run.run_dir or os.path.join("runs", f"{recipe.name}-{resolve_run(recipe, run).model}-{source.name}"
+                                       + ("-smoke" if run.smoke else ""))
 
 
-def train_recipe(recipe, args, source=None):
-    """Run `recipe` with parsed `args` (on `source`, default: the one the flags name);
+def train_recipe(recipe, run, source=None):
+    """Train `recipe` as `run` (a `Run`) says, on `source` (default: the data `run` names);
     returns the final metrics dict."""
     from kzoo.data.sources import load_source
-    from kzoo.train.engine import TrainConfig, train
+    from kzoo.train.engine import train
     from kzoo.train.strategies import get_strategy
 
-    model_name, options = recipe.model(args)
-    get_strategy(args.strategy)  # before any dataset: multi-worker set-up must come first
-    source = source or load_source(args.dataset, args.data_dir, args.download, seed=args.seed)
+    run = resolve_run(recipe, run)
+    get_strategy(run.strategy)  # before any dataset: multi-worker set-up must come first
+    check_model_options(run.model, run.options, build=True)  # before the data and the run directory
+    source = source or load_source(run.dataset, run.data_dir, run.download, seed=run.seed)
     demo = source.builtin
     if demo:
-        options = {**recipe.demo_options, **options}
         print(f"Training on the built-in demo data: {source.description}, resized to "
-              f"{_given(args.input_size, recipe.demo_crop)}px"
+              f"{_given(run.input_size, recipe.demo_crop)}px"
               + (f", with {recipe.demo_options}" if recipe.demo_options else "")
               + ". For the paper's run use --dataset imagenet2012 --data-dir DIR (or a folder of class "
               "sub-folders).")
-    preprocess = recipe_preprocess(recipe, model_name, demo, args.input_size)
-    limits = SMOKE if args.smoke else {}
-    batch = _given(args.batch_size, limits.get("batch_size"), recipe.demo_batch if demo else recipe.batch_size)
-    epochs = _given(args.epochs, limits.get("epochs"), recipe.demo_epochs if demo else recipe.epochs)
-    run_dir = run_dir_for(recipe, args, model_name, source)
-    config = TrainConfig(
-        model=model_name,
-        model_options=options,
-        schedule=recipe.schedule(model_name),
-        preprocess=preprocess,
-        run_dir=run_dir,
-        batch_size=batch,
-        paper_batch=recipe.batch_size,
-        epochs=epochs,
-        momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay,
-        decay_biases=recipe.decay_biases,
-        seed=args.seed,
-        strategy=args.strategy,
-        steps_per_epoch=_given(args.steps_per_epoch, limits.get("steps_per_epoch")),
-        val_steps=limits.get("val_steps"),
-        checkpoint_every=args.checkpoint_every,
-        xla=args.xla,
-        mixed_precision=args.mixed_precision,
-    )
+    config = recipe_config(recipe, run, source)
+    run_dir = config.run_dir
     callbacks = []
-    if args.evolution:
+    if run.evolution:
         from kzoo.train.engine import validation_images
         from kzoo.visualize.top9 import FeatureEvolution
 
@@ -173,22 +226,49 @@ def train_recipe(recipe, args, source=None):
     return metrics
 
 
-def check_arguments(recipe, args):
-    """What the parser's types cannot check: the model's own limits. Returns the model name."""
-    model_name = recipe.model(args)[0]
-    check_input_size(args.input_size, [model_name])
-    return model_name
+def recipe_config(recipe, run, source):
+    """The engine's TrainConfig for `run` on `source`: the paper's numbers, or the demo's on
+    the built-in data (the recipe's demo options go under the run's own)."""
+    from kzoo.train.engine import TrainConfig
+
+    run = resolve_run(recipe, run)
+    demo = source.builtin
+    options = {**recipe.demo_options, **run.options} if demo else run.options
+    preprocess = recipe_preprocess(recipe, run.model, demo, run.input_size)
+    limits = SMOKE if run.smoke else {}
+    batch = _given(run.batch_size, limits.get("batch_size"), recipe.demo_batch if demo else recipe.batch_size)
+    epochs = _given(run.epochs, limits.get("epochs"), recipe.demo_epochs if demo else recipe.epochs)
+    return TrainConfig(
+        model=run.model,
+        model_options=options,
+        schedule=recipe.schedule(run.model),
+        preprocess=preprocess,
+        run_dir=run_dir_for(recipe, run, source),
+        batch_size=batch,
+        paper_batch=recipe.batch_size,
+        epochs=epochs,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        decay_biases=recipe.decay_biases,
+        seed=run.seed,
+        strategy=run.strategy,
+        steps_per_epoch=_given(run.steps_per_epoch, limits.get("steps_per_epoch")),
+        val_steps=limits.get("val_steps"),
+        checkpoint_every=run.checkpoint_every,
+        xla=run.xla,
+        mixed_precision=run.mixed_precision,
+    )
 
 
 def main(recipe, argv=None):
     parser = build_parser(recipe)
     args = parser.parse_args(argv)
     try:
-        model_name = check_arguments(recipe, args)
+        run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
         if args.print_schedule:
-            print(describe(recipe, model_name))
+            print(describe(recipe, run.model, run.options))
             return 0
-        train_recipe(recipe, args)
+        train_recipe(recipe, run)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     return 0

@@ -10,13 +10,13 @@ a box regressor on its frozen layer-5 features, and the ILSVRC localization erro
 import sys
 
 from kzoo.preprocessing import Preprocess
-from kzoo.recipes.common import Recipe, build_parser, check_arguments, run_dir_for, train_recipe
+from kzoo.recipes.common import Recipe, build_parser, run_dir_for, run_from_args, train_recipe
 from kzoo.train.schedules import StepsAt
 from kzoo.utils.cli import non_negative_float, positive_int
 
 
 def _arguments(parser):
-    parser.add_argument("--model", default="fast", choices=("fast", "accurate"),
+    parser.add_argument("--model", choices=("fast", "accurate"),
                         help="the fast (231 input) or accurate (221 input) model")
     loc = parser.add_argument_group("localization (§4)")
     loc.add_argument("--localize", action="store_true", help="then train a box regressor on the frozen "
@@ -35,8 +35,8 @@ LOCALIZATION_FLAGS = (("--boxes", "boxes"), ("--regressor", "regressor"), ("--re
                       ("--merge-threshold", "merge_threshold"), ("--limit", "limit"))
 
 
-def _model(args):
-    return f"overfeat_{args.model}", {}
+def _model(model="fast"):
+    return f"overfeat_{model}", {}
 
 
 RECIPE = Recipe(
@@ -75,7 +75,7 @@ def main(argv=None):
 
         return train_main(RECIPE, argv)
     try:
-        check_arguments(RECIPE, args)
+        run = run_from_args(RECIPE, args)
         dataset = args.dataset or (None if args.data_dir else "shapes")
         source = load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
         missing = [split for split in ("train", "val") if not source.boxed or source.boxed.get(split) is None]
@@ -84,8 +84,8 @@ def main(argv=None):
                              + ("the box file covers no image there." if args.boxes else
                                 "give --data-dir DIR --boxes FILE (CSV image,x1,y1,x2,y2 or ILSVRC/VOC XML) "
                                 "or use the built-in shapes (no data flags)."))
-        train_recipe(RECIPE, args, source)
-        run_dir = run_dir_for(RECIPE, args, RECIPE.model(args)[0], source)
+        train_recipe(RECIPE, run, source)
+        run_dir = run_dir_for(RECIPE, run, source)
         metrics = localize_run(run_dir, source, epochs=args.regressor_epochs,
                                class_specific=args.regressor == "class-specific",
                                threshold=args.merge_threshold, limit=args.limit, seed=args.seed)

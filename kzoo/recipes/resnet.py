@@ -6,17 +6,17 @@ from kzoo.train.schedules import DivideOnPlateau
 
 
 def _arguments(parser):
-    parser.add_argument("--depth", type=int, default=50, choices=(18, 34, 50, 101, 152))
-    parser.add_argument("--shortcut", default="B", choices=("A", "B", "C"), help="§3.3 options")
+    parser.add_argument("--depth", type=int, choices=(18, 34, 50, 101, 152))
+    parser.add_argument("--shortcut", choices=("A", "B", "C"), help="§3.3 options")
     parser.add_argument("--plain", action="store_true", help="plain-18/34: no shortcuts (§4.1)")
 
 
-def _model(args):
-    if args.plain:
-        if args.depth not in (18, 34):
-            raise ValueError(f"--plain exists for --depth 18 and 34 only (§4.1); got {args.depth}.")
-        return f"plain{args.depth}", {}
-    return f"resnet{args.depth}", {"shortcut": args.shortcut}
+def _model(depth=50, shortcut="B", plain=False):
+    if plain:
+        if depth not in (18, 34):
+            raise ValueError(f"--plain exists for --depth 18 and 34 only (§4.1); got {depth}.")
+        return f"plain{depth}", {}
+    return f"resnet{depth}", {"shortcut": shortcut}
 
 
 RECIPE = Recipe(

@@ -8,14 +8,14 @@ DEPTHS = (20, 32, 44, 56, 110, 1202)
 
 
 def _arguments(parser):
-    parser.add_argument("--depth", type=int, default=20, choices=DEPTHS, help="6n+2 layers")
+    parser.add_argument("--depth", type=int, choices=DEPTHS, help="6n+2 layers")
     parser.add_argument("--plain", action="store_true", help="plain nets (Fig. 6), depth up to 110")
 
 
-def _model(args):
-    if args.plain and args.depth == 1202:
+def _model(depth=20, plain=False):
+    if plain and depth == 1202:
         raise ValueError("--plain exists for --depth 20, 32, 44, 56 and 110 (Fig. 6); not 1202.")
-    return f"{'plain' if args.plain else 'resnet'}{args.depth}", {}
+    return f"{'plain' if plain else 'resnet'}{depth}", {}
 
 
 def _schedule(model):

@@ -5,19 +5,10 @@
 """
 
 import argparse
-import ast
 import sys
 import time
 
-
-def _option(text):
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--option takes KEY=VALUE (got {text!r}).")
-    try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+from kzoo.utils.cli import model_option
 
 
 def summarize(name, options=None, layers=False, batch=2, print_fn=print):
@@ -52,7 +43,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=registry.list_models(), metavar="MODEL",
                         help="one of: " + ", ".join(registry.list_models()))
-    parser.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
                         help="builder argument, e.g. towers=1, shortcut=A, input_shape=(227,227,3)")
     parser.add_argument("--layers", action="store_true", help="print every layer (Keras summary)")
     args = parser.parse_args(argv)

@@ -9,7 +9,7 @@ from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
 
 
-def _model(args):
+def _model():
     return "zfnet", {}
 
 

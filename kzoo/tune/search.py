@@ -7,7 +7,6 @@ its checkpoint). Several machines: keras-tuner's chief/worker protocol, configur
 by KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT.
 """
 
-import argparse
 import dataclasses
 import glob
 import hashlib
@@ -97,22 +96,20 @@ def make_tuner(hypermodel, kind, directory, max_trials=None, epochs=None, seed=0
     raise ValueError(f"unknown --tuner {kind!r}; expected one of {TUNERS}.")
 
 
-def trial_trainer(study, args, out):
-    """(label, model, options, epochs) -> metrics: one recipe run per trial."""
+def trial_trainer(study, base, out):
+    """(label, model, options, epochs) -> metrics: one recipe run per trial, `base` (a
+    kzoo.recipes.common.Run: data, epochs, batch, ...) with the trial's model and folder."""
     from kzoo import registry
     from kzoo.data.sources import load_source
     from kzoo.recipes.common import train_recipe
 
     recipe = importlib.import_module(f"kzoo.recipes.{study.recipe}").RECIPE
-    source = load_source(args.dataset, args.data_dir, args.download, seed=args.seed)
+    source = load_source(base.dataset, base.data_dir, base.download, seed=base.seed)
 
     def train_trial(label, name, options, epochs):
-        run_args = argparse.Namespace(**{**vars(args), "epochs": epochs or args.epochs,
-                                         "run_dir": os.path.join(out, "trials", _slug(label) + "-" + hashlib.sha256(
-                                             label.encode()).hexdigest()[:6]),
-                                         "evolution": False})
-        row_recipe = dataclasses.replace(recipe, model=lambda _: (name, options))
-        metrics = train_recipe(row_recipe, run_args, source)
+        run_dir = os.path.join(out, "trials", _slug(label) + "-" + hashlib.sha256(label.encode()).hexdigest()[:6])
+        run = dataclasses.replace(base, model=name, options=options, epochs=epochs or base.epochs, run_dir=run_dir)
+        metrics = train_recipe(recipe, run, source)
         entry = registry.get_entry(name)
         paper_model = registry.create_model(name, **options)  # the paper's input size and classes
         params = sum(int(np.prod(w.shape)) for w in paper_model.trainable_weights)
@@ -199,14 +196,15 @@ def _plot(rows, path, title):
     save_figure(fig, path)
 
 
-def run_study(args):
-    """Search (resuming), then the table; returns the table rows."""
-    study = get_study(args.study)
-    out = args.out or os.path.join("runs", f"ablation-{study.name}")
-    hypermodel = StudyHyperModel(study, trial_trainer(study, args, out), args.space)
-    tuner = make_tuner(hypermodel, args.tuner, out, args.max_trials, args.epochs, args.seed)
+def run_study(name, base, tuner="grid", space="rows", max_trials=None, out=None):
+    """Search study `name` (resuming), each trial trained as `base` (a kzoo.recipes.common.Run)
+    says, then the table; returns the table rows."""
+    study = get_study(name)
+    out = out or os.path.join("runs", f"ablation-{study.name}")
+    hypermodel = StudyHyperModel(study, trial_trainer(study, base, out), space)
+    tuner = make_tuner(hypermodel, tuner, out, max_trials, base.epochs, base.seed)
     tuner.search(verbose=1)
-    rows = results(study, out, args.space)
+    rows = results(study, out, space)
     print(write_report(study, rows, out))
     print(f"Results: {out}/results.md, results.csv, results.png")
     return rows

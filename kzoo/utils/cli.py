@@ -4,26 +4,43 @@ A bad number is refused while the arguments are parsed, before anything is read
 or written, with argparse's own error (exit code 2): "argument --epochs: expected
 an integer >= 1, got '0'". Checks that need the model or the data (an input size
 below the model's minimum, a feature map beyond a layer's channels) raise
-`ValueError` naming the flag, through `flag_error`.
+`ValueError` naming the flag, through `flag_error`. The same rules check values given
+in Python (`positive_int.check(0, "--epochs")`, for `kzoo.recipes.common.Run`), with the
+same words, as a ValueError.
 """
 
 import argparse
+import ast
+import difflib
+import inspect
 import math
 
 
 def _number(kind, accepted, test, name):
     noun = "an integer" if kind is int else "a number"
 
+    def valid(value):
+        return (kind is float or not isinstance(value, float)) and math.isfinite(value) and test(value)
+
     def parse(text):
         try:
             value = kind(text)
         except (TypeError, ValueError):
             value = None
-        if value is None or (kind is float and not math.isfinite(value)) or not test(value):
+        if value is None or not valid(value):
             raise argparse.ArgumentTypeError(f"expected {noun} {accepted}, got {text!r}")
         return value
 
+    def check(value, flag):
+        """The same rule for a value given in Python (kzoo.recipes.common.Run): a ValueError
+        worded as the command line's, "argument --epochs: expected an integer >= 1, got 0"."""
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not valid(value):
+            raise ValueError(f"argument {flag}: expected {noun} {accepted}, got {value!r}")
+        return kind(value)
+
     parse.__name__ = name  # argparse names the type in some messages
+    parse.check = check
     return parse
 
 
@@ -69,3 +86,65 @@ def model_weights(model, weights):
         raise ValueError(f"argument --weights: --model {model} needs its trained weights: give --weights "
                          f"PATH (a .weights.h5 file or a weights name), or --weights none for random weights.")
     return None if weights.lower() == "none" else weights
+
+
+def check_choice(value, choices, flag):
+    """`value` among `choices`, worded as argparse's own refusal of a choice."""
+    if value not in choices:
+        raise ValueError(f"argument {flag}: invalid choice: {value!r} (choose from "
+                         f"{', '.join(repr(c) for c in choices)})")
+    return value
+
+
+_WORDS = {"true": True, "false": False, "none": None}
+
+
+def model_option(text):
+    """--option KEY=VALUE -> (key, value): the value as a Python literal (1, (3, 4), False),
+    true/false/none in any case, else the text itself (init=caffe)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. towers=1), got {text!r}")
+    value = value.strip()
+    if value.lower() in _WORDS:
+        return key.strip(), _WORDS[value.lower()]
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
+
+
+def paper_options(model_name):
+    """The builder's own keyword options of a registered model (name -> default): what
+    --option may set; the keras.applications arguments belong to the command."""
+    from kzoo import registry
+
+    signature = inspect.signature(registry.get_entry(model_name).builder)
+    return {p.name: p.default for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
+def check_model_options(model_name, options, build=False, flag="--option"):
+    """Refuse keys that are not `model_name`'s paper options (naming the valid ones) and, with
+    `build`, values its builder refuses (built once at the model's smallest input)."""
+    from kzoo import registry
+
+    valid = paper_options(model_name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        if not valid:
+            raise ValueError(f"argument {flag}: {model_name} has no options (got {', '.join(unknown)}); "
+                             f"leave out {flag}.")
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        raise ValueError(f"argument {flag}: {model_name} has no option {', '.join(map(repr, unknown))}"
+                         + (f" (did you mean {close[0]!r}?)" if close else "")
+                         + f"; its options are {', '.join(sorted(valid))}.")
+    if build and options:
+        entry = registry.get_entry(model_name)
+        try:
+            entry.builder(input_shape=(entry.min_size, entry.min_size, 3), **options)
+        except (ValueError, TypeError) as err:
+            given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+            message = " ".join(str(err).split())  # one line
+            if not message.startswith(model_name):
+                message = f"{model_name} with {given}: {message}"
+            raise ValueError(f"argument {flag}: {message}") from None
