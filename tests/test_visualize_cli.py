@@ -54,11 +54,11 @@ def test_registered_weights_bring_their_mean(tmp_path, capsys):
     from kzoo.weights import mean
 
     args = build_parser().parse_args(["deconv", "--model", "resnet20", "--weights", "digits", "--limit", "3"])
-    model, expected, _ = load_model(args)
-    np.testing.assert_array_equal(expected, mean("resnet20", "digits"))  # the per-pixel mean image
-    images, labels = load_inputs(args, model, expected)
+    trained, _ = load_model(args)
+    np.testing.assert_array_equal(trained.mean, mean("resnet20", "digits"))  # the per-pixel mean image
+    images, labels = load_inputs(args, trained)
     assert images.shape == (3, 32, 32, 3)
-    predictions = np.argmax(model(images), axis=1)
+    predictions = np.argmax(trained.model(images), axis=1)
     assert (predictions == labels).sum() >= 2  # the shipped digits weights recognize the digits
     assert main(["deconv", "--model", "resnet20", "--weights", "digits", "--limit", "2",
                  "--out", str(tmp_path)]) == 0
