@@ -17,12 +17,14 @@ import json
 import os
 import re
 import sys
+from importlib import import_module
 
 import numpy as np
 
 from kzoo import preprocessing, registry
 from kzoo import weights as weights_registry
 from kzoo.preprocessing import Preprocess
+from kzoo.recipes.common import recipe_preprocess
 
 # Which recipe trains each paper's models: their pipeline is what random or foreign weights get.
 _RECIPES = {"alexnet": "alexnet", "zfnet": "zfnet", "overfeat": "overfeat", "resnet": "resnet"}
@@ -112,10 +114,6 @@ def decode(probabilities, class_names, top=5):
 def recipe_preprocessing(name, size=None):
     """The paper's pipeline of registered model `name` (its recipe's), scaled to input `size`
     when that differs from the paper's."""
-    from importlib import import_module
-
-    from kzoo.recipes.common import recipe_preprocess
-
     entry = registry.get_entry(name)
     recipe = _CIFAR if entry.paper == "resnet" and entry.default_size == 32 else _RECIPES[entry.paper]
     recipe = import_module(f"kzoo.recipes.{recipe}").RECIPE

@@ -12,6 +12,7 @@ antialias=True)`, the resize of the training pipeline.
 import dataclasses
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +191,6 @@ def ten_views(image, p, mean):
 def read_image(path):
     """An image file -> (H, W, 3) uint8 RGB (Pillow, as keras.utils.load_img; greyscale and
     RGBA become RGB). A file that is no image is named."""
-    from PIL import Image, UnidentifiedImageError  # Pillow comes with matplotlib, a dependency
-
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))

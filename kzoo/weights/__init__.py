@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 
+from kzoo.data.labels import named_classes
+
 MANIFEST = os.path.join(os.path.dirname(__file__), "manifest.json")
 FIELDS = ("model", "name", "data", "preprocess", "class_names", "metrics", "measured", "notes")
 
@@ -102,8 +104,6 @@ def class_names(model, name):
     """The class names of `model`'s weights `name`, in output order."""
     names = entry(model, name)["class_names"]
     if isinstance(names, str):
-        from kzoo.data.labels import named_classes
-
         return named_classes(names)
     return list(names)
 
