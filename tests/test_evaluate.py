@@ -319,7 +319,7 @@ def test_evaluate_uses_and_records_the_views_of_each_protocol():
         per_scale = [np.asarray(fcn(resize(view, *hw)[None]))[0].reshape(-1, 10).mean(0)
                      for hw in ((32, 43), (37, 49), (55, 73), (69, 92), (91, 121))]
         reference.append(np.mean(per_scale, axis=0))
-    np.testing.assert_allclose(protocol_scores(resnet, images, "multiscale", mean), reference, rtol=1e-5)
+    np.testing.assert_allclose(protocol_scores(resnet, images, "multiscale"), reference, rtol=1e-5)
 
 
 def test_cli_json_refuses_a_path_before_evaluating(tmp_path, capsys):
