@@ -13,6 +13,7 @@ import keras
 
 from kzoo import preprocessing
 from kzoo.evaluate.fcn import _layer_index
+from kzoo.models.features import feature_extractor
 
 
 class NoBoxPredicted(ValueError):
@@ -64,11 +65,19 @@ def merge_boxes(boxes, scores, threshold):
 
 
 def feature_model(model):
-    """`model`'s frozen layers up to its pooled layer-5 map (the input of `flatten`)."""
-    flatten = _layer_index(model, "flatten", "localization")
-    features = keras.Model(model.inputs[0], model.layers[flatten].input, name=f"{model.name}_features")
+    """`model`'s frozen layers up to its pooled layer-5 map (the input of `flatten`):
+    a `feature_extractor` whose one output is that map."""
+    flatten = model.layers[_layer_index(model, "flatten", "localization")]
+    pooled = next(layer.name for layer in model.layers if layer.output is flatten.input)
+    features = feature_extractor(model, [pooled])
     features.trainable = False
     return features
+
+
+def _map(features, windows):
+    """The pooled layer-5 map of `windows` (the one output of `feature_model`)."""
+    (out,) = features(windows).values()
+    return out
 
 
 def box_regressor(feature_shape, classes=None, hidden=(4096, 1024)):
@@ -118,7 +127,7 @@ def train_regressor(model, images, boxes, labels=None, classes=None, hidden=(409
     labels = np.zeros(len(images), int) if labels is None else np.asarray(labels)
     rng = np.random.default_rng(seed)
     windows, targets, window_labels = _windows(images, boxes, labels, size, scales, offsets, rng)
-    feats = features.predict(windows, batch_size=batch_size, verbose=0)  # frozen: computed once
+    (feats,) = features.predict(windows, batch_size=batch_size, verbose=0).values()  # frozen: computed once
     regressor = box_regressor(feats.shape[1:], classes, hidden)
     regressor.get_layer("feature_norm").adapt(feats.reshape(len(feats), -1))
     slots = classes or 1
@@ -148,7 +157,7 @@ class Localizer:
         """Boxes (N, 4) in window pixels; the given (or only) class's box."""
         windows = np.asarray(windows, "float32")
         # direct calls in chunks: predict() retraces for every new number of windows
-        out = np.concatenate([keras.ops.convert_to_numpy(self.regressor(self.features(windows[i : i + 64])))
+        out = np.concatenate([keras.ops.convert_to_numpy(self.regressor(_map(self.features, windows[i : i + 64])))
                               for i in range(0, len(windows), 64)])
         out = out.reshape(len(out), -1, 4)
         picks = np.zeros(len(out), int) if labels is None or not self.classes else np.asarray(labels)

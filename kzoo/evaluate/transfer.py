@@ -15,6 +15,7 @@ import numpy as np
 import keras
 
 from kzoo.data.caltech import mean_per_class_accuracy, protocol_folds
+from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write, save_weights_atomic
 
 
@@ -43,8 +44,6 @@ def extract_features(trained, collection, layers, cache_dir=None, identity=None,
     With `cache_dir`, features are stored there (atomically) under a key made of
     `identity` (the weights), the layers, the dataset and its size, and reused.
     """
-    from kzoo.visualize.common import submodel
-
     model, mean = trained.model, trained.mean
     path = None
     if cache_dir:
@@ -54,16 +53,15 @@ def extract_features(trained, collection, layers, cache_dir=None, identity=None,
         if os.path.exists(path):
             with np.load(path) as cached:
                 return {layer: cached[layer] for layer in layers}
-    sub = submodel(model, layers)
+    extractor = feature_extractor(model, layers)
     chunks = {layer: [] for layer in layers}
     progress = keras.utils.Progbar(len(collection.images), unit_name="image")
     for start in range(0, len(collection.images), batch_size):
         idx = range(start, min(start + batch_size, len(collection.images)))
         batch = trained.preprocess([collection.read(i) for i in idx])
-        outs = sub(batch, training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        for layer, out in zip(layers, outs):
-            chunks[layer].append(keras.ops.convert_to_numpy(out).reshape(len(batch), -1).astype(np.float32))
+        outs = extractor(batch, training=False)
+        for layer in layers:
+            chunks[layer].append(keras.ops.convert_to_numpy(outs[layer]).reshape(len(batch), -1).astype(np.float32))
         progress.add(len(batch))
     features = {layer: np.concatenate(chunks[layer]) for layer in layers}
     if path:
@@ -107,7 +105,7 @@ def linear_svm(train_x, train_y, test_x, seed=0):
 
 def transfer_model(model, layer, softmax):
     """`model` up to `layer` (its weights untouched) followed by the trained softmax."""
-    features = model.get_layer(layer).output
+    features = feature_extractor(model, [layer]).output[layer]
     outputs = softmax(keras.layers.Flatten(name="transfer_flatten")(features) if len(features.shape) > 2
                       else features)
     return keras.Model(model.inputs[0], outputs, name=f"{model.name}_transfer")

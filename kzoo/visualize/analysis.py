@@ -7,7 +7,8 @@ import numpy as np
 import keras
 
 from kzoo.layers import TowerConv2D
-from kzoo.visualize.common import figure, get_layer, grid, hidden_layer, save_figure, submodel, to_display
+from kzoo.models.features import feature_extractor
+from kzoo.visualize.common import figure, get_layer, grid, hidden_layer, save_figure, to_display
 
 CONVS = (keras.layers.Conv2D, TowerConv2D)
 
@@ -84,19 +85,20 @@ def rms_report(rms, radius=None):
     return "\n".join(lines)
 
 
-def _batches(sub, images, batch_size):
-    """Yields each batch's outputs of `sub` in inference mode, as a list of numpy arrays."""
+def _batches(model, layers, images, batch_size):
+    """Yields each batch's outputs of `layers` in inference mode, as a list of numpy arrays."""
+    features = feature_extractor(model, layers)
     images = np.asarray(images)
     for start in range(0, len(images), batch_size):
-        out = sub.predict_on_batch(images[start:start + batch_size])
-        yield [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])]
+        out = features.predict_on_batch(images[start:start + batch_size])
+        yield [np.asarray(out[name]) for name in layers]
 
 
 def hidden_features(model, images, layer=None, batch_size=32):
     """(N, D) activations of `layer` (flattened), inference mode. Default: the last hidden
     FC ReLU (relu7 of AlexNet, relu8 of OverFeat accurate) or, without one, ResNet's avg_pool."""
-    sub = submodel(model, [layer or hidden_layer(model)])
-    feats = [out[0].reshape(len(out[0]), -1) for out in _batches(sub, images, batch_size)]
+    batches = _batches(model, [layer or hidden_layer(model)], images, batch_size)
+    feats = [out[0].reshape(len(out[0]), -1) for out in batches]
     return np.concatenate(feats, axis=0)
 
 
@@ -170,7 +172,7 @@ def layer_responses(model, images, batch_size=32):
     not say how it pools; per-channel keeps BN's per-channel scale from mixing in)."""
     names = _response_layers(model)
     stats = None  # per layer: (count, mean, M2) of each channel
-    for outs in _batches(submodel(model, names), images, batch_size):
+    for outs in _batches(model, names, images, batch_size):
         # Chan et al.'s merge of per-channel statistics, so batches need not be kept.
         batch = []
         for o in outs:

@@ -7,15 +7,8 @@ import numpy as np
 
 import keras
 
+from kzoo.models.features import get_layer  # noqa: F401  (the visualizations' import of it)
 from kzoo.utils.files import atomic_write
-
-
-def get_layer(model, name):
-    """`model`'s layer `name`, or a ValueError listing the valid names."""
-    names = [layer.name for layer in model.layers]
-    if name not in names:
-        raise ValueError(f"{model.name!r} has no layer {name!r}; valid layers: {', '.join(names)}.")
-    return model.get_layer(name)
 
 
 def feature_layers(model):
@@ -45,12 +38,6 @@ def hidden_layer(model):
     if not vectors:
         raise ValueError(f"{model.name!r} has no vector-valued hidden layer; name one with `layer`.")
     return (relus or vectors)[-1].name
-
-
-def submodel(model, layer_names):
-    """Input -> the outputs of `layer_names` (checked)."""
-    outputs = [get_layer(model, name).output for name in layer_names]
-    return keras.Model(model.inputs[0], outputs)
 
 
 def to_display(image):

@@ -19,6 +19,7 @@ import numpy as np
 import keras
 
 from kzoo.layers import LocalResponseNormalization
+from kzoo.models.features import feature_extractor
 from kzoo.visualize.common import get_layer
 
 
@@ -98,11 +99,11 @@ class Deconvnet:
             if len(out.shape) != 4:
                 raise ValueError(f"layer {layer!r} has output shape {tuple(out.shape)}; the deconvnet projects "
                                  f"feature maps (4-D outputs): conv, ReLU, LRN or pooling layers.")
-            self._heads[layer] = keras.Model(self.clone.inputs[0], out)
+            self._heads[layer] = feature_extractor(self.clone, [layer])
         return self._heads[layer]
 
     def activations(self, images, layer):
-        return keras.ops.convert_to_numpy(self._head(layer)(np.asarray(images, np.float32), training=False))
+        return keras.ops.convert_to_numpy(self._head(layer)(np.asarray(images, np.float32), training=False)[layer])
 
     def project(self, images, layer, feature_map=None, position=None, units=None):
         """Project one activation per image of `layer` to pixel space.
@@ -118,7 +119,7 @@ class Deconvnet:
         head = self._head(layer)
         with tf.GradientTape() as tape:
             tape.watch(images)
-            acts = head(images, training=False)
+            acts = head(images, training=False)[layer]
             if units is None:
                 units = self._units(acts.numpy(), layer, feature_map, position)
             units = np.asarray(units, int).reshape(len(images), 3)
