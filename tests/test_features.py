@@ -12,6 +12,7 @@ import keras
 
 import kzoo
 from kzoo.registry import get_entry
+from kzoo.visualize.common import last_feature_layer
 
 # Each family's default keys and their (H, W, C) at the paper's input size (SPEC.md): the
 # rectified conv maps of the 2012-13 nets, the stem and each stage's last block of ResNets.
@@ -87,6 +88,7 @@ def test_classifier_stages_equal_its_layers_run_one_by_one(name, small):
     model = small(name)
     features = kzoo.feature_extractor(model)
     assert list(features.output) == list(PAPER[name][1])  # the FC layers' ReLUs are no stage
+    assert last_feature_layer(model) == list(PAPER[name][1])[-1]  # occlusion's and top-9's default
     x = images(2, model.inputs[0].shape[1])
     reference = walk(model, x)
     # the walk reproduces the model (its last layer is the output), so it is a valid reference

@@ -7,7 +7,7 @@ import numpy as np
 
 import keras
 
-from kzoo.models.features import get_layer  # noqa: F401  (the visualizations' import of it)
+from kzoo.models.features import get_layer, stage_layers  # noqa: F401  (get_layer: the visualizations' import)
 from kzoo.utils.files import atomic_write
 
 
@@ -19,7 +19,11 @@ def feature_layers(model):
 
 def last_feature_layer(model):
     """The last rectified feature-map layer (layer 5 of AlexNet/ZFNet/OverFeat, the last
-    block of a ResNet): the default for occlusion and top-9."""
+    block of a ResNet): the default for occlusion and top-9, `feature_extractor`'s last
+    stage where the model has kzoo's stages."""
+    stages = stage_layers(model)
+    if stages:
+        return stages[-1]
     relus = [name for name in feature_layers(model) if isinstance(model.get_layer(name), keras.layers.ReLU)]
     if not relus:
         raise ValueError(f"{model.name!r} has no ReLU feature-map layer; name one with `layer`.")
