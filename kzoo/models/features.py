@@ -1,7 +1,7 @@
 """Feature extraction: a model's intermediate maps as a dict, with the model's own weights.
 
-    >>> features = kzoo.feature_extractor(kzoo.alexnet())
-    >>> maps = features(images)          # {"relu1": (N, 55, 55, 96), ..., "relu5": (N, 13, 13, 256)}
+    features = kzoo.feature_extractor(kzoo.alexnet())
+    maps = features(images)          # {"relu1": (N, 55, 55, 96), ..., "relu5": (N, 13, 13, 256)}
 
 As torchvision's `create_feature_extractor`, timm's `features_only` and keras-hub's
 `pyramid_outputs`. The default layers are each stage's output:
