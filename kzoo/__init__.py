@@ -6,10 +6,51 @@
     ['alexnet']
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from kzoo.models import *  # noqa: F401,F403  (the builders)
-from kzoo.models import __all__ as _builders
-from kzoo.registry import create_model, list_models
+# Public name -> the module defining it, imported on first use (PEP 562), so that
+# `import kzoo` (and every `python -m kzoo...` command's --help) loads no Keras.
+_EXPORTS = {
+    **dict.fromkeys([
+        "alexnet",
+        "zfnet",
+        "overfeat_fast",
+        "overfeat_accurate",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "plain18",
+        "plain34",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet110",
+        "resnet1202",
+        "plain20",
+        "plain32",
+        "plain44",
+        "plain56",
+        "plain110",
+    ], "kzoo.models"),
+    "create_model": "kzoo.registry",
+    "list_models": "kzoo.registry",
+}
 
-__all__ = [*_builders, "create_model", "list_models", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kzoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # once: later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS})

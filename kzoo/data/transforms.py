@@ -1,51 +1,13 @@
-"""The papers' input pipelines, as data (`Preprocess`) and tf.data maps.
+"""The papers' input pipelines as tf.data maps of a `Preprocess` record (kzoo.preprocessing).
 
 Random choices use stateless ops seeded per example, so an epoch's
 augmentation is a function of (seed, epoch, example index): a resumed run
 sees exactly the images an uninterrupted one would.
 """
 
-import dataclasses
-
 import tensorflow as tf
 
-
-@dataclasses.dataclass(frozen=True)
-class Preprocess:
-    """One paper's preprocessing; sizes in pixels.
-
-    resize: shorter side after resizing; a (low, high) pair draws it at random
-        per training image (ResNet's scale augmentation); evaluation uses low.
-    center: centre square kept after resizing (AlexNet/ZFNet's 256x256), or None.
-    crop: training crop (random) and evaluation crop (centre).
-    pad: zero padding before the random crop (CIFAR's 4).
-    flip: random horizontal flips.
-    pca: std of AlexNet's PCA colour noise alpha (0.1), or 0.
-    mean: "pixel" (the mean image of the `center` squares) or "channel" (the
-        mean colour; used whenever images differ in size).
-    """
-
-    resize: object
-    crop: int
-    center: int = None
-    pad: int = 0
-    flip: bool = True
-    pca: float = 0.0
-    mean: str = "pixel"
-
-    @property
-    def pixel_mean(self):
-        """A mean image needs images of one size: a fixed resize and a centre square."""
-        return self.mean == "pixel" and self.center is not None and not isinstance(self.resize, tuple)
-
-    def scaled(self, crop):
-        """The same pipeline for a smaller model input (demo and smoke runs)."""
-        ratio = crop / self.crop
-        resize = tuple(max(crop, round(r * ratio)) for r in self.resize) if isinstance(
-            self.resize, tuple) else max(crop, round(self.resize * ratio))
-        center = None if self.center is None else max(crop, round(self.center * ratio))
-        return dataclasses.replace(self, resize=resize, crop=crop, center=center,
-                                   pad=round(self.pad * ratio))
+from kzoo.preprocessing import Preprocess  # noqa: F401  (re-exported: the record these maps read)
 
 
 def resize_shorter(image, size):

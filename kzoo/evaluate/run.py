@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from kzoo.utils.cli import model_weights, positive_int
+from kzoo.utils.cli import add_verbose_flag, model_weights, positive_int, quiet_tensorflow
 
 PROTOCOLS = ("center", "10crop", "dense", "multiscale")
 
@@ -178,7 +178,9 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
     parser.add_argument("--protocol", default="center", choices=PROTOCOLS)
     parser.add_argument("--limit", type=positive_int, help="evaluate the first N validation images only")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         result = run(args)
     except (ValueError, FileNotFoundError) as err:

@@ -1,6 +1,6 @@
 """AlexNet's training (Krizhevsky et al. 2012, §4-§5): `python -m kzoo.recipes.alexnet`."""
 
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
 

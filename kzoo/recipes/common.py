@@ -11,8 +11,8 @@ import os
 import sys
 from typing import Callable
 
-from kzoo.data.transforms import Preprocess
-from kzoo.utils.cli import check_input_size, non_negative_int, positive_int
+from kzoo.preprocessing import Preprocess
+from kzoo.utils.cli import add_verbose_flag, check_input_size, non_negative_int, positive_int, quiet_tensorflow
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 
@@ -93,6 +93,7 @@ def build_parser(recipe):
                           "validation images at epochs 1, 2, 5, 10, 20, 30, 40, 64) in RUN/evolution.png")
     run.add_argument("--smoke", action="store_true", help="a few steps, seconds long: checks the set-up")
     run.add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")
+    add_verbose_flag(run)
     return parser
 
 
@@ -183,6 +184,7 @@ def check_arguments(recipe, args):
 def main(recipe, argv=None):
     parser = build_parser(recipe)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         model_name = check_arguments(recipe, args)
         if args.print_schedule:

@@ -9,10 +9,10 @@ a box regressor on its frozen layer-5 features, and the ILSVRC localization erro
 
 import sys
 
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, build_parser, check_arguments, run_dir_for, train_recipe
 from kzoo.train.schedules import StepsAt
-from kzoo.utils.cli import non_negative_float, positive_int
+from kzoo.utils.cli import non_negative_float, positive_int, quiet_tensorflow
 
 
 def _arguments(parser):
@@ -62,11 +62,9 @@ RECIPE = Recipe(
 )
 
 def main(argv=None):
-    from kzoo.data.sources import load_source
-    from kzoo.evaluate.localize import localize_run
-
     parser = build_parser(RECIPE)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     if args.print_schedule or not args.localize:
         given = [flag for flag, dest in LOCALIZATION_FLAGS if getattr(args, dest) != parser.get_default(dest)]
         if given:  # not silently ignored
@@ -74,6 +72,9 @@ def main(argv=None):
         from kzoo.recipes.common import main as train_main
 
         return train_main(RECIPE, argv)
+    from kzoo.data.sources import load_source  # TensorFlow: after --help
+    from kzoo.evaluate.localize import localize_run
+
     try:
         check_arguments(RECIPE, args)
         dataset = args.dataset or (None if args.data_dir else "shapes")

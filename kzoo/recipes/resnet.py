@@ -1,6 +1,6 @@
 """ResNet's ImageNet training (He et al. 2015, §3.4): `python -m kzoo.recipes.resnet --depth 50`."""
 
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
 

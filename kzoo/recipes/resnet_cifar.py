@@ -1,6 +1,6 @@
 """ResNet's CIFAR-10 training (He et al. 2015, §4.2): `python -m kzoo.recipes.resnet_cifar --depth 110`."""
 
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import StepsAt, WarmupUntilError
 

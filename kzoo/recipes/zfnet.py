@@ -4,7 +4,7 @@ Filter renormalization (RMS radius 0.1) is part of the model (`filter_radius`)
 and runs after every update.
 """
 
-from kzoo.data.transforms import Preprocess
+from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
 

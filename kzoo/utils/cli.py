@@ -8,7 +8,10 @@ below the model's minimum, a feature map beyond a layer's channels) raise
 """
 
 import argparse
+import contextlib
 import math
+import os
+import sys
 
 
 def _number(kind, accepted, test, name):
@@ -69,3 +72,34 @@ def model_weights(model, weights):
         raise ValueError(f"argument --weights: --model {model} needs its trained weights: give --weights "
                          f"PATH (a .weights.h5 file or a weights name), or --weights none for random weights.")
     return None if weights.lower() == "none" else weights
+
+
+def add_verbose_flag(parser):
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines (hidden otherwise, unless TF_CPP_MIN_LOG_LEVEL is set)")
+
+
+def quiet_tensorflow(verbose=False):
+    """Import TensorFlow without its start-up log lines (CUDA probing on machines without
+    a GPU, CPU features) and keep its C++ logs quiet: call it once a command knows it
+    needs TensorFlow, after its arguments are parsed (so --help never loads it).
+    --verbose, or an explicit TF_CPP_MIN_LOG_LEVEL, leaves TensorFlow's logging as it is."""
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # read once, when TensorFlow loads
+    # Some lines are written at load time whatever the level (TF 2.19+): hide stderr meanwhile.
+    with _stderr_to_devnull():
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -22,7 +22,8 @@ import sys
 
 import numpy as np
 
-from kzoo.utils.cli import flag_error, non_negative_float, non_negative_int, positive_int
+from kzoo.utils.cli import (add_verbose_flag, flag_error, non_negative_float, non_negative_int, positive_int,
+                            quiet_tensorflow)
 
 COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses")
 
@@ -213,12 +214,14 @@ def build_parser():
     parser.add_argument("--radius", type=non_negative_float, help="filters: report filters whose RMS exceeds this (ZFNet: 0.1)")
     parser.add_argument("--k", type=positive_int, default=5, help="neighbours: how many (default 5)")
     parser.add_argument("--train-limit", type=positive_int, default=500, help="neighbours: training images searched")
+    add_verbose_flag(parser)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         paths = run(args)
     except (ValueError, FileNotFoundError) as err:

@@ -4,6 +4,8 @@ import argparse
 import os
 import sys
 
+from kzoo.utils.cli import add_verbose_flag, quiet_tensorflow
+
 KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
          "torchvision": "torchvision_resnet"}
 
@@ -36,6 +38,7 @@ def main(argv=None):
     convert.add_argument("source", help="the checkpoint: .h5 (keras.applications), .caffemodel, .pth")
     convert.add_argument("out", help="where to write the kzoo weights (.weights.h5)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the source)")
+    add_verbose_flag(convert)
     args = parser.parse_args(argv)
     if args.command == "list":
         from kzoo.weights import manifest
@@ -45,6 +48,7 @@ def main(argv=None):
                 metrics = ", ".join(f"{k} {v}" for k, v in item["metrics"].items())
                 print(f"{model:12s} {name:10s} {item['data'][:50]:50s} {metrics}")
         return 0
+    quiet_tensorflow(args.verbose)
     try:
         check_paths(args.source, args.out, args.overwrite)
         from kzoo.weights import convert
