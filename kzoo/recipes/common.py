@@ -21,6 +21,7 @@ SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 class Recipe:
     name: str
     paper: str
+    dataset: str  # the paper's training data (a tensorflow-datasets name)
     model: Callable  # (args namespace) -> (registry name, model options)
     batch_size: int
     epochs: int
@@ -133,9 +134,7 @@ def train_recipe(recipe, args, source=None):
         options = {**recipe.demo_options, **options}
         print(f"Training on the built-in demo data: {source.description}, resized to "
               f"{_given(args.input_size, recipe.demo_crop)}px"
-              + (f", with {recipe.demo_options}" if recipe.demo_options else "")
-              + ". For the paper's run use --dataset imagenet2012 --data-dir DIR (or a folder of class "
-              "sub-folders).")
+              + (f", with {recipe.demo_options}" if recipe.demo_options else "") + ". " + paper_data_hint(recipe))
     preprocess = recipe_preprocess(recipe, model_name, demo, args.input_size)
     limits = SMOKE if args.smoke else {}
     batch = _given(args.batch_size, limits.get("batch_size"), recipe.demo_batch if demo else recipe.batch_size)
@@ -171,7 +170,14 @@ def train_recipe(recipe, args, source=None):
     metrics, _ = train(config, source, callbacks=callbacks)
     print(f"Done: top-1 error {metrics.get('val_top1_err', float('nan')):.2%}, top-5 error "
           f"{metrics.get('val_top5_err', float('nan')):.2%} on {source.name} validation. Run directory: {run_dir}")
+    if demo:
+        print(paper_data_hint(recipe))
     return metrics
+
+
+def paper_data_hint(recipe):
+    return (f"For the paper's data use --dataset {recipe.dataset} --data-dir DIR (tensorflow-datasets; "
+            f"--download lets it prepare the data), or --data-dir a folder of class sub-folders.")
 
 
 def check_arguments(recipe, args):

@@ -42,6 +42,7 @@ def _model(args):
 RECIPE = Recipe(
     name="overfeat",
     paper="Sermanet et al. 2013",
+    dataset="imagenet2012",
     model=_model,
     batch_size=128,
     epochs=90,
