@@ -114,3 +114,19 @@ def test_demo_says_its_data_its_lr_and_once_that_it_finished(tmp_path, capsys):
     assert "Resuming" not in again and "Learning rate" not in again
     assert again.count(f"{run_dir} has already finished (1 epoch, 2 steps): nothing to train. To train longer, "
                        f"rerun with --epochs N above 1; to start afresh, pick another --run-dir.") == 1
+
+
+def test_weights_list_has_a_header_and_wraps_at_words():
+    from kzoo.weights.__main__ import list_table
+
+    data = "scikit-learn's handwritten digits, the built-in demo data (1,438 training images, 10 classes)"
+    entries = {"resnet20": {"digits": {"data": data, "metrics": {"top1_err": 21.45, "top5_err": 0.84}}},
+               "alexnet": {"x": {"data": "short", "metrics": {}}}}
+    lines = list_table(entries, data_width=30)
+    assert lines[0].split() == ["model", "weights", "trained", "on", "validation", "error", "(%)"]
+    assert lines[1].rstrip() == "alexnet      x          short"
+    assert lines[2].startswith("resnet20     digits     ") and lines[2].endswith(" top1_err 21.45, top5_err 0.84")
+    column = [line[24:24 + 30].rstrip() for line in lines[2:]]
+    assert all(len(piece) <= 30 for piece in column) and len(column) == 4
+    assert " ".join(column) == data  # every word whole, none lost
+    assert all(line[:24].strip() == "" for line in lines[3:])  # continuation lines
