@@ -130,3 +130,21 @@ def test_weights_list_has_a_header_and_wraps_at_words():
     assert all(len(piece) <= 30 for piece in column) and len(column) == 4
     assert " ".join(column) == data  # every word whole, none lost
     assert all(line[:24].strip() == "" for line in lines[3:])  # continuation lines
+
+
+def test_summary_ends_with_the_command_that_trains_the_model():
+    import importlib
+    import shlex
+
+    from kzoo import registry
+    from kzoo.recipes.common import build_parser
+    from kzoo.recipes.summary import summarize, train_command
+
+    for name in registry.list_models():  # each command's recipe builds exactly that model
+        words = shlex.split(train_command(registry.get_entry(name)))
+        recipe = importlib.import_module(words[2]).RECIPE
+        assert words[:2] == ["python", "-m"] and recipe.model(build_parser(recipe).parse_args(words[3:]))[0] == name
+    assert train_command(registry.get_entry("plain110")) == "python -m kzoo.recipes.resnet_cifar --depth 110 --plain"
+    lines = []
+    summarize("resnet20", print_fn=lines.append)
+    assert lines[-1].endswith("(random input). To train it: python -m kzoo.recipes.resnet_cifar --depth 20")
