@@ -6,7 +6,7 @@
     ['alexnet']
 """
 
-import importlib
+from kzoo.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -44,13 +44,4 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'kzoo' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # once: later lookups skip __getattr__
-    return value
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

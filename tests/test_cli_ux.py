@@ -69,6 +69,10 @@ def test_lazy_package_names():
     assert resnet20 is kzoo.models.resnet20 and kzoo.create_model.__module__ == "kzoo.registry"
     with pytest.raises(AttributeError, match="no attribute 'resnet21'"):
         kzoo.resnet21
+    # submodules are attributes as when `import kzoo` imported them, and stay light until used
+    fresh = _python("import sys, kzoo, kzoo.utils\nprint(kzoo.registry.__name__, kzoo.utils.cli.__name__, "
+                    "'keras' in sys.modules)")
+    assert fresh.stdout.split() == ["kzoo.registry", "kzoo.utils.cli", "False"], fresh.stderr
 
 
 def test_each_recipe_names_its_papers_data():

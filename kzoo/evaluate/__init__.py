@@ -6,7 +6,7 @@ dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
 localize: OverFeat's box regressor and greedy box merging (§4).
 """
 
-import importlib
+from kzoo.utils.lazy import lazy_exports
 
 # Imported on first use (PEP 562): `python -m kzoo.evaluate --help` loads no Keras.
 _EXPORTS = {
@@ -25,11 +25,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'kzoo.evaluate' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__():
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
