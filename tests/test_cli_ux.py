@@ -136,7 +136,7 @@ def test_weights_list_has_a_header_and_wraps_at_words():
     assert all(line[:24].strip() == "" for line in lines[3:])  # continuation lines
 
 
-def test_summary_ends_with_the_command_that_trains_the_model():
+def test_summary_ends_with_the_command_that_trains_the_model(capsys):
     import importlib
     import shlex
 
@@ -152,3 +152,9 @@ def test_summary_ends_with_the_command_that_trains_the_model():
     lines = []
     summarize("resnet20", print_fn=lines.append)
     assert lines[-1].endswith("(random input). To train it: python -m kzoo.recipes.resnet_cifar --depth 20")
+    from kzoo.recipes.summary import main
+
+    with pytest.raises(SystemExit) as exit_:  # the name is checked after parsing (--help loads no Keras)
+        main(["alexnt"])
+    assert exit_.value.code == 2
+    assert "error: Unknown model name 'alexnt'. Did you mean 'alexnet'?" in capsys.readouterr().err
