@@ -6,13 +6,46 @@
     ['alexnet']
 """
 
+from kzoo.utils.lazy import lazy_exports
+
 __version__ = "0.1.0"
 
-from kzoo.models import *  # noqa: F401,F403  (the builders)
-from kzoo.models import __all__ as _builders
-from kzoo.inference import decode_predictions, load, preprocess_input
-from kzoo.models.features import feature_extractor
-from kzoo.registry import create_model, list_models
+# Public name -> the module defining it, imported on first use (PEP 562), so that
+# `import kzoo` (and every `python -m kzoo...` command's --help) loads no Keras.
+_EXPORTS = {
+    **dict.fromkeys([
+        "alexnet",
+        "zfnet",
+        "overfeat_fast",
+        "overfeat_accurate",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "plain18",
+        "plain34",
+        "resnet20",
+        "resnet32",
+        "resnet44",
+        "resnet56",
+        "resnet110",
+        "resnet1202",
+        "plain20",
+        "plain32",
+        "plain44",
+        "plain56",
+        "plain110",
+    ], "kzoo.models"),
+    "create_model": "kzoo.registry",
+    "list_models": "kzoo.registry",
+    "load": "kzoo.inference",
+    "preprocess_input": "kzoo.inference",
+    "decode_predictions": "kzoo.inference",
+    "feature_extractor": "kzoo.models.features",
+}
 
-__all__ = [*_builders, "create_model", "list_models", "load", "preprocess_input", "decode_predictions",
-           "feature_extractor", "__version__"]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

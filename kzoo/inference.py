@@ -58,6 +58,13 @@ class TrainedModel:
         return np.stack([preprocessing.center_view(im, self.preprocessing, self.mean)
                          for im in preprocessing.as_images(images)])
 
+    def pictures(self, images):
+        """The centre views of `preprocess` as pictures: RGB in [0, 1], no mean (for figures)."""
+        p = dataclasses.replace(self.preprocessing, scale=1.0, color="RGB")
+        zero = np.zeros(3, np.float32)
+        return np.stack([np.clip(preprocessing.center_view(im, p, zero) / 255.0, 0, 1)
+                         for im in preprocessing.as_images(images)])
+
     def ten_views(self, images):
         """(N, 10, crop, crop, 3): AlexNet §4.1's corners, centre and flips of each image."""
         return np.stack([preprocessing.ten_views(im, self.preprocessing, self.mean)

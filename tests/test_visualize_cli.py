@@ -62,3 +62,72 @@ def test_registered_weights_bring_their_mean(tmp_path, capsys):
     assert (predictions == labels).sum() >= 2  # the shipped digits weights recognize the digits
     assert main(["deconv", "--model", "resnet20", "--weights", "digits", "--limit", "2",
                  "--out", str(tmp_path)]) == 0
+
+
+def _png_size(path):
+    import struct
+
+    with open(path, "rb") as f:
+        header = f.read(24)
+    return struct.unpack(">II", header[16:24])  # IHDR: width, height
+
+
+def test_deconv_pages_eight_images_to_a_file(tmp_path, capsys):
+    out = tmp_path / "figs"
+    assert main(["deconv", "--model", "resnet20", "--classes", "10", "--layer", "conv2_block1_out",
+                 "--limit", "10", "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["deconv-conv2_block1_out-1.png", "deconv-conv2_block1_out-2.png"]  # 8 + 2 rows
+    (w1, h1), (w2, h2) = (_png_size(out / n) for n in names)
+    assert h1 < 8 * 300 + 60 and 3 * h2 < h1  # a row is 3 in at 100 dpi
+    assert "--limit N" not in capsys.readouterr().out  # --limit was given
+
+
+def test_deconv_titles_name_the_unit_in_plain_integers():
+    import numpy as np
+
+    from kzoo.visualize.deconv import deconv_figure
+
+    pictures, projections = np.zeros((2, 8, 8, 3)), np.random.default_rng(0).normal(size=(2, 8, 8, 3))
+    fig = deconv_figure(pictures, projections, np.array([[5, 4, 12], [0, 7, 3]], np.int64), "relu5")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["relu5 map 12 at (5, 4)", "relu5 map 3 at (0, 7)"]
+
+
+def test_occlusion_draws_the_picture_and_no_offset_over_the_title():
+    import numpy as np
+
+    from kzoo.visualize.occlusion import occlusion_plot
+
+    picture = np.random.default_rng(1).uniform(size=(12, 12, 3))
+    positions = np.stack(np.meshgrid([0, 6], [0, 6], indexing="ij"), -1)
+    maps = {"activation": np.array([[1.0, 2.0], [3.0, 4.0]]), "feature_map": 0, "true_label": 3,
+            "probability": np.array([[0.99991, 0.99995], [0.99993, 0.99999]]),  # p ~ 1: once drew "+9.999e-1"
+            "label": np.array([[3, 3], [1, 3]]), "positions": positions, "size": 6, "stride": 6}
+    fig = occlusion_plot(picture, maps)
+    fig.canvas.draw()
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), picture)  # the picture, as given
+    colourbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colourbars) == 2
+    for bar in colourbars:
+        assert bar.yaxis.get_offset_text().get_text() == ""
+    ticks = [t.get_text() for t in colourbars[1].get_yticklabels() if t.get_text()]
+    assert ticks and all(0.9999 <= float(t) <= 1.0 for t in ticks)  # whole values, e.g. "0.99992"
+
+
+def test_occlusion_defaults_to_eight_images_and_the_pictures_are_the_inputs_plus_mean(tmp_path, capsys):
+    import numpy as np
+
+    from kzoo.visualize.run import build_parser, load_inputs, load_model
+
+    out = tmp_path / "figs"
+    assert main(["occlusion", "--model", "resnet20", "--classes", "10", "--size", "16", "--stride", "16",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"occlusion-{i}.png" for i in range(8)]
+    assert "(at most 8 images by default; --limit N draws N)" in capsys.readouterr().out
+    args = build_parser().parse_args(["occlusion", "--model", "resnet20", "--weights", "digits", "--limit", "3"])
+    model, mean, _ = load_model(args)
+    images, _, pictures = load_inputs(args, model, mean, pictures=True)
+    top = (mean.shape[0] - 32) // 2  # the centre view of the run's mean image
+    for image, picture in zip(images, pictures):
+        np.testing.assert_allclose(picture * 255 - image, mean[top : top + 32, top : top + 32], atol=1e-3)

@@ -7,24 +7,27 @@ protocols: the views (and their input sizes) of every protocol, view_sizes.
 localize: OverFeat's box regressor and greedy box merging (§4).
 """
 
-from kzoo.evaluate.dense import TABLE5_MAPS, TABLE5_SCALES, dense_input_sizes, dense_model, dense_scores
-from kzoo.evaluate.fcn import RESNET_SCALES, fully_convolutional, multiscale_probabilities, with_input_shape
-from kzoo.evaluate.protocols import PROTOCOLS, view_sizes
-from kzoo.evaluate.views import center_crop, predict_views, ten_crops
+from kzoo.utils.lazy import lazy_exports
 
-__all__ = [
-    "PROTOCOLS",
-    "RESNET_SCALES",
-    "TABLE5_MAPS",
-    "TABLE5_SCALES",
-    "dense_input_sizes",
-    "view_sizes",
-    "multiscale_probabilities",
-    "center_crop",
-    "dense_model",
-    "dense_scores",
-    "fully_convolutional",
-    "predict_views",
-    "ten_crops",
-    "with_input_shape",
-]
+# Imported on first use (PEP 562): `python -m kzoo.evaluate --help` loads no Keras.
+_EXPORTS = {
+    "PROTOCOLS": "kzoo.evaluate.protocols",
+    "view_sizes": "kzoo.evaluate.protocols",
+    "RESNET_SCALES": "kzoo.evaluate.fcn",
+    "TABLE5_MAPS": "kzoo.evaluate.dense",
+    "TABLE5_SCALES": "kzoo.evaluate.dense",
+    "dense_input_sizes": "kzoo.evaluate.dense",
+    "multiscale_probabilities": "kzoo.evaluate.fcn",
+    "center_crop": "kzoo.evaluate.views",
+    "dense_model": "kzoo.evaluate.dense",
+    "dense_scores": "kzoo.evaluate.dense",
+    "fully_convolutional": "kzoo.evaluate.fcn",
+    "predict_views": "kzoo.evaluate.views",
+    "ten_crops": "kzoo.evaluate.views",
+    "with_input_shape": "kzoo.evaluate.fcn",
+}
+
+__all__ = list(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

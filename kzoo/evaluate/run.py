@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 from kzoo.evaluate.protocols import PROTOCOLS
-from kzoo.utils.cli import float_between, model_weights, positive_int
+from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
 
 
 def evaluate(trained, images, labels, protocol, limit=None):
@@ -87,7 +87,9 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the result (errors, views and their sizes) "
                         "to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         if args.json:
             _check_output(args.json, args.overwrite)

@@ -14,7 +14,7 @@ import sys
 from kzoo.recipes.common import Run
 from kzoo.tune.search import TUNERS, run_study
 from kzoo.tune.studies import STUDIES
-from kzoo.utils.cli import check_input_size, non_negative_int, positive_int
+from kzoo.utils.cli import add_verbose_flag, check_input_size, non_negative_int, positive_int, quiet_tensorflow
 
 
 def build_parser():
@@ -35,12 +35,16 @@ def build_parser():
     parser.add_argument("--download", action="store_true", help="let tfds download --dataset")
     parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--out", help="study folder (default runs/ablation-<study>)")
+    add_verbose_flag(parser)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
+    from kzoo.tune.search import run_study  # keras-tuner, hence TensorFlow: not for --help
+
     if args.tuner == "hyperband" and args.max_trials is not None:  # keras-tuner's Hyperband has no trial cap
         parser.error("--max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out.")
     try:

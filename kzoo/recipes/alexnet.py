@@ -12,6 +12,7 @@ def _model():
 RECIPE = Recipe(
     name="alexnet",
     paper="Krizhevsky, Sutskever & Hinton 2012",
+    dataset="imagenet2012",
     model=_model,
     batch_size=128,
     epochs=90,

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from kzoo.utils.cli import (check_input_size, float_between, model_weights, non_negative_int, positive_float,
-                            positive_int)
+from kzoo.utils.cli import (add_verbose_flag, check_input_size, float_between, model_weights, non_negative_int,
+                            positive_float, positive_int, quiet_tensorflow)
 
 
 def build_parser(dataset):
@@ -53,6 +53,7 @@ def build_parser(dataset):
     parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
                         help="mean colour the weights expect (default: the run's, or the dataset's)")
     parser.add_argument("--out", help=f"results folder (default runs/{dataset}-<model>)")
+    add_verbose_flag(parser)
     return parser
 
 
@@ -118,6 +119,7 @@ def run(dataset, args):
 def main(dataset, argv=None):
     parser = build_parser(dataset)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     if args.scratch_epochs != parser.get_default("scratch_epochs") and not args.from_scratch:
         parser.error("--scratch-epochs is for the scratch baseline; add --from-scratch.")
     try:

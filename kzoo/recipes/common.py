@@ -14,8 +14,8 @@ import sys
 from typing import Callable
 
 from kzoo.preprocessing import Preprocess
-from kzoo.utils.cli import (check_choice, check_input_size, check_model_options, model_option, non_negative_int,
-                            positive_int)
+from kzoo.utils.cli import (add_verbose_flag, check_choice, check_input_size, check_model_options, model_option,
+                            non_negative_int, positive_int, quiet_tensorflow)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -25,6 +25,7 @@ STRATEGIES = ("default", "mirrored", "multiworker")
 class Recipe:
     name: str
     paper: str
+    dataset: str  # the paper's training data (a tensorflow-datasets name)
     model: Callable  # (**the recipe's own flags) -> (registry name, builder options); no arguments: the default
     batch_size: int
     epochs: int
@@ -169,6 +170,7 @@ def build_parser(recipe):
                           "validation images at epochs 1, 2, 5, 10, 20, 30, 40, 64) in RUN/evolution.png")
     run.add_argument("--smoke", action="store_true", help="a few steps, seconds long: checks the set-up")
     run.add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")
+    add_verbose_flag(run)
     return parser
 
 
@@ -208,9 +210,7 @@ def train_recipe(recipe, run, source=None):
     if demo:
         print(f"Training on the built-in demo data: {source.description}, resized to "
               f"{_given(run.input_size, recipe.demo_crop)}px"
-              + (f", with {recipe.demo_options}" if recipe.demo_options else "")
-              + ". For the paper's run use --dataset imagenet2012 --data-dir DIR (or a folder of class "
-              "sub-folders).")
+              + (f", with {recipe.demo_options}" if recipe.demo_options else "") + ". " + paper_data_hint(recipe))
     config = recipe_config(recipe, run, source)
     run_dir = config.run_dir
     callbacks = []
@@ -223,6 +223,8 @@ def train_recipe(recipe, run, source=None):
     metrics, _ = train(config, source, callbacks=callbacks)
     print(f"Done: top-1 error {metrics.get('val_top1_err', float('nan')):.2%}, top-5 error "
           f"{metrics.get('val_top5_err', float('nan')):.2%} on {source.name} validation. Run directory: {run_dir}")
+    if demo:
+        print(paper_data_hint(recipe))
     return metrics
 
 
@@ -260,9 +262,15 @@ def recipe_config(recipe, run, source):
     )
 
 
+def paper_data_hint(recipe):
+    return (f"For the paper's data use --dataset {recipe.dataset} --data-dir DIR (tensorflow-datasets; "
+            f"--download lets it prepare the data), or --data-dir a folder of class sub-folders.")
+
+
 def main(recipe, argv=None):
     parser = build_parser(recipe)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
         if args.print_schedule:

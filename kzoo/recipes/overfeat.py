@@ -12,7 +12,7 @@ import sys
 from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, build_parser, run_dir_for, run_from_args, train_recipe
 from kzoo.train.schedules import StepsAt
-from kzoo.utils.cli import non_negative_float, positive_int
+from kzoo.utils.cli import non_negative_float, positive_int, quiet_tensorflow
 
 
 def _arguments(parser):
@@ -42,6 +42,7 @@ def _model(model="fast"):
 RECIPE = Recipe(
     name="overfeat",
     paper="Sermanet et al. 2013",
+    dataset="imagenet2012",
     model=_model,
     batch_size=128,
     epochs=90,
@@ -62,11 +63,9 @@ RECIPE = Recipe(
 )
 
 def main(argv=None):
-    from kzoo.data.sources import load_source
-    from kzoo.evaluate.localize import localize_run
-
     parser = build_parser(RECIPE)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     if args.print_schedule or not args.localize:
         given = [flag for flag, dest in LOCALIZATION_FLAGS if getattr(args, dest) != parser.get_default(dest)]
         if given:  # not silently ignored
@@ -74,6 +73,9 @@ def main(argv=None):
         from kzoo.recipes.common import main as train_main
 
         return train_main(RECIPE, argv)
+    from kzoo.data.sources import load_source  # TensorFlow: after --help
+    from kzoo.evaluate.localize import localize_run
+
     try:
         run = run_from_args(RECIPE, args)
         dataset = args.dataset or (None if args.data_dir else "shapes")

@@ -22,6 +22,7 @@ def _model(depth=50, shortcut="B", plain=False):
 RECIPE = Recipe(
     name="resnet",
     paper="He, Zhang, Ren & Sun 2015",
+    dataset="imagenet2012",
     model=_model,
     batch_size=256,
     epochs=120,

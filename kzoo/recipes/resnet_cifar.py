@@ -28,6 +28,7 @@ def _schedule(model):
 RECIPE = Recipe(
     name="resnet_cifar",
     paper="He, Zhang, Ren & Sun 2015, §4.2",
+    dataset="cifar10",
     model=_model,
     batch_size=128,
     epochs=200,

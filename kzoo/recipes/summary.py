@@ -8,7 +8,19 @@ import argparse
 import sys
 import time
 
-from kzoo.utils.cli import model_option
+from kzoo.utils.cli import add_verbose_flag, model_option, quiet_tensorflow
+
+
+def train_command(entry):
+    """The recipe command that trains `entry`'s model with its paper's schedule."""
+    name = entry.name
+    if entry.paper == "overfeat":
+        return f"python -m kzoo.recipes.overfeat --model {name.split('_')[1]}"
+    if entry.paper == "resnet":
+        depth = name.removeprefix("plain").removeprefix("resnet")
+        recipe = "resnet_cifar" if entry.default_size == 32 else "resnet"
+        return f"python -m kzoo.recipes.{recipe} --depth {depth}" + (" --plain" if name.startswith("plain") else "")
+    return f"python -m kzoo.recipes.{entry.paper}"
 
 
 def summarize(name, options=None, layers=False, batch=2, print_fn=print):
@@ -31,22 +43,24 @@ def summarize(name, options=None, layers=False, batch=2, print_fn=print):
     start = time.perf_counter()
     outputs = np.asarray(model(images))
     seconds = time.perf_counter() - start
-    print_fn(f"forward pass: {shape} -> {outputs.shape} in {seconds * 1000:.0f} ms "
-             f"(random input; the training recipes land with the engine).")
+    print_fn(f"forward pass: {shape} -> {outputs.shape} in {seconds * 1000:.0f} ms (random input). "
+             f"To train it: {train_command(entry)}")
     return model
 
 
 def main(argv=None):
-    from kzoo import registry
-
     parser = argparse.ArgumentParser(prog="python -m kzoo.recipes.summary", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", choices=registry.list_models(), metavar="MODEL",
-                        help="one of: " + ", ".join(registry.list_models()))
+    # Checked after parsing (the registry loads Keras; --help does not): a wrong name lists them all.
+    parser.add_argument("model", metavar="MODEL", help="a registered model: alexnet, zfnet, overfeat_fast, "
+                        "overfeat_accurate, resnet18 ... resnet152, resnet20 ... resnet1202, plain18 ... "
+                        "(kzoo.list_models())")
     parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
                         help="builder argument, e.g. towers=1, shortcut=A, input_shape=(227,227,3)")
     parser.add_argument("--layers", action="store_true", help="print every layer (Keras summary)")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         summarize(args.model, dict(args.option), layers=args.layers)
     except (ValueError, TypeError) as err:

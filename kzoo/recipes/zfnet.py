@@ -16,6 +16,7 @@ def _model():
 RECIPE = Recipe(
     name="zfnet",
     paper="Zeiler & Fergus 2013",
+    dataset="imagenet2012",
     model=_model,
     batch_size=128,
     epochs=70,

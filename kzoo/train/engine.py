@@ -92,7 +92,8 @@ def _claim_run_dir(config, source):
     resolved = {
         "identity": {**_identity_json(config), "dataset": source.name},
         "config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
-        "schedule": config.schedule.describe(),
+        "schedule": config.schedule.describe(),  # the paper's; the lr in use is `lr_scale` times it
+        "lr_scale": config.batch_size / (config.paper_batch or config.batch_size),
         "dataset": {"name": source.name, "classes": source.classes, "train_size": source.train_size,
                     "val_size": source.val_size, "builtin": source.builtin,
                     "class_names": [str(n) for n in source.class_names]},
@@ -262,6 +263,14 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
         return _train(config, source, classes, model_fn, callbacks, strategy)
 
 
+def lr_note(config, step=0, epoch=0):
+    """Why the learning rate differs from the paper's (said once per command; config.json keeps the scale)."""
+    scale = config.batch_size / (config.paper_batch or config.batch_size)
+    paper = config.schedule.lr(int(step * scale), epoch)
+    return (f"Learning rate {paper * scale:g} where the paper's schedule gives {paper:g}: every lr is scaled "
+            f"by batch {config.batch_size} / the paper's batch {config.paper_batch} = {scale:g} (linear scaling).")
+
+
 def _train(config, source, classes, model_fn, callbacks, strategy):
     stats = _run_stats(config, source)
     global_batch = config.batch_size
@@ -277,20 +286,26 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
     steps = _steps_per_epoch(source, config)
     state = ckpt.restore()
     metrics_path = os.path.join(config.run_dir, "metrics.json")
+    finished = False
     if state is not None:
         _check_position(state, steps, config)
         config.schedule.load_state(state["schedule"])
-        finished = state["epoch"] >= config.epochs or config.schedule.stop(int(state["step"] * lr_scale),
-                                                                           state["epoch"])
+        by_epochs = state["epoch"] >= config.epochs
+        finished = by_epochs or config.schedule.stop(int(state["step"] * lr_scale), state["epoch"])
+        if finished and config.verbose:  # said once, instead of "Resuming"
+            longer = (f"rerun with --epochs N above {state['epoch']}" if by_epochs else
+                      "its schedule has ended (a larger --epochs does not extend it)")
+            epochs = f"{state['epoch']} epoch{'s' if state['epoch'] != 1 else ''}"
+            print(f"{config.run_dir} has already finished ({epochs}, {state['step']} steps): "
+                  f"nothing to train. To train longer, {longer}; to start afresh, pick another --run-dir.")
         if finished and os.path.exists(metrics_path):
-            if config.verbose:
-                print(f"{config.run_dir} has finished: {state['epoch']} epochs, {state['step']} steps. To train "
-                      f"longer pass a larger --epochs; to start afresh pick another --run-dir.")
             with open(metrics_path, encoding="utf-8") as f:
                 return json.load(f), model
-        if config.verbose:
+        if config.verbose and not finished:
             print(f"Resuming {config.run_dir} at epoch {state['epoch'] + 1}, step {state['step']}.")
     state = state or {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "schedule": {}}
+    if config.verbose and lr_scale != 1 and not finished:
+        print(lr_note(config, state["step"], state["epoch"]))
 
     train_step, eval_step = make_steps(
         model, optimizer, strategy, global_batch=global_batch, classes=classes,
@@ -314,7 +329,8 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
     while epoch < config.epochs and not config.schedule.stop(int(step * lr_scale), epoch):
         start = state["batch_in_epoch"] if state["epoch"] == epoch else 0
         ds = _train_dataset(source, config, stats, epoch, start, global_batch)
-        bar = keras.utils.Progbar(steps, verbose=config.verbose, stateful_metrics=["lr"])
+        # The bar shows the epoch's running means (as the epoch's summary line) and the lr in use.
+        bar = keras.utils.Progbar(steps, verbose=config.verbose, stateful_metrics=["loss", "top1_err", "lr"])
         if config.verbose:
             print(f"Epoch {epoch + 1}/{config.epochs}")
         bar.update(start)
@@ -339,8 +355,7 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
             step += 1
             loss_sum, wrong_sum, seen = loss_sum + batch_loss, wrong_sum + batch_wrong, seen + global_batch
             config.schedule.on_step_end(int(step * lr_scale), batch_wrong / global_batch)
-            bar.update(i + 1, [("loss", batch_loss / global_batch), ("top1_err", batch_wrong / global_batch),
-                               ("lr", lr)])
+            bar.update(i + 1, [("loss", loss_sum / seen), ("top1_err", wrong_sum / seen), ("lr", lr)])
             if config.checkpoint_every and step % config.checkpoint_every == 0 and i + 1 < steps:
                 ckpt.save(loop_state(i + 1, [loss_sum, wrong_sum, seen]))
         with naming_bad_images(source):

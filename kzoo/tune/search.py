@@ -18,10 +18,9 @@ import re
 import keras_tuner as kt
 import numpy as np
 
-from kzoo.tune.studies import get_study
+from kzoo.tune.studies import TUNERS, get_study
 from kzoo.utils.files import atomic_write
 
-TUNERS = ("grid", "random", "hyperband", "bayesian")
 OBJECTIVE = kt.Objective("val_top1_err", direction="min")
 
 

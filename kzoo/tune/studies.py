@@ -4,6 +4,8 @@ search may turn. Every row is built by the kzoo builders; nothing is redefined h
 
 import dataclasses
 
+TUNERS = ("grid", "random", "hyperband", "bayesian")  # kzoo.tune.search builds each
+
 
 @dataclasses.dataclass(frozen=True)
 class Row:

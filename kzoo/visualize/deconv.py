@@ -20,7 +20,7 @@ import keras
 
 from kzoo.layers import LocalResponseNormalization
 from kzoo.models.features import feature_extractor
-from kzoo.visualize.common import get_layer
+from kzoo.visualize.common import figure, get_layer, to_display
 
 
 def _tf():
@@ -144,6 +144,20 @@ class Deconvnet:
             yx = position if position is not None else np.unravel_index(a[..., ch].argmax(), (h, w))
             units[i] = (yx[0], yx[1], ch)
         return units
+
+
+def deconv_figure(pictures, projections, units, layer):
+    """A row per image: the picture (RGB in [0, 1]) beside its projection, titled with the
+    projected unit ("relu5 map 12 at (5, 4)": feature map, then (y, x)). Returns the figure."""
+    fig, axes = figure(len(pictures), 2)
+    for row, (picture, projection, unit) in enumerate(zip(pictures, projections, units)):
+        y, x, channel = (int(v) for v in unit)
+        axes[row][0].imshow(picture)
+        axes[row][1].imshow(to_display(projection))
+        axes[row][1].set_title(f"{layer} map {channel} at {(y, x)}", fontsize=8)
+        for ax in axes[row]:
+            ax.axis("off")
+    return fig
 
 
 def _pair(v):

@@ -113,13 +113,19 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
 
 
 def occlusion_figure(image_display, maps, path, class_names=None):
-    """Fig. 6-style PNG of `occlusion_maps` output: the input, (b) the activation map,
-    (d) the correct-class probability map, (e) the most-probable-class map (one colour
-    per class, legend with `class_names` where given). Maps are drawn at the occluder
-    centres, on the image's pixel scale. Returns `path`."""
+    """Fig. 6-style PNG of `occlusion_maps` output (see `occlusion_plot`). Returns `path`."""
+    return save_figure(occlusion_plot(image_display, maps, class_names), path)
+
+
+def occlusion_plot(image_display, maps, class_names=None):
+    """The figure of `occlusion_figure`: the input picture (RGB in [0, 1]), (b) the
+    activation map, (d) the correct-class probability map, (e) the most-probable-class
+    map (one colour per class, legend with `class_names` where given). Maps are drawn
+    at the occluder centres, on the image's pixel scale."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
+    from matplotlib.ticker import ScalarFormatter
 
     def name(c):
         return str(class_names[c]) if class_names is not None else f"class {c}"
@@ -135,7 +141,11 @@ def occlusion_figure(image_display, maps, path, class_names=None):
               (axes[2], maps["probability"], "jet", f"(d) p({name(maps['true_label'])})")]
     for ax, values, cmap, title in panels:
         shown = ax.imshow(values, cmap=cmap, extent=extent, interpolation="nearest")
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        # Full tick values: an offset or a power ("+9.999e-1" when p ~ 1) would sit on the title.
+        ticks = ScalarFormatter(useOffset=False)
+        ticks.set_scientific(False)
+        bar.ax.yaxis.set_major_formatter(ticks)
         ax.set_title(title, fontsize=9)
     # Categorical: index into the classes that occur, so colours stay distinct (tab20 cycles past 20).
     present = np.unique(maps["label"])
@@ -150,4 +160,4 @@ def occlusion_figure(image_display, maps, path, class_names=None):
         ax.set_ylim(image_display.shape[0] - 0.5, -0.5)
         ax.set_xticks([]), ax.set_yticks([])  # as in Fig. 6; also keeps colourbars clear of the next panel
     fig.subplots_adjust(wspace=0.3)
-    return save_figure(fig, path)
+    return fig

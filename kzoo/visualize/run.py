@@ -22,9 +22,14 @@ import sys
 
 import numpy as np
 
-from kzoo.utils.cli import flag_error, float_between, non_negative_float, non_negative_int, positive_int
+from kzoo.utils.cli import (add_verbose_flag, flag_error, float_between, non_negative_float, non_negative_int,
+                            positive_int, quiet_tensorflow)
 
 COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses")
+# --limit's default: deconv and occlusion draw a figure per image (a few to look at);
+# top9 and neighbours search the images.
+DEFAULT_LIMIT = {"deconv": 8, "occlusion": 8}
+PER_PAGE = 8  # deconv: images per figure file
 
 
 def _read_images(paths):
@@ -44,9 +49,10 @@ def _read_images(paths):
     return [decode_file(str(f)).numpy() for f in files], None
 
 
-def load_inputs(args, trained, split="val", limit=None):
+def load_inputs(args, trained, split="val", limit=None, pictures=False):
     """(model-ready centre views (N, S, S, 3), labels or None) of --images or the dataset,
-    prepared as `trained` (kzoo.load) was validated."""
+    prepared as `trained` (kzoo.load) was validated; with `pictures`, also the same views
+    as pictures (RGB in [0, 1], no mean)."""
     from kzoo.data.sources import load_source, naming_bad_images
 
     if args.images:
@@ -57,7 +63,9 @@ def load_inputs(args, trained, split="val", limit=None):
         with naming_bad_images(source):
             pairs = list(ds.take(limit or args.limit))
         images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
-    return trained.preprocess(images[: limit or args.limit]), labels
+    images = images[: limit or args.limit]
+    inputs = trained.preprocess(images)
+    return (inputs, labels, trained.pictures(images)) if pictures else (inputs, labels)
 
 
 def load_model(args, index=0):
@@ -120,22 +128,24 @@ def run(args):
     trained, out = load_model(args)
     model = trained.model
     layer = args.layer
+    if args.limit is None:
+        args.limit = DEFAULT_LIMIT.get(args.command, 64)
     if args.command == "deconv":
-        from kzoo.visualize.deconv import Deconvnet
+        from kzoo.visualize.deconv import Deconvnet, deconv_figure
 
         layer = layer or common.last_feature_layer(model)
         _check_unit(args, model, layer)
-        images, _ = load_inputs(args, trained)
+        images, _, pictures = load_inputs(args, trained, pictures=True)
         position = tuple(args.position) if args.position else None
         projections, units, values = Deconvnet(model).project(images, layer, args.feature_map, position)
-        fig, axes = common.figure(len(images), 2)
-        for row, (image, proj, unit) in enumerate(zip(images, projections, units)):
-            axes[row][0].imshow(common.to_display(image))
-            axes[row][1].imshow(common.to_display(proj))
-            axes[row][1].set_title(f"{layer} map {unit[2]} at {tuple(unit[:2])}", fontsize=8)
-            for ax in axes[row]:
-                ax.axis("off")
-        return [common.save_figure(fig, os.path.join(out, f"deconv-{layer}.png"))]
+        pages = range(0, len(images), PER_PAGE)
+        paths = []
+        for number, start in enumerate(pages, 1):  # files of PER_PAGE rows, numbered when several
+            end = start + PER_PAGE
+            fig = deconv_figure(pictures[start:end], projections[start:end], units[start:end], layer)
+            name = f"deconv-{layer}-{number}.png" if len(pages) > 1 else f"deconv-{layer}.png"
+            paths.append(common.save_figure(fig, os.path.join(out, name)))
+        return paths
     if args.command == "top9":
         from kzoo.visualize.top9 import top9_figure, top_activations
 
@@ -149,13 +159,13 @@ def run(args):
         from kzoo.visualize.occlusion import occlusion_figure, occlusion_maps
 
         _check_occlusion(args, model)
-        images, labels = load_inputs(args, trained)
+        images, labels, pictures = load_inputs(args, trained, pictures=True)
         paths = []
         for i, image in enumerate(images):
             label = args.label if args.label is not None else (
                 int(labels[i]) if labels is not None else int(np.argmax(model(image[None])[0])))
             maps = occlusion_maps(model, image, label, layer=layer, size=args.size, stride=args.stride)
-            paths.append(occlusion_figure(common.to_display(image), maps, os.path.join(out, f"occlusion-{i}.png")))
+            paths.append(occlusion_figure(pictures[i], maps, os.path.join(out, f"occlusion-{i}.png")))
         return paths
     if args.command == "filters":
         from kzoo.visualize.analysis import filter_grid_figure, filter_rms, rms_report
@@ -198,7 +208,8 @@ def build_parser():
     parser.add_argument("--images", nargs="+", help="image files or folders (default: the dataset's validation)")
     parser.add_argument("--dataset", help="tfds name (default: the built-in digits)")
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
-    parser.add_argument("--limit", type=positive_int, default=64, help="images to use (default 64)")
+    parser.add_argument("--limit", type=positive_int, help="images to use (default: 8 for deconv and occlusion, "
+                        "a figure each, deconv's 8 to a file; 64 for the others)")
     parser.add_argument("--out", help="folder for the figures (default RUN/figures or ./figures)")
     parser.add_argument("--layer", help="layer name (default: the last ReLU feature map; filters: the first conv)")
     parser.add_argument("--feature-map", type=non_negative_int, help="deconv: the map to project (default: the strongest)")
@@ -210,18 +221,23 @@ def build_parser():
     parser.add_argument("--radius", type=non_negative_float, help="filters: report filters whose RMS exceeds this (ZFNet: 0.1)")
     parser.add_argument("--k", type=positive_int, default=5, help="neighbours: how many (default 5)")
     parser.add_argument("--train-limit", type=positive_int, default=500, help="neighbours: training images searched")
+    add_verbose_flag(parser)
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
+    default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
     try:
         paths = run(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     for path in paths:
         print(f"wrote {path}")
+    if default_limit:
+        print(f"(at most {default_limit} images by default; --limit N draws N)")
     return 0
 
 

@@ -3,6 +3,9 @@
 import argparse
 import os
 import sys
+import textwrap
+
+from kzoo.utils.cli import add_verbose_flag, quiet_tensorflow
 
 KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
          "torchvision": "torchvision_resnet"}
@@ -26,6 +29,19 @@ def check_paths(source, out, overwrite):
             raise ValueError(f"OUT {out!r} already exists; pass --overwrite to replace it, or choose another path.")
 
 
+def list_table(entries, data_width=44):
+    """`list`'s rows: a header, then one row per weights entry; the data column wraps at
+    word boundaries onto continuation lines (never cut mid-word)."""
+    rows = [("model", "weights", "trained on", "validation error (%)")]
+    for model, named in sorted(entries.items()):
+        for name, item in sorted(named.items()):
+            metrics = ", ".join(f"{k} {v}" for k, v in item["metrics"].items())
+            data = textwrap.wrap(item["data"], data_width, break_long_words=False, break_on_hyphens=False) or [""]
+            rows.append((model, name, data[0], metrics))
+            rows += [("", "", line, "") for line in data[1:]]
+    return [f"{m:12s} {n:10s} {d:{data_width}s} {v}".rstrip() for m, n, d, v in rows]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kzoo.weights", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,15 +52,14 @@ def main(argv=None):
     convert.add_argument("source", help="the checkpoint: .h5 (keras.applications), .caffemodel, .pth")
     convert.add_argument("out", help="where to write the kzoo weights (.weights.h5)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the source)")
+    add_verbose_flag(convert)
     args = parser.parse_args(argv)
     if args.command == "list":
         from kzoo.weights import manifest
 
-        for model, entries in sorted(manifest().items()):
-            for name, item in sorted(entries.items()):
-                metrics = ", ".join(f"{k} {v}" for k, v in item["metrics"].items())
-                print(f"{model:12s} {name:10s} {item['data'][:50]:50s} {metrics}")
+        print("\n".join(list_table(manifest())))
         return 0
+    quiet_tensorflow(args.verbose)
     try:
         check_paths(args.source, args.out, args.overwrite)
         from kzoo.weights import convert
