@@ -126,8 +126,9 @@ def test_occlusion_defaults_to_eight_images_and_the_pictures_are_the_inputs_plus
     assert sorted(p.name for p in out.iterdir()) == [f"occlusion-{i}.png" for i in range(8)]
     assert "(at most 8 images by default; --limit N draws N)" in capsys.readouterr().out
     args = build_parser().parse_args(["occlusion", "--model", "resnet20", "--weights", "digits", "--limit", "3"])
-    model, mean, _ = load_model(args)
-    images, _, pictures = load_inputs(args, model, mean, pictures=True)
+    trained, _ = load_model(args)
+    mean = trained.mean
+    images, _, pictures = load_inputs(args, trained, pictures=True)
     top = (mean.shape[0] - 32) // 2  # the centre view of the run's mean image
     for image, picture in zip(images, pictures):
         np.testing.assert_allclose(picture * 255 - image, mean[top : top + 32, top : top + 32], atol=1e-3)
