@@ -14,7 +14,7 @@ import json
 import pathlib
 import sys
 
-from kzoo.utils.cli import float_between, model_weights, positive_int
+from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
@@ -59,7 +59,9 @@ def main(argv=None):
                         help="mean colour a --weights file expects")
     parser.add_argument("--top", type=positive_int, default=5, help="classes per image (default 5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image instead of a table")
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         rows = run(args)
     except (ValueError, FileNotFoundError) as err:
