@@ -12,8 +12,7 @@ import argparse
 import sys
 
 from kzoo.recipes.common import Run
-from kzoo.tune.search import TUNERS, run_study
-from kzoo.tune.studies import STUDIES
+from kzoo.tune.studies import STUDIES, TUNERS
 from kzoo.utils.cli import add_verbose_flag, check_input_size, non_negative_int, positive_int, quiet_tensorflow
 
 
