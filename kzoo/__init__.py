@@ -10,6 +10,16 @@ from kzoo.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+# TensorFlow's wheels use oneDNN's kernels only on some CPUs; without them its conv
+# gradients on small maps (OverFeat's 2x2 conv3-5 at the demo size) run ~100x slower than
+# the forward pass on AVX2 machines (docs/performance.md). TensorFlow reads the switch
+# once, when it loads; TF_ENABLE_ONEDNN_OPTS=0 keeps its own kernels.
+if "tensorflow" not in _sys.modules:
+    _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 # Public name -> the module defining it, imported on first use (PEP 562), so that
 # `import kzoo` (and every `python -m kzoo...` command's --help) loads no Keras.
 _EXPORTS = {
