@@ -6,12 +6,12 @@
     ['alexnet']
 """
 
+import os as _os
+import sys as _sys
+
 from kzoo.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
-
-import os as _os
-import sys as _sys
 
 # TensorFlow's wheels use oneDNN's kernels only on some CPUs; without them its conv
 # gradients on small maps (OverFeat's 2x2 conv3-5 at the demo size) run ~100x slower than
