@@ -137,7 +137,8 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
     preprocessing, a zero mean). `options` are the builder's paper options."""
     if run_dir is not None:
         given = [k for k, v in dict(name=name, weights=weights, classes=classes, input_shape=input_shape, mean=mean,
-                                    class_names=class_names, preprocess=preprocess, **options).items() if v]
+                                    class_names=class_names, preprocess=preprocess, **options).items()
+                 if v is not None]
         if given:
             raise ValueError(f"load(run_dir=...) takes everything from the run; drop {', '.join(given)}.")
         return load_run(run_dir)
@@ -170,6 +171,9 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
     if input_shape is not None:
         kwargs["input_shape"] = input_shape
     model = entry.builder(**kwargs)
+    if len(model.outputs[0].shape) != 2:
+        raise ValueError(f"load gives a classifier; {name} built with {options} outputs feature maps. For "
+                         f"features use kzoo.feature_extractor(kzoo.load(...).model) or the builder itself.")
     size = model.inputs[0].shape[1]
     if preprocess is None:
         preprocess = recipe_preprocessing(name, size)

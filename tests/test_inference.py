@@ -134,6 +134,10 @@ def test_load_errors_name_the_problem(tmp_path):
         kzoo.load("resnet20", weights="digits", mean=(1, 2, 3))
     with pytest.raises(ValueError, match="takes everything from the run; drop name"):
         kzoo.load("resnet20", run_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="takes everything from the run; drop mean"):
+        kzoo.load(run_dir=str(tmp_path), mean=np.zeros(3))
+    with pytest.raises(ValueError, match="load gives a classifier"):
+        kzoo.load("resnet20", include_top=False)
     with pytest.raises(FileNotFoundError, match="not a kzoo run directory"):
         kzoo.load(run_dir=str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="2 class names for a model with 10 classes"):
