@@ -9,6 +9,7 @@
 import os as _os
 import sys as _sys
 
+from kzoo.registry import BUILDER_NAMES
 from kzoo.utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
@@ -23,30 +24,7 @@ if "tensorflow" not in _sys.modules:
 # Public name -> the module defining it, imported on first use (PEP 562), so that
 # `import kzoo` (and every `python -m kzoo...` command's --help) loads no Keras.
 _EXPORTS = {
-    **dict.fromkeys([
-        "alexnet",
-        "zfnet",
-        "overfeat_fast",
-        "overfeat_accurate",
-        "resnet18",
-        "resnet34",
-        "resnet50",
-        "resnet101",
-        "resnet152",
-        "plain18",
-        "plain34",
-        "resnet20",
-        "resnet32",
-        "resnet44",
-        "resnet56",
-        "resnet110",
-        "resnet1202",
-        "plain20",
-        "plain32",
-        "plain44",
-        "plain56",
-        "plain110",
-    ], "kzoo.models"),
+    **dict.fromkeys(BUILDER_NAMES, "kzoo.models"),
     "create_model": "kzoo.registry",
     "list_models": "kzoo.registry",
     "load": "kzoo.inference",

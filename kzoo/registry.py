@@ -41,6 +41,32 @@ class ModelEntry:
 
 _REGISTRY = {}
 
+# The public builders, in list_models() order; kzoo and kzoo.models export these names.
+BUILDER_NAMES = (
+    "alexnet",
+    "zfnet",
+    "overfeat_fast",
+    "overfeat_accurate",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "plain18",
+    "plain34",
+    "resnet20",
+    "resnet32",
+    "resnet44",
+    "resnet56",
+    "resnet110",
+    "resnet1202",
+    "plain20",
+    "plain32",
+    "plain44",
+    "plain56",
+    "plain110",
+)
+
 
 def register(entry):
     if entry.name in _REGISTRY:

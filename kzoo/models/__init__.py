@@ -1,5 +1,6 @@
 """One file per paper; importing this registers every builder."""
 
+from kzoo.registry import BUILDER_NAMES  # isort: skip
 from kzoo.models.alexnet import alexnet  # isort: skip  (import order = list_models() order)
 from kzoo.models.zfnet import zfnet  # isort: skip
 from kzoo.models.overfeat import overfeat_accurate, overfeat_fast
@@ -24,27 +25,4 @@ from kzoo.models.resnet import (
     resnet1202,
 )
 
-__all__ = [
-    "alexnet",
-    "zfnet",
-    "overfeat_fast",
-    "overfeat_accurate",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "plain18",
-    "plain34",
-    "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "resnet1202",
-    "plain20",
-    "plain32",
-    "plain44",
-    "plain56",
-    "plain110",
-]
+__all__ = list(BUILDER_NAMES)
