@@ -157,7 +157,7 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         classes = len(class_names) if classes is None else classes
         origin, dataset = f"weights {weights}", weights_registry.entry(name, weights)["data"]
     else:
-        if weights is not None and mean is None:
+        if weights is not None and mean is None and os.path.exists(weights):  # a missing file: the builder says so
             raise ValueError(f"weights file {weights!r} does not say which mean its training images had: pass "
                              f"mean=(R, G, B) (on the command line --mean R G B), or load the run it comes from "
                              f"(run_dir=... / --run-dir).")

@@ -130,6 +130,8 @@ def test_load_errors_name_the_problem(tmp_path):
         kzoo.load("resnet20", weights=str(tmp_path / "r20.weights.h5"))
     trained = kzoo.load("resnet20", weights=str(tmp_path / "r20.weights.h5"), mean=(10, 20, 30))
     assert trained.mean.tolist() == [10, 20, 30] and trained.origin.startswith("file ")
+    with pytest.raises(ValueError, match="neither a registered weights name .* nor an existing file"):
+        kzoo.load("resnet20", weights=str(tmp_path / "missing.weights.h5"))
     with pytest.raises(ValueError, match="bring their own mean"):
         kzoo.load("resnet20", weights="digits", mean=(1, 2, 3))
     with pytest.raises(ValueError, match="takes everything from the run; drop name"):
