@@ -177,15 +177,19 @@ def center_view(image, p, mean):
     return center_crop(base_image(image, p, mean), p.crop)
 
 
-def ten_views(image, p, mean):
-    """AlexNet §4.1's 10 views: 4 corners, centre, then the same flipped -> (10, crop, crop, 3)."""
-    base = base_image(image, p, mean)
-    h, w, size = base.shape[0], base.shape[1], p.crop
+def ten_crops(image, size):
+    """(H, W, C) -> (10, size, size, C): 4 corners, centre, then the same flipped."""
+    h, w = image.shape[0], image.shape[1]
     if h < size or w < size:
         raise ValueError(f"an image of {h}x{w} is smaller than the {size}x{size} window.")
     origins = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
-    crops = [base[t : t + size, l : l + size] for t, l in origins]
+    crops = [image[t : t + size, l : l + size] for t, l in origins]
     return np.stack(crops + [c[:, ::-1] for c in crops])
+
+
+def ten_views(image, p, mean):
+    """AlexNet §4.1's 10 views of one raw image -> (10, crop, crop, 3)."""
+    return ten_crops(base_image(image, p, mean), p.crop)
 
 
 def read_image(path):

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from kzoo import preprocessing
+
 
 def _check(images, size):
     images = np.asarray(images)
@@ -17,18 +19,12 @@ def _check(images, size):
 
 def center_crop(images, size):
     images = _check(images, size)
-    top, left = (images.shape[1] - size) // 2, (images.shape[2] - size) // 2
-    return images[:, top : top + size, left : left + size]
+    return np.stack([preprocessing.center_crop(image, size) for image in images])
 
 
 def ten_crops(images, size):
     """(N, H, W, C) -> (N, 10, size, size, C): 4 corners, centre, then the same flipped."""
-    images = _check(images, size)
-    h, w = images.shape[1], images.shape[2]
-    origins = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
-    crops = [images[:, t : t + size, l : l + size] for t, l in origins]
-    crops += [c[:, :, ::-1] for c in crops]
-    return np.stack(crops, axis=1)
+    return np.stack([preprocessing.ten_crops(image, size) for image in _check(images, size)])
 
 
 def predict_views(model, images, protocol="center", batch_size=32):
