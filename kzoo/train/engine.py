@@ -57,6 +57,11 @@ class TrainConfig:
     deterministic: bool = True
     verbose: int = 1
 
+    @property
+    def lr_scale(self):
+        """Linear scaling: every lr of the paper's schedule times batch_size / paper_batch."""
+        return self.batch_size / (self.paper_batch or self.batch_size)
+
     def identity(self):
         """What must match for a run directory to be resumed by this config."""
         return {"model": self.model, "model_options": self.model_options,
@@ -93,7 +98,7 @@ def _claim_run_dir(config, source):
         "identity": {**_identity_json(config), "dataset": source.name},
         "config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
         "schedule": config.schedule.describe(),  # the paper's; the lr in use is `lr_scale` times it
-        "lr_scale": config.batch_size / (config.paper_batch or config.batch_size),
+        "lr_scale": config.lr_scale,
         "dataset": {"name": source.name, "classes": source.classes, "train_size": source.train_size,
                     "val_size": source.val_size, "builtin": source.builtin,
                     "class_names": [str(n) for n in source.class_names]},
@@ -265,7 +270,7 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
 
 def lr_note(config, step=0, epoch=0):
     """Why the learning rate differs from the paper's (said once per command; config.json keeps the scale)."""
-    scale = config.batch_size / (config.paper_batch or config.batch_size)
+    scale = config.lr_scale
     paper = config.schedule.lr(int(step * scale), epoch)
     return (f"Learning rate {paper * scale:g} where the paper's schedule gives {paper:g}: every lr is scaled "
             f"by batch {config.batch_size} / the paper's batch {config.paper_batch} = {scale:g} (linear scaling).")
@@ -274,7 +279,7 @@ def lr_note(config, step=0, epoch=0):
 def _train(config, source, classes, model_fn, callbacks, strategy):
     stats = _run_stats(config, source)
     global_batch = config.batch_size
-    lr_scale = global_batch / (config.paper_batch or global_batch)
+    lr_scale = config.lr_scale
     with strategy.scope():
         model = model_fn(classes) if model_fn else build_model(config, classes)
         optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=config.momentum)
