@@ -11,34 +11,14 @@ the registered weights' resize, centre crop and mean); a weights file needs
 
 import argparse
 import json
-import pathlib
 import sys
 
+from kzoo.inference import load
+from kzoo.preprocessing import image_files, read_image
 from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
-
-SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-def image_files(paths):
-    """Files named or found in folders (sorted), each checked to exist."""
-    files = []
-    for p in map(pathlib.Path, paths):
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in SUFFIXES)
-            if not found:
-                raise ValueError(f"folder {str(p)!r} holds no images ({', '.join(SUFFIXES)}).")
-            files += found
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"image {str(p)!r} does not exist.")
-    return [str(f) for f in files]
-
 
 def predict(paths, trained, top=5, batch_size=32):
     """[(path, [(class index, class name, probability), ...]), ...] for image files `paths`."""
-    from kzoo.preprocessing import read_image
-
     rows = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
@@ -78,8 +58,6 @@ def main(argv=None):
 
 
 def run(args):
-    from kzoo.inference import load
-
     if bool(args.run_dir) == bool(args.model):
         raise ValueError("give either --run-dir RUN or --model NAME --weights WEIGHTS.")
     if args.run_dir and (args.weights or args.mean):

@@ -10,6 +10,7 @@ antialias=True)`, the resize of the training pipeline.
 """
 
 import dataclasses
+import pathlib
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -190,6 +191,25 @@ def ten_crops(image, size):
 def ten_views(image, p, mean):
     """AlexNet §4.1's 10 views of one raw image -> (10, crop, crop, 3)."""
     return ten_crops(base_image(image, p, mean), p.crop)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+def image_files(paths, what="image"):
+    """The files named, and the images found in folders named (sorted), as strings; `what`
+    names the argument in errors."""
+    files = []
+    for p in map(pathlib.Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{what} {str(p)!r} does not exist.")
+    if not files:
+        raise ValueError(f"{what} {list(map(str, paths))} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+    return [str(f) for f in files]
 
 
 def read_image(path):

@@ -14,7 +14,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+from kzoo.preprocessing import IMAGE_SUFFIXES
+
 # Leading bytes of the formats tf.io.decode_image reads: a cheap check that
 # catches non-images before a long run starts.
 MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"GIF8")

@@ -17,7 +17,6 @@ Figures go to --out (default: RUN/figures, or ./figures); each path is printed.
 
 import argparse
 import os
-import pathlib
 import sys
 
 import numpy as np
@@ -33,20 +32,10 @@ PER_PAGE = 8  # deconv: images per figure file
 
 
 def _read_images(paths):
-    from kzoo.data.sources import IMAGE_SUFFIXES, decode_file
+    from kzoo.data.sources import decode_file
+    from kzoo.preprocessing import image_files
 
-    files = []
-    for p in paths:
-        p = pathlib.Path(p)
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"--images {str(p)!r} does not exist.")
-    if not files:
-        raise ValueError(f"--images {paths} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    return [decode_file(str(f)).numpy() for f in files], None
+    return [decode_file(f).numpy() for f in image_files(paths, "--images")], None
 
 
 def load_inputs(args, trained, split="val", limit=None, pictures=False):
