@@ -9,8 +9,8 @@
 import os as _os
 import sys as _sys
 
-from kzoo.registry import BUILDER_NAMES
-from kzoo.utils.lazy import lazy_exports
+from kzoo.registry import BUILDER_MODULES
+from kzoo.utils import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -24,7 +24,7 @@ if "tensorflow" not in _sys.modules:
 # Public name -> the module defining it, imported on first use (PEP 562), so that
 # `import kzoo` (and every `python -m kzoo...` command's --help) loads no Keras.
 _EXPORTS = {
-    **dict.fromkeys(BUILDER_NAMES, "kzoo.models"),
+    **BUILDER_MODULES,
     "create_model": "kzoo.registry",
     "list_models": "kzoo.registry",
     "load": "kzoo.inference",

@@ -12,17 +12,19 @@ registered weights need Keras only (any backend); a run directory needs TensorFl
 
 import contextlib
 import dataclasses
+import gc
 import glob
 import json
 import os
 import re
 import sys
-from importlib import import_module
 
 import numpy as np
 
+import kzoo
 from kzoo import preprocessing, registry
 from kzoo import weights as weights_registry
+from kzoo.data.labels import named_classes
 from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import recipe_preprocess
 
@@ -87,14 +89,12 @@ class TrainedModel:
         """Write a SavedModel (TensorFlow backend) whose `serve` endpoint takes a uint8 batch
         (N, H, W, 3) of raw images of one size and returns class probabilities: the
         preprocessing travels inside. Returns `path`."""
-        import keras
+        import keras  # here, not at the top: `python -m kzoo.predict --help` loads no Keras
         import tensorflow as tf
-
-        from kzoo.data.transforms import eval_map
 
         if os.path.exists(path):
             raise ValueError(f"{path!r} exists; kzoo does not overwrite it. Pick a new path.")
-        view = eval_map(self.preprocessing, {"mean": np.asarray(self.mean, np.float32)})
+        view = kzoo.data.transforms.eval_map(self.preprocessing, {"mean": np.asarray(self.mean, np.float32)})
         model = self.model
 
         def serve(images):
@@ -118,12 +118,24 @@ def decode(probabilities, class_names, top=5):
     return [[(int(i), class_names[i], float(row[i])) for i in idx] for row, idx in zip(probabilities, order)]
 
 
+def registered_preprocess(model, weights):
+    """The `Preprocess` record registered weights `model`/`weights` were trained with."""
+    record = weights_registry.entry(model, weights)["preprocess"]
+    return Preprocess.from_dict(record, f"manifest entry {model}/{weights}")
+
+
+def registered_class_names(model, weights):
+    """The class names of registered weights `model`/`weights`, in output order."""
+    names = weights_registry.entry(model, weights)["class_names"]
+    return named_classes(names) if isinstance(names, str) else list(names)
+
+
 def recipe_preprocessing(name, size=None):
     """The paper's pipeline of registered model `name` (its recipe's), scaled to input `size`
     when that differs from the paper's."""
     entry = registry.get_entry(name)
     recipe = _CIFAR if entry.paper == "resnet" and entry.default_size == 32 else _RECIPES[entry.paper]
-    recipe = import_module(f"kzoo.recipes.{recipe}").RECIPE
+    recipe = getattr(kzoo.recipes, recipe).RECIPE
     size = size or entry.default_size
     return recipe_preprocess(recipe, name, demo=size != entry.default_size, input_size=size)
 
@@ -151,9 +163,9 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
                      if v is not None]
         if overrides:
             raise ValueError(f"weights {name}/{weights} bring their own {', '.join(overrides)}; drop them.")
-        preprocess = weights_registry.preprocess(name, weights)
+        preprocess = registered_preprocess(name, weights)
         mean = weights_registry.mean(name, weights)
-        class_names = weights_registry.class_names(name, weights)
+        class_names = registered_class_names(name, weights)
         classes = len(class_names) if classes is None else classes
         origin, dataset = f"weights {weights}", weights_registry.entry(name, weights)["data"]
     else:
@@ -196,12 +208,11 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
 
 def read_run_config(run_dir):
     """A training run's config.json (identity, config, dataset, stats)."""
-    from kzoo.train.checkpoints import read_json
-
     path = os.path.join(run_dir, "config.json")
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (it does not exist).")
-    config = read_json(path, "It describes the run: restore it from a copy of the run directory.")
+    config = kzoo.train.checkpoints.read_json(
+        path, "It describes the run: restore it from a copy of the run directory.")
     if config is None:
         raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (no config.json).")
     return config
@@ -245,16 +256,13 @@ def load_run(run_dir):
 def restore_run_weights(run_dir, config, model):
     """Load the run's latest checkpoint into `model`; a checkpoint that does not fit is one
     line, an unfinished run a warning on stderr."""
-    import gc
-
     import tensorflow as tf
-
-    from kzoo.train.engine import restore_model
 
     error = None
     with _quiet_checkpoint_logs():
         try:
-            state = restore_model(run_dir, model, mixed_precision=config["config"].get("mixed_precision", False))
+            mixed = config["config"].get("mixed_precision", False)
+            state = kzoo.train.checkpoints.restore_model(run_dir, model, mixed_precision=mixed)
         except (AssertionError, ValueError, tf.errors.OpError) as err:
             error = _mismatch(run_dir, config, err)
         if error is not None:
@@ -315,7 +323,7 @@ def preprocess_input(x, model, weights):
     """keras.applications' form: a batch already at the model's input size (N, H, W, 3),
     0-255 RGB -> what registered weights `model`/`weights` take (mean removed, scaled,
     channel order). For raw images of any size use `kzoo.load(...).preprocess`."""
-    p, mean = weights_registry.preprocess(model, weights), weights_registry.mean(model, weights)
+    p, mean = registered_preprocess(model, weights), weights_registry.mean(model, weights)
     x = np.asarray(x, np.float32)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected a batch (N, H, W, 3); got shape {x.shape}.")
@@ -327,6 +335,6 @@ def preprocess_input(x, model, weights):
 def decode_predictions(preds, model, weights, top=5):
     """keras.applications' form: per image, the `top` (class index, class name, probability)
     of registered weights `model`/`weights`."""
-    return decode(preds, weights_registry.class_names(model, weights), top)
+    return decode(preds, registered_class_names(model, weights), top)
 
 

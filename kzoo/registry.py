@@ -6,6 +6,7 @@ manifest and the tuner studies all read this registry.
 
 import dataclasses
 import difflib
+import importlib
 from typing import Callable
 
 
@@ -41,31 +42,18 @@ class ModelEntry:
 
 _REGISTRY = {}
 
-# The public builders, in list_models() order; kzoo and kzoo.models export these names.
-BUILDER_NAMES = (
-    "alexnet",
-    "zfnet",
-    "overfeat_fast",
-    "overfeat_accurate",
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "plain18",
-    "plain34",
-    "resnet20",
-    "resnet32",
-    "resnet44",
-    "resnet56",
-    "resnet110",
-    "resnet1202",
-    "plain20",
-    "plain32",
-    "plain44",
-    "plain56",
-    "plain110",
-)
+# The public builders, in list_models() order, each with the module that defines it
+# (imported on first use: kzoo.resnet50 loads no AlexNet).
+BUILDER_MODULES = {
+    "alexnet": "kzoo.models.alexnet",
+    "zfnet": "kzoo.models.zfnet",
+    "overfeat_fast": "kzoo.models.overfeat",
+    "overfeat_accurate": "kzoo.models.overfeat",
+    **dict.fromkeys(("resnet18", "plain18", "resnet34", "plain34", "resnet50", "resnet101", "resnet152",
+                     "resnet20", "plain20", "resnet32", "plain32", "resnet44", "plain44", "resnet56", "plain56",
+                     "resnet110", "plain110", "resnet1202"), "kzoo.models.resnet"),
+}
+BUILDER_NAMES = tuple(BUILDER_MODULES)
 
 
 def register(entry):
@@ -75,22 +63,25 @@ def register(entry):
     return entry
 
 
-def _load_models():
-    import kzoo.models  # noqa: F401  (registers every builder)
+def _load(names):
+    # The model modules register into this one, so they are imported by name, not at the top.
+    for module in dict.fromkeys(BUILDER_MODULES[name] for name in names):
+        importlib.import_module(module)
 
 
 def list_models(paper=None):
     """Names of every registered model, optionally only one paper's."""
-    _load_models()
-    return [name for name, entry in _REGISTRY.items() if paper is None or entry.paper == paper]
+    _load(BUILDER_NAMES)
+    return [name for name in BUILDER_NAMES if paper is None or _REGISTRY[name].paper == paper]
 
 
 def get_entry(name):
-    _load_models()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), _REGISTRY, n=3)
+        _load([name] if name in BUILDER_MODULES else BUILDER_NAMES)
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), BUILDER_NAMES, n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"Unknown model name {name!r}.{hint} Known models: {', '.join(_REGISTRY)}.")
+        raise ValueError(f"Unknown model name {name!r}.{hint} Known models: {', '.join(BUILDER_NAMES)}.")
     return _REGISTRY[name]
 
 

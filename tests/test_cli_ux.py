@@ -65,11 +65,11 @@ def test_lazy_package_names():
     builders = [name for name in kzoo.__all__ if name not in (
         "create_model", "list_models", "load", "preprocess_input", "decode_predictions", "feature_extractor",
         "__version__")]
-    assert builders == kzoo.models.__all__  # one list: every builder is public, in the same order
+    assert builders == list(kzoo.registry.BUILDER_NAMES) == kzoo.list_models()  # one list, the same order
     assert set(kzoo.__all__) <= set(dir(kzoo))
     from kzoo import resnet20
 
-    assert resnet20 is kzoo.models.resnet20 and kzoo.create_model.__module__ == "kzoo.registry"
+    assert resnet20 is kzoo.models.resnet.resnet20 and kzoo.create_model.__module__ == "kzoo.registry"
     with pytest.raises(AttributeError, match="no attribute 'resnet21'"):
         kzoo.resnet21
     # submodules are attributes as when `import kzoo` imported them, and stay light until used

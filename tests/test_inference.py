@@ -100,9 +100,7 @@ def test_registered_weights_bring_preprocessing_mean_and_names(digits):
 
 
 def test_imagenet_class_names_come_from_tensorflow_datasets():
-    from kzoo.weights import class_names
-
-    names = class_names("resnet50", "imagenet")
+    names = kzoo.inference.registered_class_names("resnet50", "imagenet")
     assert len(names) == 1000 and len(set(names)) == 1000
     assert names[0] == "n01440764 tench, Tinca tinca"
     assert names[1] == "n01443537 goldfish, Carassius auratus"

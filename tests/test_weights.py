@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import kzoo
+from kzoo import inference as load
 from kzoo import weights as registry
 from kzoo.weights.convert import keras_applications_resnet
 
@@ -114,8 +115,8 @@ def test_manifest_entries_are_complete_and_point_at_registered_models():
         for name, item in entries.items():
             assert item["preprocess"] and item["class_names"] and item["metrics"] and item["measured"]
             entry = __import__("kzoo.registry", fromlist=["x"]).get_entry(model)
-            assert registry.preprocess(model, name).crop == entry.default_size  # the record the weights take
-            assert len(registry.class_names(model, name)) == {"imagenet": 1000, "digits": 10}[name]
+            assert load.registered_preprocess(model, name).crop == entry.default_size  # the record the weights take
+            assert len(load.registered_class_names(model, name)) == {"imagenet": 1000, "digits": 10}[name]
             if "url" in item:
                 assert item["converter"] in __import__("kzoo.weights.convert", fromlist=["x"]).CONVERTERS
 
@@ -427,7 +428,7 @@ def _convert_error(capsys, argv):
 
 
 def test_convert_command_refuses_wrong_sources_and_outputs(tmp_path, capsys):
-    from kzoo.utils.files import save_weights_atomic
+    from kzoo.weights.record import save_weights_atomic
 
     text = tmp_path / "not-hdf5.h5"
     text.write_text("not weights\n")
@@ -461,7 +462,7 @@ def test_convert_command_refuses_wrong_sources_and_outputs(tmp_path, capsys):
 def test_weights_files_record_the_architecture_that_wrote_them(tmp_path):
     import shutil
 
-    from kzoo.utils.files import save_weights_atomic
+    from kzoo.weights.record import save_weights_atomic
 
     source, plain = kzoo.plain20(), str(tmp_path / "plain20.weights.h5")
     save_weights_atomic(source, plain)

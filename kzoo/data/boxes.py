@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import tensorflow as tf
 
-from kzoo.data.sources import decode_file, naming_bad_images
+from kzoo.data import sources
 
 SHAPE_COLOURS = ("red", "green", "blue")
 
@@ -92,7 +92,7 @@ def read_boxes(path):
 
 
 def _decode_boxed(path, box, label):
-    return decode_file(path), box, label
+    return sources.decode_file(path), box, label
 
 
 def check_unique_names(files, boxes):
@@ -123,7 +123,7 @@ def boxed_examples(source, split, limit=None):
         raise ValueError(f"dataset {source.name!r} has no boxes for its {split} images; give --boxes FILE "
                          f"(CSV image,x1,y1,x2,y2 or a folder of ILSVRC/VOC XML) or use --dataset shapes.")
     ds = source.boxed[split]
-    with naming_bad_images(source):
+    with sources.naming_bad_images(source):
         triples = list(ds.take(limit) if limit else ds)
     images = [t[0].numpy() for t in triples]
     boxes = np.stack([t[1].numpy() for t in triples]).astype("float32")

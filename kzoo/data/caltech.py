@@ -12,6 +12,8 @@ import pathlib
 
 import numpy as np
 
+import kzoo  # kzoo.data.sources (TensorFlow) loads on first use: the recipes' --help needs DATASETS only
+
 DATASETS = {
     # per-class training sizes (ZFNet Tables 3, 4), test images per class, background class
     "caltech101": dict(folder="101_ObjectCategories", per_class=(15, 30), test_max=50,
@@ -30,10 +32,8 @@ class Collection:
     class_names: list
 
     def read(self, i):
-        from kzoo.data.sources import decode_file
-
         item = self.images[i]
-        return item() if callable(item) else decode_file(item).numpy()
+        return item() if callable(item) else kzoo.data.sources.decode_file(item).numpy()
 
 
 def _spec(name):
@@ -45,8 +45,6 @@ def _spec(name):
 def load_collection(name, data_dir, background=None):
     """`name`'s images under `data_dir` (the category folder, its parent, or a tfds data_dir).
     background: keep the background/clutter class (default: the paper's protocol)."""
-    from kzoo.data.sources import _class_folders
-
     spec = _spec(name)
     background = spec["with_background"] if background is None else background
     if data_dir is None or not os.path.isdir(data_dir):
@@ -56,7 +54,7 @@ def load_collection(name, data_dir, background=None):
     folder = root / spec["folder"] if (root / spec["folder"]).is_dir() else root
     if name == "caltech101" and not (folder / spec["background"]).is_dir() and _has_tfds(root):
         return tfds_collection(str(root), "caltech101", spec["tfds_background"], background)
-    classes, files, labels = _class_folders(folder)
+    classes, files, labels = kzoo.data.sources.class_folders(folder)
     if not background and spec["background"] in classes:
         drop = classes.index(spec["background"])
         files = [f for f, l in zip(files, labels) if l != drop]

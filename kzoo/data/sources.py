@@ -14,6 +14,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+import kzoo  # kzoo.data.boxes, which reads images through this module, on first use
 from kzoo.preprocessing import IMAGE_SUFFIXES
 
 # Leading bytes of the formats tf.io.decode_image reads: a cheap check that
@@ -65,11 +66,9 @@ def builtin_digits(val_fraction=0.2, seed=0):
 def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
     """Generated noise images with one coloured square each (3 classes, boxes known): the
     built-in localization data."""
-    from kzoo.data.boxes import SHAPE_COLOURS, generated_shapes
-
     splits = {}
     for split, n, split_seed in (("train", train_size, seed), ("val", val_size, seed + 1)):
-        images, boxes, labels = generated_shapes(n, size, split_seed)
+        images, boxes, labels = kzoo.data.boxes.generated_shapes(n, size, split_seed)
         splits[split] = (tf.data.Dataset.from_tensor_slices((images, labels)),
                          tf.data.Dataset.from_tensor_slices((images, boxes, labels)))
     return Source(
@@ -78,7 +77,7 @@ def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
         val=splits["val"][0],
         train_size=train_size,
         val_size=val_size,
-        class_names=list(SHAPE_COLOURS),
+        class_names=list(kzoo.data.boxes.SHAPE_COLOURS),
         builtin=True,
         description=f"{train_size + val_size} generated {size}px noise images with one red, green or "
                     f"blue square each, boxes known",
@@ -93,7 +92,7 @@ def _check_classes(what, names, fix):
                          f"({', '.join(map(repr, names)) or 'none'}); a classifier needs at least 2: {fix}.")
 
 
-def _class_folders(root):
+def class_folders(root):
     root = pathlib.Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {str(root)!r} does not exist (or is not a folder).")
@@ -159,15 +158,15 @@ def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
     `boxes`: {file stem: box} (`kzoo.data.boxes.read_boxes`) for localization."""
     root = pathlib.Path(root)
     if (root / "train").is_dir():
-        classes, train_files, train_labels = _class_folders(root / "train")
+        classes, train_files, train_labels = class_folders(root / "train")
         val_dir = next((root / d for d in ("val", "validation") if (root / d).is_dir()), None)
         if val_dir is None:
             raise FileNotFoundError(f"{str(root / 'train')!r} exists but no val/ or validation/ beside it.")
-        val_classes, val_files, val_labels = _class_folders(val_dir)
+        val_classes, val_files, val_labels = class_folders(val_dir)
         if val_classes != classes:
             raise ValueError(f"{str(val_dir)!r} has classes {val_classes}, train/ has {classes}; they must match.")
     else:
-        classes, files, labels = _class_folders(root)
+        classes, files, labels = class_folders(root)
         order = np.random.default_rng(seed).permutation(len(files))
         n_val = max(1, int(round(len(files) * val_fraction)))
         pick = lambda idx: ([files[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
@@ -187,10 +186,9 @@ def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
 def _boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root):
     if boxes is None:
         return None
-    from kzoo.data.boxes import boxed_files, check_unique_names
-
-    check_unique_names(train_files + val_files, boxes)
-    boxed = {"train": boxed_files(train_files, train_labels, boxes), "val": boxed_files(val_files, val_labels, boxes)}
+    kzoo.data.boxes.check_unique_names(train_files + val_files, boxes)
+    boxed = {"train": kzoo.data.boxes.boxed_files(train_files, train_labels, boxes),
+             "val": kzoo.data.boxes.boxed_files(val_files, val_labels, boxes)}
     if boxed["train"] is None and boxed["val"] is None:
         example = next(iter(boxes), "none")
         raise ValueError(f"no image under {str(root)!r} has a box in the box file (boxes are matched by "
@@ -274,9 +272,7 @@ def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None)
         raise ValueError("--boxes goes with --data-dir (a folder of class sub-folders), not with --dataset; "
                          "the built-in --dataset shapes has its boxes.")
     if dataset is None and data_dir is not None:
-        from kzoo.data.boxes import read_boxes
-
-        return image_folder(data_dir, seed=seed, boxes=read_boxes(boxes) if boxes else None)
+        return image_folder(data_dir, seed=seed, boxes=kzoo.data.boxes.read_boxes(boxes) if boxes else None)
     if dataset is None or dataset in BUILTIN:
         return BUILTIN[dataset or "digits"](seed=seed)
     return tfds_source(dataset, data_dir=data_dir, download=download)

@@ -7,13 +7,13 @@ protocols: the views (and their input sizes) of every protocol, view_sizes.
 localize: OverFeat's box regressor and greedy box merging (§4).
 """
 
-from kzoo.utils.lazy import lazy_exports
+from kzoo.utils import lazy_exports
 
 # Imported on first use (PEP 562): `python -m kzoo.evaluate --help` loads no Keras.
 _EXPORTS = {
     "PROTOCOLS": "kzoo.evaluate.protocols",
     "view_sizes": "kzoo.evaluate.protocols",
-    "RESNET_SCALES": "kzoo.evaluate.fcn",
+    "RESNET_SCALES": "kzoo.evaluate.protocols",
     "TABLE5_MAPS": "kzoo.evaluate.dense",
     "TABLE5_SCALES": "kzoo.evaluate.dense",
     "dense_input_sizes": "kzoo.evaluate.dense",

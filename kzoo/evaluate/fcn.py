@@ -7,7 +7,9 @@ training size and returns a spatial map of class scores, one per window.
 """
 
 import keras
+import numpy as np
 
+from kzoo.evaluate.protocols import RESNET_SCALES
 from kzoo.models.common import deep_graph_recursion
 from kzoo.preprocessing import center_crop, resize, resize_shorter
 
@@ -99,7 +101,6 @@ def fully_convolutional(model):
     return keras.Model(inputs, classifier_as_convs(model, flatten)(x), name=f"{model.name}_fcn")
 
 
-RESNET_SCALES = (224, 256, 384, 480, 640)  # He et al. §3.4: shorter sides for the multi-scale test
 
 
 def cover_crop(image, height, width):
@@ -114,8 +115,6 @@ def cover_crop(image, height, width):
 def mean_probabilities(fcn, views, flips=False):
     """The class probabilities of `fcn` averaged over the positions of each view (H, W, C),
     then over the views (and their flips)."""
-    import numpy as np
-
     per_view = []
     for view in views:
         view = np.asarray(view, "float32")
@@ -129,7 +128,5 @@ def multiscale_probabilities(fcn, images, sizes=RESNET_SCALES, flips=False):
     """ResNet's fully convolutional multi-scale test: for each image, the class
     probabilities averaged over its positions and over the shorter sides `sizes`
     (and flips). `fcn` is `fully_convolutional(model)` of a softmax classifier."""
-    import numpy as np
-
     return np.stack([mean_probabilities(fcn, [resize_shorter(np.asarray(image, "float32"), size) for size in sizes],
                                         flips) for image in images])

@@ -7,13 +7,20 @@ of a window (what the classifier's first FC layer sees), has two hidden layers
 and offsets, the feature layers frozen.
 """
 
+import json
+import os
+
 import numpy as np
 
 import keras
 
 from kzoo import preprocessing
+from kzoo.data.boxes import boxed_examples
 from kzoo.evaluate.fcn import _layer_index
+from kzoo.inference import load
 from kzoo.models.features import feature_extractor
+from kzoo.utils.files import atomic_write
+from kzoo.weights.record import save_weights_atomic
 
 
 class NoBoxPredicted(ValueError):
@@ -218,13 +225,6 @@ def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific
     at `scales` of the training shorter side. Saves `localization/regressor.weights.h5`
     and `localization/metrics.json` in the run directory; returns the metrics.
     """
-    import json
-    import os
-
-    from kzoo.data.boxes import boxed_examples
-    from kzoo.inference import load
-    from kzoo.utils.files import atomic_write, save_weights_atomic
-
     trained = load(run_dir=run_dir)
     model = trained.model
     if trained.dataset != source.name:

@@ -20,15 +20,17 @@ import sys
 
 import numpy as np
 
-from kzoo.evaluate.protocols import PROTOCOLS
+import kzoo
+from kzoo import preprocessing
+from kzoo.evaluate.protocols import FLIPPED, PROTOCOLS, VIEWS, view_sizes
+from kzoo.inference import load
+from kzoo.utils.files import atomic_write
 from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
 
 
 def evaluate(trained, images, labels, protocol, limit=None):
     """Top-1 and top-5 error of `trained` (a kzoo.load object) on raw uint8 `images` and
     `labels`, with the views the protocol took (`view_sizes`: (height, width) per view)."""
-    from kzoo.evaluate.protocols import VIEWS, view_sizes
-
     probs = protocol_scores(trained, images[:limit], protocol)
     labels = np.asarray(labels[: len(probs)])
     top5 = np.argsort(-probs, axis=1)[:, :5]
@@ -42,11 +44,7 @@ def protocol_scores(trained, images, protocol):
     """(images, classes) scores of `trained` (kzoo.load) on raw uint8 `images` under
     `protocol`, on the views `view_sizes` gives: softmax means (center, 10crop,
     multiscale), OverFeat's dense scores."""
-    from kzoo import preprocessing
-    from kzoo.evaluate import dense as dense_eval
-    from kzoo.evaluate import fcn as fcn_eval
-    from kzoo.evaluate.protocols import FLIPPED, view_sizes
-
+    dense_eval, fcn_eval = kzoo.evaluate.dense, kzoo.evaluate.fcn  # Keras: loaded here, not for --help
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}.")
     model = trained.model
@@ -106,8 +104,6 @@ def main(argv=None):
           f"top-5 error {result['top5_err']:.2%}")
     print(json.dumps(result))
     if args.json:
-        from kzoo.utils.files import atomic_write
-
         with atomic_write(args.json) as f:
             json.dump(result, f, indent=2)
             f.write("\n")
@@ -126,9 +122,7 @@ def _check_output(path, overwrite):
 
 
 def run(args):
-    from kzoo.data.sources import BUILTIN, load_source, naming_bad_images
-    from kzoo.inference import load
-
+    sources = kzoo.data.sources  # TensorFlow: after the arguments are parsed
     if bool(args.run_dir) == bool(args.model):
         raise ValueError("give either --run-dir (a training run) or --model NAME --weights PATH.")
     if args.run_dir and (args.weights or args.mean):
@@ -138,18 +132,18 @@ def run(args):
     if args.run_dir:
         trained = load(run_dir=args.run_dir)
         if not (args.dataset or args.data_dir):  # the run's own data is the default
-            if trained.dataset not in BUILTIN:
+            if trained.dataset not in sources.BUILTIN:
                 raise ValueError(f"run {args.run_dir} was trained on {trained.dataset!r}; say where its "
                                  f"validation images are: --dataset {trained.dataset} --data-dir DIR (or "
                                  f"--data-dir FOLDER of class sub-folders).")
             dataset = trained.dataset
-        source = load_source(dataset, args.data_dir)
+        source = sources.load_source(dataset, args.data_dir)
     else:
         weights = model_weights(args.model, args.weights)
-        source = load_source(dataset, args.data_dir)
+        source = sources.load_source(dataset, args.data_dir)
         trained = load(args.model, weights=weights, classes=source.classes, mean=args.mean)
     _check_classes(source, trained.model)
-    with naming_bad_images(source):
+    with sources.naming_bad_images(source):
         pairs = list(source.val.take(args.limit) if args.limit else source.val)
     images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
     return evaluate(trained, images, labels, args.protocol)

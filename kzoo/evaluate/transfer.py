@@ -16,7 +16,9 @@ import keras
 
 from kzoo.data.caltech import mean_per_class_accuracy, protocol_folds
 from kzoo.models.features import feature_extractor
-from kzoo.utils.files import atomic_write, save_weights_atomic
+from kzoo.utils.files import atomic_write
+from kzoo.visualize.common import hidden_layer
+from kzoo.weights.record import save_weights_atomic
 
 
 def per_layer_names(model):
@@ -131,8 +133,6 @@ def run_protocol(trained, collection, per_class, test_max, folds=5, seed=0, laye
     """The §5.2 protocol for each training size in `per_class`; returns the results dict
     (mean per-class accuracy per fold, mean and std) and writes results.json/.md in
     `run_dir`. per_layer: "svm" or "softmax" adds Table 6 (every layer's features)."""
-    from kzoo.visualize.common import hidden_layer
-
     model = trained.model
     layer = layer or hidden_layer(model)
     layers = per_layer_names(model) if per_layer else [layer]

@@ -11,8 +11,10 @@ import inspect
 import os
 import sys
 
+import h5py
 import keras
 
+import kzoo  # kzoo.weights on first use: a model without weights does not need it
 from kzoo import registry
 
 POOLINGS = (None, "avg", "max")
@@ -59,9 +61,7 @@ def _check_weights(entry, weights, include_top, classes, classifier_activation):
             f"weights file; got {weights!r}."
         )
     weights = os.fspath(weights)
-    from kzoo import weights as registry_of_weights
-
-    known_names = registry_of_weights.names(entry.name)
+    known_names = kzoo.weights.names(entry.name)
     is_name = weights == "imagenet" or weights in known_names
     if not is_name and not os.path.exists(weights):
         known = ", ".join(repr(w) for w in known_names) or "none"
@@ -88,9 +88,7 @@ def _weights_file(entry, weights):
     through the weights manifest."""
     if os.path.exists(weights):
         return weights
-    from kzoo import weights as registry_of_weights
-
-    return registry_of_weights.fetch(entry.name, weights)
+    return kzoo.weights.fetch(entry.name, weights)
 
 
 def _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights):
@@ -181,8 +179,7 @@ def load_weights(model, path):
     """`model.load_weights(path)`, refusing a file another architecture wrote (its kzoo
     record) and a Keras 3 file without the .weights.h5 suffix, with an error that says
     which weight does not fit."""
-    from kzoo.weights import record
-
+    record = kzoo.weights.record
     kind = record.file_format(path)
     if kind == "keras3" and not path.endswith(".weights.h5"):
         raise ValueError(f"weights file {path!r} is a Keras 3 weights file without the .weights.h5 suffix (Keras "
@@ -203,8 +200,6 @@ def _weights_h5_name(path):
 
 
 def _mismatch(model, path, kind):
-    import h5py
-
     if kind in ("other", "unreadable", "hdf5"):
         return "it is not a readable .weights.h5 file (corrupt or another format)"
     if kind == "legacy":

@@ -6,3 +6,7 @@
               options; --print-schedule; --help)
     summary   build any registered model and compare it with its paper
 """
+
+from kzoo.utils import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {})  # submodules load on first use

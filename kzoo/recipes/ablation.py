@@ -11,6 +11,7 @@ data its demo sizes). Rerunning the same command resumes: finished trials are ke
 import argparse
 import sys
 
+import kzoo
 from kzoo.recipes.common import Run
 from kzoo.tune.studies import STUDIES, TUNERS
 from kzoo.utils.cli import add_verbose_flag, check_input_size, non_negative_int, positive_int, quiet_tensorflow
@@ -42,8 +43,6 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
-    from kzoo.tune.search import run_study  # keras-tuner, hence TensorFlow: not for --help
-
     if args.tuner == "hyperband" and args.max_trials is not None:  # keras-tuner's Hyperband has no trial cap
         parser.error("--max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out.")
     try:
@@ -51,7 +50,7 @@ def main(argv=None):
         base = Run(dataset=args.dataset, data_dir=args.data_dir, download=args.download, epochs=args.epochs,
                    batch_size=args.batch_size, input_size=args.input_size, steps_per_epoch=args.steps_per_epoch,
                    seed=args.seed)  # each trial sets its model, options and folder
-        run_study(args.study, base, args.tuner, args.space, args.max_trials, args.out)
+        kzoo.tune.search.run_study(args.study, base, args.tuner, args.space, args.max_trials, args.out)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     return 0

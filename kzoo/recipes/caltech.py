@@ -12,13 +12,16 @@ import sys
 
 import numpy as np
 
+import kzoo
+from kzoo import registry
+from kzoo import weights as weights_registry
+from kzoo.data.caltech import DATASETS, load_collection
+from kzoo.inference import load
 from kzoo.utils.cli import (add_verbose_flag, check_input_size, float_between, model_weights, non_negative_int,
                             positive_float, positive_int, quiet_tensorflow)
 
 
 def build_parser(dataset):
-    from kzoo.data.caltech import DATASETS
-
     spec = DATASETS[dataset]
     parser = argparse.ArgumentParser(
         prog=f"python -m kzoo.recipes.{dataset}", description=__doc__,
@@ -63,12 +66,6 @@ def _mean_colour(collection, count=500, seed=0):
 
 
 def run(dataset, args):
-    from kzoo import registry
-    from kzoo.data.caltech import load_collection
-    from kzoo import weights as weights_registry
-    from kzoo.evaluate.transfer import results_table, run_protocol
-    from kzoo.inference import load
-
     if bool(args.run_dir) == bool(args.model):
         raise ValueError("give either --model NAME --weights PATH or --run-dir RUN.")
     if args.run_dir:
@@ -109,9 +106,10 @@ def run(dataset, args):
     scratch_fn = functools.partial(registry.create_model, name, input_shape=(size, size, 3),
                                    classes=len(collection.class_names), **run_options) if args.from_scratch else None
     out = args.out or os.path.join("runs", f"{dataset}-{name}")
-    results = run_protocol(trained, collection, args.per_class, args.test_max, args.folds, args.seed,
-                           args.layer, args.C, out, identity, args.per_layer, scratch_fn, args.scratch_epochs)
-    print(results_table(results))
+    results = kzoo.evaluate.transfer.run_protocol(
+        trained, collection, args.per_class, args.test_max, args.folds, args.seed, args.layer, args.C, out, identity,
+        args.per_layer, scratch_fn, args.scratch_epochs)
+    print(kzoo.evaluate.transfer.results_table(results))
     print(f"Results: {out}/results.json, {out}/results.md")
     return results
 

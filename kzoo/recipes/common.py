@@ -8,11 +8,14 @@ is the plain function behind the command line: a `Run` holds one typed field per
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import os
 import sys
 from typing import Callable
 
+import kzoo
+from kzoo import registry
 from kzoo.preprocessing import Preprocess
 from kzoo.utils.cli import (add_verbose_flag, check_choice, check_input_size, check_model_options, model_option,
                             non_negative_int, positive_int, quiet_tensorflow)
@@ -178,8 +181,6 @@ def recipe_preprocess(recipe, model_name, demo, input_size=None):
     """The recipe's pipeline for this model: on the demo data the whole pipeline shrinks
     with the input; otherwise the paper's resizing with the model's input as crop
     (OverFeat accurate: 221)."""
-    from kzoo import registry
-
     if demo:
         return recipe.preprocess.scaled(_given(input_size, recipe.demo_crop))
     return dataclasses.replace(recipe.preprocess, crop=_given(input_size, registry.get_entry(model_name).default_size))
@@ -198,14 +199,10 @@ def run_dir_for(recipe, run, source):
 def train_recipe(recipe, run, source=None):
     """Train `recipe` as `run` (a `Run`) says, on `source` (default: the data `run` names);
     returns the final metrics dict."""
-    from kzoo.data.sources import load_source
-    from kzoo.train.engine import train
-    from kzoo.train.strategies import get_strategy
-
     run = resolve_run(recipe, run)
-    get_strategy(run.strategy)  # before any dataset: multi-worker set-up must come first
+    kzoo.train.strategies.get_strategy(run.strategy)  # before any dataset: multi-worker set-up must come first
     check_model_options(run.model, run.options, build=True)  # before the data and the run directory
-    source = source or load_source(run.dataset, run.data_dir, run.download, seed=run.seed)
+    source = source or kzoo.data.sources.load_source(run.dataset, run.data_dir, run.download, seed=run.seed)
     demo = source.builtin
     if demo:
         print(f"Training on the built-in demo data: {source.description}, resized to "
@@ -215,12 +212,9 @@ def train_recipe(recipe, run, source=None):
     run_dir = config.run_dir
     callbacks = []
     if run.evolution:
-        from kzoo.train.engine import validation_images
-        from kzoo.visualize.top9 import FeatureEvolution
-
-        callbacks.append(FeatureEvolution(lambda: validation_images(config, source, 16), None,
-                                          os.path.join(run_dir, "evolution.png")))
-    metrics, _ = train(config, source, callbacks=callbacks)
+        images = functools.partial(kzoo.train.engine.validation_images, config, source, 16)
+        callbacks.append(kzoo.visualize.top9.FeatureEvolution(images, None, os.path.join(run_dir, "evolution.png")))
+    metrics, _ = kzoo.train.engine.train(config, source, callbacks=callbacks)
     print(f"Done: top-1 error {metrics.get('val_top1_err', float('nan')):.2%}, top-5 error "
           f"{metrics.get('val_top5_err', float('nan')):.2%} on {source.name} validation. Run directory: {run_dir}")
     if demo:
@@ -231,8 +225,6 @@ def train_recipe(recipe, run, source=None):
 def recipe_config(recipe, run, source):
     """The engine's TrainConfig for `run` on `source`: the paper's numbers, or the demo's on
     the built-in data (the recipe's demo options go under the run's own)."""
-    from kzoo.train.engine import TrainConfig
-
     run = resolve_run(recipe, run)
     demo = source.builtin
     options = {**recipe.demo_options, **run.options} if demo else run.options
@@ -240,7 +232,7 @@ def recipe_config(recipe, run, source):
     limits = SMOKE if run.smoke else {}
     batch = _given(run.batch_size, limits.get("batch_size"), recipe.demo_batch if demo else recipe.batch_size)
     epochs = _given(run.epochs, limits.get("epochs"), recipe.demo_epochs if demo else recipe.epochs)
-    return TrainConfig(
+    return kzoo.train.engine.TrainConfig(
         model=run.model,
         model_options=options,
         schedule=recipe.schedule(run.model),

@@ -9,8 +9,10 @@ a box regressor on its frozen layer-5 features, and the ILSVRC localization erro
 
 import sys
 
+import kzoo
 from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, build_parser, run_dir_for, run_from_args, train_recipe
+from kzoo.recipes.common import main as train_main
 from kzoo.train.schedules import StepsAt
 from kzoo.utils.cli import non_negative_float, positive_int, quiet_tensorflow
 
@@ -70,16 +72,11 @@ def main(argv=None):
         given = [flag for flag, dest in LOCALIZATION_FLAGS if getattr(args, dest) != parser.get_default(dest)]
         if given:  # not silently ignored
             parser.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for localization; add --localize.")
-        from kzoo.recipes.common import main as train_main
-
         return train_main(RECIPE, argv)
-    from kzoo.data.sources import load_source  # TensorFlow: after --help
-    from kzoo.evaluate.localize import localize_run
-
     try:
         run = run_from_args(RECIPE, args)
         dataset = args.dataset or (None if args.data_dir else "shapes")
-        source = load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
+        source = kzoo.data.sources.load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
         missing = [split for split in ("train", "val") if not source.boxed or source.boxed.get(split) is None]
         if missing:  # before hours of classifier training, not after
             raise ValueError(f"dataset {source.name!r} has no boxes for its {' and '.join(missing)} images; "
@@ -88,7 +85,7 @@ def main(argv=None):
                                 "or use the built-in shapes (no data flags)."))
         train_recipe(RECIPE, run, source)
         run_dir = run_dir_for(RECIPE, run, source)
-        metrics = localize_run(run_dir, source, epochs=args.regressor_epochs,
+        metrics = kzoo.evaluate.localize.localize_run(run_dir, source, epochs=args.regressor_epochs,
                                class_specific=args.regressor == "class-specific",
                                threshold=args.merge_threshold, limit=args.limit, seed=args.seed)
     except (ValueError, FileNotFoundError) as err:

@@ -8,6 +8,10 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
+import kzoo
+from kzoo import registry
 from kzoo.utils.cli import add_verbose_flag, model_option, quiet_tensorflow
 
 
@@ -25,16 +29,11 @@ def train_command(entry):
 
 def summarize(name, options=None, layers=False, batch=2, print_fn=print):
     """Build `name` with `options`, print the comparison table; returns the model."""
-    import numpy as np
-
-    from kzoo import registry
-    from kzoo.utils.report import model_section
-
     entry = registry.get_entry(name)
     model = entry.builder(**(options or {}))
     if layers:
         model.summary(print_fn=print_fn)
-    print_fn(model_section(entry, model))
+    print_fn(kzoo.utils.report.model_section(entry, model))
     if options:
         print_fn(f"(The paper column is the paper's own configuration; {sorted(options)} change it.)")
     shape = (batch, *model.inputs[0].shape[1:])

@@ -18,6 +18,7 @@ import socket
 import tempfile
 import time
 
+import keras
 import tensorflow as tf
 
 from kzoo.train.strategies import is_chief, task_id
@@ -155,6 +156,21 @@ class Checkpoints:
     def _say(self, message):
         if self.verbose and self.chief:
             print(message)
+
+
+def restore_model(run_dir, model, mixed_precision=False):
+    """Load a run's latest weights into `model` (built like the run's model).
+
+    The weights are saved through the optimizer that holds them, so the same
+    kind of optimizer is rebuilt to read them back."""
+    optimizer = keras.optimizers.SGD(momentum=0.9)
+    if mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    state = Checkpoints(run_dir, read_only=True, model=model, optimizer=optimizer).restore()
+    if state is None:
+        raise FileNotFoundError(f"{run_dir!r} holds no checkpoint yet (no checkpoints/latest.json).")
+    return state
 
 
 def remove_leftovers(folder):

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kzoo import registry
 from kzoo.data.sources import naming_bad_images
 from kzoo.data.stats import cached_stats, stats_name
 from kzoo.data.transforms import eval_map, train_map
@@ -124,21 +125,6 @@ def _claim_run_dir(config, source):
         yield
 
 
-def restore_model(run_dir, model, mixed_precision=False):
-    """Load a run's latest weights into `model` (built like the run's model).
-
-    The weights are saved through the optimizer that holds them, so the same
-    kind of optimizer is rebuilt to read them back."""
-    optimizer = keras.optimizers.SGD(momentum=0.9)
-    if mixed_precision:
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
-    state = Checkpoints(run_dir, read_only=True, model=model, optimizer=optimizer).restore()
-    if state is None:
-        raise FileNotFoundError(f"{run_dir!r} holds no checkpoint yet (no checkpoints/latest.json).")
-    return state
-
-
 def _per_example_seeds(seed, epoch, size):
     # One stateless seed pair per example: (run seed, epoch * size + index).
     index = tf.data.Dataset.range(size)
@@ -200,8 +186,6 @@ def _check_labels(source, classes):
 
 
 def build_model(config, classes):
-    from kzoo import registry
-
     size = config.preprocess.crop
     return registry.create_model(config.model, input_shape=(size, size, 3), classes=classes,
                                  classifier_activation=None, **config.model_options)

@@ -10,7 +10,6 @@ by KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT.
 import dataclasses
 import glob
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -18,8 +17,13 @@ import re
 import keras_tuner as kt
 import numpy as np
 
+import kzoo
+from kzoo import registry
+from kzoo.data.sources import load_source
+from kzoo.recipes.common import train_recipe
 from kzoo.tune.studies import TUNERS, get_study
 from kzoo.utils.files import atomic_write
+from kzoo.visualize.common import figure, save_figure
 
 OBJECTIVE = kt.Objective("val_top1_err", direction="min")
 
@@ -48,8 +52,6 @@ class StudyHyperModel(kt.HyperModel):
         return ", ".join(f"{k}={v}" for k, v in values.items()), name, options
 
     def build(self, hp):
-        from kzoo import registry
-
         _, name, options = self.choose(hp)
         entry = registry.get_entry(name)
         size = entry.min_size  # a cheap check that the row builds; the engine builds the real one
@@ -98,11 +100,7 @@ def make_tuner(hypermodel, kind, directory, max_trials=None, epochs=None, seed=0
 def trial_trainer(study, base, out):
     """(label, model, options, epochs) -> metrics: one recipe run per trial, `base` (a
     kzoo.recipes.common.Run: data, epochs, batch, ...) with the trial's model and folder."""
-    from kzoo import registry
-    from kzoo.data.sources import load_source
-    from kzoo.recipes.common import train_recipe
-
-    recipe = importlib.import_module(f"kzoo.recipes.{study.recipe}").RECIPE
+    recipe = getattr(kzoo.recipes, study.recipe).RECIPE
     source = load_source(base.dataset, base.data_dir, base.download, seed=base.seed)
 
     def train_trial(label, name, options, epochs):
@@ -180,8 +178,6 @@ def _num(value):
 
 
 def _plot(rows, path, title):
-    from kzoo.visualize.common import figure, save_figure
-
     fig, axes = figure(1, 1, size=6)
     ax = axes[0][0]
     for r in rows:

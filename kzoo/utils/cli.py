@@ -18,6 +18,8 @@ import math
 import os
 import sys
 
+from kzoo import registry
+
 
 def _number(kind, accepted, test, name):
     noun = "an integer" if kind is int else "a number"
@@ -71,8 +73,6 @@ def flag_error(flag, value, accepted):
 
 def check_input_size(size, model_names, flag="--input-size"):
     """Refuse `size` below any of `model_names`' registry minimum (before a run starts)."""
-    from kzoo import registry
-
     if size is None:
         return
     entries = [registry.get_entry(name) for name in model_names]
@@ -120,8 +120,6 @@ def model_option(text):
 def paper_options(model_name):
     """The builder's own keyword options of a registered model (name -> default): what
     --option may set; the keras.applications arguments belong to the command."""
-    from kzoo import registry
-
     signature = inspect.signature(registry.get_entry(model_name).builder)
     return {p.name: p.default for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY}
 
@@ -129,8 +127,6 @@ def paper_options(model_name):
 def check_model_options(model_name, options, build=False, flag="--option"):
     """Refuse keys that are not `model_name`'s paper options (naming the valid ones) and, with
     `build`, values its builder refuses (built once at the model's smallest input)."""
-    from kzoo import registry
-
     valid = paper_options(model_name)
     unknown = sorted(set(options) - set(valid))
     if unknown:

@@ -5,25 +5,6 @@ import os
 import tempfile
 
 
-def save_weights_atomic(model, path):
-    """`model.save_weights(path)` through a temporary file beside it (Keras needs the
-    .weights.h5 suffix, so atomic_write's file object does not fit), with the record of
-    the architecture that wrote it (kzoo.weights.record)."""
-    from kzoo.weights import record
-
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-" + name)
-    try:
-        model.save_weights(tmp)
-        record.write(tmp, model)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-    return path
-
-
 @contextlib.contextmanager
 def atomic_write(path, mode="w", **kwargs):
     """Write to a temporary file beside `path`, then rename it over `path`."""

@@ -2,3 +2,7 @@
 
 `python -m kzoo.visualize deconv|top9|occlusion|filters|neighbours|responses ...`
 """
+
+from kzoo.utils import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(__name__, {})  # submodules load on first use

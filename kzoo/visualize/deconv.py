@@ -18,7 +18,7 @@ import numpy as np
 
 import keras
 
-from kzoo.layers import LocalResponseNormalization
+from kzoo.layers import CeilPadding2D, LocalResponseNormalization, TowerConv2D, ZeroPadShortcut
 from kzoo.models.features import feature_extractor
 from kzoo.visualize.common import figure, get_layer, to_display
 
@@ -191,8 +191,6 @@ def receptive_field(model, layer):
 
 
 def _through(lyr, axis, field, length):
-    from kzoo.layers import CeilPadding2D, TowerConv2D, ZeroPadShortcut
-
     jump, size, start = field
     if isinstance(lyr, (keras.layers.Conv2D, TowerConv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
         cfg = lyr.get_config()

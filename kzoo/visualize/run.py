@@ -21,6 +21,9 @@ import sys
 
 import numpy as np
 
+import kzoo
+from kzoo.inference import load
+from kzoo.preprocessing import image_files
 from kzoo.utils.cli import (add_verbose_flag, flag_error, float_between, non_negative_float, non_negative_int,
                             positive_int, quiet_tensorflow)
 
@@ -32,24 +35,20 @@ PER_PAGE = 8  # deconv: images per figure file
 
 
 def _read_images(paths):
-    from kzoo.data.sources import decode_file
-    from kzoo.preprocessing import image_files
-
-    return [decode_file(f).numpy() for f in image_files(paths, "--images")], None
+    return [kzoo.data.sources.decode_file(f).numpy() for f in image_files(paths, "--images")], None
 
 
 def load_inputs(args, trained, split="val", limit=None, pictures=False):
     """(model-ready centre views (N, S, S, 3), labels or None) of --images or the dataset,
     prepared as `trained` (kzoo.load) was validated; with `pictures`, also the same views
     as pictures (RGB in [0, 1], no mean)."""
-    from kzoo.data.sources import load_source, naming_bad_images
-
+    sources = kzoo.data.sources  # TensorFlow: after the arguments are parsed
     if args.images:
         images, labels = _read_images(args.images)
     else:
-        source = load_source(args.dataset, args.data_dir)
+        source = sources.load_source(args.dataset, args.data_dir)
         ds = source.val if split == "val" else source.train
-        with naming_bad_images(source):
+        with sources.naming_bad_images(source):
             pairs = list(ds.take(limit or args.limit))
         images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
     images = images[: limit or args.limit]
@@ -59,14 +58,10 @@ def load_inputs(args, trained, split="val", limit=None, pictures=False):
 
 def load_model(args, index=0):
     """(kzoo.load's trained model, where figures go) from --run-dir or --model/--weights."""
-    from kzoo.inference import load
-
     runs, names = args.run_dir or [], args.model or []
     if bool(runs) == bool(names):
         raise ValueError("give either --run-dir RUN or --model NAME [--weights PATH].")
     if runs:
-        from kzoo.data.sources import BUILTIN
-
         given = [flag for flag, value in (("--weights", args.weights), ("--classes", args.classes),
                                           ("--mean", args.mean)) if value]
         if given:  # a run brings its own; ignoring them would show other weights than asked
@@ -74,7 +69,7 @@ def load_model(args, index=0):
                              f"--run-dir brings its own model and weights.")
 
         trained = load(run_dir=runs[index])
-        if trained.dataset in BUILTIN and not (args.images or args.dataset or args.data_dir):
+        if trained.dataset in kzoo.data.sources.BUILTIN and not (args.images or args.dataset or args.data_dir):
             args.dataset = trained.dataset  # the run's own built-in data (its labels fit the model)
         return trained, args.out or os.path.join(runs[index], "figures")
     weights = (args.weights or [None] * len(names))
@@ -86,9 +81,7 @@ def load_model(args, index=0):
 
 def _check_unit(args, model, layer):
     """--feature-map / --maps / --position against `layer`'s maps, before any image is read."""
-    from kzoo.visualize.common import get_layer
-
-    shape = get_layer(model, layer).output.shape
+    shape = kzoo.visualize.common.get_layer(model, layer).output.shape
     if len(shape) != 4:
         return  # the visualization itself says the layer is no feature map
     (height, width), channels = shape[1:3], shape[-1]
@@ -112,76 +105,70 @@ def _check_occlusion(args, model):
 
 def run(args):
     """Make the figure(s) of `args.command`; returns the paths written."""
-    from kzoo.visualize import common
-
+    visualize = kzoo.visualize  # its modules (Keras) load as each command needs them
+    common = visualize.common
     trained, out = load_model(args)
     model = trained.model
     layer = args.layer
     if args.limit is None:
         args.limit = DEFAULT_LIMIT.get(args.command, 64)
     if args.command == "deconv":
-        from kzoo.visualize.deconv import Deconvnet, deconv_figure
-
         layer = layer or common.last_feature_layer(model)
         _check_unit(args, model, layer)
         images, _, pictures = load_inputs(args, trained, pictures=True)
         position = tuple(args.position) if args.position else None
-        projections, units, values = Deconvnet(model).project(images, layer, args.feature_map, position)
+        deconvnet = visualize.deconv.Deconvnet(model)
+        projections, units, values = deconvnet.project(images, layer, args.feature_map, position)
         pages = range(0, len(images), PER_PAGE)
         paths = []
         for number, start in enumerate(pages, 1):  # files of PER_PAGE rows, numbered when several
             end = start + PER_PAGE
-            fig = deconv_figure(pictures[start:end], projections[start:end], units[start:end], layer)
+            fig = visualize.deconv.deconv_figure(pictures[start:end], projections[start:end], units[start:end], layer)
             name = f"deconv-{layer}-{number}.png" if len(pages) > 1 else f"deconv-{layer}.png"
             paths.append(common.save_figure(fig, os.path.join(out, name)))
         return paths
     if args.command == "top9":
-        from kzoo.visualize.top9 import top9_figure, top_activations
-
         layer = layer or common.last_feature_layer(model)
         _check_unit(args, model, layer)
         images, _ = load_inputs(args, trained)
         batches = (images[i : i + 32] for i in range(0, len(images), 32))
-        results = top_activations(model, batches, layer, args.maps, k=9)
-        return [top9_figure(results, os.path.join(out, f"top9-{layer}.png"), title=f"{model.name} {layer}")]
+        results = visualize.top9.top_activations(model, batches, layer, args.maps, k=9)
+        return [visualize.top9.top9_figure(results, os.path.join(out, f"top9-{layer}.png"),
+                                           title=f"{model.name} {layer}")]
     if args.command == "occlusion":
-        from kzoo.visualize.occlusion import occlusion_figure, occlusion_maps
-
         _check_occlusion(args, model)
         images, labels, pictures = load_inputs(args, trained, pictures=True)
         paths = []
         for i, image in enumerate(images):
             label = args.label if args.label is not None else (
                 int(labels[i]) if labels is not None else int(np.argmax(model(image[None])[0])))
-            maps = occlusion_maps(model, image, label, layer=layer, size=args.size, stride=args.stride)
-            paths.append(occlusion_figure(pictures[i], maps, os.path.join(out, f"occlusion-{i}.png")))
+            occlusion = visualize.occlusion
+            maps = occlusion.occlusion_maps(model, image, label, layer=layer, size=args.size, stride=args.stride)
+            paths.append(occlusion.occlusion_figure(pictures[i], maps, os.path.join(out, f"occlusion-{i}.png")))
         return paths
     if args.command == "filters":
-        from kzoo.visualize.analysis import filter_grid_figure, filter_rms, rms_report
-
-        print(rms_report(filter_rms(model), radius=args.radius))
-        return [filter_grid_figure(model, os.path.join(out, "filters.png"), layer=layer)]
+        analysis = visualize.analysis
+        print(analysis.rms_report(analysis.filter_rms(model), radius=args.radius))
+        return [analysis.filter_grid_figure(model, os.path.join(out, "filters.png"), layer=layer)]
     if args.command == "neighbours":
-        from kzoo.visualize.analysis import hidden_features, nearest_neighbours, neighbours_figure
-
+        analysis = visualize.analysis
         queries, _ = load_inputs(args, trained)
         train, _ = load_inputs(args, trained, split="train", limit=args.train_limit)
         if args.k > len(train):
             raise flag_error("--k", args.k, f"at most the {len(train)} training images searched (--train-limit)")
-        idx, _ = nearest_neighbours(hidden_features(model, queries, layer), hidden_features(model, train, layer),
-                                    k=args.k)
-        return [neighbours_figure([common.to_display(q) for q in queries],
-                                  [common.to_display(t) for t in train], idx, os.path.join(out, "neighbours.png"))]
-    from kzoo.visualize.analysis import layer_responses, responses_figure
-
+        idx, _ = analysis.nearest_neighbours(analysis.hidden_features(model, queries, layer),
+                                             analysis.hidden_features(model, train, layer), k=args.k)
+        return [analysis.neighbours_figure([common.to_display(q) for q in queries],
+                                           [common.to_display(t) for t in train], idx,
+                                           os.path.join(out, "neighbours.png"))]
     results = {}
     for i in range(len(args.run_dir or args.model)):
         trained_i = load_model(args, i)[0] if i else trained
         model_i = trained_i.model
         images, _ = load_inputs(args, trained_i)
         label = model_i.name if model_i.name not in results else f"{model_i.name} ({i + 1})"
-        results[label] = layer_responses(model_i, images)
-    return [responses_figure(results, os.path.join(out, "responses.png"))]
+        results[label] = visualize.analysis.layer_responses(model_i, images)
+    return [visualize.analysis.responses_figure(results, os.path.join(out, "responses.png"))]
 
 
 def build_parser():

@@ -5,6 +5,7 @@ import numpy as np
 
 import keras
 
+from kzoo.utils.files import atomic_write
 from kzoo.visualize.common import figure, grid, last_feature_layer, save_figure, to_display
 from kzoo.visualize.deconv import Deconvnet, crop_patch, patch_box, receptive_field
 
@@ -118,8 +119,6 @@ class FeatureEvolution(keras.callbacks.Callback):
         self._draw()
 
     def _draw(self):
-        from kzoo.utils.files import atomic_write
-
         epochs = sorted(self.frames)
         fig, axes = figure(len(self.feature_maps), len(epochs), size=1.2)
         for r, m in enumerate(self.feature_maps):

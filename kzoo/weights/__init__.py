@@ -13,7 +13,11 @@ import hashlib
 import json
 import os
 
-from kzoo.data.labels import named_classes
+import numpy as np
+
+import kzoo
+from kzoo.utils import lazy_exports
+from kzoo.weights.record import save_weights_atomic
 
 MANIFEST = os.path.join(os.path.dirname(__file__), "manifest.json")
 FIELDS = ("model", "name", "data", "preprocess", "class_names", "metrics", "measured", "notes")
@@ -73,60 +77,18 @@ def fetch(model, name):
     converted = os.path.join(cache_dir(), f"{model}-{name}.weights.h5")
     if os.path.exists(converted):
         return converted
-    source = download(item)
-    from kzoo.weights import convert
-
-    from kzoo.utils.files import save_weights_atomic
-
-    return save_weights_atomic(convert.CONVERTERS[item["converter"]](source, model), converted)
+    convert = kzoo.weights.convert  # Keras: loaded only where a download is converted
+    return save_weights_atomic(convert.CONVERTERS[item["converter"]](convert.download(item), model), converted)
 
 
 def mean(model, name):
     """The mean image (or colour) `model`'s weights `name` expect subtracted."""
-    import numpy as np
-
     item = entry(model, name)
     if "mean_file" not in item:
         return np.asarray(item["mean"], np.float32)
     path = os.path.join(os.path.dirname(__file__), item["mean_file"])
     _check_hash(path, item["mean_sha256"], "sha256", f"{model}/{name} mean")
     return np.load(path)
-
-
-def preprocess(model, name):
-    """The `Preprocess` record `model`'s weights `name` were trained with."""
-    from kzoo.preprocessing import Preprocess
-
-    return Preprocess.from_dict(entry(model, name)["preprocess"], f"manifest entry {model}/{name}")
-
-
-def class_names(model, name):
-    """The class names of `model`'s weights `name`, in output order."""
-    names = entry(model, name)["class_names"]
-    if isinstance(names, str):
-        return named_classes(names)
-    return list(names)
-
-
-def download(item):
-    """`item`'s source file, through keras.utils.get_file (cached, hash-checked)."""
-    import keras
-
-    folder = os.path.join(cache_dir(), "downloads")
-    os.makedirs(folder, exist_ok=True)
-    target = os.path.join(folder, item["file_name"])
-    try:
-        return keras.utils.get_file(item["file_name"], item["url"], file_hash=item["file_hash"],
-                                    hash_algorithm=item.get("hash_algorithm", "auto"), cache_dir=folder,
-                                    cache_subdir=".")
-    except ValueError as err:  # get_file keeps a file that fails its hash: remove it
-        if os.path.exists(target):
-            os.remove(target)
-        raise ValueError(f"{item['url']}: the downloaded file is truncated or corrupt ({err}); it was removed, "
-                         f"run again to download it afresh.") from err
-    except Exception as err:
-        raise ValueError(f"could not download {item['url']}: {err}. Check the network, or pass "
-                         f"weights=PATH to a file you have.") from err
 
 
 def _check_hash(path, expected, algorithm, what):
@@ -136,3 +98,6 @@ def _check_hash(path, expected, algorithm, what):
     if actual != expected:
         raise ValueError(f"weights {what}: {path} is corrupt ({algorithm} {actual}, expected {expected}); "
                          f"reinstall kzoo.")
+
+
+__getattr__, __dir__ = lazy_exports(__name__, {})  # submodules load on first use

@@ -5,7 +5,9 @@ import os
 import sys
 import textwrap
 
+import kzoo
 from kzoo.utils.cli import add_verbose_flag, quiet_tensorflow
+from kzoo.weights.record import save_weights_atomic
 
 KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
          "torchvision": "torchvision_resnet"}
@@ -55,18 +57,12 @@ def main(argv=None):
     add_verbose_flag(convert)
     args = parser.parse_args(argv)
     if args.command == "list":
-        from kzoo.weights import manifest
-
-        print("\n".join(list_table(manifest())))
+        print("\n".join(list_table(kzoo.weights.manifest())))
         return 0
     quiet_tensorflow(args.verbose)
     try:
         check_paths(args.source, args.out, args.overwrite)
-        from kzoo.weights import convert
-
-        from kzoo.utils.files import save_weights_atomic
-
-        model = convert.CONVERTERS[KINDS[args.kind]](args.source, args.model)
+        model = kzoo.weights.convert.CONVERTERS[KINDS[args.kind]](args.source, args.model)
     except (ValueError, OSError) as err:
         parser.exit(2, f"error: {err}\n")
     try:

@@ -5,9 +5,15 @@
     python -m kzoo.weights convert torchvision resnet50 resnet50-0676ba61.pth OUT
 """
 
-import numpy as np
+import os
+import re
 
 import keras
+import numpy as np
+
+import kzoo
+from kzoo import weights
+from kzoo.weights import caffe, record, torch_pickle
 
 
 def _fold_bias_into_bn(conv_bias, bn_weights, source_eps, target_eps):
@@ -24,8 +30,6 @@ def keras_applications_resnet(source, model_name, classifier_activation="softmax
     paper's) do not: each bias is folded into the batch normalization that follows.
     keras.applications feeds BGR (Caffe order); conv1's input channels are reversed so
     the kzoo model takes RGB with the mean colour (123.68, 116.779, 103.939) removed."""
-    import kzoo
-
     apps = {"resnet50": keras.applications.ResNet50, "resnet101": keras.applications.ResNet101,
             "resnet152": keras.applications.ResNet152}
     if model_name not in apps:
@@ -66,8 +70,6 @@ def keras_applications_resnet(source, model_name, classifier_activation="softmax
 def _check_keras_applications_file(source, model_name):
     """keras.applications' weights are a Keras 2 HDF5 file (weights by layer name); refuse
     anything else before Keras prints pages about it."""
-    from kzoo.weights import record
-
     kind = record.file_format(source)
     if kind == "other":
         raise ValueError(f"{source!r} is not an HDF5 file; keras.applications' weights are HDF5 .h5 files "
@@ -93,13 +95,10 @@ def caffe_alexnet(source, model_name="alexnet", classifier_activation="softmax")
     preprocessing: mean subtracted, 0-255 scale), Caffe's LRN (k=1, alpha/n), conv2/4/5
     groups as the two towers; fc6 rows reordered from Caffe's (channel, y, x) flattening
     to Keras' (y, x, channel). FC widths and classes come from the file."""
-    import kzoo
-    from kzoo.weights.caffe import read_caffemodel
-
     if model_name != "alexnet":
         raise ValueError(f"the Caffe converter builds alexnet, not {model_name!r}.")
     what = repr(source) if isinstance(source, str) else "the caffemodel"
-    blobs = read_caffemodel(source) if isinstance(source, str) else source
+    blobs = caffe.read_caffemodel(source) if isinstance(source, str) else source
     needed = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
     missing = [n for n in needed if n not in blobs]
     if missing:
@@ -156,8 +155,6 @@ def _set(layer, arrays, name):
 
 def _torchvision_name(layer_name):
     """kzoo (keras.applications) layer name -> torchvision module path."""
-    import re
-
     if layer_name in ("conv1_conv", "conv1_bn"):
         return "conv1" if layer_name.endswith("conv") else "bn1"
     if layer_name == "fc":
@@ -175,14 +172,11 @@ def torchvision_resnet(source, model_name, classifier_activation="softmax"):
     """A torchvision resnet18/34/50/101/152 state dict (`.pth`, read without PyTorch) ->
     kzoo's resnet (50/101/152 with the v1.5 stride placement torchvision uses). Input:
     RGB scaled to [0, 1], normalized by ImageNet's mean and std (torchvision's)."""
-    import kzoo
-    from kzoo.weights.torch_pickle import load_state_dict
-
     depth = model_name[len("resnet"):] if model_name.startswith("resnet") else ""
     if depth not in ("18", "34", "50", "101", "152"):
         raise ValueError(f"torchvision converts to resnet18/34/50/101/152, not {model_name!r}.")
     what = repr(source) if isinstance(source, str) else "the state dict"
-    state = load_state_dict(source) if isinstance(source, str) else dict(source)
+    state = torch_pickle.load_state_dict(source) if isinstance(source, str) else dict(source)
     used = set()
 
     def take(key, ndim=None):
@@ -221,3 +215,22 @@ def torchvision_resnet(source, model_name, classifier_activation="softmax"):
 
 CONVERTERS = {"keras_applications_resnet": keras_applications_resnet, "caffe_alexnet": caffe_alexnet,
               "torchvision_resnet": torchvision_resnet}
+
+
+def download(item):
+    """`item`'s source file, through keras.utils.get_file (cached, hash-checked)."""
+    folder = os.path.join(weights.cache_dir(), "downloads")
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, item["file_name"])
+    try:
+        return keras.utils.get_file(item["file_name"], item["url"], file_hash=item["file_hash"],
+                                    hash_algorithm=item.get("hash_algorithm", "auto"), cache_dir=folder,
+                                    cache_subdir=".")
+    except ValueError as err:  # get_file keeps a file that fails its hash: remove it
+        if os.path.exists(target):
+            os.remove(target)
+        raise ValueError(f"{item['url']}: the downloaded file is truncated or corrupt ({err}); it was removed, "
+                         f"run again to download it afresh.") from err
+    except Exception as err:
+        raise ValueError(f"could not download {item['url']}: {err}. Check the network, or pass "
+                         f"weights=PATH to a file you have.") from err

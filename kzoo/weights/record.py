@@ -14,9 +14,11 @@ hash the same (so the features of a full model's file still load into its headle
 model). Files without a record (written by plain Keras) load as before.
 """
 
+import contextlib
 import hashlib
 import os
 
+import h5py
 import numpy as np
 
 MODEL_ATTR, LAYERS_ATTR = "kzoo_model", "kzoo_layers"
@@ -28,9 +30,8 @@ def registry_name(model):
 
 
 def _layers(model):
-    import keras
-
-    return [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    # by class name: this module reads and writes records without importing Keras
+    return [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
 
 
 def layer_hashes(model):
@@ -43,19 +44,32 @@ def layer_hashes(model):
 
 def write(path, model):
     """Add `model`'s record to the weights file `path` (just written by Keras)."""
-    import h5py
-
     with h5py.File(path, "a") as f:
         f.attrs[MODEL_ATTR] = registry_name(model)
         f.attrs[LAYERS_ATTR] = layer_hashes(model)
+
+
+def save_weights_atomic(model, path):
+    """`model.save_weights(path)` through a temporary file beside it (Keras needs the
+    .weights.h5 suffix, so atomic_write's file object does not fit), with the record of
+    the architecture that wrote it."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, ".tmp-" + name)
+    try:
+        model.save_weights(tmp)
+        write(tmp, model)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+    return path
 
 
 def file_format(path):
     """"keras3" (a `.weights.h5` layout), "legacy" (Keras 2 / keras.applications `.h5`),
     "hdf5" (HDF5 holding neither), "unreadable" (HDF5 signature, but corrupt) or
     "other" (not HDF5: a `.keras` archive, a text file, ...)."""
-    import h5py
-
     if not os.path.isfile(path) or not h5py.is_hdf5(path):
         return "other"
     try:
@@ -69,8 +83,6 @@ def file_format(path):
 
 def read(path):
     """(registry name, layer hashes) of the record in `path`, or None where it has none."""
-    import h5py
-
     if file_format(path) != "keras3":
         return None
     with h5py.File(path, "r") as f:
