@@ -1,6 +1,7 @@
 """The papers' test-time procedures, on any kzoo classifier (Keras only, any backend).
 
-views: centre crop and 10-crop (AlexNet §4.1, ZFNet, ResNet Table 3).
+views: centre crop and 10-crop (AlexNet §4.1, ZFNet, ResNet Table 3); every protocol's
+    scores over a set of images (evaluate, protocol_scores).
 fcn: classifiers made fully convolutional; any input size -> a map of class scores.
 dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
 protocols: the views (and their input sizes) of every protocol, view_sizes.
@@ -19,10 +20,13 @@ _EXPORTS = {
     "dense_input_sizes": "kzoo.evaluate.dense",
     "multiscale_probabilities": "kzoo.evaluate.fcn",
     "center_crop": "kzoo.evaluate.views",
+    "DenseEvaluator": "kzoo.evaluate.dense",
     "dense_model": "kzoo.evaluate.dense",
     "dense_scores": "kzoo.evaluate.dense",
     "fully_convolutional": "kzoo.evaluate.fcn",
+    "evaluate": "kzoo.evaluate.views",
     "predict_views": "kzoo.evaluate.views",
+    "protocol_scores": "kzoo.evaluate.views",
     "ten_crops": "kzoo.evaluate.views",
     "with_input_shape": "kzoo.evaluate.fcn",
 }

@@ -11,7 +11,7 @@ import numpy as np
 
 import keras
 
-from kzoo.evaluate.fcn import _layer_index, apply_chain, classifier_as_convs, feature_chain
+from kzoo.evaluate.fcn import _layer_index, apply_chain, classifier_on_windows, cover_crop, feature_chain
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 
 # Table 5 (accurate model): input height x width per scale, and the classifier map each
@@ -41,7 +41,7 @@ def dense_model(model):
     inputs = keras.Input((None, None, model.inputs[0].shape[-1]))
     x = apply_chain(feature_chain(model, flatten - 1), inputs)
     x = OffsetMaxPooling2D(size, name="offset_pool")(x)
-    x = classifier_as_convs(model, flatten)(x)
+    x = classifier_on_windows(model, flatten)(x)
     return keras.Model(inputs, InterleaveOffsets(size, name="interleave")(x), name=f"{model.name}_dense")
 
 
@@ -97,16 +97,64 @@ def dense_scores(dense, images, flips=True):
     per-class maximum over the dense map; returns (classes,) scores."""
     per_view = []
     for image in images:
-        image = np.asarray(image, "float32")[None]
-        views = [image, image[:, :, ::-1]] if flips else [image]
-        for view in views:
-            try:
-                scores = np.asarray(dense(view))
-            except Exception as err:  # the backend's shape error, whichever backend
-                raise ValueError(
-                    f"a {view.shape[1]}x{view.shape[2]} image is too small for dense evaluation with offset "
-                    f"pooling: every offset's pooled map must still hold the classifier's window (OverFeat "
-                    f"fast needs more than 231, accurate more than 221; Table 5 starts at 245)."
-                ) from err
-            per_view.append(scores.reshape(-1, scores.shape[-1]).max(axis=0))
+        views = _with_flips(np.asarray(image, "float32")[None], flips)
+        try:
+            maps = np.asarray(dense(views))
+        except Exception as err:  # the backend's shape error, whichever backend
+            raise _too_small(views.shape[1:3]) from err
+        per_view.extend(_maxima(maps, views.shape[1:3]))
     return np.mean(per_view, axis=0)
+
+
+def _with_flips(views, flips):
+    return np.concatenate([views, views[:, :, ::-1]]) if flips else views
+
+
+def _maxima(maps, shape):
+    """Per view, each class's maximum over the map's positions (an empty map: the input was
+    smaller than one window at every offset)."""
+    if maps.shape[1] == 0 or maps.shape[2] == 0:
+        raise _too_small(shape)
+    return maps.max(axis=(1, 2))
+
+
+def _too_small(shape):
+    return ValueError(f"a {shape[0]}x{shape[1]} image is too small for dense evaluation with offset pooling: every "
+                      f"offset's pooled map must still hold the classifier's window (OverFeat fast needs more than "
+                      f"231, accurate more than 221; Table 5 starts at 245).")
+
+
+class DenseEvaluator:
+    """OverFeat's dense protocol on many images: `dense_model(model)` built once, one
+    compiled pass per input shape (a fixed-shape model each, traced once), the views
+    of one shape run as batches of `batch_size`."""
+
+    def __init__(self, model, batch_size=8):
+        self.dense = dense_model(model)
+        self.batch_size = batch_size
+        self._passes = {}  # (height, width) -> fixed-shape model
+
+    def score_maps(self, views):
+        """(N, H, W, C) views of one shape -> (N, rows, cols, classes) dense score maps."""
+        views = np.asarray(views, "float32")
+        shape = views.shape[1:3]
+        if shape not in self._passes:
+            inputs = keras.Input(views.shape[1:])
+            try:
+                self._passes[shape] = keras.Model(inputs, self.dense(inputs))
+            except ValueError as err:
+                raise _too_small(shape) from err
+        fixed = self._passes[shape]
+        return np.concatenate([keras.ops.convert_to_numpy(fixed.predict_on_batch(views[i : i + self.batch_size]))
+                               for i in range(0, len(views), self.batch_size)])
+
+    def scores(self, images, sizes, flips=True):
+        """(N, classes): for each image (H, W, C, mean-free), the per-class maximum over the
+        dense map of each view (`cover_crop` to each of `sizes`, and its flip), averaged
+        over the views."""
+        total = 0.0
+        for height, width in sizes:
+            views = _with_flips(np.stack([cover_crop(image, height, width) for image in images]), flips)
+            maxima = _maxima(self.score_maps(views), (height, width))
+            total = total + maxima.reshape(-1, len(images), maxima.shape[-1]).sum(axis=0)
+        return total / (len(sizes) * (2 if flips else 1))

@@ -1,9 +1,10 @@
 """Classifiers made fully convolutional (OverFeat §3.5), with the same weights.
 
-The first fully connected layer becomes a convolution whose kernel is the
-last feature map's size (6x6 AlexNet/ZFNet/OverFeat fast, 5x5 accurate); later
-ones become 1x1 convolutions. The result accepts any input at least the
-training size and returns a spatial map of class scores, one per window.
+The classifier sees every window of the last feature map (6x6 AlexNet/ZFNet/OverFeat
+fast, 5x5 accurate) as it saw the one window at the training size: the same Dense
+layers on each window's pixels, which equals the first one as a convolution with the
+window as kernel and the later ones as 1x1 convolutions. The result accepts any input
+at least the training size and returns a spatial map of class scores, one per window.
 """
 
 import keras
@@ -51,32 +52,31 @@ def apply_chain(chain, x):
     return x
 
 
-def classifier_as_convs(model, flatten_index):
-    """A function applying `model`'s layers after Flatten as convolutions (same weights)."""
-    height, width, channels = model.layers[flatten_index].input.shape[1:]
-    steps, first = [], True
+def classifier_on_windows(model, flatten_index):
+    """A function applying `model`'s classifier (its own layers after Flatten, same weights)
+    to every window of a feature map: the windows' pixels become a patch vector at each
+    position (in Flatten's (row, column, channel) order) and the Dense layers act on the
+    last axis. The same as the classifier turned into convolutions (the first with the
+    window as kernel), but as matmuls: a 5x5x1024x4096 kernel on maps a few pixels wide
+    is far from the matmul peak as a convolution."""
+    height, width = model.layers[flatten_index].input.shape[1:3]
+    steps = []
     for layer in model.layers[flatten_index + 1 :]:
-        if isinstance(layer, keras.layers.Dense):
-            kernel, *bias = layer.get_weights()
-            if first:
-                kernel, size = kernel.reshape(height, width, channels, -1), (height, width)
-            else:
-                kernel, size = kernel.reshape(1, 1, *kernel.shape), (1, 1)
-            conv = keras.layers.Conv2D(layer.units, size, activation=layer.activation, use_bias=bool(bias),
-                                       name=layer.name)
-            steps.append((conv, [kernel, *bias]))
-            first = False
-        elif isinstance(layer, PASS_THROUGH):
-            steps.append((layer, None))
-        else:
-            raise ValueError(f"cannot convert '{layer.name}' ({type(layer).__name__}) after Flatten into "
-                             f"a convolution; expected Dense, ReLU, Dropout or Activation layers.")
+        if not isinstance(layer, (keras.layers.Dense, *PASS_THROUGH)):
+            raise ValueError(f"cannot apply '{layer.name}' ({type(layer).__name__}) after Flatten to every "
+                             f"window; expected Dense, ReLU, Dropout or Activation layers.")
+        steps.append(layer)
 
     def apply(x):
-        for layer, weights in steps:
+        rows, cols = x.shape[1:3]
+        if (rows is not None and rows < height) or (cols is not None and cols < width):
+            raise ValueError(f"the {rows}x{cols} feature map is smaller than the classifier's {height}x{width} "
+                             f"window: the input is too small.")
+        pixels = [x[:, i : i - height + 1 or None, j : j - width + 1 or None] for i in range(height)
+                  for j in range(width)]
+        x = keras.ops.concatenate(pixels, axis=-1)  # at each position its window, flattened as Flatten does
+        for layer in steps:
             x = layer(x)
-            if weights is not None:
-                layer.set_weights(weights)
         return x
 
     return apply
@@ -98,7 +98,7 @@ def fully_convolutional(model):
         return keras.Model(clone.inputs[0], outputs, name=f"{model.name}_fcn")
     flatten = _layer_index(model, "flatten", "fully_convolutional")
     x = apply_chain(feature_chain(model, flatten), inputs)
-    return keras.Model(inputs, classifier_as_convs(model, flatten)(x), name=f"{model.name}_fcn")
+    return keras.Model(inputs, classifier_on_windows(model, flatten)(x), name=f"{model.name}_fcn")
 
 
 
@@ -120,6 +120,8 @@ def mean_probabilities(fcn, views, flips=False):
         view = np.asarray(view, "float32")
         for v in ([view, view[:, ::-1]] if flips else [view]):
             scores = keras.ops.convert_to_numpy(fcn(v[None]))[0]
+            if scores.size == 0:
+                raise ValueError(f"a {v.shape[0]}x{v.shape[1]} view is smaller than the network's window.")
             per_view.append(scores.reshape(-1, scores.shape[-1]).mean(axis=0))
     return np.mean(per_view, axis=0)
 

@@ -18,61 +18,11 @@ import json
 import os
 import sys
 
-import numpy as np
-
 import kzoo
-from kzoo import preprocessing
-from kzoo.evaluate.protocols import FLIPPED, PROTOCOLS, VIEWS, view_sizes
+from kzoo.evaluate.protocols import PROTOCOLS
 from kzoo.inference import load
-from kzoo.utils.files import atomic_write
 from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
-
-
-def evaluate(trained, images, labels, protocol, limit=None):
-    """Top-1 and top-5 error of `trained` (a kzoo.load object) on raw uint8 `images` and
-    `labels`, with the views the protocol took (`view_sizes`: (height, width) per view)."""
-    probs = protocol_scores(trained, images[:limit], protocol)
-    labels = np.asarray(labels[: len(probs)])
-    top5 = np.argsort(-probs, axis=1)[:, :5]
-    return {"protocol": protocol, "images": len(labels),
-            "top1_err": float(np.mean(top5[:, 0] != labels)),
-            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1))),
-            "views": VIEWS[protocol], "view_sizes": [list(hw) for hw in view_sizes(trained.model, protocol)]}
-
-
-def protocol_scores(trained, images, protocol):
-    """(images, classes) scores of `trained` (kzoo.load) on raw uint8 `images` under
-    `protocol`, on the views `view_sizes` gives: softmax means (center, 10crop,
-    multiscale), OverFeat's dense scores."""
-    dense_eval, fcn_eval = kzoo.evaluate.dense, kzoo.evaluate.fcn  # Keras: loaded here, not for --help
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}.")
-    model = trained.model
-    probs = []
-    if protocol in FLIPPED:
-        dense = dense_eval.dense_model(model)
-        scales = view_sizes(model, protocol)[::2]  # each size is listed with its flip, which dense_scores adds
-    elif protocol == "multiscale":
-        fcn = fcn_eval.fully_convolutional(model)
-    if protocol in ("center", "10crop"):
-        # Chunks of images per predict call: each call costs ~0.1 s before any image is seen.
-        for start in range(0, len(images), 256):
-            chunk = images[start : start + 256]
-            if protocol == "center":
-                probs.extend(model.predict(trained.preprocess(chunk), verbose=0))
-            else:
-                views = trained.ten_views(chunk)
-                flat = model.predict(views.reshape(-1, *views.shape[2:]), verbose=0)
-                probs.extend(flat.reshape(len(views), 10, -1).mean(axis=1))
-        return np.stack(probs)
-    for image in images:
-        view = trained.mean_free(image)[0]  # the whole image: these protocols resize it themselves
-        if protocol in FLIPPED:
-            probs.append(dense_eval.dense_scores(dense, [fcn_eval.cover_crop(view, h, w) for h, w in scales]))
-        else:
-            shapes = view_sizes(model, protocol, view.shape)  # its own aspect
-            probs.append(fcn_eval.mean_probabilities(fcn, [preprocessing.resize(view, *hw) for hw in shapes]))
-    return np.stack(probs)
+from kzoo.utils.files import atomic_write
 
 
 def main(argv=None):
@@ -143,10 +93,17 @@ def run(args):
         source = sources.load_source(dataset, args.data_dir)
         trained = load(args.model, weights=weights, classes=source.classes, mean=args.mean)
     _check_classes(source, trained.model)
-    with sources.naming_bad_images(source):
-        pairs = list(source.val.take(args.limit) if args.limit else source.val)
-    images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
-    return evaluate(trained, images, labels, args.protocol)
+    val = source.val.take(args.limit) if args.limit else source.val
+    labels = []
+
+    def images():  # streamed: a validation set need not fit in memory
+        with sources.naming_bad_images(source):
+            for image, label in val:
+                labels.append(int(label))
+                yield image.numpy()
+
+    total = int(val.cardinality()) if val.cardinality() >= 0 else None
+    return kzoo.evaluate.views.evaluate(trained, images(), labels, args.protocol, progress=True, total=total)
 
 
 def _check_classes(source, model):
