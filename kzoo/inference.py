@@ -21,10 +21,8 @@ import sys
 
 import numpy as np
 
-import kzoo
+import kzoo  # kzoo.weights and kzoo.data.labels load only when registered weights are asked for
 from kzoo import preprocessing, registry
-from kzoo import weights as weights_registry
-from kzoo.data.labels import named_classes
 from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import recipe_preprocess
 
@@ -120,14 +118,14 @@ def decode(probabilities, class_names, top=5):
 
 def registered_preprocess(model, weights):
     """The `Preprocess` record registered weights `model`/`weights` were trained with."""
-    record = weights_registry.entry(model, weights)["preprocess"]
+    record = kzoo.weights.entry(model, weights)["preprocess"]
     return Preprocess.from_dict(record, f"manifest entry {model}/{weights}")
 
 
 def registered_class_names(model, weights):
     """The class names of registered weights `model`/`weights`, in output order."""
-    names = weights_registry.entry(model, weights)["class_names"]
-    return named_classes(names) if isinstance(names, str) else list(names)
+    names = kzoo.weights.entry(model, weights)["class_names"]
+    return kzoo.data.labels.named_classes(names) if isinstance(names, str) else list(names)
 
 
 def recipe_preprocessing(name, size=None):
@@ -157,17 +155,17 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
     if name is None:
         raise ValueError("load needs a registered model name (with weights=...) or run_dir=...")
     entry = registry.get_entry(name)
-    registered = isinstance(weights, str) and weights in weights_registry.names(name)
+    registered = isinstance(weights, str) and weights in kzoo.weights.names(name)
     if registered:
         overrides = [k for k, v in dict(mean=mean, class_names=class_names, preprocess=preprocess).items()
                      if v is not None]
         if overrides:
             raise ValueError(f"weights {name}/{weights} bring their own {', '.join(overrides)}; drop them.")
         preprocess = registered_preprocess(name, weights)
-        mean = weights_registry.mean(name, weights)
+        mean = kzoo.weights.mean(name, weights)
         class_names = registered_class_names(name, weights)
         classes = len(class_names) if classes is None else classes
-        origin, dataset = f"weights {weights}", weights_registry.entry(name, weights)["data"]
+        origin, dataset = f"weights {weights}", kzoo.weights.entry(name, weights)["data"]
     else:
         if weights is not None and mean is None and os.path.exists(weights):  # a missing file: the builder says so
             raise ValueError(f"weights file {weights!r} does not say which mean its training images had: pass "
@@ -323,7 +321,7 @@ def preprocess_input(x, model, weights):
     """keras.applications' form: a batch already at the model's input size (N, H, W, 3),
     0-255 RGB -> what registered weights `model`/`weights` take (mean removed, scaled,
     channel order). For raw images of any size use `kzoo.load(...).preprocess`."""
-    p, mean = registered_preprocess(model, weights), weights_registry.mean(model, weights)
+    p, mean = registered_preprocess(model, weights), kzoo.weights.mean(model, weights)
     x = np.asarray(x, np.float32)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected a batch (N, H, W, 3); got shape {x.shape}.")
