@@ -7,19 +7,49 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import pytest  # noqa: E402
 
 
+def _no_values(shape, dtype=None):
+    raise AssertionError("a shape-only model (tests/conftest.py) has no weight values; "
+                         "build the model itself to read them")
+
+
+def shape_only(build, *args, **kwargs):
+    """`build(*args, **kwargs)` with every layer, shape and name but no weight values: the
+    variables are never initialized (random init of 600M weights took most of the suite's
+    build time and memory). Reading a value raises."""
+    import keras
+    from keras.src.backend.common import global_state  # the pending-initialization list
+
+    with keras.StatelessScope(initialize_variables=False):
+        model = build(*args, **kwargs)
+    mine = {id(v) for v in model.variables}
+    pending = global_state.get_global_attribute("uninitialized_variables") or []
+    # Else the next top-level StatelessScope (Keras' shape inference) initializes them all.
+    global_state.set_global_attribute("uninitialized_variables", [v for v in pending if id(v) not in mine])
+    for v in model.variables:
+        v._initializer = _no_values
+    return model
+
+
 @pytest.fixture(scope="session")
 def built():
-    """Each registered model at its paper's input size, built once per session."""
+    """Each registered model at its paper's input size, built once per session, shape-only
+    (counts, sizes, multiply-adds, layer order; tests of initial values build their own)."""
     import kzoo
 
     cache = {}
 
     def get(name):
         if name not in cache:
-            cache[name] = kzoo.create_model(name)
+            cache[name] = shape_only(kzoo.create_model, name)
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def symbolic():
+    """shape_only, for tests that build a model with options to read its structure."""
+    return shape_only
 
 
 @pytest.fixture
