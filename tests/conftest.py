@@ -3,23 +3,80 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # As `import kzoo` does (kzoo/__init__.py), before a test module imports TensorFlow first.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+# oneDNN's default CPU allocator pools every large tensor for the life of the process: one
+# full-size OverFeat run kept 2.4 GB. The system allocator gives memory back; same numbers.
+os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
+
+import gc  # noqa: E402
 
 import pytest  # noqa: E402
 
 
+def _rss_mb():
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+_RSS_AFTER_GC = [_rss_mb()]
+
+
+@pytest.fixture(autouse=True)
+def _free_dropped_models():
+    """Keras models are reference cycles, freed only by the cyclic GC, which seldom runs: the
+    full-size models of earlier tests piled up (7 GB in test_evaluate alone). Collect once
+    the process has grown by 500 MB since the last collection (a collection costs ~0.2 s)."""
+    yield
+    if _rss_mb() - _RSS_AFTER_GC[0] > 500:
+        gc.collect()
+        _RSS_AFTER_GC[0] = _rss_mb()
+
+
+def _no_values(shape, dtype=None):
+    raise AssertionError("a shape-only model (tests/conftest.py) has no weight values; "
+                         "build the model itself to read them")
+
+
+def shape_only(build, *args, **kwargs):
+    """`build(*args, **kwargs)` with every layer, shape and name but no weight values: the
+    variables are never initialized (random init of 600M weights took most of the suite's
+    build time and memory). Reading a value raises."""
+    import keras
+    from keras.src.backend.common import global_state  # the pending-initialization list
+
+    with keras.StatelessScope(initialize_variables=False):
+        model = build(*args, **kwargs)
+    mine = {id(v) for v in model.variables}
+    pending = global_state.get_global_attribute("uninitialized_variables") or []
+    # Else the next top-level StatelessScope (Keras' shape inference) initializes them all.
+    global_state.set_global_attribute("uninitialized_variables", [v for v in pending if id(v) not in mine])
+    for v in model.variables:
+        v._initializer = _no_values
+    return model
+
+
 @pytest.fixture(scope="session")
 def built():
-    """Each registered model at its paper's input size, built once per session."""
+    """Each registered model at its paper's input size, built once per session, shape-only
+    (counts, sizes, multiply-adds, layer order; tests of initial values build their own)."""
     import kzoo
 
     cache = {}
 
     def get(name):
         if name not in cache:
-            cache[name] = kzoo.create_model(name)
+            cache[name] = shape_only(kzoo.create_model, name)
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def symbolic():
+    """shape_only, for tests that build a model with options to read its structure."""
+    return shape_only
 
 
 @pytest.fixture

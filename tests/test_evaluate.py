@@ -88,14 +88,16 @@ def test_dense_map_equals_the_classifier_on_every_window(name, scales):
 
 
 def test_table5_map_sizes_exactly():
-    dense = dense_model(kzoo.overfeat_accurate(classes=10))
-    pre_pool = keras.Model(dense.inputs, [dense.get_layer("offset_pool").input, dense.get_layer("offset_pool").output,
-                                          dense.get_layer("interleave").input, dense.output])
+    dense = dense_model(kzoo.overfeat_accurate(classes=10))  # it copies the classifier's weights
+    pre_pool = keras.Model(dense.input, [dense.get_layer("offset_pool").input, dense.get_layer("offset_pool").output,
+                                         dense.get_layer("interleave").input, dense.output])
     table5 = [((17, 17), (5, 5), (1, 1), (3, 3)), ((20, 23), (6, 7), (2, 3), (6, 9)),
               ((23, 29), (7, 9), (3, 5), (9, 15)), ((29, 35), (9, 11), (5, 7), (15, 21)),
               ((32, 38), (10, 12), (6, 8), (18, 24)), ((35, 44), (11, 14), (7, 10), (21, 30))]
-    for (h, w), expected in zip(TABLE5_SCALES, table5):
-        maps = pre_pool(np.zeros((1, h, w, 3), "float32"))
+    for (h, w), expected in zip(TABLE5_SCALES, table5, strict=True):
+        # Keras' shape inference on a symbolic image, layer by layer: no convolution runs
+        # (test_dense_map_equals_the_classifier_on_every_window runs the layers for real).
+        maps = pre_pool.compute_output_spec(keras.KerasTensor((1, h, w, 3)))
         assert [tuple(m.shape[1:3]) for m in maps] == list(expected), (h, w)
         assert maps[1].shape[0] == maps[2].shape[0] == 9  # the 3x3 offsets, stacked
 
@@ -113,11 +115,11 @@ def test_dense_scores_max_over_positions_then_mean():
         dense_scores(dense, [np.zeros((231, 231, 3), "float32")])
 
 
-def test_clear_errors_for_models_without_the_expected_layers():
+def test_clear_errors_for_models_without_the_expected_layers(symbolic):
     with pytest.raises(ValueError, match="non-overlapping last max-pooling.*pool5"):
-        dense_model(kzoo.alexnet(classes=10))
+        dense_model(symbolic(kzoo.alexnet, classes=10))
     with pytest.raises(ValueError, match="'flatten' layer"):
-        dense_model(kzoo.resnet18(classes=10))
+        dense_model(symbolic(kzoo.resnet18, classes=10))
     inputs = keras.Input((8, 8, 3))
     odd = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalMaxPooling2D()(inputs)), name="odd")
     with pytest.raises(ValueError, match="'flatten' layer.*odd"):
@@ -227,16 +229,16 @@ def _check_every_offset(model, sizes, maps=CLASSIFIER_MAPS):
 
 
 @pytest.fixture(scope="module")
-def accurate():
-    return kzoo.overfeat_accurate(classes=10)
+def accurate(symbolic):
+    return symbolic(kzoo.overfeat_accurate, classes=10)  # shapes only: 580 MB less for the module
 
 
-def test_dense_input_sizes_are_table5s(accurate):
+def test_dense_input_sizes_are_table5s(accurate, symbolic):
     from kzoo.evaluate import dense_input_sizes
 
     assert dense_input_sizes(accurate) == ACCURATE_SIZES == list(TABLE5_SCALES)
     assert _check_every_offset(accurate, ACCURATE_SIZES) == ACCURATE_PRE_POOL
-    fast = kzoo.overfeat_fast(classes=10)
+    fast = symbolic(kzoo.overfeat_fast, classes=10)
     assert dense_input_sizes(fast) == FAST_SIZES
     assert _check_every_offset(fast, FAST_SIZES) == FAST_PRE_POOL
 
@@ -244,17 +246,17 @@ def test_dense_input_sizes_are_table5s(accurate):
 @pytest.mark.parametrize("name, sizes", [
     ("overfeat_fast", [(87, 87), (119, 151), (151, 215), (215, 279), (247, 311), (279, 375)]),
     ("overfeat_accurate", [(101, 101), (137, 173), (173, 245), (245, 317), (281, 353), (317, 425)])])
-def test_dense_input_sizes_of_a_reduced_model(name, sizes):
+def test_dense_input_sizes_of_a_reduced_model(name, sizes, symbolic):
     from kzoo.evaluate import dense_input_sizes
 
     smallest = kzoo.registry.get_entry(name).min_size
-    model = kzoo.create_model(name, input_shape=(smallest, smallest, 3), classes=10)
+    model = symbolic(kzoo.create_model, name, input_shape=(smallest, smallest, 3), classes=10)
     assert model.get_layer("flatten").input.shape[1:3] == (1, 1)  # the classifier window is one pooled unit
     assert dense_input_sizes(model) == sizes
     _check_every_offset(model, sizes)
 
 
-def test_view_sizes_of_every_protocol(accurate):
+def test_view_sizes_of_every_protocol(accurate, symbolic):
     from kzoo.evaluate import PROTOCOLS, view_sizes
 
     assert PROTOCOLS == ("center", "10crop", "dense", "dense-single", "multiscale")
@@ -264,18 +266,18 @@ def test_view_sizes_of_every_protocol(accurate):
         (245, 245), (245, 245), (281, 317), (281, 317), (317, 389), (317, 389),
         (389, 461), (389, 461), (425, 497), (425, 497), (461, 569), (461, 569)]  # each scale and its flip
     assert view_sizes(accurate, "dense-single") == [(245, 245), (245, 245)]
-    resnet = kzoo.resnet18(classes=10)
+    resnet = symbolic(kzoo.resnet18, classes=10)
     assert view_sizes(resnet, "center") == [(224, 224)]
     assert view_sizes(resnet, "multiscale") == [(224, 224), (256, 256), (384, 384), (480, 480), (640, 640)]
     assert view_sizes(resnet, "multiscale", (375, 500, 3)) == [
         (224, 299), (256, 341), (384, 512), (480, 640), (640, 853)]
     assert view_sizes(resnet, "multiscale", (500, 375, 3)) == [
         (299, 224), (341, 256), (512, 384), (640, 480), (853, 640)]
-    assert view_sizes(kzoo.resnet20(), "multiscale") == [(32, 32), (37, 37), (55, 55), (69, 69), (91, 91)]
+    assert view_sizes(symbolic(kzoo.resnet20), "multiscale") == [(32, 32), (37, 37), (55, 55), (69, 69), (91, 91)]
     with pytest.raises(ValueError, match="unknown protocol '5crop'"):
         view_sizes(resnet, "5crop")
     with pytest.raises(ValueError, match="non-overlapping last max-pooling"):
-        view_sizes(kzoo.alexnet(input_shape=(64, 64, 3), classes=10), "dense")
+        view_sizes(symbolic(kzoo.alexnet, input_shape=(64, 64, 3), classes=10), "dense")
 
 
 def test_cover_crop_keeps_the_aspect_and_takes_the_centre():
