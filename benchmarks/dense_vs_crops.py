@@ -14,7 +14,6 @@ included) against the sum of its dense passes. Prints Markdown for docs/performa
 import argparse
 import os
 import platform
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -25,14 +24,7 @@ import tensorflow as tf  # noqa: E402
 import kzoo  # noqa: E402
 from kzoo.evaluate.dense import TABLE5_MAPS, DenseEvaluator, dense_input_sizes  # noqa: E402
 from kzoo.utils import count_macs, layer_macs  # noqa: E402
-
-
-def sgemm_peak(n=4096, repeats=5):
-    """Multiply-adds per second of an n x n x n float32 matmul, best of `repeats`."""
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
-    matmul = tf.function(lambda: tf.matmul(a, b))
-    matmul().numpy()
-    return n**3 / _best(lambda: matmul().numpy(), repeats)
+from timing import best, sgemm_peak  # noqa: E402  (benchmarks/timing.py)
 
 
 def dense_macs(model, height, width, maps):
@@ -42,15 +34,6 @@ def dense_macs(model, height, width, maps):
     dense_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     per_window = sum(v for k, v in layer_macs(model).items() if k in {layer.name for layer in dense_layers})
     return count_macs(features) + maps.shape[1] * maps.shape[2] * per_window
-
-
-def _best(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main():
@@ -74,7 +57,7 @@ def main():
     for k, (h, w) in enumerate(sizes, start=1):
         views = rng.normal(size=(1, h, w, 3)).astype("float32")
         maps = evaluator.score_maps(views)  # compiles this shape
-        seconds = _best(lambda: evaluator.score_maps(views), args.repeats)
+        seconds = best(lambda: evaluator.score_maps(views), args.repeats, warmup=0)
         passes += 2 * seconds  # the protocol's view and its flip
         windows = maps.shape[1] * maps.shape[2]
         macs = dense_macs(model, h, w, maps)
@@ -82,12 +65,12 @@ def main():
         if args.crops:
             crops = np.repeat(views[:, : model.inputs[0].shape[1], : model.inputs[0].shape[2]], windows, axis=0)
             model.predict(crops[:32], batch_size=32, verbose=0)
-            achieved = f"{_best(lambda: model.predict(crops, batch_size=32, verbose=0), 1) / seconds:.1f}x"
+            achieved = f"{best(lambda: model.predict(crops, batch_size=32, verbose=0), 1, warmup=0) / seconds:.1f}x"
         print(f"| {k} | {h}x{w} | {windows} | {macs / 1e9:.1f} | {seconds:.3f} | {2 * macs / seconds / 1e9:.0f} | "
               f"{macs / seconds / peak:.0%} | {windows * crop_macs / macs:.1f}x | {achieved} |", flush=True)
     image = rng.uniform(0, 255, size=(375, 500, 3)).astype("float32")
     evaluator.scores([image], sizes)
-    whole = _best(lambda: evaluator.scores([image], sizes), args.repeats)
+    whole = best(lambda: evaluator.scores([image], sizes), args.repeats, warmup=0)
     print(f"\nWhole protocol of one 375x500 image ({len(sizes)} scales x 2 flips, resizing included): "
           f"{whole:.2f} s = {whole / passes:.2f}x the sum of its dense passes ({passes:.2f} s).")
 

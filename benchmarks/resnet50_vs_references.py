@@ -12,7 +12,6 @@ Prints Markdown for docs/performance.md.
 import argparse
 import os
 import platform
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -23,40 +22,24 @@ import tensorflow as tf  # noqa: E402
 import kzoo  # noqa: E402
 from kzoo.train.engine import make_steps  # noqa: E402
 from kzoo.utils import count_macs  # noqa: E402
-
-
-def _best(fn, warmup, steps):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def sgemm_peak(n=4096):
-    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
-    matmul = tf.function(lambda: tf.matmul(a, b))
-    return n**3 / _best(lambda: matmul().numpy(), 1, 5)
+from timing import best, sgemm_peak  # noqa: E402  (benchmarks/timing.py)
 
 
 def inference(model, x, xla, warmup, steps):
     forward = tf.function(lambda x: model(x, training=False), jit_compile=xla)
-    return _best(lambda: forward(x).numpy(), warmup, steps)
+    return best(lambda: forward(x).numpy(), steps, warmup)
 
 
 def kzoo_training(model, batch, warmup, steps):
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     train_step, _ = make_steps(model, optimizer, tf.distribute.get_strategy(), global_batch=len(batch[0]),
                                classes=1000, weight_decay=1e-4, xla=False)
-    return _best(lambda: float(train_step(batch)[0]), warmup, steps)
+    return best(lambda: float(train_step(batch)[0]), steps, warmup)
 
 
 def keras_training(model, batch, warmup, steps):
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy())
-    return _best(lambda: model.train_on_batch(*batch), warmup, steps)
+    return best(lambda: model.train_on_batch(*batch), steps, warmup)
 
 
 def torch_rows(batch_size, warmup, steps):
@@ -71,7 +54,7 @@ def torch_rows(batch_size, warmup, steps):
     y = torch.randint(0, 1000, (batch_size,))
     model.eval()
     with torch.no_grad():
-        infer = _best(lambda: model(x), warmup, steps)
+        infer = best(lambda: model(x), steps, warmup)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
@@ -80,7 +63,7 @@ def torch_rows(batch_size, warmup, steps):
         torch.nn.functional.cross_entropy(model(x), y).backward()
         optimizer.step()
 
-    return infer, _best(step, warmup, steps)
+    return infer, best(step, steps, warmup)
 
 
 def main():

@@ -1,0 +1,25 @@
+"""What every benchmark measures the same way: the best of repeated runs, and the machine's
+float32 matmul peak measured in the same process (results are ratios to it)."""
+
+import time
+
+import tensorflow as tf
+
+
+def best(fn, repeats, warmup=1):
+    """The shortest of `repeats` timed calls of `fn`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def sgemm_peak(n=4096, repeats=5):
+    """Multiply-adds per second of an n x n x n float32 matmul (tf.function)."""
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    matmul = tf.function(lambda: tf.matmul(a, b))
+    return n**3 / best(lambda: matmul().numpy(), repeats)
