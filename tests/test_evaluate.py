@@ -355,3 +355,10 @@ def test_cli_writes_the_result_with_its_view_sizes(tmp_path, capsys):
     assert printed["protocol"] == "multiscale" and printed["images"] == 2
     assert evaluate_main([*args, "--json", str(path), "--overwrite"]) == 0
     assert json.loads(path.read_text())["images"] == 2
+
+
+def test_protocol_scores_of_no_images_is_an_error():
+    from kzoo.evaluate.views import protocol_scores
+
+    with pytest.raises(ValueError, match="no images to evaluate"):
+        protocol_scores(kzoo.load("resnet20", mean=(0, 0, 0)), iter([]), "center")
