@@ -15,11 +15,11 @@ import platform
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import kzoo  # noqa: E402  (first: it turns on TensorFlow's oneDNN kernels before TF loads)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import kzoo  # noqa: E402
 from kzoo.train.engine import make_steps  # noqa: E402
 from kzoo.utils import count_macs  # noqa: E402
 from timing import best, sgemm_peak  # noqa: E402  (benchmarks/timing.py)

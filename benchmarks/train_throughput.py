@@ -18,11 +18,11 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import kzoo  # noqa: E402  (first: it turns on TensorFlow's oneDNN kernels before TF loads)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import kzoo  # noqa: E402
 from kzoo.data.sources import image_folder  # noqa: E402
 from kzoo.data.transforms import train_map  # noqa: E402
 from kzoo.recipes import alexnet as alexnet_recipe  # noqa: E402
