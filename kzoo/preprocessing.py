@@ -6,7 +6,8 @@ and in every weights manifest entry, and drives every consumer at inference
 time: predict, evaluate, visualize, transfer and localization all get their
 views from the functions here. NumPy only (no TensorFlow, no Keras), so it runs
 wherever the models run; the resize equals `tf.image.resize(..., "bilinear",
-antialias=True)`, the resize of the training pipeline.
+antialias=True)`, the resize of the training pipeline, to float rounding (so a
+quantized pixel can differ by one where the resize lands within ~1e-4 of a half).
 """
 
 import dataclasses
@@ -128,6 +129,16 @@ def resize_shorter(image, shorter):
     return resize(image, *resized_shape(image.shape[0], image.shape[1], shorter))
 
 
+def resized(image, shorter):
+    """The recipes' first step (kzoo.data.transforms.resized): the shorter side resized to
+    `shorter`, then rounded and clipped to 8-bit values (float32), as the training pipeline
+    and prepared shards store them; an image already that size passes unchanged."""
+    image = np.asarray(image, np.float32)
+    if min(image.shape[:2]) == shorter:
+        return image
+    return np.clip(np.round(resize_shorter(image, shorter)), 0, 255)
+
+
 def center_crop(image, height, width=None):
     """The centre (height, width) window of (H, W, C) (offsets rounded down, as in training)."""
     width = height if width is None else width
@@ -150,7 +161,7 @@ def base_image(image, p, mean):
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an RGB image (H, W, 3); got shape {image.shape}.")
-    image = resize_shorter(image, p.eval_resize)
+    image = resized(image, p.eval_resize)
     if p.center:
         image = center_crop(image, p.center)
     mean = np.asarray(mean, np.float32)

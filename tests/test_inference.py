@@ -47,7 +47,19 @@ def test_centre_views_equal_the_training_pipelines_validation_views(p):
     for shape in [(90, 120, 3), (77, 77, 3), (200, 81, 3)]:
         image = rng.integers(0, 256, shape).astype(np.uint8)
         reference = eval_map(p, {"mean": mean})(tf.constant(image), 0)[0].numpy()
-        np.testing.assert_allclose(preprocessing.center_view(image, p, mean), reference, atol=2e-3)
+        view = preprocessing.center_view(image, p, mean)
+        # Both quantize the resize to 8 bits; where it lands within float rounding of a half
+        # (TF and numpy sum in other orders) one may round up and the other down: one level.
+        unrounded = preprocessing.resize_shorter(image, p.eval_resize)
+        if p.center:
+            unrounded = preprocessing.center_crop(unrounded, p.center)
+        unrounded = preprocessing.center_crop(unrounded, p.crop)[..., ::-1 if p.color == "BGR" else 1]
+        tie = np.abs(unrounded - np.floor(unrounded) - 0.5) < 1e-3
+        if min(shape[:2]) == p.eval_resize:
+            tie[:] = False  # not resized: nothing rounded
+        np.testing.assert_allclose(view[~tie], reference[~tie], atol=2e-3)
+        assert np.all(np.isclose(np.abs(view - reference)[tie], [[0], [p.scale]], atol=2e-3).any(0))
+        assert tie.mean() < 0.01  # a few pixels
 
 
 def test_ten_views_are_corners_centre_and_flips():
@@ -87,14 +99,15 @@ def test_registered_weights_bring_preprocessing_mean_and_names(digits):
     assert trained.mean.shape == (32, 32, 3) and trained.class_names == [str(i) for i in range(10)]
     probabilities = trained.predict(images)
     error = 100 * np.mean(probabilities.argmax(1) != labels)
-    assert abs(error - 21.45) <= 100 / 359  # the manifest's measured error, within one image
+    assert abs(error - 21.17) <= 100 / 359  # the manifest's measured error, within one image
     top = trained.decode(probabilities[:2], top=3)
     assert [len(row) for row in top] == [3, 3]
     for row, probs in zip(top, probabilities[:2]):
         assert [i for i, _, _ in row] == list(np.argsort(-probs)[:3])
         assert row[0][1] == str(row[0][0]) and row[0][2] == pytest.approx(probs.max())
     assert kzoo.decode_predictions(probabilities[:2], "resnet20", "digits", top=3) == top
-    batch = np.stack([preprocessing.center_crop(preprocessing.resize_shorter(im, 32), 32) for im in images[:4]])
+    resized = [np.clip(np.round(preprocessing.resize_shorter(im, 32)), 0, 255) for im in images[:4]]  # 8 bits
+    batch = np.stack([preprocessing.center_crop(im, 32) for im in resized])
     np.testing.assert_allclose(kzoo.preprocess_input(batch, "resnet20", "digits"), trained.preprocess(images[:4]),
                                atol=1e-4)
 
@@ -230,6 +243,12 @@ def test_export_carries_the_preprocessing(tmp_path, digits):
                        for im in digits[0][:5]])
     reloaded = tf.saved_model.load(path)  # kept: its functions reference its variables
     served = reloaded.serve(tf.constant(images)).numpy()
-    np.testing.assert_allclose(served, trained.predict(images), atol=1e-4)
+    # The reference is the model on the training pipeline's validation views (TensorFlow): the
+    # numpy views may differ from them by one 8-bit level where a resize rounds a near-half
+    # (test_centre_views_equal_the_training_pipelines_validation_views).
+    views = eval_map(trained.preprocessing, {"mean": trained.mean})
+    reference = trained.model.predict(np.stack([views(tf.constant(im), 0)[0] for im in images]), verbose=0)
+    np.testing.assert_allclose(served, reference, atol=1e-4)
+    np.testing.assert_array_equal(served.argmax(1), trained.predict(images).argmax(1))
     with pytest.raises(ValueError, match="exists; kzoo does not overwrite it"):
         trained.export(path)

@@ -17,6 +17,22 @@ def resize_shorter(image, size):
     return tf.image.resize(image, new, method="bilinear", antialias=True)
 
 
+def quantize(image):
+    """Rounded (half to even) and clipped to [0, 255]: the 8-bit pixels a stored image holds."""
+    return tf.clip_by_value(tf.round(image), 0.0, 255.0)
+
+
+def resized(image, size):
+    """The recipes' first step, float32 with 8-bit values: the shorter side resized to `size`
+    and quantized as AlexNet §2 stored its 256-pixel images, so prepared shards
+    (kzoo.data.prepare) hold exactly these pixels. An image already that size passes
+    unchanged (the resize would be the identity: one weight of 1 per pixel)."""
+    image = tf.cast(image, tf.float32)
+    shape = tf.shape(image)
+    return tf.cond(tf.reduce_min(shape[:2]) == tf.cast(size, tf.int32), lambda: image,
+                   lambda: quantize(resize_shorter(image, size)))
+
+
 def center_crop(image, size):
     h, w = tf.shape(image)[0], tf.shape(image)[1]
     top, left = (h - size) // 2, (w - size) // 2
@@ -37,9 +53,9 @@ def _mean_free(image, p, stats):
 
 
 def base_image(image, p, shorter=None):
-    """Resized (shorter side; `shorter` overrides), centre-squared, float32 in [0, 255]."""
-    size = shorter if shorter is not None else (p.resize[0] if isinstance(p.resize, tuple) else p.resize)
-    image = resize_shorter(tf.cast(image, tf.float32), size)
+    """Resized (shorter side; `shorter` overrides) and quantized, centre-squared, float32 in [0, 255]."""
+    size = shorter if shorter is not None else p.eval_resize
+    image = resized(image, size)
     return center_crop(image, p.center) if p.center else image
 
 

@@ -6,20 +6,29 @@ import tempfile
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="w", **kwargs):
-    """Write to a temporary file beside `path`, then rename it over `path`."""
+def atomic_path(path):
+    """A temporary path beside `path` to write (by any writer that takes a path, e.g.
+    tf.io.TFRecordWriter); on success it is synced and renamed over `path`, on failure removed."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a user's files get the usual mode
     try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w", **kwargs):
+    """Write to a temporary file beside `path`, then rename it over `path`."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
+        yield f
+        f.flush()
