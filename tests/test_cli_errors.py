@@ -32,7 +32,9 @@ def _main(command):
         from kzoo.recipes.caltech import main
 
         return functools.partial(main, command)
-    if command == "ablation":
+    if command == "prepare":
+        from kzoo.data.prepare import main
+    elif command == "ablation":
         from kzoo.recipes.ablation import main
     elif command == "evaluate":
         from kzoo.evaluate.run import main
@@ -90,6 +92,12 @@ PARSE_ERRORS = [
     ("visualize", ["deconv", "--classes", "0"], "--classes", f"{INT1} '0'"),
     ("resnet_cifar", ["--option", "shortcut"], "--option", "expected KEY=VALUE (e.g. towers=1), got 'shortcut'"),
     ("alexnet", ["--option", "=1"], "--option", "expected KEY=VALUE (e.g. towers=1), got '=1'"),
+    ("prepare", ["--short-side", "-1"], "--short-side", f"{INT0} '-1'"),
+    ("prepare", ["--center", "0"], "--center", f"{INT1} '0'"),
+    ("prepare", ["--images-per-shard", "0"], "--images-per-shard", f"{INT1} '0'"),
+    ("prepare", ["--quality", "101"], "--quality", "expected an integer in [1, 100], got '101'"),
+    ("prepare", ["--val-fraction", "1.5"], "--val-fraction", "expected a number in [0, 1], got '1.5'"),
+    ("prepare", ["--seed", "-2"], "--seed", f"{INT0} '-2'"),
 ]
 
 
@@ -98,6 +106,7 @@ PARSE_ERRORS = [
 def test_numeric_flags_are_refused_at_parse_time(tmp_path, capsys, command, argv, flag, accepted):
     out = tmp_path / "out"
     where = {"evaluate": [], "visualize": ["--out", str(out)], "ablation": ["--out", str(out)],
+             "prepare": ["--out", str(out), "--data-dir", str(tmp_path)],
              "caltech101": ["--out", str(out), "--data-dir", str(tmp_path)]}
     extra = where.get(command, where["caltech101"] if command.startswith("caltech") else ["--run-dir", str(out)])
     line = _refused(capsys, command, [*argv, *extra])

@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = ("kzoo.recipes.alexnet", "kzoo.recipes.zfnet", "kzoo.recipes.overfeat", "kzoo.recipes.resnet",
             "kzoo.recipes.resnet_cifar", "kzoo.recipes.summary", "kzoo.recipes.caltech101",
             "kzoo.recipes.caltech256", "kzoo.recipes.ablation", "kzoo.evaluate", "kzoo.visualize", "kzoo.weights",
-            "kzoo.predict")
+            "kzoo.predict", "kzoo.data.prepare")
 
 # Each command's --help, run as `python -m` runs it; then which heavy modules got imported.
 HELP_SCRIPT = """

@@ -34,6 +34,7 @@ class Source:
     files: list = None  # image files, where the source has them (to name an undecodable one)
     description: str = ""  # what a built-in source is, said when a demo starts
     boxed: dict = None  # "train"/"val" -> (image, box, label) datasets, where boxes are known
+    prepared: dict = None  # prepared shards (kzoo.data.shards): their manifest, with "root"
 
     @property
     def classes(self):
@@ -153,9 +154,9 @@ def _files_dataset(files, labels):
     return ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
-    """`root/train/<class>/*` and `root/val/<class>/*`, or `root/<class>/*` split by `val_fraction`.
-    `boxes`: {file stem: box} (`kzoo.data.boxes.read_boxes`) for localization."""
+def folder_splits(root, val_fraction=0.1, seed=0):
+    """(classes, {"train": (files, labels), "val": (files, labels)}) of `root/train/<class>/*` and
+    `root/val/<class>/*`, or of `root/<class>/*` split by `val_fraction` (shuffled by `seed`)."""
     root = pathlib.Path(root)
     if (root / "train").is_dir():
         classes, train_files, train_labels = class_folders(root / "train")
@@ -171,6 +172,15 @@ def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
         n_val = max(1, int(round(len(files) * val_fraction)))
         pick = lambda idx: ([files[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
         (val_files, val_labels), (train_files, train_labels) = pick(order[:n_val]), pick(order[n_val:])
+    return classes, {"train": (train_files, train_labels), "val": (val_files, val_labels)}
+
+
+def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
+    """`root/train/<class>/*` and `root/val/<class>/*`, or `root/<class>/*` split by `val_fraction`.
+    `boxes`: {file stem: box} (`kzoo.data.boxes.read_boxes`) for localization."""
+    root = pathlib.Path(root)
+    classes, splits = folder_splits(root, val_fraction, seed)
+    (train_files, train_labels), (val_files, val_labels) = splits["train"], splits["val"]
     return Source(
         name=root.name,
         train=_files_dataset(train_files, train_labels),
@@ -208,10 +218,15 @@ def find_undecodable(files):
 
 @contextlib.contextmanager
 def naming_bad_images(source):
-    """Turn tf.data's anonymous decode failure into an error that names the file."""
+    """Turn tf.data's anonymous decode failure (or a shard's failed checksum) into an error
+    that names the file."""
     try:
         yield
-    except tf.errors.InvalidArgumentError as err:
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        if source.prepared:
+            kzoo.data.shards.verify(source.prepared["root"], source.prepared)  # names a changed shard
+            raise ValueError(f"a record of the prepared shards {source.prepared['root']!r} failed "
+                             f"({_op_message(err)}); prepare them again.") from err
         bad = find_undecodable(source.files or [])
         what = f"{bad!r} cannot be decoded; remove or replace it" if bad else _op_message(err)
         raise ValueError(f"an image of {source.name!r} failed: {what}.") from err
@@ -267,10 +282,15 @@ BUILTIN = {"digits": builtin_digits, "shapes": builtin_shapes}
 
 def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None):
     """The source a recipe's --dataset / --data-dir / --boxes flags name (none: the built-in
-    digits). `boxes`: a box file or folder for an image folder (localization)."""
+    digits); a --data-dir with a manifest.json holds prepared shards (kzoo.data.prepare). `boxes`: a box file or folder for an image folder (localization)."""
     if boxes is not None and (dataset is not None or data_dir is None):
         raise ValueError("--boxes goes with --data-dir (a folder of class sub-folders), not with --dataset; "
                          "the built-in --dataset shapes has its boxes.")
+    if dataset is None and data_dir is not None and os.path.exists(os.path.join(data_dir, "manifest.json")):
+        if boxes is not None:
+            raise ValueError(f"--boxes goes with a folder of images; {data_dir!r} holds prepared shards, "
+                             f"whose images are resized: give the folder they were prepared from.")
+        return kzoo.data.shards.read(data_dir)
     if dataset is None and data_dir is not None:
         return image_folder(data_dir, seed=seed, boxes=kzoo.data.boxes.read_boxes(boxes) if boxes else None)
     if dataset is None or dataset in BUILTIN:

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from kzoo import registry
+from kzoo.data.shards import check_fit
 from kzoo.data.sources import naming_bad_images
 from kzoo.data.stats import cached_stats, stats_name
 from kzoo.data.transforms import eval_map, train_map
@@ -237,6 +238,7 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     strategy = get_strategy(config.strategy)
     classes = classes or source.classes
     _check_labels(source, classes)
+    check_fit(source, config.preprocess)  # prepared shards: resized as this recipe resizes
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ValueError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas.")

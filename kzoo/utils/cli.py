@@ -60,6 +60,11 @@ def float_between(low, high):
     return _number(float, f"in [{low:g}, {high:g}]", lambda v: low <= v <= high, "float_between")
 
 
+def int_between(low, high):
+    """An integer in [low, high] (e.g. a JPEG quality in [1, 100])."""
+    return _number(int, f"in [{low}, {high}]", lambda v: low <= v <= high, "int_between")
+
+
 def int_at_least(low):
     """An integer >= `low` (e.g. an image size that leaves a pixel after an 11x11 kernel)."""
     return _number(int, f">= {low}", lambda v: v >= low, f"int_at_least_{low}")

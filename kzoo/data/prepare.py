@@ -1,0 +1,71 @@
+"""`python -m kzoo.data.prepare`: resize a folder of class images once and pack it into shards.
+
+    python -m kzoo.data.prepare --data-dir DIR --out SHARDS --short-side 256 --center 256   # AlexNet, ZFNet
+    python -m kzoo.data.prepare --data-dir DIR --out SHARDS --short-side 256                # OverFeat
+    python -m kzoo.data.prepare --data-dir DIR --out SHARDS --short-side 0                  # ResNet (scale aug.)
+
+AlexNet §2 down-sampled every image to 256 pixels before training; this does the
+same, once: DIR's training and validation images (DIR/train/<class>/*, DIR/val/<class>/*,
+or DIR/<class>/* split by --val-fraction and --seed, as the recipes split it) go
+through the recipes' own first step (the antialiased resize of the shorter side,
+rounded to 8 bits; then the centre square) into sharded TFRecord files with a
+manifest.json (classes, counts, the resize, the encoding, a sha256 per shard). Then
+give SHARDS as any recipe's --data-dir: it trains exactly as on DIR (bit for bit,
+with a lossless --encoding), without decoding and resizing full-size JPEGs every
+epoch. An interrupted run resumes where it stopped when rerun; an output made with
+other settings is never overwritten.
+"""
+
+import argparse
+import sys
+
+from kzoo import data
+from kzoo.utils.cli import (add_verbose_flag, float_between, int_between, non_negative_int, positive_int,
+                            quiet_tensorflow)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m kzoo.data.prepare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True, help="a folder of class sub-folders (optionally train/ and val/)")
+    parser.add_argument("--out", required=True, help="the folder the shards and manifest.json go to (new, or "
+                        "one this command started: a rerun resumes it)")
+    parser.add_argument("--short-side", type=non_negative_int, default=256,
+                        help="resize the shorter side to this (default 256, AlexNet §2); 0 keeps the images as "
+                             "they are (what ResNet's random 256-480 rescaling needs)")
+    parser.add_argument("--center", type=positive_int, help="keep the centre square of this side (AlexNet and "
+                        "ZFNet: 256); default: the whole resized image")
+    parser.add_argument("--encoding", choices=("png", "raw", "jpeg", "original"),
+                        help="how images are stored: png (lossless, default), raw (uint8 bytes: larger, decodes "
+                             "fastest), jpeg (smaller, lossy: training no longer equals the folder's), original "
+                             "(the files' own bytes; default with --short-side 0)")
+    parser.add_argument("--quality", type=int_between(1, 100), default=95, help="JPEG quality for --encoding jpeg")
+    parser.add_argument("--images-per-shard", type=positive_int, default=1024,
+                        help="images per shard file (default 1024: about 130 MB of 256-pixel PNGs)")
+    parser.add_argument("--val-fraction", type=float_between(0, 1), default=0.1,
+                        help="validation share when DIR has no train/ and val/ (the recipes' 0.1)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="the split's seed when DIR has no train/ and val/ (the recipe's --seed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_verbose_flag(parser)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
+    try:
+        data.shards.prepare(args.data_dir, args.out, short_side=args.short_side, center=args.center,
+                            encoding=args.encoding, quality=args.quality, images_per_shard=args.images_per_shard,
+                            val_fraction=args.val_fraction, seed=args.seed, verbose=0 if args.quiet else 1)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"\ninterrupted: the complete shards in {args.out} are kept; rerun the same command to "
+                         f"finish.\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
