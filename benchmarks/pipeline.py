@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from kzoo.data import sources  # noqa: E402
+from kzoo.data import prepare, sources  # noqa: E402
 from kzoo.recipes import alexnet, resnet  # noqa: E402
 from kzoo.train import engine  # noqa: E402
 
@@ -85,7 +85,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--recipes", default="alexnet,resnet")
-    parser.add_argument("--modes", default="raw,shards")
+    parser.add_argument("--modes", default="folder,png,raw", help="folder: the JPEGs; png, raw, jpeg: shards "
+                        "of that --encoding (ResNet's: the files' own bytes, whatever the mode)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,15 +94,19 @@ def main(argv=None):
         write_jpegs(raw, args.images)
         for name in args.recipes.split(","):
             p = RECIPES[name].preprocess
-            for mode in args.modes.split(","):
-                if mode == "raw":
+            modes = args.modes.split(",")
+            if isinstance(p.resize, tuple):  # shards at the images' own size: one kind
+                modes = [m for m in modes if m == "folder"] + (["original"] if set(modes) - {"folder"} else [])
+            for mode in modes:
+                if mode == "folder":
                     source = sources.image_folder(raw)
                 else:
-                    source = sources.load_source(None, prepared(raw, os.path.join(tmp, f"shards-{name}"), p))
+                    out = os.path.join(tmp, f"shards-{name}-{mode}")
+                    source = sources.load_source(None, prepared(raw, out, p, mode))
                 for split, ds in pipelines(source, p).items():
                     rate = images_per_second_per_core(ds, args.images, args.threads, args.repeats)
                     rows.append((name, split, mode, rate))
-                    print(f"{name:8s} {split:5s} {mode:7s} {rate:8.1f} images/s per core", flush=True)
+                    print(f"{name:8s} {split:5s} {mode:8s} {rate:8.1f} images/s per core", flush=True)
     print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, "
           f"{args.images} 500x375 JPEGs, {args.threads} thread(s)\n")
     print("| recipe | pipeline | data | images/s per core |\n|---|---|---|---|")
@@ -109,15 +114,17 @@ def main(argv=None):
         print(f"| {name} | {split} | {mode} | {rate:.0f} |")
 
 
-def prepared(raw, out, p):
+def prepared(raw, out, p, encoding):
     """Shards of `raw` for preprocessing `p` (its fixed resize; none for a random range)."""
-    from kzoo.data import prepare  # noqa: PLC0415  (benchmarks only: absent before issue 14)
 
     fixed = not isinstance(p.resize, tuple)
     flags = ["--short-side", str(p.resize) if fixed else "0"] + (["--center", str(p.center)] if fixed and p.center
                                                                    else [])
     if not os.path.exists(os.path.join(out, "manifest.json")):
-        prepare.main(["--data-dir", raw, "--out", out, *flags, "--quiet"])
+        start = time.perf_counter()
+        prepare.main(["--data-dir", raw, "--out", out, *flags, "--encoding", encoding, "--quiet"])
+        size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+        print(f"prepared {out}: {time.perf_counter() - start:.1f} s, {size / 1e6:.1f} MB", flush=True)
     return out
 
 

@@ -131,7 +131,6 @@ def _encoder(settings):
             image = transforms.resized(image, short_side)
             if center:
                 image = transforms.center_crop(image, center)
-            image = tf.cast(image, tf.uint8)  # exact: `resized` gives 8-bit values
         if encoding == "png":
             encoded = tf.io.encode_png(image)
         elif encoding == "jpeg":
