@@ -201,3 +201,30 @@ def test_box_files_reject_shared_names_and_bad_xml(tmp_path):
     (tmp_path / "xml" / "a.xml").write_text("<annotation><object>")
     with pytest.raises(ValueError, match="a.xml: not a readable XML"):
         read_boxes(str(tmp_path / "xml"))
+
+
+def test_resnet_scale_augmentation_resizes_only_the_crop_as_the_whole_image_would():
+    # Reference: tf.image.resize of the whole image at every shorter side of the range, rounded
+    # to 8 bits; each augmented crop must be one window of one of them (up to float rounding).
+    p = Preprocess(resize=(27, 51), crop=24, flip=False, mean="channel")
+    rng = np.random.default_rng(2)
+    stats = {"mean": np.zeros(3, np.float32), "eigvals": np.zeros(3, np.float32), "eigvecs": np.eye(3, dtype=np.float32)}
+    fn = tf.function(train_map(p, stats))
+    exact = total = 0
+    for shape in [(45, 60, 3), (70, 33, 3), (27, 40, 3)]:
+        image = rng.integers(0, 256, shape).astype(np.uint8)
+        references = []
+        for shorter in range(27, 52):
+            h, w = shape[:2]
+            size = np.round(np.array([h, w], np.float32) * np.float32(shorter / min(h, w))).astype(int)
+            full = np.clip(np.round(tf.image.resize(image, size, antialias=True).numpy()), 0, 255)
+            references.append(np.lib.stride_tricks.sliding_window_view(full, (24, 24, 3)).reshape(-1, 24, 24, 3))
+        windows = np.concatenate(references)
+        for seed in range(8):
+            crop = fn(tf.constant(image), 0, tf.constant([4, seed], tf.int64))[0].numpy()
+            diff = np.abs(windows - crop).reshape(len(windows), -1)
+            best = diff.sum(1).argmin()
+            assert diff[best].max() <= 1  # one level at most: a rounding tie
+            exact += (diff[best] == 0).sum()
+            total += diff.shape[1]
+    assert exact / total > 0.995
