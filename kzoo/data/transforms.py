@@ -135,8 +135,10 @@ def train_map(p, stats):
             crop = tf.cond(flip, lambda: tf.reverse(crop, [1]), lambda: crop)
         if p.pca:
             # AlexNet §4.1: add sum_i p_i * alpha_i * lambda_i to every pixel (stats in [0, 1] units).
-            alpha = tf.random.stateless_normal([3], seeds[4], stddev=p.pca)
-            crop = crop + 255.0 * tf.linalg.matvec(eigvecs, alpha * eigvals)
+            # The 3x3 product written out: matvec's numbers (checked bitwise), without a matmul
+            # kernel's per-call cost.
+            w = tf.random.stateless_normal([3], seeds[4], stddev=p.pca) * eigvals
+            crop = crop + 255.0 * (eigvecs[:, 0] * w[0] + eigvecs[:, 1] * w[1] + eigvecs[:, 2] * w[2])
         return tf.ensure_shape(crop, (p.crop, p.crop, 3)), label
 
     return fn
