@@ -56,7 +56,8 @@ def _epoch(source, p, epoch=0):
 
 def test_stored_pixels_are_tensorflows_resize_rounded_to_8_bits(tmp_path):
     data = write_folder(tmp_path / "data", suffix=".png", per_class=3)  # PNG: PIL decodes what TF decodes
-    out = prepare(data, tmp_path / "shards", "--short-side", "27", "--center", "27", "--images-per-shard", "2")
+    out = prepare(data, tmp_path / "shards", "--short-side", "27", "--center", "27", "--images-per-shard", "2",
+                  "--encoding", "png")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resize"] == {"short_side": 27, "center": 27} and manifest["encoding"] == "png"
     assert manifest["counts"] == {"train": 8, "val": 1} and manifest["classes"] == ["class0", "class1", "class2"]
@@ -83,8 +84,8 @@ def test_stored_pixels_are_tensorflows_resize_rounded_to_8_bits(tmp_path):
 
 
 @pytest.mark.parametrize("p, flags", [
-    (ALEXNET, ["--short-side", "27", "--center", "27"]),
-    (ALEXNET, ["--short-side", "27", "--encoding", "raw"]),
+    (ALEXNET, ["--short-side", "27", "--center", "27"]),  # raw, the default
+    (ALEXNET, ["--short-side", "27", "--encoding", "png"]),
     (RESNET, ["--short-side", "0"]),  # the files' bytes: any resize, ResNet's random one too
 ])
 def test_the_pipeline_on_shards_is_bit_identical_to_the_folders(tmp_path, p, flags):
@@ -187,11 +188,11 @@ def test_an_interrupted_preparation_resumes_and_other_settings_are_refused(tmp_p
     assert prepare_main(args + ["--quiet"]) == 0
     assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == ours
     with pytest.raises(SystemExit) as exit_:
-        prepare_main([*args, "--short-side", "32", "--encoding", "raw"])  # the last --short-side counts
+        prepare_main([*args, "--short-side", "32", "--encoding", "png"])  # the last --short-side counts
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == (
         f"error: --out {str(tmp_path / 'out')!r} holds shards prepared with other settings (--short-side 27 -> 32; "
-        f"--encoding png -> raw). kzoo does not overwrite them: give another --out, rerun with the settings they "
+        f"--encoding raw -> png). kzoo does not overwrite them: give another --out, rerun with the settings they "
         f"were made with, or delete {str(tmp_path / 'out')!r} first.")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")

@@ -6,8 +6,8 @@ ImageNet to 256 pixels before training, and packed into sharded TFRecord files.
     SHARDS/val-00000-of-00001.tfrecord
 
 The stored pixels are the recipes' own first step (kzoo.data.transforms.resized: the
-antialiased resize of the shorter side, rounded to 8 bits), kept losslessly (PNG or raw
-bytes), so a recipe reading the shards passes them through unchanged and trains exactly
+antialiased resize of the shorter side, rounded to 8 bits), kept losslessly (raw bytes or
+PNG), so a recipe reading the shards passes them through unchanged and trains exactly
 as on the folder. Written by `python -m kzoo.data.prepare`; read by every recipe's
 --data-dir (kzoo.data.sources.load_source).
 """
@@ -181,16 +181,16 @@ def _write_shards(out, todo, splits, encode, verbose):
 def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, quality=95, images_per_shard=1024,
             val_fraction=0.1, seed=0, verbose=1):
     """Write `data_dir`'s training and validation images into `out` as shards (module
-    docstring); returns the manifest. `short_side` 0 keeps the images' sizes (`encoding`
-    then defaults to "original": the files' own bytes). A rerun resumes: complete shards
+    docstring); returns the manifest. `encoding` defaults to "raw" (the uint8 array: decoding
+    is a copy), or with `short_side` 0 (sizes kept) to "original" (the files' own bytes). A rerun resumes: complete shards
     whose sha256 matches are kept, the rest are written again."""
-    encoding = encoding or ("png" if short_side else "original")
+    encoding = encoding or ("raw" if short_side else "original")
     if encoding not in ENCODINGS:
         raise ValueError(f"argument --encoding: invalid choice: {encoding!r} (choose from "
                          f"{', '.join(map(repr, ENCODINGS))})")
     if encoding == "original" and short_side:
         raise ValueError("argument --encoding: original keeps the files' own bytes, so it needs --short-side 0 "
-                         "(no resize); give --encoding png for resized images.")
+                         "(no resize); give --encoding raw or png for resized images.")
     if center and not short_side:
         raise ValueError("argument --center: a centre square is cut from resized images; give --short-side too.")
     if center and center > short_side:
