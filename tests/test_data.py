@@ -208,7 +208,7 @@ def test_resnet_scale_augmentation_resizes_only_the_crop_as_the_whole_image_woul
     # to 8 bits; each augmented crop must be one window of one of them (up to float rounding).
     p = Preprocess(resize=(27, 51), crop=24, flip=False, mean="channel")
     rng = np.random.default_rng(2)
-    stats = {"mean": np.zeros(3, np.float32), "eigvals": np.zeros(3, np.float32), "eigvecs": np.eye(3, dtype=np.float32)}
+    stats = {"mean": np.zeros(3, np.float32), "eigvals": np.zeros(3, np.float32), "eigvecs": np.eye(3, dtype="f4")}
     fn = tf.function(train_map(p, stats))
     exact = total = 0
     for shape in [(45, 60, 3), (70, 33, 3), (27, 40, 3)]:

@@ -182,8 +182,8 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
             val_fraction=0.1, seed=0, verbose=1):
     """Write `data_dir`'s training and validation images into `out` as shards (module
     docstring); returns the manifest. `encoding` defaults to "raw" (the uint8 array: decoding
-    is a copy), or with `short_side` 0 (sizes kept) to "original" (the files' own bytes). A rerun resumes: complete shards
-    whose sha256 matches are kept, the rest are written again."""
+    is a copy), or with `short_side` 0 (sizes kept) to "original" (the files' own bytes). A
+    rerun resumes: complete shards whose sha256 matches are kept, the rest are written again."""
     encoding = encoding or ("raw" if short_side else "original")
     if encoding not in ENCODINGS:
         raise ValueError(f"argument --encoding: invalid choice: {encoding!r} (choose from "
@@ -205,8 +205,10 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
     os.makedirs(out, exist_ok=True)
     for leftover in (f for f in os.listdir(out) if f.startswith(".tmp-")):  # a killed run's partial shard
         os.remove(os.path.join(out, leftover))
-    plan = {name: [(shard_name(name, i, len(groups)), idx) for i, idx in enumerate(groups)]
-            for name, groups in ((name, layout(len(files), images_per_shard, settings["read_cycle"])) for name, (files, _) in splits.items())}
+    plan = {}
+    for name, (files, _) in splits.items():
+        groups = layout(len(files), images_per_shard, settings["read_cycle"])
+        plan[name] = [(shard_name(name, i, len(groups)), idx) for i, idx in enumerate(groups)]
     records, todo = {name: [] for name in plan}, []
     for name, shards in plan.items():
         for file, idx in shards:
@@ -217,8 +219,8 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
             else:
                 records[name].append(None)
                 todo.append((name, file, idx))
-    total = sum(len(idx) for _, _, idx in todo)
-    progress = {"format": FORMAT, "settings": settings, "shards": {n: [r for r in rs if r] for n, rs in records.items()}}
+    progress = {"format": FORMAT, "settings": settings,
+                "shards": {n: [r for r in rs if r] for n, rs in records.items()}}
     if verbose:
         kept = sum(len(rs) for rs in progress["shards"].values())
         print(f"Preparing {out}: {sum(len(f) for f, _ in splits.values())} images of {len(classes)} classes "
@@ -236,7 +238,7 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
     manifest = {"format": FORMAT, "name": os.path.basename(os.path.abspath(data_dir)), "classes": classes,
                 "counts": {name: len(files) for name, (files, _) in splits.items()},
                 "resize": {"short_side": settings["short_side"], "center": center},
-                "encoding": encoding, "lossless": encoding in LOSSLESS, "read_cycle": READ_CYCLE,
+                "encoding": encoding, "lossless": encoding in LOSSLESS, "read_cycle": settings["read_cycle"],
                 "settings": settings, "shards": records}
     if todo or not os.path.exists(os.path.join(out, MANIFEST)):
         with atomic_write(os.path.join(out, MANIFEST)) as f:  # last: its presence means complete

@@ -282,7 +282,8 @@ BUILTIN = {"digits": builtin_digits, "shapes": builtin_shapes}
 
 def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None):
     """The source a recipe's --dataset / --data-dir / --boxes flags name (none: the built-in
-    digits); a --data-dir with a manifest.json holds prepared shards (kzoo.data.prepare). `boxes`: a box file or folder for an image folder (localization)."""
+    digits); a --data-dir with a manifest.json holds prepared shards (kzoo.data.prepare).
+    `boxes`: a box file or folder for an image folder (localization)."""
     if boxes is not None and (dataset is not None or data_dir is None):
         raise ValueError("--boxes goes with --data-dir (a folder of class sub-folders), not with --dataset; "
                          "the built-in --dataset shapes has its boxes.")
