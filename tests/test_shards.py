@@ -149,6 +149,14 @@ def test_shards_must_fit_the_recipes_resize(tmp_path):
     shards.check_fit(whole, ALEXNET)  # the centre square is cut in training
     with pytest.raises(ValueError, match=r"holds 27x27 centre squares; this recipe needs the whole resized"):
         shards.check_fit(fixed, ALEXNET.__class__(resize=27, crop=24))
+    shards.check_protocol(fixed, ALEXNET, "10crop")  # evaluation: the resize it was prepared with
+    with pytest.raises(ValueError, match=r"--protocol dense resizes each original image to several sizes, but "
+                                         r"--data-dir .* shorter side of 27: give the image folder itself, or "
+                                         r"shards prepared with --short-side 0\."):
+        shards.check_protocol(fixed, ALEXNET, "dense")
+    shards.check_protocol(whole, RESNET, "center")  # ResNet evaluates at its range's low end, 27
+    with pytest.raises(ValueError, match="this recipe resizes to 30"):
+        shards.check_protocol(whole, ALEXNET.__class__(resize=(30, 40), crop=24), "center")
     config = engine.TrainConfig(model="custom", schedule=StepsAt(0.05, (), 1.0), preprocess=RESNET,
                                 run_dir=str(tmp_path / "run"), batch_size=2, epochs=1, momentum=0.9,
                                 weight_decay=0.0, verbose=0)

@@ -12,6 +12,7 @@ as on the folder. Written by `python -m kzoo.data.prepare`; read by every recipe
 --data-dir (kzoo.data.sources.load_source).
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -353,3 +354,17 @@ def check_fit(source, p):
         raise ValueError(f"--data-dir {root!r} holds {center}x{center} centre squares; this recipe needs {need}: "
                          f"{fix}{wanted}.")
 
+
+
+def check_protocol(source, p, protocol):
+    """Refuse evaluating resized shards where the protocol resizes otherwise than `p`'s
+    evaluation resize: the dense and multi-scale protocols rescale the original image, which
+    the shards no longer hold."""
+    if not source.prepared or source.prepared["resize"]["short_side"] is None:
+        return
+    if protocol not in ("center", "10crop"):
+        short = source.prepared["resize"]["short_side"]
+        raise ValueError(f"--protocol {protocol} resizes each original image to several sizes, but --data-dir "
+                         f"{source.prepared['root']!r} holds them resized to a shorter side of {short}: give the "
+                         f"image folder itself, or shards prepared with --short-side 0.")
+    check_fit(source, dataclasses.replace(p, resize=p.eval_resize))  # ResNet's evaluation: its fixed 256

@@ -93,6 +93,7 @@ def run(args):
         source = sources.load_source(dataset, args.data_dir)
         trained = load(args.model, weights=weights, classes=source.classes, mean=args.mean)
     _check_classes(source, trained.model)
+    kzoo.data.shards.check_protocol(source, trained.preprocessing, args.protocol)
     val = source.val.take(args.limit) if args.limit else source.val
     labels = []
 
