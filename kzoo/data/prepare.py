@@ -62,6 +62,8 @@ def main(argv=None):
                             val_fraction=args.val_fraction, seed=args.seed, verbose=0 if args.quiet else 1)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
+    except OSError as err:  # e.g. an --out that cannot be written, a full disk
+        parser.exit(2, f"error: {err}; complete shards are kept, rerun once fixed.\n")
     except KeyboardInterrupt:
         parser.exit(130, f"\ninterrupted: the complete shards in {args.out} are kept; rerun the same command to "
                          f"finish.\n")

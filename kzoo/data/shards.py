@@ -193,7 +193,7 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
         raise ValueError("argument --encoding: original keeps the files' own bytes, so it needs --short-side 0 "
                          "(no resize); give --encoding raw or png for resized images.")
     if center and not short_side:
-        raise ValueError("argument --center: a centre square is cut from resized images; give --short-side too.")
+        raise ValueError("argument --center: a centre square is cut from resized images; give a --short-side above 0 too.")
     if center and center > short_side:
         raise ValueError(f"argument --center: {center} is larger than --short-side {short_side}; the square must "
                          f"fit in the resized image.")
