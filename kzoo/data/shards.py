@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from kzoo.data import sources, transforms
-from kzoo.utils.files import atomic_path, atomic_write
+from kzoo.utils.files import atomic_path, atomic_write, sha256
 
 MANIFEST = "manifest.json"
 PROGRESS = ".progress.json"  # the shards done so far, while a preparation runs (gone when it completes)
@@ -52,14 +52,6 @@ def layout(count, per_shard, cycle):
 
 def shard_name(split, index, total):
     return f"{split}-{index:05d}-of-{total:05d}.tfrecord"
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def settings_of(data_dir, classes, splits, *, short_side, center, encoding, quality, images_per_shard, split):

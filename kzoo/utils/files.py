@@ -1,6 +1,7 @@
 """Files written so that a crash never leaves a half-written one behind."""
 
 import contextlib
+import hashlib
 import os
 import tempfile
 
@@ -32,3 +33,12 @@ def atomic_write(path, mode="w", **kwargs):
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as f:
         yield f
         f.flush()
+
+
+def sha256(path):
+    """The file's sha256 hex digest, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -9,7 +9,6 @@ a public checkpoint (`url` + `file_hash`) that is downloaded once with
 """
 
 import functools
-import hashlib
 import json
 import os
 
@@ -17,6 +16,7 @@ import numpy as np
 
 import kzoo
 from kzoo.utils import lazy_exports
+from kzoo.utils.files import sha256
 from kzoo.weights.record import save_weights_atomic
 
 MANIFEST = os.path.join(os.path.dirname(__file__), "manifest.json")
@@ -56,14 +56,6 @@ def entry(model, name):
 
 def cache_dir():
     return os.path.join(os.environ.get("KZOO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".keras"), "kzoo")
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(model, name):
