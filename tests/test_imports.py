@@ -57,7 +57,7 @@ def test_a_builder_loads_only_its_own_paper():
              "kzoo.models.resnet"]
     random, trained = done.stdout.splitlines()
     assert random.split() == sorted(built)
-    assert trained.split() == sorted([*built, "kzoo.weights", "kzoo.weights.record"])
+    assert trained.split() == sorted([*built, "kzoo.utils.files", "kzoo.weights", "kzoo.weights.record"])
 
 
 def test_importing_kzoo_layers_is_enough_to_load_a_keras_file(tmp_path):
