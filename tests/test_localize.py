@@ -52,11 +52,12 @@ def test_overfeat_recipe_localizes_the_builtin_shapes(tmp_path):
     from kzoo.recipes import overfeat
 
     run = tmp_path / "run"
-    args = ["--localize", "--epochs", "3", "--regressor-epochs", "30", "--limit", "600", "--run-dir", str(run)]
+    # The classifier is at 0% val error after its first epoch; 10 regressor epochs: 34.00% (30: 23.33%).
+    args = ["--localize", "--epochs", "1", "--regressor-epochs", "10", "--limit", "600", "--run-dir", str(run)]
     assert overfeat.main(args) == 0
     metrics = json.loads((run / "localization" / "metrics.json").read_text())
     assert metrics["images"] == 300 and metrics["dataset"] == "shapes"
-    assert metrics["localization_err"] < 0.4, metrics  # chance is near 1; measured 0.187
+    assert metrics["localization_err"] < 0.4, metrics  # chance is near 1
     assert (run / "localization" / "regressor.weights.h5").exists()
     assert not [p for p in (run / "localization").iterdir() if p.name.startswith(".tmp")]
 
@@ -81,3 +82,16 @@ def test_overfeat_recipe_localizes_an_image_folder_with_a_box_file(tmp_path, sha
         overfeat.main(["--localize", "--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "none")])
     assert "has no boxes for its train and val images" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+def test_windows_are_scored_and_featured_in_one_pass_equal_to_two():
+    from kzoo.evaluate.localize import Localizer, _in_batches, box_regressor, feature_model
+
+    model = kzoo.overfeat_fast(input_shape=(80, 80, 3), classes=3)
+    features = feature_model(model)
+    localizer = Localizer(features, box_regressor(features.outputs[0].shape[1:], 3, (8,)), 80, 3, classifier=model)
+    x = np.random.default_rng(0).normal(0, 50, (5, 80, 80, 3)).astype("float32")  # 5 rows: padded to 8
+    maps, probs = _in_batches(localizer._scored, x)
+    assert maps.shape == (5, *features.outputs[0].shape[1:]) and probs.shape == (5, 3)
+    np.testing.assert_allclose(maps, keras.ops.convert_to_numpy(features(x)["pool5"]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(probs, keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)

@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import os
 import sys
+import warnings
 
 import h5py
 import keras
@@ -186,12 +187,22 @@ def load_weights(model, path):
                          f"reads other .h5 names as the Keras 2 format): rename it to "
                          f"{_weights_h5_name(path)!r}.")
     record.check(model, path)
-    try:
-        model.load_weights(path)
-    except Exception as err:  # Keras raises ValueError or KeyError with long object lists
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+            error = None
+        except Exception as err:  # Keras raises ValueError or KeyError with long object lists
+            error = err
+    # Keras warns, and may go on, when part of the file has no place in the model: the layers
+    # it skips would keep their random weights. Both are the same misfit.
+    skipped = [w for w in caught if "freshly-initialized" in str(w.message)]
+    if error is not None or skipped:
         raise ValueError(f"weights file {path!r} does not fit {model.name!r}: {_mismatch(model, path, kind)}. "
                          f"Build the model the file was saved from (the same builder, input_shape, classes "
-                         f"and options).") from err
+                         f"and options).") from error
+    for w in caught:  # the others, as Keras gave them
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _weights_h5_name(path):
