@@ -33,7 +33,7 @@ def test_greedy_merge_follows_the_match_score_and_threshold():
 @pytest.mark.slow
 def test_trained_regressor_localizes_most_generated_objects():
     keras.utils.set_random_seed(0)  # the frozen random features, whatever ran before
-    size = 160
+    size = 128
     model = kzoo.overfeat_fast(input_shape=(size, size, 3), classes=3)  # frozen features, as in §4
     train_x, train_boxes, train_labels = generated_shapes(300, size, seed=0)
     test_x, test_boxes, test_labels = generated_shapes(100, size, seed=1)
@@ -42,7 +42,7 @@ def test_trained_regressor_localizes_most_generated_objects():
                                 scales=(1.0, 1.2), offsets=2, epochs=40)
     pred = localizer.predict(test_x, test_labels)
     hits = iou(pred, test_boxes) >= 0.5
-    assert hits.mean() > 0.5, hits.mean()  # "most"; measured 0.71 (0.93 with 500 images, 1.8x the time)
+    assert hits.mean() > 0.5, hits.mean()  # "most"; measured 0.79 at 128 px (0.71 at 160 px, 1.5x the time)
     box = localizer.localize(test_x[0], test_labels[0], scales=(1.0, 1.2))
     assert box.shape == (4,) and (box[2:] > box[:2]).all() and (box >= 0).all() and (box <= size).all()
 
