@@ -226,3 +226,16 @@ def test_a_truncated_or_damaged_shard_is_named(tmp_path):
     with pytest.raises(ValueError, match=rf"shard '{shard}' does not match its sha256 in manifest.json"):
         with naming_bad_images(source):
             list(source.train)
+
+
+def test_visualize_refuses_shards_resized_otherwise_than_the_model_evaluates(tmp_path, capsys):
+    from kzoo.visualize.run import main as visualize
+
+    data = write_folder(tmp_path / "data", per_class=2)
+    fixed = prepare(data, tmp_path / "fixed", "--short-side", "27", "--center", "27")
+    with pytest.raises(SystemExit) as exit_:  # resnet20's centre view resizes to 32, not 27
+        visualize(["top9", "--model", "resnet20", "--classes", "3", "--data-dir", str(fixed),
+                   "--out", str(tmp_path / "figures")])
+    assert exit_.value.code == 2
+    assert f"--data-dir {str(fixed)!r} holds images resized to a shorter side of 27" in capsys.readouterr().err
+    assert not (tmp_path / "figures").exists()

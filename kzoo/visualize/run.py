@@ -47,6 +47,7 @@ def load_inputs(args, trained, split="val", limit=None, pictures=False):
         images, labels = _read_images(args.images)
     else:
         source = sources.load_source(args.dataset, args.data_dir)
+        kzoo.data.shards.check_protocol(source, trained.preprocessing, "center")  # shards resized otherwise
         ds = source.val if split == "val" else source.train
         with sources.naming_bad_images(source):
             pairs = list(ds.take(limit or args.limit))
