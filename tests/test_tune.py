@@ -46,11 +46,11 @@ def test_each_grid_is_the_papers_rows():
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))
-def test_every_row_builds_what_it_says(study):
+def test_every_row_builds_what_it_says(study, symbolic):
     for row in get_study(study).rows:
         entry = kzoo.registry.get_entry(row.model)
         size = max(entry.min_size, 67)
-        model = kzoo.create_model(row.model, input_shape=(size, size, 3), **row.options)
+        model = symbolic(kzoo.create_model, row.model, input_shape=(size, size, 3), **row.options)
         names = {layer.name for layer in model.layers}
         for n in row.options.get("remove_layers", ()):
             assert not {f"conv{n}", f"fc{n}"} & names, (row.label, n)
@@ -60,12 +60,12 @@ def test_every_row_builds_what_it_says(study):
             assert [model.get_layer(f"conv{i}").filters for i in (3, 4, 5)] == list(row.options["conv_maps"])
 
 
-def test_removal_options_keep_the_map_sizes_and_reject_bad_values():
-    full = kzoo.alexnet(towers=1, one_tower="full")
+def test_removal_options_keep_the_map_sizes_and_reject_bad_values(symbolic):
+    full = symbolic(kzoo.alexnet, towers=1, one_tower="full")
     assert full.count_params() == 62_378_344  # AlexNet on one GPU: dense conv2/4/5
-    cut = kzoo.zfnet(remove_layers=(3, 4))
+    cut = symbolic(kzoo.zfnet, remove_layers=(3, 4))
     assert cut.get_layer("pool5").output.shape[1:3] == (6, 6)
-    assert kzoo.zfnet(remove_layers=(6, 7)).get_layer("fc8").input.shape[-1] == 6 * 6 * 256
+    assert symbolic(kzoo.zfnet, remove_layers=(6, 7)).get_layer("fc8").input.shape[-1] == 6 * 6 * 256
     with pytest.raises(ValueError, match=r"zfnet: `remove_layers` \(1,\): no removable layer \[1\]"):
         kzoo.zfnet(remove_layers=(1,))
     with pytest.raises(ValueError, match="`conv_maps` must be 3 positive"):
