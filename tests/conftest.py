@@ -7,6 +7,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # full-size OverFeat run kept 2.4 GB. The system allocator gives memory back; same numbers.
 os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
+import ctypes  # noqa: E402
 import gc  # noqa: E402
 
 import pytest  # noqa: E402
@@ -22,6 +23,11 @@ def _rss_mb():
 
 _RSS_AFTER_GC = [_rss_mb()]
 
+try:  # glibc keeps freed heap pages (in every thread's arena) until asked to give them back
+    _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    _malloc_trim = None
+
 
 @pytest.fixture(autouse=True)
 def _free_dropped_models():
@@ -31,6 +37,8 @@ def _free_dropped_models():
     yield
     if _rss_mb() - _RSS_AFTER_GC[0] > 500:
         gc.collect()
+        if _malloc_trim is not None:
+            _malloc_trim(0)
         _RSS_AFTER_GC[0] = _rss_mb()
 
 
