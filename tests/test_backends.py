@@ -1,7 +1,6 @@
 """kzoo.layers, kzoo.models, the registry and the MAC counter need Keras only, not TensorFlow."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -29,9 +28,8 @@ print("RESULT" + json.dumps(out))
 
 
 @pytest.mark.slow
-def test_models_build_and_run_under_jax_without_tensorflow():
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True,
+def test_models_build_and_run_under_jax_without_tensorflow(jax_env):
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=jax_env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])

@@ -160,14 +160,13 @@ print("RESULT" + json.dumps(result))
 
 
 @pytest.mark.slow
-def test_jax_backend_gives_the_same_features(small, tmp_path):
+def test_jax_backend_gives_the_same_features(small, tmp_path, jax_env):
     model = small("resnet20")
     weights, inputs = tmp_path / "resnet20.weights.h5", tmp_path / "x.npy"
     model.save_weights(weights)
     x = images(2, 8, seed=2)
     np.save(inputs, x)
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(weights), str(inputs)], env=env,
+    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(weights), str(inputs)], env=jax_env,
                           capture_output=True, text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
