@@ -37,14 +37,25 @@ def _weights(npz):
 
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory):
-    """The one-process, one-device reference run of tests/train_worker.py."""
+    """The one-process, one-device reference run of tests/train_worker.py, started at once
+    in the background (a test starts its own run beside it); calling the fixture waits for it."""
     folder = tmp_path_factory.mktemp("one")
-    subprocess.run(_worker(folder / "one.npz", folder / "run", "default"), env=ENV, check=True,
-                   capture_output=True, timeout=600)
-    reference = np.load(folder / "one.npz")
-    for key, final in _weights(reference).items():  # training moved every weight
-        assert np.abs(final - reference["init" + key[1:]]).max() > 1000 * TOLERANCE["atol"], key
-    return reference
+    proc = subprocess.Popen(_worker(folder / "one.npz", folder / "run", "default"), env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = []
+
+    def reference():
+        if not done:
+            out = proc.communicate(timeout=600)[0]
+            assert proc.returncode == 0, out[-3000:]
+            done.append(np.load(folder / "one.npz"))
+            for key, final in _weights(done[0]).items():  # training moved every weight
+                assert np.abs(final - done[0]["init" + key[1:]]).max() > 1000 * TOLERANCE["atol"], key
+        return done[0]
+
+    yield reference
+    proc.kill()
+    proc.wait()
 
 
 def _assert_matches(reference, other):
@@ -61,7 +72,7 @@ def test_mirrored_two_cpus_matches_one_device(tmp_path, one_device):
                    capture_output=True, timeout=600)
     two = np.load(tmp_path / "two.npz")
     assert int(two["replicas"]) == 2
-    _assert_matches(one_device, two)
+    _assert_matches(one_device(), two)
 
 
 def _free_ports(n):
@@ -92,7 +103,7 @@ def test_two_workers_with_tf_config_match_one_process(tmp_path, one_device):
     assert int(w0["replicas"]) == 2
     with open(tmp_path / "run" / "metrics.json", encoding="utf-8") as f:
         assert json.load(f)["replicas"] == 2  # written by the chief only
-    _assert_matches(one_device, w0)
+    _assert_matches(one_device(), w0)
 
 
 # --- mixed precision ---------------------------------------------------------------------

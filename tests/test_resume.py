@@ -223,13 +223,21 @@ def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, command):
                 "--checkpoint-every", "2", "--run-dir", run_dir]
 
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-    subprocess.run(args(whole), env=ENV, check=True, capture_output=True, timeout=600)
-    proc = subprocess.Popen(args(killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_mid_epoch_checkpoint(killed, proc, min_step=8)  # in epoch 2
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL and not os.path.exists(os.path.join(killed, "metrics.json"))
-    out = subprocess.run(args(killed), env=ENV, check=True, capture_output=True, text=True, timeout=600).stdout
+    # The uninterrupted run goes on beside the killed one and its rerun (independent processes).
+    uninterrupted = subprocess.Popen(args(whole), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+    try:
+        proc = subprocess.Popen(args(killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for_mid_epoch_checkpoint(killed, proc, min_step=8)  # in epoch 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL and not os.path.exists(os.path.join(killed, "metrics.json"))
+        out = subprocess.run(args(killed), env=ENV, check=True, capture_output=True, text=True, timeout=600).stdout
+        whole_out = uninterrupted.communicate(timeout=600)[0]
+        assert uninterrupted.returncode == 0, whole_out[-3000:]
+    finally:
+        uninterrupted.kill()
+        uninterrupted.wait()
     resumed_at = int(re.search(r"Resuming .* at epoch 2, step (\d+)\.", out).group(1))
     assert 8 <= resumed_at < 12
     with open(os.path.join(killed, "metrics.json"), encoding="utf-8") as f:
