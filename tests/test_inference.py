@@ -222,8 +222,12 @@ def test_predict_command_prints_the_top_classes_of_image_files(tmp_path, digits)
         Image.fromarray(images[i]).save(tmp_path / f"img{i:02d}.png")
     (tmp_path / "notes.txt").write_text("not an image")
     env = {**os.environ, "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, "-m", "kzoo.predict", str(tmp_path), "--model", "resnet20", "--weights",
-                          "digits", "--top", "2", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    command = [sys.executable, "-m", "kzoo.predict"]
+    bad = subprocess.Popen([*command, str(tmp_path / "notes.txt"), "--model", "resnet20", "--weights", "digits"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # beside the good one
+    out = subprocess.run([*command, str(tmp_path), "--model", "resnet20", "--weights", "digits", "--top", "2",
+                          "--json"], capture_output=True, text=True, env=env, timeout=300)
+    bad_err = bad.communicate(timeout=300)[1]
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [os.path.basename(r["image"]) for r in rows] == [f"img{i:02d}.png" for i in range(12)]
@@ -231,9 +235,7 @@ def test_predict_command_prints_the_top_classes_of_image_files(tmp_path, digits)
     assert [r["top"][0]["index"] for r in rows] == list(expected.argmax(1))
     assert all(len(r["top"]) == 2 and r["top"][0]["name"] == str(r["top"][0]["index"]) for r in rows)
     assert np.mean([r["top"][0]["index"] == label for r, label in zip(rows, labels)]) >= 0.6
-    bad = subprocess.run([sys.executable, "-m", "kzoo.predict", str(tmp_path / "notes.txt"), "--model", "resnet20",
-                          "--weights", "digits"], capture_output=True, text=True, env=env, timeout=300)
-    assert bad.returncode == 2 and "notes.txt' is not a readable image" in bad.stderr
+    assert bad.returncode == 2 and "notes.txt' is not a readable image" in bad_err
 
 
 def test_export_carries_the_preprocessing(tmp_path, digits):

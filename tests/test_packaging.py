@@ -28,21 +28,22 @@ def test_wheel_installs_and_runs_a_recipe(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                     str(wheel)], check=True, timeout=300)
-    # Run from an empty folder so that the source tree cannot be imported by accident.
-    run = subprocess.run(
-        [sys.executable, "-m", "kzoo.recipes.summary", "resnet20"],
-        cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "| trainable parameters | 269,722 | 269,722 | yes |" in run.stdout
-    shipped = subprocess.run(  # the registry and kzoo's own weights come with the wheel
-        [sys.executable, "-c", "import kzoo; m = kzoo.resnet20(weights='digits'); print(m.count_params())"],
-        cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-        timeout=300,
-    )
-    assert shipped.returncode == 0 and "271098" in shipped.stdout, shipped.stderr[-2000:]
-    assert str(target) in subprocess.run(
-        [sys.executable, "-c", "import kzoo.recipes; print(kzoo.recipes.__file__)"],
-        cwd=tmp_path, env={"PYTHONPATH": str(target)}, capture_output=True, text=True, timeout=120,
-    ).stdout
+    # Run from an empty folder so that the source tree cannot be imported by accident; side by side.
+    site = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
+    commands = {
+        "summary": ([sys.executable, "-m", "kzoo.recipes.summary", "resnet20"], site),
+        # the registry and kzoo's own weights come with the wheel
+        "shipped": ([sys.executable, "-c", "import kzoo; m = kzoo.resnet20(weights='digits'); "
+                     "print(m.count_params())"], site),
+        "recipes": ([sys.executable, "-c", "import kzoo.recipes; print(kzoo.recipes.__file__)"],
+                    {"PYTHONPATH": str(target)}),
+    }
+    procs = {key: subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True) for key, (command, env) in commands.items()}
+    done = {key: (proc.communicate(timeout=300), proc.returncode) for key, proc in procs.items()}
+    (out, err), code = done["summary"]
+    assert code == 0, err[-2000:]
+    assert "| trainable parameters | 269,722 | 269,722 | yes |" in out
+    (out, err), code = done["shipped"]
+    assert code == 0 and "271098" in out, err[-2000:]
+    assert str(target) in done["recipes"][0][0]
