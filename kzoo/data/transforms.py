@@ -75,6 +75,7 @@ def base_image(image, p, shorter=None):
 def eval_map(p, stats):
     """(image, label) -> (centre view, label): the single-view evaluation input."""
 
+    @tf.autograph.experimental.do_not_convert  # plain Python branches: autograph only costs tracing time
     def fn(image, label):
         image = _squared(image, p)
         h, w = tf.shape(image)[0], tf.shape(image)[1]
@@ -112,6 +113,7 @@ def train_map(p, stats):
     eigvals = tf.constant(stats["eigvals"], tf.float32)
     eigvecs = tf.constant(stats["eigvecs"], tf.float32)
 
+    @tf.autograph.experimental.do_not_convert  # converting took ~0.5 s of every epoch's pipeline
     def fn(image, label, seed):
         seeds = tf.random.experimental.stateless_split(seed, 5)
         if isinstance(p.resize, tuple) and not (p.pad or p.center):
