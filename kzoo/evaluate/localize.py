@@ -147,7 +147,9 @@ def train_regressor(model, images, boxes, labels=None, classes=None, hidden=(409
     labels = np.zeros(len(images), int) if labels is None else np.asarray(labels)
     rng = np.random.default_rng(seed)
     windows, targets, window_labels = _windows(images, boxes, labels, size, scales, offsets, rng)
-    (feats,) = features.predict(windows, batch_size=batch_size, verbose=0).values()  # frozen: computed once
+    # Frozen: computed once, 128 windows a call (2x the throughput of 32 on CPU).
+    (feats,) = features.predict(windows, batch_size=128, verbose=0).values()
+    keras.utils.set_random_seed(seed)  # the regressor's initial weights and its batches: a function of `seed`
     regressor = box_regressor(feats.shape[1:], classes, hidden)
     regressor.get_layer("feature_norm").adapt(feats.reshape(len(feats), -1))
     slots = classes or 1
@@ -160,7 +162,6 @@ def train_regressor(model, images, boxes, labels=None, classes=None, hidden=(409
         target, weight = y_true[:, : 4 * slots], y_true[:, 4 * slots :]
         return keras.ops.sum(weight * keras.ops.square(y_pred - target), axis=1) / 4.0
 
-    keras.utils.set_random_seed(seed)
     regressor.compile(keras.optimizers.Adam(learning_rate), masked_l2, jit_compile=True)  # XLA: 2x faster steps on CPU
     regressor.fit(feats, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return Localizer(features, regressor, size, classes, classifier=model)
@@ -190,32 +191,61 @@ class Localizer:
         """Slide windows over `image` at `scales`, predict a box per window (in image
         pixels), each with the classifier's probability of `label` as confidence, merge
         greedily; returns the most confident merged box."""
+        (box,) = self.localize_many([image], [label], scales, stride, threshold)
+        if box is None:
+            raise NoBoxPredicted("no window predicted a non-empty box; try other scales or a smaller stride.")
+        return box
+
+    def localize_many(self, images, labels, scales=(1.0,), stride=None, threshold=None, progress=None,
+                      windows_per_call=512):
+        """`localize` for each image (None where no window predicted a box). The windows of
+        several images go through the network together, `windows_per_call` at most: one
+        image's few windows a call ran ~10x slower. `progress`: a Progbar, advanced per image."""
+        results, pending, crops = [], [], []
+        for image, label in zip(images, labels):
+            windows = self._windows(np.asarray(image, "float32"), scales, stride)
+            pending.append((image.shape[:2], label, windows))
+            crops += [crop for _, crop in windows]
+            if len(crops) >= windows_per_call:
+                results += self._merged(pending, crops, threshold, progress)
+                pending, crops = [], []
+        return results + (self._merged(pending, crops, threshold, progress) if pending else [])
+
+    def _windows(self, image, scales, stride):
+        """[((scale factors y, x), (top, left)), crop] of `image` at each of `scales`."""
         stride = stride or self.size // 4
-        boxes, confidences = [], []
+        h, w = image.shape[:2]
+        out = []
         for scale in scales:
-            h, w = image.shape[:2]
             shape = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
-            scaled = keras.ops.convert_to_numpy(keras.ops.image.resize(np.asarray(image, "float32")[None], shape))[0]
-            origins = [(t, l) for t in range(0, shape[0] - self.size + 1, stride)
-                       for l in range(0, shape[1] - self.size + 1, stride)]
-            crops = np.stack([scaled[t : t + self.size, l : l + self.size] for t, l in origins])
-            if self._scored is None:
-                features, scores = _in_batches(self.features, crops), np.ones(len(crops))
-            else:
-                features, probs = _in_batches(self._scored, crops)
-                scores = probs[:, label]
-            pred = self._boxes(features, np.full(len(crops), label))
-            for (t, l), b, score in zip(origins, pred, scores):
-                box = (b + [l, t, l, t]) / [shape[1] / w, shape[0] / h, shape[1] / w, shape[0] / h]
-                box = np.clip(box, 0, [w, h, w, h])
+            scaled = keras.ops.convert_to_numpy(keras.ops.image.resize(image[None], shape))[0]
+            for t in range(0, shape[0] - self.size + 1, stride):
+                for l in range(0, shape[1] - self.size + 1, stride):
+                    out.append((((shape[0] / h, shape[1] / w), (t, l)), scaled[t : t + self.size, l : l + self.size]))
+        return out
+
+    def _merged(self, pending, crops, threshold, progress):
+        crops = np.stack(crops)
+        if self._scored is None:
+            features, probs = _in_batches(self.features, crops), None
+        else:
+            features, probs = _in_batches(self._scored, crops)
+        window_labels = np.concatenate([np.full(len(windows), label) for _, label, windows in pending])
+        predicted = self._boxes(features, window_labels)
+        threshold = self.size if threshold is None else threshold
+        results, first = [], 0
+        for (h, w), label, windows in pending:
+            boxes, confidences = [], []
+            for k, (((sy, sx), (t, l)), _) in enumerate(windows, start=first):
+                box = np.clip((predicted[k] + [l, t, l, t]) / [sx, sy, sx, sy], 0, [w, h, w, h])
                 if box[2] > box[0] and box[3] > box[1]:  # a window far from the object may predict none
                     boxes.append(box)
-                    confidences.append(float(score))
-        if not boxes:
-            raise NoBoxPredicted("no window predicted a non-empty box; try other scales or a smaller stride.")
-        threshold = self.size if threshold is None else threshold
-        merged, _ = merge_boxes(boxes, confidences, threshold)
-        return merged[0]
+                    confidences.append(1.0 if probs is None else float(probs[k, label]))
+            first += len(windows)
+            results.append(merge_boxes(boxes, confidences, threshold)[0][0] if boxes else None)
+            if progress is not None:
+                progress.add(1)
+        return results
 
 
 def _prepared(images, boxes, trained):
@@ -262,14 +292,12 @@ def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific
     top5s = []
     for i in range(0, len(val_images), 64):  # the validated centre views, 64 images a call
         top5s += list(np.argsort(-_in_batches(model, trained.preprocess(val_images[i : i + 64])), axis=1)[:, :5])
-    for image, ratio, true_box, label, top5 in zip(prepared, ratios, val_boxes, val_labels, top5s):
-        try:
-            box = localizer.localize(image, label if classes else 0, scales=scales, threshold=threshold) / ratio
-        except NoBoxPredicted:
-            box = np.zeros(4)  # no box: a localization error
+    boxes = localizer.localize_many(prepared, val_labels if classes else np.zeros(len(prepared), int),
+                                    scales=scales, threshold=threshold, progress=progress)
+    for box, ratio, true_box, label, top5 in zip(boxes, ratios, val_boxes, val_labels, top5s):
+        box = np.zeros(4) if box is None else box / ratio  # no box: a localization error
         ious.append(float(iou(box, true_box)))
         errors.append(localization_error(top5, box, int(label), true_box))
-        progress.add(1)
     metrics = {"dataset": source.name, "images": len(errors), "localization_err": float(np.mean(errors)),
                "box_err": float(np.mean(np.array(ious) < 0.5)), "mean_iou": float(np.mean(ious)),
                "class_specific": class_specific, "hidden": list(hidden), "scales": list(scales),

@@ -245,13 +245,28 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     if _steps_per_epoch(source, config) == 0:
         raise ValueError(f"the training set ({source.train_size} images) holds no full batch of "
                          f"{config.batch_size}; lower --batch-size.")
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    with _claim_run_dir(config, source):
+    with _claim_run_dir(config, source), _op_determinism(config.deterministic):
         return _train(config, source, classes, model_fn, callbacks, strategy)
+
+
+@contextlib.contextmanager
+def _op_determinism(on):
+    """Deterministic kernels while training, then the caller's setting again: left on, it
+    kept Keras from compiling any later model with XLA in the same process (the
+    localization regressor after the classifier fitted 2x slower)."""
+    from tensorflow.python.framework import config as tf_config  # no public query or disable
+
+    before = tf_config.is_op_determinism_enabled()
+    if on:
+        tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if on and not before:
+            tf_config.disable_op_determinism()
 
 
 def lr_note(config, step=0, epoch=0):
