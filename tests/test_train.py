@@ -59,7 +59,11 @@ def test_resnet20_learns_the_digits(tmp_path):
 def test_rerun_resumes_and_other_models_are_refused(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     args = ["--smoke", "--run-dir", run_dir, "--depth", "20"]
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    assert not is_op_determinism_enabled()
     assert main(resnet_cifar.RECIPE, args) == 0
+    assert not is_op_determinism_enabled()  # on while training only: else no later model compiles with XLA
     assert main(resnet_cifar.RECIPE, [*args, "--epochs", "2"]) == 0  # continues: one more epoch
     finished = read_metrics(run_dir)
     assert finished["steps"] == 4
