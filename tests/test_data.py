@@ -73,6 +73,19 @@ def test_stats_equal_numpy(tmp_path):
     np.testing.assert_allclose(stats["eigvals"], eigvals[::-1], rtol=1e-4)
     np.testing.assert_allclose(np.abs(stats["eigvecs"]), np.abs(eigvecs[:, ::-1]), atol=1e-4)
     assert stats["count"] == 12
+    # In batches (12 = 5 + 5 + 2) the sums are the same.
+    in_fives = compute_stats(ds, p, batch=5)
+    for key in ("mean", "eigvals"):
+        np.testing.assert_allclose(in_fives[key], stats[key], rtol=1e-6)
+    # Images of different sizes go one by one: the mean is a colour.
+    sizes = [(10, 10), (10, 14), (12, 10)]
+    mixed = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in sizes]
+    varying = tf.data.Dataset.from_generator(lambda: ((m, np.int32(0)) for m in mixed), output_signature=(
+        tf.TensorSpec((None, None, 3), tf.uint8), tf.TensorSpec((), tf.int32)))
+    colour = compute_stats(varying, Preprocess(resize=10, crop=8, mean="channel"))  # shorter sides are 10 already
+    pixels = np.concatenate([m.reshape(-1, 3) for m in mixed])
+    np.testing.assert_allclose(colour["mean"], pixels.mean(0), rtol=1e-5)
+    assert colour["count"] == 3
     cached = cached_stats(ds, p, str(tmp_path), key="toy")
     again = cached_stats(ds.take(0), p, str(tmp_path), key="toy")  # from the cache: no images needed
     np.testing.assert_array_equal(cached["mean"], again["mean"])

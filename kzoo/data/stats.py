@@ -27,15 +27,20 @@ def compute_stats(dataset, preprocess, batch=256, limit=None):
     if limit:
         ds = ds.take(limit)
     pixel_mean = preprocess.pixel_mean
+    shape = ds.element_spec.shape
+    if shape.is_fully_defined():  # images of one size go in batches of ~1M pixels (one by one: 10x slower)
+        ds = ds.batch(max(1, min(batch, 2**20 // (shape[0] * shape[1]))))
+    else:
+        ds = ds.map(lambda image: image[None])
     image_sum, rgb_sum, outer_sum, count, pixels = None, np.zeros(3), np.zeros((3, 3)), 0, 0
-    for image in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-        image = image.astype(np.float64)
+    for images in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        images = images.astype(np.float64)
         if pixel_mean:
-            image_sum = image if image_sum is None else image_sum + image
-        rgb = image.reshape(-1, 3) / 255.0
+            image_sum = images.sum(0) if image_sum is None else image_sum + images.sum(0)
+        rgb = images.reshape(-1, 3) / 255.0
         rgb_sum += rgb.sum(0)
         outer_sum += rgb.T @ rgb
-        count += 1
+        count += len(images)
         pixels += len(rgb)
     if count == 0:
         raise ValueError("cannot compute dataset statistics: the training set is empty.")

@@ -20,6 +20,7 @@ from kzoo.evaluate.fcn import _layer_index
 from kzoo.inference import load
 from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write
+from kzoo.utils.graphs import released_custom_gradients
 from kzoo.weights.record import save_weights_atomic
 
 
@@ -163,7 +164,8 @@ def train_regressor(model, images, boxes, labels=None, classes=None, hidden=(409
         return keras.ops.sum(weight * keras.ops.square(y_pred - target), axis=1) / 4.0
 
     regressor.compile(keras.optimizers.Adam(learning_rate), masked_l2, jit_compile=True)  # XLA: 2x faster steps on CPU
-    regressor.fit(feats, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    with released_custom_gradients():
+        regressor.fit(feats, y, epochs=epochs, batch_size=batch_size, verbose=0)
     return Localizer(features, regressor, size, classes, classifier=model)
 
 

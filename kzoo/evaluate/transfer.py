@@ -17,6 +17,7 @@ import keras
 from kzoo.data.caltech import mean_per_class_accuracy, protocol_folds
 from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write
+from kzoo.utils.graphs import released_custom_gradients
 from kzoo.visualize.common import hidden_layer
 from kzoo.weights.record import save_weights_atomic
 
@@ -124,7 +125,8 @@ def from_scratch(model_fn, collection, trained, train_idx, test_idx, epochs, bat
     x = np.concatenate([x, x[:, :, ::-1]])
     y = np.concatenate([y, y])
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+    with released_custom_gradients():
+        model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
     return np.argmax(model.predict(load(test_idx), batch_size=batch_size, verbose=0), axis=1)
 
 

@@ -28,6 +28,7 @@ from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers, run
 from kzoo.train.schedules import Schedule
 from kzoo.train.strategies import get_strategy, is_chief
 from kzoo.utils.files import atomic_write
+from kzoo.utils.graphs import released_custom_gradients
 
 
 class TrainingDiverged(RuntimeError):
@@ -248,7 +249,7 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    with _claim_run_dir(config, source), _op_determinism(config.deterministic):
+    with _claim_run_dir(config, source), _op_determinism(config.deterministic), released_custom_gradients():
         return _train(config, source, classes, model_fn, callbacks, strategy)
 
 
