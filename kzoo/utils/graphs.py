@@ -2,6 +2,8 @@
 
 import contextlib
 
+import keras
+
 
 @contextlib.contextmanager
 def released_custom_gradients():
@@ -12,8 +14,6 @@ def released_custom_gradients():
     emptied: each traced train step stayed alive, and through its captures the model's
     weights and optimizer slots (~170 MB per AlexNet demo run, 1.5 GB over a tuner's
     trials). Nothing differentiates a finished run's steps, so their entries can go."""
-    import keras
-
     registry = None
     if keras.backend.backend() == "tensorflow":
         from tensorflow.python.framework import ops  # the registry has no public handle
