@@ -27,9 +27,10 @@ def compute_stats(dataset, preprocess, batch=256, limit=None):
     if limit:
         ds = ds.take(limit)
     pixel_mean = preprocess.pixel_mean
-    shape = ds.element_spec.shape
-    if shape.is_fully_defined():  # images of one size go in batches of ~1M pixels (one by one: 10x slower)
-        ds = ds.batch(max(1, min(batch, 2**20 // (shape[0] * shape[1]))))
+    if preprocess.center:  # centre squares go in batches of ~1M pixels (one by one: 3x slower)
+        side = preprocess.center
+        ds = ds.map(lambda image: tf.ensure_shape(image, (side, side, 3)))
+        ds = ds.batch(max(1, min(batch, 2**20 // side**2)))
     else:
         ds = ds.map(lambda image: image[None])
     image_sum, rgb_sum, outer_sum, count, pixels = None, np.zeros(3), np.zeros((3, 3)), 0, 0
