@@ -68,7 +68,7 @@ def plot_curves(history, path):
     for ax in (ax_loss, ax_err):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.92, wspace=0.2)  # tight_layout: 1/3 of the time
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
