@@ -12,8 +12,9 @@ def released_custom_gradients():
     tf.distribute's all-reduce (in every optimizer step, Keras' `fit` included) registers a
     `tf.custom_gradient` per trace in TensorFlow's global gradient registry, which is never
     emptied: each traced train step stayed alive, and through its captures the model's
-    weights and optimizer slots (~170 MB per AlexNet demo run, 1.5 GB over a tuner's
-    trials). Nothing differentiates a finished run's steps, so their entries can go."""
+    weights and optimizer slots (150-200 MB per smoke run of the AlexNet, ZFNet or ResNet-18
+    recipe; a tuner's trials piled up in one process). Nothing differentiates a finished
+    run's steps, so their entries can go."""
     registry = None
     if keras.backend.backend() == "tensorflow":
         from tensorflow.python.framework import ops  # the registry has no public handle
