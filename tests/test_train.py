@@ -151,7 +151,7 @@ def _live_train_steps():
 
 def test_a_finished_run_leaves_no_traced_step_or_weights_behind(tmp_path):
     # tf.distribute's all-reduce registered each trace's custom gradient for good: every
-    # run's train step and weights stayed in memory (~170 MB per AlexNet demo run).
+    # run's train step and weights stayed in memory (150-200 MB per smoke run of a recipe).
     import weakref
 
     before = _live_train_steps()
