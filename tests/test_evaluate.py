@@ -73,7 +73,7 @@ def test_dense_map_equals_the_classifier_on_every_window(name, scales):
     window = model.layers[flatten - 1].input.shape[1]  # the pre-pool map at the training size
     stride = model.layers[flatten - 1].pool_size[0]
     dense = dense_model(model)
-    features = keras.Model(dense.inputs, dense.get_layer("offset_pool").input)
+    features = keras.Model(dense.input, dense.get_layer("offset_pool").input)
     tail = _tail(model, flatten)
     for h, w in scales:
         x = RNG.normal(size=(1, h, w, 3)).astype("float32") * 50
