@@ -1,8 +1,10 @@
 """The training engine and the recipes, end to end on the built-in digits."""
 
 import dataclasses
+import gc
 import json
 import os
+import weakref
 
 import numpy as np
 import pytest
@@ -143,8 +145,6 @@ def _no_bn_model(classes):
 
 
 def _live_train_steps():
-    import gc
-
     gc.collect()
     return sum(1 for o in gc.get_objects() if isinstance(o, tf.Graph) and getattr(o, "name", "") == "train_step")
 
@@ -152,8 +152,6 @@ def _live_train_steps():
 def test_a_finished_run_leaves_no_traced_step_or_weights_behind(tmp_path):
     # tf.distribute's all-reduce registered each trace's custom gradient for good: every
     # run's train step and weights stayed in memory (150-200 MB per smoke run of a recipe).
-    import weakref
-
     before = _live_train_steps()
     _, model = train(_config(tmp_path / "run"), builtin_digits(), model_fn=_no_bn_model)
     weights = weakref.ref(model.trainable_variables[0].value)

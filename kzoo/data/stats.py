@@ -27,7 +27,7 @@ def compute_stats(dataset, preprocess, batch=256, limit=None):
     if limit:
         ds = ds.take(limit)
     pixel_mean = preprocess.pixel_mean
-    if preprocess.center:  # centre squares go in batches of ~1M pixels (one by one: 3x slower)
+    if preprocess.center:  # centre squares share one size: batches of up to `batch`, ~1M pixels at most
         side = preprocess.center
         ds = ds.map(lambda image: tf.ensure_shape(image, (side, side, 3)))
         ds = ds.batch(max(1, min(batch, 2**20 // side**2)))

@@ -1,5 +1,6 @@
 """Small shared helpers: the multiply-add counter and model measurements (kzoo.utils.flops),
-atomic files, the command-line helpers, and `lazy_exports`, with which every kzoo
+atomic files, the command-line helpers, TensorFlow bookkeeping that must not outlive a
+run (kzoo.utils.graphs), and `lazy_exports`, with which every kzoo
 package imports its modules on first use."""
 
 import importlib
