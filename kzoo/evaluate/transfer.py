@@ -74,26 +74,62 @@ def extract_features(trained, collection, layers, cache_dir=None, identity=None,
     return features
 
 
-def train_softmax(features, labels, classes, C=1.0, seed=0):
+def _standardized(features):
+    """float64 features, their mean and std (constant features, dead units, keep std 1: they stay at 0)."""
+    features = np.asarray(features, np.float64)
+    mean, std = features.mean(0), features.std(0)
+    std[std < 1e-8] = 1.0
+    return features, mean, std
+
+
+def _folded_head(coef, bias, mean, std, activation, name):
+    """One Keras Dense layer computing `activation(coef @ ((x - mean) / std) + bias)` on raw features."""
+    dense = keras.layers.Dense(len(bias), activation=activation, name=activation)
+    model = keras.Sequential([keras.Input((len(mean),)), dense], name=name)
+    dense.set_weights([(coef / std).T.astype(np.float32), (bias - coef @ (mean / std)).astype(np.float32)])
+    return model
+
+
+def train_softmax(features, labels, classes, C=1.0, seed=0, sample_weight=None):
     """A softmax (multinomial logistic regression, L2 strength 1/C) on fixed features,
     trained to convergence (L-BFGS) on standardized features; returned as one Keras
-    Dense layer with the standardization folded in, so it sits on the frozen network."""
+    Dense layer with the standardization folded in, so it sits on the frozen network.
+    `sample_weight`: per-example weights (multi-label targets spread over rows)."""
     from sklearn.linear_model import LogisticRegression
 
-    features, labels = np.asarray(features, np.float64), np.asarray(labels)
-    mean, std = features.mean(0), features.std(0)
-    std[std < 1e-8] = 1.0  # constant features (dead units) stay at 0 after centring
-    fit = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit((features - mean) / std, labels)
+    features, mean, std = _standardized(features)
+    labels = np.asarray(labels)
+    fit = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(
+        (features - mean) / std, labels, sample_weight=sample_weight)
     coef = np.zeros((classes, features.shape[1]))
     bias = np.full(classes, -1e9)  # a class without training images is never predicted
     if len(fit.classes_) == 2:  # sklearn keeps one row for two classes: logit of the second
         coef[fit.classes_[1]], bias[fit.classes_] = fit.coef_[0], (0.0, fit.intercept_[0])
     else:
         coef[fit.classes_], bias[fit.classes_] = fit.coef_, fit.intercept_
-    dense = keras.layers.Dense(classes, activation="softmax", name="softmax")
-    model = keras.Sequential([keras.Input((features.shape[1],)), dense], name="transfer_softmax")
-    dense.set_weights([(coef / std).T.astype(np.float32), (bias - coef @ (mean / std)).astype(np.float32)])
-    return model
+    return _folded_head(coef, bias, mean, std, "softmax", "transfer_softmax")
+
+
+def train_logistic(features, targets, C=1.0, seed=0, ignore=None):
+    """One logistic regression per column of the (N, C) 0/1 `targets` (per-class
+    sigmoids, L2 strength 1/C) on standardized fixed features; rows where `ignore`
+    (N, C) is set are left out of that class's fit. Returned as one Keras Dense layer
+    with sigmoid outputs, the standardization folded in."""
+    from sklearn.linear_model import LogisticRegression
+
+    features, mean, std = _standardized(features)
+    targets = np.asarray(targets, bool)
+    keep = np.ones_like(targets) if ignore is None else ~np.asarray(ignore, bool)
+    x = (features - mean) / std
+    coef, bias = np.zeros((targets.shape[1], features.shape[1])), np.zeros(targets.shape[1])
+    for c in range(targets.shape[1]):
+        y = targets[keep[:, c], c]
+        if y.all() or not y.any():  # one-sided: a constant score (the class's AP is then chance)
+            bias[c] = 30.0 if y.all() else -30.0
+            continue
+        fit = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x[keep[:, c]], y)
+        coef[c], bias[c] = fit.coef_[0], fit.intercept_[0]
+    return _folded_head(coef, bias, mean, std, "sigmoid", "transfer_logistic")
 
 
 def linear_svm(train_x, train_y, test_x, seed=0):

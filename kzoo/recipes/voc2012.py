@@ -1,0 +1,65 @@
+"""ZFNet's PASCAL VOC 2012 transfer (§5.2): layers 1-7 frozen, a new 20-way classifier
+trained on the train split, average precision per class and its mean on val.
+
+    python -m kzoo.recipes.voc2012 --model zfnet --weights W.weights.h5 --data-dir VOCdevkit
+    python -m kzoo.recipes.voc2012 --run-dir runs/zfnet-zfnet-imagenet2012 --loss logistic
+
+--data-dir: a VOC devkit folder (JPEGImages/, Annotations/, ImageSets/Main/train.txt
+and val.txt; or VOCdevkit/VOC2012 under it) or a tfds data_dir with voc/2012
+prepared (default: tfds' own data_dir). Nothing is downloaded. The paper's 79.0 mean
+AP is on the test server, whose labels are not public: ours is on val.
+"""
+
+import argparse
+import os
+import sys
+
+from kzoo.data.voc import load_voc
+from kzoo.evaluate.voc import LOSSES, results_table, run_voc
+from kzoo.recipes.transfer import add_model_flags, check_model_flags, load_trained, mean_colour
+from kzoo.utils.cli import add_verbose_flag, non_negative_int, positive_float, quiet_tensorflow
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m kzoo.recipes.voc2012", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_flags(parser)
+    parser.add_argument("--data-dir", help="a VOC devkit folder, or a tfds data_dir with voc/2012 prepared "
+                        "(default: tfds' data_dir)")
+    parser.add_argument("--loss", choices=LOSSES, default="softmax",
+                        help="softmax: the paper's 20-way softmax, each image's target spread over its classes "
+                             "(default); logistic: one sigmoid per class")
+    parser.add_argument("--layer", help="feature layer (default: the last hidden ReLU, relu7)")
+    parser.add_argument("--C", type=positive_float, default=1.0, help="inverse L2 strength (default 1)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--out", help="results folder (default runs/voc2012-<model>)")
+    add_verbose_flag(parser)
+    return parser
+
+
+def run(args):
+    check_model_flags(args)  # before reading thousands of annotations
+    data = load_voc(args.data_dir)
+    for split, collection in data.items():
+        print(f"voc2012 {split}: {len(collection.images)} images.")
+    trained, identity, _ = load_trained(args, lambda: mean_colour(data["train"], seed=args.seed))
+    out = args.out or os.path.join("runs", f"voc2012-{trained.name}")
+    results = run_voc(trained, data, args.layer, args.loss, args.C, args.seed, out, identity)
+    print(results_table(results))
+    print(f"Results: {out}/results.json, {out}/results.md")
+    return results
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
