@@ -4,6 +4,8 @@
               train with the paper's schedule (no arguments: a demo on the
               built-in digits; --option KEY=VALUE for the builder's paper
               options; --print-schedule; --help)
+    caltech101, caltech256, voc2012
+              ZFNet's transfer (§5.2): a new classifier on frozen layers 1-7
     summary   build any registered model and compare it with its paper
 """
 
