@@ -17,6 +17,7 @@ import keras
 from kzoo import preprocessing
 from kzoo.data.boxes import boxed_examples
 from kzoo.evaluate.fcn import _layer_index
+from kzoo.evaluate.precision import iou
 from kzoo.inference import load
 from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write
@@ -26,16 +27,6 @@ from kzoo.weights.record import save_weights_atomic
 
 class NoBoxPredicted(ValueError):
     """Every window of an image predicted an empty box."""
-
-
-def iou(a, b):
-    """Intersection over union of boxes `a` and `b` ((..., 4) arrays)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ix = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    iy = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = ix * iy
-    area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
-    return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
 def localization_error(top5, box, true_class, true_box):
