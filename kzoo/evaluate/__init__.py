@@ -1,11 +1,13 @@
 """The papers' test-time procedures, on any kzoo classifier (Keras only, any backend).
 
 views: centre crop and 10-crop (AlexNet §4.1, ZFNet, ResNet Table 3); every protocol's
-    scores over a set of images (evaluate, protocol_scores).
+    scores over a set of images (evaluate, protocol_scores), of one model or an ensemble
+    (evaluate_ensemble, ensemble_scores).
 fcn: classifiers made fully convolutional; any input size -> a map of class scores.
 dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
 protocols: the views (and their input sizes) of every protocol, view_sizes.
 localize: OverFeat's box regressor and greedy box merging (§4).
+precision: average precision and its mean as PASCAL VOC 2012 defines them.
 """
 
 from kzoo.utils import lazy_exports
@@ -24,11 +26,15 @@ _EXPORTS = {
     "dense_model": "kzoo.evaluate.dense",
     "dense_scores": "kzoo.evaluate.dense",
     "fully_convolutional": "kzoo.evaluate.fcn",
+    "ensemble_scores": "kzoo.evaluate.views",
     "evaluate": "kzoo.evaluate.views",
+    "evaluate_ensemble": "kzoo.evaluate.views",
     "predict_views": "kzoo.evaluate.views",
     "protocol_scores": "kzoo.evaluate.views",
     "ten_crops": "kzoo.evaluate.views",
     "with_input_shape": "kzoo.evaluate.fcn",
+    "average_precision": "kzoo.evaluate.precision",
+    "mean_average_precision": "kzoo.evaluate.precision",
 }
 
 __all__ = list(_EXPORTS)

@@ -1,6 +1,7 @@
 """`python -m kzoo.evaluate`: a trained classifier's top-1/top-5 error under a paper protocol.
 
     python -m kzoo.evaluate --run-dir runs/alexnet-alexnet-digits --protocol 10crop
+    python -m kzoo.evaluate --run-dir RUN1 RUN2 RUN3 --protocol 10crop     # an ensemble
     python -m kzoo.evaluate --model overfeat_accurate --weights W.weights.h5 \\
         --dataset imagenet2012 --data-dir DIR --protocol dense
 
@@ -11,6 +12,12 @@ over shorter sides 224-640). The result names the views and their sizes. A run
 directory brings the model, its weights, its preprocessing and the training set's
 mean (kzoo.load); with --model, registered --weights bring theirs, a weights file
 needs --mean R G B.
+
+Several runs after --run-dir are an ensemble (AlexNet §6, ZFNet Table 2, ResNet §3.4): each
+run scores the images with its own preprocessing (input size, resize, mean) under the
+protocol, the scores are averaged, and the result gives the ensemble's top-1/top-5 error
+with each run's own beside it ("ensemble", "members" in the JSON). The runs must share
+their classes; without --dataset/--data-dir, also their dataset.
 """
 
 import argparse
@@ -28,7 +35,8 @@ from kzoo.utils.files import atomic_write
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m kzoo.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", help="a training run (model, weights, mean)")
+    parser.add_argument("--run-dir", nargs="+", metavar="RUN", help="a training run (model, weights, mean); "
+                        "several: their ensemble (scores averaged, each run with its own preprocessing)")
     parser.add_argument("--model", help="a registered model name (with --weights)")
     parser.add_argument("--weights", help="weights for --model: a .weights.h5 file or a weights name; "
                         "none: random weights (said explicitly)")
@@ -50,8 +58,12 @@ def main(argv=None):
         result = run(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
-    print(f"{result['protocol']}: {result['images']} images, top-1 error {result['top1_err']:.2%}, "
+    ensemble = f", ensemble of {result['ensemble']} models" if "ensemble" in result else ""
+    print(f"{result['protocol']}: {result['images']} images{ensemble}, top-1 error {result['top1_err']:.2%}, "
           f"top-5 error {result['top5_err']:.2%}")
+    for n, member in enumerate(result.get("members", []), 1):
+        print(f"  member {n}, run {member['run_dir']}: top-1 error {member['top1_err']:.2%}, "
+              f"top-5 error {member['top5_err']:.2%}")
     print(json.dumps(result))
     if args.json:
         with atomic_write(args.json) as f:
@@ -73,27 +85,30 @@ def _check_output(path, overwrite):
 
 def run(args):
     sources = kzoo.data.sources  # TensorFlow: after the arguments are parsed
-    if bool(args.run_dir) == bool(args.model):
+    runs = args.run_dir or []
+    if len(runs) > 1 and args.model:
+        raise ValueError(f"--model evaluates one model; the ensemble --run-dir {' '.join(runs)} takes each run's own "
+                         f"model, weights and mean: drop --model (and --weights).")
+    if bool(runs) == bool(args.model):
         raise ValueError("give either --run-dir (a training run) or --model NAME --weights PATH.")
-    if args.run_dir and (args.weights or args.mean):
+    if runs and (args.weights or args.mean):
         flag = "--weights" if args.weights else "--mean"
-        raise ValueError(f"{flag} goes with --model; --run-dir {args.run_dir} brings its own weights and mean.")
+        raise ValueError(f"{flag} goes with --model; --run-dir {' '.join(runs)} brings its own weights and mean.")
+    _check_distinct(runs)
     dataset = args.dataset
-    if args.run_dir:
-        trained = load(run_dir=args.run_dir)
-        if not (args.dataset or args.data_dir):  # the run's own data is the default
-            if trained.dataset not in sources.BUILTIN:
-                raise ValueError(f"run {args.run_dir} was trained on {trained.dataset!r}; say where its "
-                                 f"validation images are: --dataset {trained.dataset} --data-dir DIR (or "
-                                 f"--data-dir FOLDER of class sub-folders).")
-            dataset = trained.dataset
+    if runs:
+        members = [load(run_dir=run_dir) for run_dir in runs]
+        kzoo.evaluate.views.check_ensemble(members)
+        if not (args.dataset or args.data_dir):  # the (first) run's own data is the default
+            dataset = _own_dataset(runs, members)
         source = sources.load_source(dataset, args.data_dir)
     else:
         weights = model_weights(args.model, args.weights)
         source = sources.load_source(dataset, args.data_dir)
-        trained = load(args.model, weights=weights, classes=source.classes, mean=args.mean)
-    _check_classes(source, trained.model)
-    kzoo.data.shards.check_protocol(source, trained.preprocessing, args.protocol)
+        members = [load(args.model, weights=weights, classes=source.classes, mean=args.mean)]
+    for trained in members:
+        _check_classes(source, trained.model)
+        kzoo.data.shards.check_protocol(source, trained.preprocessing, args.protocol)
     val = source.val.take(args.limit) if args.limit else source.val
     labels = []
 
@@ -104,7 +119,38 @@ def run(args):
                 yield image.numpy()
 
     total = int(val.cardinality()) if val.cardinality() >= 0 else None
-    return kzoo.evaluate.views.evaluate(trained, images(), labels, args.protocol, progress=True, total=total)
+    views = kzoo.evaluate.views
+    if len(members) == 1:
+        return views.evaluate(members[0], images(), labels, args.protocol, progress=True, total=total)
+    result = views.evaluate_ensemble(members, images(), labels, args.protocol, progress=True, total=total)
+    result["members"] = [{"run_dir": run_dir, **member} for run_dir, member in zip(runs, result["members"])]
+    return result
+
+
+def _check_distinct(runs):
+    """The same run twice (or under two paths) would count one model twice in the average."""
+    paths = [os.path.realpath(run_dir) for run_dir in runs]
+    for n, path in enumerate(paths):
+        if path in paths[:n]:
+            first = runs[paths.index(path)]
+            given = "" if first == runs[n] else f" (as {first!r} and {runs[n]!r})"
+            raise ValueError(f"--run-dir gives the run {runs[n]!r} twice{given}: an ensemble averages different "
+                             f"models; drop one.")
+
+
+def _own_dataset(runs, members):
+    """The built-in dataset the runs were trained on: the first run's, which the others share."""
+    first = members[0]
+    for run_dir, trained in zip(runs[1:], members[1:]):
+        if trained.dataset != first.dataset:
+            raise ValueError(f"run {run_dir} was trained on {trained.dataset!r} but run {runs[0]} on "
+                             f"{first.dataset!r}: an ensemble is evaluated on one validation set; say which with "
+                             f"--dataset NAME (and --data-dir DIR).")
+    if first.dataset not in kzoo.data.sources.BUILTIN:
+        raise ValueError(f"run {runs[0]} was trained on {first.dataset!r}; say where its "
+                         f"validation images are: --dataset {first.dataset} --data-dir DIR (or "
+                         f"--data-dir FOLDER of class sub-folders).")
+    return first.dataset
 
 
 def _check_classes(source, model):

@@ -1,5 +1,6 @@
 """A model's scores under each test protocol: single view and 10 views (AlexNet §4.1:
-corners, centre, and their flips), OverFeat's dense maps, ResNet's multi-scale maps.
+corners, centre, and their flips), OverFeat's dense maps, ResNet's multi-scale maps;
+and of an ensemble, its models' scores averaged (AlexNet §6, ZFNet Table 2, ResNet §3.4).
 Views of one shape go through the network together; a progress bar shows images/s."""
 
 import itertools
@@ -58,15 +59,42 @@ def evaluate(trained, images, labels, protocol, limit=None, progress=False, tota
     """Top-1 and top-5 error of `trained` (a kzoo.load object) on raw uint8 `images` and
     `labels` (sequences, or an iterable of images that fills `labels` as it goes), with
     the views the protocol took (`view_sizes`: (height, width) per view)."""
-    if total is None and hasattr(images, "__len__"):
-        total = len(images) if limit is None else min(len(images), limit)
+    total = _total(images, limit, total)
     probs = protocol_scores(trained, itertools.islice(images, limit), protocol, progress, total)
     labels = np.asarray(labels[: len(probs)])
-    top5 = np.argsort(-probs, axis=1)[:, :5]
-    return {"protocol": protocol, "images": len(labels),
-            "top1_err": float(np.mean(top5[:, 0] != labels)),
-            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1))),
-            "views": VIEWS[protocol], "view_sizes": [list(hw) for hw in view_sizes(trained.model, protocol)]}
+    return {"protocol": protocol, "images": len(labels), **_errors(probs, labels),
+            "views": VIEWS[protocol], "view_sizes": _sizes(trained, protocol)}
+
+
+def evaluate_ensemble(members, images, labels, protocol, limit=None, progress=False, total=None):
+    """`evaluate` for the ensemble of `members` (kzoo.load objects; AlexNet §6, ResNet §3.4):
+    top1_err/top5_err of their averaged scores (`ensemble_scores`), "ensemble" (how many
+    models) and "members": each model's own errors and view sizes, as `evaluate` gives them
+    alone. "view_sizes" is the members' common list, None when their input sizes differ."""
+    total = _total(images, limit, total)
+    scores, each = ensemble_scores(members, itertools.islice(images, limit), protocol, progress, total)
+    labels = np.asarray(labels[: len(scores)])
+    sizes = [_sizes(trained, protocol) for trained in members]
+    return {"protocol": protocol, "images": len(labels), **_errors(scores, labels), "views": VIEWS[protocol],
+            "view_sizes": sizes[0] if all(s == sizes[0] for s in sizes) else None, "ensemble": len(members),
+            "members": [{"model": trained.name, "origin": trained.origin, **_errors(own, labels), "view_sizes": size}
+                        for trained, own, size in zip(members, each, sizes)]}
+
+
+def _total(images, limit, total):
+    if total is None and hasattr(images, "__len__"):
+        return len(images) if limit is None else min(len(images), limit)
+    return total
+
+
+def _errors(scores, labels):
+    top5 = np.argsort(-scores, axis=1)[:, :5]
+    return {"top1_err": float(np.mean(top5[:, 0] != labels)),
+            "top5_err": float(np.mean(~(top5 == labels[:, None]).any(axis=1)))}
+
+
+def _sizes(trained, protocol):
+    return [list(hw) for hw in view_sizes(trained.model, protocol)]
 
 
 def protocol_scores(trained, images, protocol, progress=False, total=None):
@@ -74,19 +102,63 @@ def protocol_scores(trained, images, protocol, progress=False, total=None):
     iterable) under `protocol`, on the views `view_sizes` gives: softmax means (center,
     10crop, multiscale), OverFeat's dense scores. `progress`: a bar with images/s and,
     given the `total` (or a sized `images`), the ETA."""
+    return _stream([trained], images, protocol, progress, total)[0]
+
+
+def ensemble_scores(members, images, protocol, progress=False, total=None):
+    """(mean, each): the ensemble's (images, classes) scores, the mean of its members'
+    `protocol_scores`, and the list of each member's own. Each member (a kzoo.load object)
+    sees the raw uint8 `images` through its own preprocessing (input size, resize, mean)
+    and protocol views; the images are read once, a chunk at a time, for all members."""
+    members = list(members)
+    check_ensemble(members)
+    each = _stream(members, images, protocol, progress, total)
+    return np.mean(each, axis=0), each
+
+
+def check_ensemble(members):
+    """Refuse models whose scores cannot be averaged class by class: other class counts or
+    names (their label ids mean other things), or one model given twice."""
+    if not members:
+        raise ValueError("an ensemble needs at least one model; give one or more kzoo.load objects.")
+    first = members[0]
+    for n, trained in enumerate(members[1:], 2):
+        if trained.classes != first.classes:
+            raise ValueError(
+                f"member {n} ({trained.origin}) has {trained.classes} classes but member 1 ({first.origin}) has "
+                f"{first.classes}: their scores cannot be averaged class by class. Ensemble models trained on "
+                f"the same classes.")
+        if list(trained.class_names) != list(first.class_names):
+            i = next(i for i, (a, b) in enumerate(zip(first.class_names, trained.class_names)) if a != b)
+            raise ValueError(
+                f"member {n} ({trained.origin}) names class {i} {trained.class_names[i]!r} but member 1 "
+                f"({first.origin}) names it {first.class_names[i]!r}: their label ids mean other classes. "
+                f"Ensemble models trained on the same classes, in the same order.")
+    models = [id(trained.model) for trained in members]
+    for n, model in enumerate(models):
+        if model in models[:n]:
+            raise ValueError(f"member {n + 1} ({members[n].origin}) is the same model as member "
+                             f"{models.index(model) + 1}: an ensemble averages different models; drop one.")
+
+
+def _stream(members, images, protocol, progress, total):
+    """Each member's (images, classes) scores: a chunk of raw images is read, then every
+    member scores it, so the images are decoded once and need not fit in memory."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}.")
-    step = _protocol_step(trained, protocol)
+    steps = [_protocol_step(trained, protocol) for trained in members]
     total = len(images) if total is None and hasattr(images, "__len__") else total
     bar = keras.utils.Progbar(total, unit_name="image", stateful_metrics=["images/s"]) if progress else None
-    scores, start, images = [], time.perf_counter(), iter(images)
+    scores, done, start, images = [[] for _ in steps], 0, time.perf_counter(), iter(images)
     while chunk := list(itertools.islice(images, CHUNK[protocol])):
-        scores.extend(step(chunk))
+        for step, own in zip(steps, scores):
+            own.extend(step(chunk))
+        done += len(chunk)
         if bar is not None:
-            bar.update(len(scores), [("images/s", len(scores) / (time.perf_counter() - start))])
-    if not scores:
+            bar.update(done, [("images/s", done / (time.perf_counter() - start))])
+    if not done:
         raise ValueError("no images to evaluate.")
-    return np.stack(scores)
+    return [np.stack(own) for own in scores]
 
 
 def _protocol_step(trained, protocol):
