@@ -164,7 +164,7 @@ def test_caltech_arguments_that_would_be_ignored_or_random(tmp_path, capsys):
                                            *base]) == (
         "error: argument --input-size: 40 is too small for alexnet; expected an integer >= 64 (the paper uses 224).")
     assert _refused(capsys, "caltech256", ["--run-dir", "R", "--weights", "W", "--input-size", "99", *base]) == (
-        "error: --weights, --input-size go with --model; --run-dir R brings its own model and weights.")
+        "error: --weights, --input-size go with --model; --run-dir R brings its own model, weights and mean.")
     assert _refused(capsys, "caltech101", ["--model", "resnet20", "--weights", "none", "--scratch-epochs", "3",
                                            *base]).endswith(
         ": error: --scratch-epochs is for the scratch baseline; add --from-scratch.")

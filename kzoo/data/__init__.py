@@ -1,4 +1,5 @@
-"""Data for the recipes (TensorFlow): sources, the papers' transforms, dataset statistics."""
+"""Data for the recipes (TensorFlow): sources, the papers' transforms, dataset statistics,
+and near-duplicates between two image collections (overlap, ZFNet §5.2)."""
 
 from kzoo.utils import lazy_exports
 

@@ -4,6 +4,8 @@ The images come from the original folder layout (`101_ObjectCategories/<class>/*
 `256_ObjectCategories/<nnn.class>/*.jpg`) or from a prepared tfds `caltech101`
 (all its images: its fixed train/test split is not the protocol). Each fold draws,
 per class, `per_class` training images and up to `test_max` of the rest for testing.
+`exclude` leaves out listed images of the folder layout (those also in ImageNet, §5.2:
+`python -m kzoo.data.overlap` lists them).
 """
 
 import dataclasses
@@ -30,6 +32,7 @@ class Collection:
     images: list
     labels: np.ndarray
     class_names: list
+    excluded: tuple = ()  # the images left out (relative paths, sorted): part of the features' cache key
 
     def read(self, i):
         item = self.images[i]
@@ -42,9 +45,13 @@ def _spec(name):
     return DATASETS[name]
 
 
-def load_collection(name, data_dir, background=None):
+def load_collection(name, data_dir, background=None, exclude=None):
     """`name`'s images under `data_dir` (the category folder, its parent, or a tfds data_dir).
-    background: keep the background/clutter class (default: the paper's protocol)."""
+    background: keep the background/clutter class (default: the paper's protocol).
+    exclude: images to leave out, as paths relative to the category folder
+    (`accordion/image_0001.jpg`), or a file listing them (`kzoo.data.overlap.read_list`:
+    the overlap tool's --out, or one path a line); one that names no image is an error
+    (a list made for another folder)."""
     spec = _spec(name)
     background = spec["with_background"] if background is None else background
     if data_dir is None or not os.path.isdir(data_dir):
@@ -53,14 +60,43 @@ def load_collection(name, data_dir, background=None):
     root = pathlib.Path(data_dir)
     folder = root / spec["folder"] if (root / spec["folder"]).is_dir() else root
     if name == "caltech101" and not (folder / spec["background"]).is_dir() and _has_tfds(root):
+        if exclude is not None:
+            # tfds keeps only each file's base name, and the overlap tool needs the folder anyway
+            raise ValueError(f"--exclude needs the {spec['folder']} folder layout; {data_dir!r} is a tfds "
+                             f"data_dir. Give the {spec['folder']} folder as --data-dir (the overlap list is "
+                             f"made from it).")
         return tfds_collection(str(root), "caltech101", spec["tfds_background"], background)
     classes, files, labels = kzoo.data.sources.class_folders(folder)
+    excluded = ()
+    if isinstance(exclude, (str, os.PathLike)):
+        exclude = kzoo.data.overlap.read_list(exclude)
+    if exclude is not None:
+        files, labels, excluded = _exclude(folder, files, labels, exclude, spec["folder"])
     if not background and spec["background"] in classes:
         drop = classes.index(spec["background"])
         files = [f for f, l in zip(files, labels) if l != drop]
         labels = [l - (l > drop) for l in labels if l != drop]
         classes = [c for c in classes if c != spec["background"]]
-    return Collection(name, files, np.asarray(labels, int), classes)
+    return Collection(name, files, np.asarray(labels, int), classes, excluded)
+
+
+def _exclude(folder, files, labels, exclude, folder_name):
+    """files and labels without the images `exclude` names (relative to `folder`; a leading
+    `folder_name/`, as a list made from the parent folder has, is dropped), and those names."""
+    relative = {pathlib.Path(f).relative_to(folder).as_posix(): k for k, f in enumerate(files)}
+    names = []
+    for entry in exclude:
+        entry = entry.strip().replace("\\", "/").removeprefix("./")
+        names.append(entry.removeprefix(f"{folder_name}/") if entry not in relative else entry)
+    unknown = [n for n in dict.fromkeys(names) if n not in relative]
+    if unknown:
+        listed = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise ValueError(f"--exclude names {len(unknown)} image{'s' if len(unknown) > 1 else ''} not in "
+                         f"{str(folder)!r}: {listed}; the list must name images of this folder, relative to it "
+                         f"(e.g. {next(iter(relative))!r}): was it made for another folder?")
+    drop = {relative[n] for n in names}
+    keep = [k for k in range(len(files)) if k not in drop]
+    return [files[k] for k in keep], [labels[k] for k in keep], tuple(sorted(set(names)))
 
 
 def _has_tfds(root):

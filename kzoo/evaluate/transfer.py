@@ -50,8 +50,10 @@ def extract_features(trained, collection, layers, cache_dir=None, identity=None,
     model, mean = trained.model, trained.mean
     path = None
     if cache_dir:
+        excluded = getattr(collection, "excluded", ())  # two exclusions of one size must not share features
         key = _key(identity, layers, collection.name, len(collection.images), collection.class_names,
-                   np.asarray(mean).round(4).tolist(), trained.preprocessing.to_dict())
+                   np.asarray(mean).round(4).tolist(), trained.preprocessing.to_dict(),
+                   *([list(excluded)] if excluded else []))  # only when set: earlier caches keep their keys
         path = os.path.join(cache_dir, f"features-{key}.npz")
         if os.path.exists(path):
             with np.load(path) as cached:

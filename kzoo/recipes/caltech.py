@@ -3,6 +3,7 @@
     python -m kzoo.recipes.caltech101 --model zfnet --weights W.weights.h5 --data-dir DIR
     python -m kzoo.recipes.caltech101 --run-dir runs/zfnet-zfnet-imagenet2012 --data-dir DIR --per-layer svm
     python -m kzoo.recipes.caltech256 --model alexnet --weights W.weights.h5 --data-dir DIR --from-scratch
+    python -m kzoo.recipes.caltech256 ... --data-dir DIR --exclude overlap.csv   # §5.2: without ImageNet's copies
 """
 
 import argparse
@@ -10,15 +11,12 @@ import functools
 import os
 import sys
 
-import numpy as np
-
 import kzoo
 from kzoo import registry
-from kzoo import weights as weights_registry
 from kzoo.data.caltech import DATASETS, load_collection
-from kzoo.inference import load
-from kzoo.utils.cli import (add_verbose_flag, check_input_size, float_between, model_weights, non_negative_int,
-                            positive_float, positive_int, quiet_tensorflow)
+from kzoo.data.overlap import read_list
+from kzoo.recipes.transfer import add_model_flags, check_model_flags, load_trained, mean_colour
+from kzoo.utils.cli import add_verbose_flag, non_negative_int, positive_float, positive_int, quiet_tensorflow
 
 
 def build_parser(dataset):
@@ -26,16 +24,12 @@ def build_parser(dataset):
     parser = argparse.ArgumentParser(
         prog=f"python -m kzoo.recipes.{dataset}", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a registered classifier (with --weights)")
-    parser.add_argument("--weights", help="its trained weights (.weights.h5, or a weights name); "
-                        "none: random weights")
-    parser.add_argument("--model-classes", type=positive_int, help="classes the weights were trained for "
-                        "(default: the registry's, 1000 for ImageNet models)")
-    parser.add_argument("--input-size", type=positive_int, help="input size --weights were trained at (default: the "
-                        "model's paper size)")
-    parser.add_argument("--run-dir", help="a kzoo training run instead: model, weights and mean")
+    add_model_flags(parser)
     parser.add_argument("--data-dir", required=True, help=f"the {spec['folder']} folder (or its parent)"
                         + (", or a tfds data_dir with caltech101 prepared" if dataset == "caltech101" else ""))
+    parser.add_argument("--exclude", metavar="LIST", help="leave out the images LIST names (relative to the "
+                        f"{spec['folder']} folder): `python -m kzoo.data.overlap --out` (§5.2's images found in "
+                        "ImageNet), or one path a line")
     parser.add_argument("--per-class", type=positive_int, nargs="+", default=list(spec["per_class"]),
                         help=f"training images per class (default: {' '.join(map(str, spec['per_class']))})")
     parser.add_argument("--test-max", type=positive_int, default=spec["test_max"],
@@ -53,54 +47,19 @@ def build_parser(dataset):
                         help="also reset layers 1-7 and train everything on each fold (the paper's baseline)")
     parser.add_argument("--scratch-epochs", type=positive_int, default=30,
                         help="with --from-scratch: training epochs per fold (default 30)")
-    parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
-                        help="mean colour the weights expect (default: the run's, or the dataset's)")
     parser.add_argument("--out", help=f"results folder (default runs/{dataset}-<model>)")
     add_verbose_flag(parser)
     return parser
 
 
-def _mean_colour(collection, count=500, seed=0):
-    picks = np.random.default_rng(seed).permutation(len(collection.images))[:count]
-    return np.mean([collection.read(i).reshape(-1, 3).mean(0) for i in picks], axis=0).astype(np.float32)
-
-
 def run(dataset, args):
-    if bool(args.run_dir) == bool(args.model):
-        raise ValueError("give either --model NAME --weights PATH or --run-dir RUN.")
-    if args.run_dir:
-        given = [flag for flag, value in (("--weights", args.weights), ("--model-classes", args.model_classes),
-                                          ("--input-size", args.input_size)) if value is not None]
-        if given:  # a run brings its own; ignoring them would transfer other weights than asked
-            raise ValueError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --model; "
-                             f"--run-dir {args.run_dir} brings its own model and weights.")
-    else:
-        weights = model_weights(args.model, args.weights)
-        check_input_size(args.input_size, [args.model])
-    collection = load_collection(dataset, args.data_dir, args.background)
-    print(f"{dataset}: {len(collection.images)} images in {len(collection.class_names)} classes.")
-    run_options = {}
-    if args.run_dir:
-        if args.mean:
-            raise ValueError(f"--mean goes with --model; --run-dir {args.run_dir} brings its own mean.")
-        trained = load(run_dir=args.run_dir)
-        latest = os.path.join(args.run_dir, "checkpoints", "latest.json")
-        identity = [os.path.abspath(args.run_dir),  # the checkpoint: a run trained further gets new features
-                    open(latest, encoding="utf-8").read() if os.path.exists(latest) else None]
-        run_options = trained.run_config["identity"]["model_options"]
-    else:
-        options = {"classes": args.model_classes} if args.model_classes else {}
-        if args.input_size:
-            options["input_shape"] = (args.input_size, args.input_size, 3)
-        registered = weights in weights_registry.names(args.model)
-        if registered and args.mean:
-            raise ValueError(f"--mean: weights {args.model}/{weights} bring their own mean; drop --mean.")
-        # Weights of unknown provenance (a file, or none) see the dataset's mean colour unless told.
-        mean = None if registered else (args.mean if args.mean else _mean_colour(collection, seed=args.seed))
-        trained = load(args.model, weights=weights, mean=mean, **options)
-        weights_file = weights and os.path.exists(weights)
-        identity = [args.model, options, weights] + ([os.path.abspath(weights), os.path.getsize(
-            weights), os.path.getmtime(weights)] if weights_file else [])
+    check_model_flags(args)  # before reading the images
+    exclude = read_list(args.exclude) if args.exclude else None
+    collection = load_collection(dataset, args.data_dir, args.background, exclude)
+    print(f"{dataset}: {len(collection.images)} images in {len(collection.class_names)} classes"
+          + (f" ({len(collection.excluded)} excluded, as {args.exclude} lists)." if args.exclude else "."))
+    # weights of unknown provenance (a file, or none) see the dataset's mean colour unless told
+    trained, identity, run_options = load_trained(args, lambda: mean_colour(collection, seed=args.seed))
     name = trained.name
     size = trained.input_size
     scratch_fn = functools.partial(registry.create_model, name, input_shape=(size, size, 3),
