@@ -28,6 +28,43 @@ def test_greedy_merge_follows_the_match_score_and_threshold():
     np.testing.assert_allclose(boxes[1], [1, 0, 11, 10])  # the mean of the merged pair
     assert conf.tolist() == [0.9, 0.75]  # confidences accumulate; most confident first
     assert len(merge_boxes([a, b, far], [1, 1, 1], threshold=50)[0]) == 3  # 82 >= 50: nothing merges
+    # "overlap": 1 - IoU; a and b overlap by 80 / 120, so they merge below 1/3 + a little
+    assert len(merge_boxes([a, b, far], [1, 1, 1], threshold=0.34, match="overlap")[0]) == 2
+    assert len(merge_boxes([a, b, far], [1, 1, 1], threshold=0.33, match="overlap")[0]) == 3
+    with pytest.raises(ValueError, match="unknown match 'iou'"):
+        merge_boxes([a, b], [1, 1], 0.5, match="iou")
+
+
+def _merge_one_pair_at_a_time(boxes, scores, threshold, score=match_score):
+    """The merge as the paper words it: every pair's score recomputed after each merge."""
+    boxes, scores = [np.asarray(b, float) for b in boxes], [float(s) for s in scores]
+    while len(boxes) > 1:
+        best, i, j = min((score(boxes[i], boxes[j]), i, j) for i in range(len(boxes))
+                         for j in range(i + 1, len(boxes)))
+        if best >= threshold:
+            break
+        merged, total = (boxes[i] + boxes[j]) / 2, scores[i] + scores[j]
+        for k in (j, i):
+            del boxes[k], scores[k]
+        boxes.append(merged)
+        scores.append(total)
+    order = np.argsort(scores)[::-1]
+    return np.array([boxes[k] for k in order]), np.array([scores[k] for k in order])
+
+
+def test_greedy_merge_equals_the_pairwise_loop_on_random_boxes():
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        n = int(rng.integers(1, 30))
+        xy = rng.uniform(0, 60, (n, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(5, 30, (n, 2))], axis=1)
+        scores = rng.integers(1, 4, n) / 4 if trial % 2 else rng.random(n)  # ties too
+        for match, threshold, score in (("paper", 40.0, match_score),
+                                        ("overlap", 0.6, lambda p, q: 1 - float(iou(p, q)))):
+            ours = merge_boxes(boxes, scores, threshold, match)
+            reference = _merge_one_pair_at_a_time(boxes, scores, threshold, score)
+            np.testing.assert_allclose(ours[0], reference[0].reshape(-1, 4))
+            np.testing.assert_allclose(ours[1], reference[1])
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ from kzoo.evaluate.protocols import RESNET_SCALES
 from kzoo.models.common import deep_graph_recursion
 from kzoo.preprocessing import center_crop, resize, resize_shorter
 
-PASS_THROUGH = (keras.layers.ReLU, keras.layers.Dropout, keras.layers.Activation)
+# per-feature layers that act on each window alike (Normalization: the box regressor's feature scaling)
+PASS_THROUGH = (keras.layers.ReLU, keras.layers.Dropout, keras.layers.Activation, keras.layers.Normalization)
 
 
 def with_input_shape(model, shape=(None, None, 3)):
@@ -64,7 +65,7 @@ def classifier_on_windows(model, flatten_index):
     for layer in model.layers[flatten_index + 1 :]:
         if not isinstance(layer, (keras.layers.Dense, *PASS_THROUGH)):
             raise ValueError(f"cannot apply '{layer.name}' ({type(layer).__name__}) after Flatten to every "
-                             f"window; expected Dense, ReLU, Dropout or Activation layers.")
+                             f"window; expected Dense, ReLU, Dropout, Activation or Normalization layers.")
         steps.append(layer)
 
     def apply(x):

@@ -42,25 +42,49 @@ def match_score(a, b):
     return float(np.linalg.norm(centre(a) - centre(b)) + ix * iy)
 
 
-def merge_boxes(boxes, scores, threshold):
+MATCHES = ("paper", "overlap")
+
+
+def _match_matrix(a, b, match):
+    """Match scores of every box of `a` (n, 4) against every box of `b` (m, 4): the paper's
+    (`match_score`), or "overlap", 1 - IoU (lower: more alike, as the paper's)."""
+    if match == "overlap":
+        return 1.0 - iou(a[:, None], b[None])
+    centre = lambda r: np.stack([(r[:, 0] + r[:, 2]) / 2, (r[:, 1] + r[:, 3]) / 2], axis=1)  # noqa: E731
+    distance = np.linalg.norm(centre(a)[:, None] - centre(b)[None], axis=-1)
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    return distance + ix * iy
+
+
+def merge_boxes(boxes, scores, threshold, match="paper", weighted=False):
     """Greedy merge (§4.3): while the two boxes with the lowest match score score below
     `threshold`, replace them by the mean of their coordinates, with the sum of their
-    scores as confidence. Returns (boxes, confidences), most confident first."""
-    boxes = [np.asarray(b, float) for b in boxes]
-    scores = [float(s) for s in scores]
+    scores as confidence. Returns (boxes, confidences), most confident first.
+
+    match: "paper" (`match_score`, as printed) or "overlap" (1 - IoU: duplicates of one
+    object merge; threshold 0.5 merges pairs overlapping by IoU > 0.5)."""
+    if match not in MATCHES:
+        raise ValueError(f"unknown match {match!r}; expected one of {MATCHES}.")
+    boxes = np.asarray(boxes, float).reshape(-1, 4)
+    scores = np.asarray(scores, float).reshape(-1)
+    matrix = _match_matrix(boxes, boxes, match)
+    # only pairs i < j count; ties go to the lowest (i, j), as sorting (score, i, j) would
+    matrix[np.tril_indices(len(boxes))] = np.inf
     while len(boxes) > 1:
-        pairs = [(match_score(boxes[i], boxes[j]), i, j)
-                 for i in range(len(boxes)) for j in range(i + 1, len(boxes))]
-        best, i, j = min(pairs)
-        if best >= threshold:
+        i, j = np.unravel_index(np.argmin(matrix), matrix.shape)
+        if matrix[i, j] >= threshold:
             break
-        merged, score = (boxes[i] + boxes[j]) / 2, scores[i] + scores[j]
-        for k in (j, i):
-            del boxes[k], scores[k]
-        boxes.append(merged)
-        scores.append(score)
+        score = scores[i] + scores[j]
+        merged = (boxes[i] * scores[i] + boxes[j] * scores[j]) / score if weighted else (boxes[i] + boxes[j]) / 2
+        keep = np.ones(len(boxes), bool)
+        keep[[i, j]] = False
+        boxes, scores = np.concatenate([boxes[keep], merged[None]]), np.append(scores[keep], score)
+        column = _match_matrix(boxes[:-1], merged[None], match)[:, 0]
+        matrix = np.pad(matrix[keep][:, keep], ((0, 1), (0, 1)), constant_values=np.inf)
+        matrix[:-1, -1] = column  # the merged box is last: it pairs as j with every other
     order = np.argsort(scores)[::-1]
-    return np.array([boxes[k] for k in order]), np.array([scores[k] for k in order])
+    return boxes[order], scores[order]
 
 
 def feature_model(model):
@@ -103,8 +127,9 @@ def box_regressor(feature_shape, classes=None, hidden=(4096, 1024)):
     return keras.Model(inputs, outputs, name="box_regressor")
 
 
-def _windows(images, boxes, labels, size, scales, offsets, rng):
-    """Training windows of `size` at each scale, at random offsets that keep most of the box."""
+def _windows(images, boxes, labels, size, scales, offsets, rng, clip=True):
+    """Training windows of `size` at each scale, at random offsets that keep most of the box;
+    targets: the box's part inside the window (clip), or the whole box in window coordinates."""
     out_x, out_b, out_l = [], [], []
     for image, box, label in zip(images, boxes, labels):
         for scale in scales:
@@ -121,24 +146,26 @@ def _windows(images, boxes, labels, size, scales, offsets, rng):
                 if iou(clipped, shifted) < 0.5:
                     continue  # the window holds too little of the object
                 out_x.append(scaled[top : top + size, left : left + size])
-                out_b.append(clipped / size)
+                out_b.append((clipped if clip else shifted) / size)
                 out_l.append(label)
     return np.stack(out_x).astype("float32"), np.stack(out_b).astype("float32"), np.array(out_l)
 
 
 def train_regressor(model, images, boxes, labels=None, classes=None, hidden=(4096, 1024), scales=(1.0,),
-                    offsets=1, epochs=30, batch_size=32, learning_rate=1e-3, seed=0):
+                    offsets=1, epochs=30, batch_size=32, learning_rate=1e-3, seed=0, clip_targets=True):
     """Train a box regressor on `model`'s frozen layer-5 features; returns the Localizer.
 
     images: (H, W, 3) arrays, model-ready (mean-subtracted); boxes: their (x1, y1, x2,
     y2) boxes; labels and classes: for a class-specific regressor (else one box).
     Windows of the model's input size are taken at each of `scales`, `offsets` times.
+    clip_targets: learn the box's part inside each window (localization), or the whole
+    box, reaching past the window (detection: windows holding part of an object).
     """
     features = feature_model(model)
     size = model.inputs[0].shape[1]
     labels = np.zeros(len(images), int) if labels is None else np.asarray(labels)
     rng = np.random.default_rng(seed)
-    windows, targets, window_labels = _windows(images, boxes, labels, size, scales, offsets, rng)
+    windows, targets, window_labels = _windows(images, boxes, labels, size, scales, offsets, rng, clip_targets)
     # Frozen: computed once, 128 windows a call (2x the throughput of 32 on CPU).
     (feats,) = features.predict(windows, batch_size=128, verbose=0).values()
     keras.utils.set_random_seed(seed)  # the regressor's initial weights and its batches: a function of `seed`
