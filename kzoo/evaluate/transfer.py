@@ -213,12 +213,17 @@ def run_protocol(trained, collection, per_class, test_max, folds=5, seed=0, laye
                                     "accuracy_mean": float(np.mean(accs)), "accuracy_std": float(np.std(accs)),
                                     "folds": [float(a) for a in accs]})
     if run_dir:
-        os.makedirs(run_dir, exist_ok=True)
-        with atomic_write(os.path.join(run_dir, "results.json")) as f:
-            json.dump(results, f, indent=2)
-        with atomic_write(os.path.join(run_dir, "results.md")) as f:
-            f.write(results_table(results))
+        write_results(run_dir, results, results_table(results))
     return results
+
+
+def write_results(run_dir, results, table):
+    """results.json and results.md (the table) in `run_dir`, each written atomically."""
+    os.makedirs(run_dir, exist_ok=True)
+    with atomic_write(os.path.join(run_dir, "results.json")) as f:
+        json.dump(results, f, indent=2)
+    with atomic_write(os.path.join(run_dir, "results.md")) as f:
+        f.write(table)
 
 
 def results_table(results):

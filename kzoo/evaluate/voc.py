@@ -10,14 +10,12 @@ rest, difficult images of that class left out). The paper reports the test serve
 numbers; the test labels are not public, so ours are on the val split.
 """
 
-import json
 import os
 
 import numpy as np
 
 from kzoo.evaluate.precision import mean_average_precision
-from kzoo.evaluate.transfer import extract_features, train_logistic, train_softmax, transfer_model
-from kzoo.utils.files import atomic_write
+from kzoo.evaluate.transfer import extract_features, train_logistic, train_softmax, transfer_model, write_results
 from kzoo.visualize.common import hidden_layer
 from kzoo.weights.record import save_weights_atomic
 
@@ -67,10 +65,7 @@ def run_voc(trained, data, layer=None, loss="softmax", C=1.0, seed=0, run_dir=No
     if run_dir:
         os.makedirs(run_dir, exist_ok=True)
         save_weights_atomic(transfer_model(model, layer, head), os.path.join(run_dir, f"voc2012-{loss}.weights.h5"))
-        with atomic_write(os.path.join(run_dir, "results.json")) as f:
-            json.dump(results, f, indent=2)
-        with atomic_write(os.path.join(run_dir, "results.md")) as f:
-            f.write(results_table(results))
+        write_results(run_dir, results, results_table(results))
     return results
 
 
