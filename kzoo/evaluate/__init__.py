@@ -7,7 +7,10 @@ fcn: classifiers made fully convolutional; any input size -> a map of class scor
 dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
 protocols: the views (and their input sizes) of every protocol, view_sizes.
 localize: OverFeat's box regressor and greedy box merging (§4).
-precision: average precision and its mean as PASCAL VOC 2012 defines them.
+precision: average precision and its mean as PASCAL VOC 2012 defines them, for
+    classification and detection (boxes matched at IoU >= 0.5).
+detect: OverFeat detection, a background class and dense boxes over scales (§4.6).
+voc: ZFNet's PASCAL VOC 2012 transfer (§5.2).
 """
 
 from kzoo.utils import lazy_exports
