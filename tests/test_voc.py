@@ -241,6 +241,7 @@ def test_recipe_refuses_bad_flags_before_reading_data(tmp_path, capsys):
         (["--data-dir", str(tmp_path)], "give either --model NAME --weights PATH or --run-dir RUN"),
         (["--model", "zfnet", "--data-dir", str(tmp_path)], "--weights"),
         (["--run-dir", str(tmp_path), "--weights", "w.h5"], "--weights goes with --model"),
+        (["--run-dir", str(tmp_path / "norun"), "--data-dir", str(tmp_path)], "is not a kzoo run directory"),
         (["--model", "zfnet", "--weights", "none", "--data-dir", str(tmp_path / "nowhere")], "is not a folder"),
         (["--model", "zfnet", "--weights", "none", "--data-dir", str(tmp_path)], "neither a VOC devkit folder"),
     ]

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from kzoo import weights as weights_registry
-from kzoo.inference import load
+from kzoo.inference import load, read_run_config
 from kzoo.utils.cli import check_input_size, float_between, model_weights, positive_int
 
 
@@ -40,6 +40,7 @@ def check_model_flags(args):
         if given:  # a run brings its own; ignoring them would transfer other weights than asked
             raise ValueError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --model; "
                              f"--run-dir {args.run_dir} brings its own model, weights and mean.")
+        read_run_config(args.run_dir)  # a missing or broken run is named before thousands of images are read
         return None
     weights = model_weights(args.model, args.weights)
     check_input_size(args.input_size, [args.model])
