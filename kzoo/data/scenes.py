@@ -34,11 +34,6 @@ class Scenes:
             return item
         return decode_file(item).numpy()
 
-    def take(self, limit):
-        if limit is None:
-            return self
-        return Scenes(self.name, self.images[:limit], self.objects[:limit], self.class_names)
-
 
 def generated_scenes(n, size=192, seed=0, empty=0.15, most=3, sides=(0.15, 0.25), distractors=2):
     """`n` noise images of `size` px, each with 1..`most` non-overlapping coloured squares
