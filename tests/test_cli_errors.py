@@ -65,6 +65,9 @@ PARSE_ERRORS = [
     ("overfeat", ["--localize", "--merge-threshold", "-1"], "--merge-threshold", "expected a number >= 0, got '-1'"),
     ("overfeat", ["--localize", "--merge-threshold", "nan"], "--merge-threshold", "expected a number >= 0, got 'nan'"),
     ("overfeat", ["--localize", "--limit", "0"], "--limit", f"{INT1} '0'"),
+    ("overfeat", ["--detect", "--min-score", "1.5"], "--min-score", "expected a number in [0, 1], got '1.5'"),
+    ("overfeat", ["--detect", "--scales", "1", "0"], "--scales", "expected a number > 0, got '0'"),
+    ("overfeat", ["--detect", "--hard-negatives", "0"], "--hard-negatives", f"{INT1} '0'"),
     ("ablation", ["zfnet-table3", "--max-trials", "0"], "--max-trials", f"{INT1} '0'"),
     ("ablation", ["zfnet-table3", "--epochs", "-1"], "--epochs", f"{INT1} '-1'"),
     ("ablation", ["zfnet-table3", "--steps-per-epoch", "0"], "--steps-per-epoch", f"{INT1} '0'"),
@@ -124,11 +127,19 @@ CHECKED_AFTER_PARSING = [
      "error: argument --input-size: 31 is too small for resnet18; expected an integer >= 32 (the paper uses 224)."),
     ("ablation", ["zfnet-table3", "--input-size", "63"],  # its AlexNet rows need 64
      "error: argument --input-size: 63 is too small for alexnet; expected an integer >= 64 (the paper uses 224)."),
-    ("overfeat", ["--limit", "5"], "error: --limit is for localization; add --localize."),
+    ("overfeat", ["--limit", "5"], "error: --limit is for localization or detection; add --localize or --detect."),
+    ("overfeat", ["--negatives", "3", "--no-background"],
+     "error: --negatives, --no-background are for detection; add --detect."),
+    ("overfeat", ["--detect", "--localize"], "error: --localize and --detect are two tasks; give one."),
+    ("overfeat", ["--detect", "--xla", "--steps-per-epoch", "4"], "error: --steps-per-epoch, --xla are not used by "
+                                                                  "--detect; the detector trains on windows, in this process."),
+    ("overfeat", ["--detect", "--input-size", "70"], "error: argument --input-size: 70 is too small for overfeat_fast; "
+                                                     "expected an integer >= 71 (the paper uses 231)."),
+    ("overfeat", ["--detect", "--boxes", "b.csv"], "error: --boxes needs --data-dir (the images it boxes)."),
     ("ablation", ["alexnet-design", "--tuner", "hyperband", "--max-trials", "3"],
      "error: --max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out."),
     ("overfeat", ["--regressor", "single", "--regressor-epochs", "3"],
-     "error: --regressor, --regressor-epochs are for localization; add --localize."),
+     "error: --regressor, --regressor-epochs are for localization or detection; add --localize or --detect."),
     ("alexnet", ["--option", "tower=1"],  # names the builder's options
      "error: argument --option: alexnet has no option 'tower' (did you mean 'towers'?); its options are conv_maps, "
      "fc_units, init, lrn, lrn_convention, one_tower, overlapping_pool, remove_layers, tower_devices, towers."),

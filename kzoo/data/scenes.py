@@ -35,33 +35,40 @@ class Scenes:
         return decode_file(item).numpy()
 
 
-def generated_scenes(n, size=192, seed=0, empty=0.15, most=3, sides=(0.15, 0.25), distractors=2):
+def generated_scenes(n, size=192, seed=0, empty=0.15, most=3, sides=(0.15, 0.25), distractors=2, bars=2):
     """`n` noise images of `size` px, each with 1..`most` non-overlapping coloured squares
     (the colour channel is the class) of sides in `sides` x size, a fraction `empty` with
-    none, and up to `distractors` grey squares that are no object (clutter: the background
-    class must learn them). Returns (images, objects)."""
+    none, and clutter that is no object: up to `distractors` grey squares and up to `bars`
+    thin bars in the classes' colours (only a background class learns that a red bar is no
+    red square). Returns (images, objects)."""
     rng = np.random.default_rng(seed)
     images, objects = [], []
     for _ in range(n):
         image = rng.standard_normal((size, size, 3), dtype=np.float32) * 20 + 100
         count = 0 if rng.random() < empty else int(rng.integers(1, most + 1))
         wanted = [int(rng.integers(0, len(SHAPE_COLOURS))) for _ in range(count)]
-        wanted += [None] * int(rng.integers(0, distractors + 1))  # None: a grey distractor
+        wanted += ["grey"] * int(rng.integers(0, distractors + 1)) + ["bar"] * int(rng.integers(0, bars + 1))
         boxes, found = [], []
         for label in wanted:
-            for _ in range(50):  # tries: squares must not overlap
-                side = int(rng.integers(round(size * sides[0]), round(size * sides[1]) + 1))
-                x, y = (int(v) for v in rng.integers(0, size - side, 2))
-                box = (x, y, x + side, y + side)
+            for _ in range(50):  # tries: shapes must not overlap
+                if label == "bar":
+                    w, h = round(size * rng.uniform(0.03, 0.05)), round(size * rng.uniform(0.3, 0.45))
+                    w, h = (w, h) if rng.random() < 0.5 else (h, w)
+                else:
+                    w = h = int(rng.integers(round(size * sides[0]), round(size * sides[1]) + 1))
+                x, y = int(rng.integers(0, size - w)), int(rng.integers(0, size - h))
+                box = (x, y, x + w, y + h)
                 if all(box[0] >= b[2] or b[0] >= box[2] or box[1] >= b[3] or b[1] >= box[3] for b in boxes):
                     break
             else:
                 continue  # no room left
             boxes.append(box)
-            if label is None:
-                image[y : y + side, x : x + side] += 100
+            if label == "grey":
+                image[y : y + h, x : x + w] += 100
+            elif label == "bar":
+                image[y : y + h, x : x + w, int(rng.integers(0, len(SHAPE_COLOURS)))] += 150
             else:
-                image[y : y + side, x : x + side, label] += 150
+                image[y : y + h, x : x + w, label] += 150
                 found.append((tuple(float(v) for v in box), label, False))
         images.append(np.clip(image, 0, 255).astype("uint8"))
         objects.append(found)
@@ -69,7 +76,8 @@ def generated_scenes(n, size=192, seed=0, empty=0.15, most=3, sides=(0.15, 0.25)
 
 
 def builtin_scenes(train_size=300, val_size=100, size=192, seed=0):
-    """{"train", "val"}: generated scenes (3 classes: red, green, blue squares; grey clutter)."""
+    """{"train", "val"}: generated scenes (3 classes: red, green, blue squares; grey squares and
+    coloured bars as clutter)."""
     out = {}
     for split, n, split_seed in (("train", train_size, seed), ("val", val_size, seed + 100)):
         images, objects = generated_scenes(n, size, split_seed)

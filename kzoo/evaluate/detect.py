@@ -25,18 +25,24 @@ Two departures from the localization merge, both measured on the generated scene
   window (`clip_targets=False`): a window holding part of an object predicts all of it.
 """
 
+import json
+import os
+
 import keras
 import numpy as np
 
 from kzoo import preprocessing
 from kzoo.evaluate.dense import _last_pool, _pair
 from kzoo.evaluate.fcn import apply_chain, classifier_on_windows, feature_chain
-from kzoo.evaluate.localize import merge_boxes, train_regressor
+from kzoo.evaluate.localize import box_regressor, merge_boxes, train_regressor
 from kzoo.evaluate.precision import detection_mean_average_precision
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
+from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
+from kzoo.weights.record import save_weights_atomic
 
 BACKGROUND = "background"
+PAPER_MEAN_AP = 24.3  # OverFeat §4.6 / Table 5: ILSVRC13 detection, post-competition (200 classes)
 POSITIVE_INSIDE = 0.7  # a window shows an object when it holds this much of the object's area
 NEGATIVE_INSIDE = 0.2  # and is background when it holds at most this much of every object
 
@@ -153,7 +159,7 @@ class Detector:
         top, left = np.meshgrid(np.arange(rows) * self.stride, np.arange(cols) * self.stride, indexing="ij")
         return probs, boxes + np.stack([left, top, left, top], axis=-1)[:, :, None]
 
-    def candidates(self, image, scales=(1.0,), min_score=0.3):
+    def candidates(self, image, scales=(1.0,), min_score=0.5):
         """Per class, the boxes (image pixels) and probabilities of the windows of every scale
         whose probability of the class reaches `min_score`."""
         image = np.asarray(image, np.float32) - self.mean
@@ -171,7 +177,7 @@ class Detector:
                 out[c][1].extend(probs[..., c][hit][ok])
         return out
 
-    def detect(self, image, scales=(1.0,), min_score=0.3, merge=True, match="overlap", threshold=0.5, weighted=True):
+    def detect(self, image, scales=(1.0,), min_score=0.5, merge=True, match="overlap", threshold=0.7, weighted=True):
         """[(class, score, box)] of one uint8 image: each class's windows merged greedily
         (merge=False: every window's box as it is)."""
         found = []
@@ -209,20 +215,22 @@ def mine_hard_negatives(detector, images, objects, scales, count):
     return np.stack(windows).astype("float32") if windows else np.zeros((0, detector.size, detector.size, 3), "float32")
 
 
-def _fit(model, x, y, epochs, batch_size, learning_rate, seed):
+def _fit(model, x, y, epochs, batch_size, learning_rate, momentum, seed):
     keras.utils.set_random_seed(seed)
-    model.compile(keras.optimizers.SGD(learning_rate, momentum=0.9), "sparse_categorical_crossentropy")
+    model.compile(keras.optimizers.SGD(learning_rate, momentum=momentum), "sparse_categorical_crossentropy")
     with released_custom_gradients():
         model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
 
 
 def train_detector(model, scenes, scales=(1.0,), epochs=10, rounds=1, hard_negatives=200, regressor_epochs=20,
-                   per_object=4, negatives=4, batch_size=32, learning_rate=0.01, background=True, regressor_offsets=4,
-                   regressor_hidden=(4096, 1024), seed=0):
+                   per_object=4, negatives=4, batch_size=32, learning_rate=0.001, momentum=0.9, background=True,
+                   class_specific=True, regressor_offsets=4, regressor_hidden=(4096, 1024), seed=0, log=None):
     """Train `model` (an OverFeat-style classifier with len(classes) + 1 outputs; with
     background=False, len(classes) outputs and no negative windows: the ablation) on
     windows of `scenes` (kzoo.data.scenes), bootstrap hard negatives for `rounds` more
-    rounds, then the class-specific box regressor. Returns the Detector."""
+    rounds, then the box regressor (class-specific, or one box for all classes). `log`: a
+    function given each stage's message (e.g. print). Returns the Detector."""
+    log = log or (lambda message: None)
     classes = len(scenes.class_names)
     outputs = model.outputs[0].shape[-1]
     if outputs != classes + int(background):
@@ -235,24 +243,28 @@ def train_detector(model, scenes, scales=(1.0,), epochs=10, rounds=1, hard_negat
     x, y = sample_windows(images, scenes.objects, size, scales, per_object, negatives if background else 0,
                           background=classes if background else None, seed=seed)
     y = y.astype("int32")
-    _fit(model, x, y, epochs, batch_size, learning_rate, seed)
+    log(f"Training the classifier on {len(x)} windows ({int(np.sum(y < classes))} of objects) for {epochs} epochs...")
+    _fit(model, x, y, epochs, batch_size, learning_rate, momentum, seed)
     boxed = [(image, box, label) for image, objs in zip(images, scenes.objects) for box, label, d in objs if not d]
     if not boxed:
         raise ValueError(f"{scenes.name!r} has no (non-difficult) object to train the box regressor on.")
+    log(f"Training the box regressor on {len(boxed)} objects for {regressor_epochs} epochs...")
     localizer = train_regressor(model, [b[0] for b in boxed], np.array([b[1] for b in boxed]),
-                                np.array([b[2] for b in boxed]), classes=classes, hidden=regressor_hidden, scales=scales,
+                                np.array([b[2] for b in boxed]), classes=classes if class_specific else None,
+                                hidden=regressor_hidden, scales=scales,
                                 offsets=regressor_offsets, epochs=regressor_epochs, seed=seed, clip_targets=False)
     detector = Detector(model, localizer.regressor, mean, scenes.class_names)
     for round_ in range(rounds if background else 0):
         hard = mine_hard_negatives(detector, images, scenes.objects, scales, hard_negatives)
         if not len(hard):
             break
+        log(f"Bootstrapping, round {round_ + 1} of {rounds}: {len(hard)} hard negatives added...")
         x, y = np.concatenate([x, hard]), np.concatenate([y, np.full(len(hard), classes, "int32")])
-        _fit(model, x, y, max(1, epochs // 2), batch_size, learning_rate / 10, seed + 1 + round_)
+        _fit(model, x, y, max(1, epochs // 2), batch_size, learning_rate / 10, momentum, seed + 1 + round_)
     return detector
 
 
-def evaluate_detector(detector, scenes, scales=(1.0,), min_score=0.3, merge=True, match="overlap", threshold=0.5,
+def evaluate_detector(detector, scenes, scales=(1.0,), min_score=0.5, merge=True, match="overlap", threshold=0.7,
                       weighted=True, progress=True):
     """Detection mean AP (IoU >= 0.5) of `detector` on `scenes`: (per-class APs, mean, detections)."""
     detections = []
@@ -265,3 +277,66 @@ def evaluate_detector(detector, scenes, scales=(1.0,), min_score=0.3, merge=True
     truths = {i: objects for i, objects in enumerate(scenes.objects)}
     aps, mean = detection_mean_average_precision(detections, truths, len(scenes.class_names))
     return aps, mean, detections
+
+
+def save_detector(detector, folder, model, model_options, settings):
+    """The detector in `folder`: classifier.weights.h5, regressor.weights.h5 and detector.json
+    (the registry model and options that rebuild the classifier, the classes, the mean colour,
+    the regressor's shape and the detection `settings`); `load_detector(folder)` reads it back."""
+    os.makedirs(folder, exist_ok=True)
+    save_weights_atomic(detector.classifier, os.path.join(folder, "classifier.weights.h5"))
+    save_weights_atomic(detector.regressor, os.path.join(folder, "regressor.weights.h5"))
+    hidden = [layer.units for layer in detector.regressor.layers if layer.name.startswith("reg_fc")]
+    config = {"model": model, "options": model_options, "input_size": detector.size, "class_names": detector.class_names,
+              "background": detector.classifier.outputs[0].shape[-1] > len(detector.class_names),
+              "mean": detector.mean.tolist(), "regressor_hidden": hidden,
+              "class_specific": detector.regressor.outputs[0].shape[-1] > 4, **settings}
+    with atomic_write(os.path.join(folder, "detector.json")) as f:
+        json.dump(config, f, indent=2)
+
+
+def load_detector(folder):
+    """(Detector, its settings) saved by `save_detector` (e.g. RUN/detection)."""
+    from kzoo.registry import create_model
+
+    path = os.path.join(folder, "detector.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder!r} holds no detector.json; give the detection folder of a run trained "
+                                f"with `python -m kzoo.recipes.overfeat --detect` (RUN/detection).")
+    with open(path, encoding="utf-8") as f:
+        config = json.load(f)
+    classes = len(config["class_names"])
+    size = config["input_size"]
+    classifier = create_model(config["model"], **config["options"], input_shape=(size, size, 3),
+                              classes=classes + int(config["background"]))
+    classifier.load_weights(os.path.join(folder, "classifier.weights.h5"))
+    features = classifier.get_layer("flatten").input.shape[1:]
+    regressor = box_regressor(features, classes if config["class_specific"] else None, config["regressor_hidden"])
+    regressor.load_weights(os.path.join(folder, "regressor.weights.h5"))
+    return Detector(classifier, regressor, config["mean"], config["class_names"]), config
+
+
+def results_table(metrics):
+    """Per-class AP and the mean, beside the paper's ILSVRC13 number (a different task: say so)."""
+    lines = [f"OverFeat detection on {metrics['dataset']} ({metrics['val_images']} validation images, "
+             f"{metrics['val_objects']} objects): average precision at IoU >= 0.5, each box matched once", "",
+             "| class | AP |", "|---|---|"]
+    for name, ap in metrics["average_precision"].items():
+        lines.append(f"| {name} | {'–' if ap is None else f'{ap:.1%}'} |")
+    lines.append(f"| **mean** | **{metrics['mean_average_precision']:.1%}** |")
+    lines += ["", f"Without the merge (every window's box a detection): {metrics['mean_ap_unmerged']:.1%}. "
+              f"The paper: {PAPER_MEAN_AP}% mean AP on ILSVRC13 (200 classes, post-competition)."]
+    return "\n".join(lines) + "\n"
+
+
+def detection_metrics(detector, scenes, scales, min_score, threshold):
+    """The metrics of `detector` on `scenes`: per-class AP (by name; None for a class without
+    boxes), the mean, and the mean without the merge."""
+    aps, mean, detections = evaluate_detector(detector, scenes, scales, min_score, threshold=threshold)
+    _, unmerged, _ = evaluate_detector(detector, scenes, scales, min_score, merge=False, progress=False)
+    return {"dataset": scenes.name, "val_images": len(scenes.images),
+            "val_objects": sum(not d for objects in scenes.objects for _, _, d in objects),
+            "average_precision": {name: None if np.isnan(ap) else float(ap) for name, ap in
+                                  zip(scenes.class_names, aps)},
+            "mean_average_precision": float(mean), "mean_ap_unmerged": float(unmerged),
+            "detections": len(detections), "paper_mean_average_precision": PAPER_MEAN_AP / 100}

@@ -2,19 +2,30 @@
 
 With --localize, after the classifier (trained, or resumed and finished) comes §4:
 a box regressor on its frozen layer-5 features, and the ILSVRC localization error.
+With --detect, §4.6: a classifier with a background class trained on windows of scenes
+(with hard negatives), the box regressor, dense detection and its mean AP.
 
     python -m kzoo.recipes.overfeat --localize                   # demo: built-in shapes
     python -m kzoo.recipes.overfeat --localize --data-dir DIR --boxes BOXES
+    python -m kzoo.recipes.overfeat --detect                     # demo: built-in scenes
+    python -m kzoo.recipes.overfeat --detect --data-dir DIR --boxes BOXES
 """
 
+import os
 import sys
 
+import keras
+
 import kzoo
+from kzoo.data.scenes import Scenes, builtin_scenes, folder_scenes
+from kzoo.evaluate import detect
+from kzoo.evaluate.transfer import write_results
 from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, build_parser, run_dir_for, run_from_args, train_recipe
 from kzoo.recipes.common import main as train_main
 from kzoo.train.schedules import StepsAt
-from kzoo.utils.cli import non_negative_float, positive_int, quiet_tensorflow
+from kzoo.utils.cli import check_input_size, float_between, non_negative_float, non_negative_int, positive_float
+from kzoo.utils.cli import positive_int, quiet_tensorflow
 
 
 def _arguments(parser):
@@ -30,11 +41,37 @@ def _arguments(parser):
     loc.add_argument("--regressor-epochs", type=positive_int, default=30, help="regressor training epochs")
     loc.add_argument("--merge-threshold", type=non_negative_float,
                      help="greedy merge threshold on the match score (default: the window size)")
-    loc.add_argument("--limit", type=positive_int, help="use only the first N boxed images of each split")
+    loc.add_argument("--limit", type=positive_int, help="use only the first N boxed images (--detect: scenes) "
+                     "of each split")
+    det = parser.add_argument_group("detection (§4.6; also takes --boxes, --regressor, --regressor-epochs, "
+                                    "--merge-threshold, --limit, --epochs, --batch-size, --input-size)")
+    det.add_argument("--detect", action="store_true", help="train a detector (a background class, hard negatives, "
+                     "the box regressor) on scenes and report its mean AP (default data: built-in scenes)")
+    det.add_argument("--negatives", type=non_negative_int, default=8,
+                     help="random background windows per image and scale (default 8)")
+    det.add_argument("--rounds", type=non_negative_int, default=1, help="rounds of hard-negative bootstrapping")
+    det.add_argument("--hard-negatives", type=positive_int, default=200,
+                     help="background windows the classifier scores most as objects, added per round")
+    det.add_argument("--min-score", type=float_between(0, 1), default=0.5,
+                     help="a window's class probability needed for its box to count (default 0.5)")
+    det.add_argument("--scales", type=positive_float, nargs="+", default=[1.0],
+                     help="image scales the windows run at, in training and detection (default 1)")
+    det.add_argument("--learning-rate", type=positive_float, default=0.001, help="SGD, momentum 0.9 (default 0.001)")
+    det.add_argument("--no-background", dest="background", action="store_false",
+                     help="the ablation: no background class and no negatives")
 
 
 LOCALIZATION_FLAGS = (("--boxes", "boxes"), ("--regressor", "regressor"), ("--regressor-epochs", "regressor_epochs"),
                       ("--merge-threshold", "merge_threshold"), ("--limit", "limit"))
+DETECTION_FLAGS = (("--negatives", "negatives"), ("--rounds", "rounds"), ("--hard-negatives", "hard_negatives"),
+                   ("--min-score", "min_score"), ("--scales", "scales"), ("--learning-rate", "learning_rate"),
+                   ("--no-background", "background"))
+NOT_FOR_DETECTION = (("--dataset", "dataset"), ("--download", "download"), ("--strategy", "strategy"),
+                     ("--checkpoint-every", "checkpoint_every"), ("--steps-per-epoch", "steps_per_epoch"),
+                     ("--xla", "xla"), ("--mixed-precision", "mixed_precision"), ("--evolution", "evolution"),
+                     ("--print-schedule", "print_schedule"), ("--option", "option"))
+DETECTION_DEFAULTS = {"epochs": 15, "batch_size": 32, "scenes": (300, 100), "merge_threshold": 0.7}
+SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (12, 6), "hard_negatives": 10}
 
 
 def _model(model="fast"):
@@ -64,14 +101,89 @@ RECIPE = Recipe(
     add_arguments=_arguments,
 )
 
+def _given(parser, args, flags):
+    return [flag for flag, dest in flags if getattr(args, dest) != parser.get_default(dest)]
+
+
+def _say(flags, what, fix):
+    return f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} {what}; {fix}."
+
+
+def detect_main(parser, args):
+    """--detect: train the detector on the scenes, save it and its metrics in RUN/detection."""
+    refused = _given(parser, args, NOT_FOR_DETECTION)
+    if args.localize:
+        parser.error("--localize and --detect are two tasks; give one.")
+    if refused:
+        parser.error(_say(refused, "not used by --detect", "the detector trains on windows, in this process"))
+    if args.boxes and not args.data_dir:
+        parser.error("--boxes needs --data-dir (the images it boxes).")
+    name = f"overfeat_{args.model or 'fast'}"
+    entry = kzoo.registry.get_entry(name)
+    try:
+        check_input_size(args.input_size, [name])
+        if args.data_dir:
+            if not args.boxes:
+                raise ValueError("--data-dir needs --boxes: a CSV (image,x1,y1,x2,y2,class) or a folder of "
+                                 "VOC/ILSVRC XML annotations, several objects per image.")
+            data = folder_scenes(args.data_dir, args.boxes, seed=args.seed)
+            size = args.input_size or entry.default_size
+        else:
+            size = args.input_size or RECIPE.demo_crop
+            train, val = SMOKE["scenes"] if args.smoke else DETECTION_DEFAULTS["scenes"]
+            data = builtin_scenes(train, val, size=3 * size, seed=args.seed)  # objects 0.45-0.75 of a window
+        if args.limit:
+            data = {split: Scenes(part.name, part.images[: args.limit], part.objects[: args.limit],
+                                         part.class_names) for split, part in data.items()}
+        smoke = SMOKE if args.smoke else {}
+        epochs = args.epochs or smoke.get("epochs") or DETECTION_DEFAULTS["epochs"]
+        regressor_epochs = smoke.get("regressor_epochs") or args.regressor_epochs
+        threshold = DETECTION_DEFAULTS["merge_threshold"] if args.merge_threshold is None else args.merge_threshold
+        scenes = data["train"]
+        run_dir = args.run_dir or os.path.join("runs", f"overfeat-{name}-{scenes.name}-detect"
+                                               + ("-smoke" if args.smoke else ""))
+        classes = len(scenes.class_names)
+        print(f"Detection on {scenes.name}: {len(scenes.images)} training and {len(data['val'].images)} validation "
+              f"images, {classes} classes ({', '.join(scenes.class_names[:10])}{', ...' if classes > 10 else ''}), "
+              f"{name} on {size}x{size} windows" + (", no background class (ablation)" if not args.background else ""))
+        keras.utils.set_random_seed(args.seed)  # the classifier's initial weights
+        model = kzoo.registry.create_model(name, input_shape=(size, size, 3), classes=classes + int(args.background))
+        detector = detect.train_detector(
+            model, scenes, scales=tuple(args.scales), epochs=epochs, rounds=args.rounds,
+            hard_negatives=smoke.get("hard_negatives") or args.hard_negatives, regressor_epochs=regressor_epochs,
+            negatives=args.negatives, batch_size=args.batch_size or DETECTION_DEFAULTS["batch_size"],
+            learning_rate=args.learning_rate, background=args.background,
+            class_specific=args.regressor == "class-specific", seed=args.seed, log=print)
+        print(f"Detecting on {len(data['val'].images)} validation images...")
+        metrics = detect.detection_metrics(detector, data["val"], tuple(args.scales), args.min_score, threshold)
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    settings = {"scales": list(args.scales), "min_score": args.min_score, "merge_threshold": threshold,
+                "epochs": epochs, "regressor_epochs": regressor_epochs, "rounds": args.rounds,
+                "negatives": args.negatives, "learning_rate": args.learning_rate, "seed": args.seed}
+    metrics.update(settings, train_images=len(scenes.images), model=name, background=args.background)
+    folder = os.path.join(run_dir, "detection")
+    detect.save_detector(detector, folder, name, {}, settings)
+    write_results(folder, metrics, detect.results_table(metrics))
+    print(detect.results_table(metrics))
+    print(f"Mean AP {metrics['mean_average_precision']:.1%} (IoU >= 0.5) on {metrics['val_images']} {scenes.name} "
+          f"validation images; without the merge {metrics['mean_ap_unmerged']:.1%}. Detector and results: {folder}/")
+    return 0
+
+
 def main(argv=None):
     parser = build_parser(RECIPE)
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
+    if args.detect:
+        return detect_main(parser, args)
+    given = _given(parser, args, DETECTION_FLAGS)
+    if given:
+        parser.error(_say(given, "for detection", "add --detect"))
     if args.print_schedule or not args.localize:
-        given = [flag for flag, dest in LOCALIZATION_FLAGS if getattr(args, dest) != parser.get_default(dest)]
+        given = _given(parser, args, LOCALIZATION_FLAGS)
         if given:  # not silently ignored
-            parser.error(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for localization; add --localize.")
+            parser.error(_say(given, "for localization or detection", "add --localize or --detect"))
         return train_main(RECIPE, argv)
     try:
         run = run_from_args(RECIPE, args)
