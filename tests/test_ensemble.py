@@ -1,4 +1,4 @@
-"""Ensembles (AlexNet §6, ZFNet Table 2, ResNet §3.4): the members' scores averaged, each
+"""Ensembles (AlexNet §6, ZFNet Table 1, ResNet §4.1): the members' scores averaged, each
 member seeing the images through its own preprocessing; each member's own errors beside."""
 
 import json

@@ -42,7 +42,7 @@ from kzoo.utils.graphs import released_custom_gradients
 from kzoo.weights.record import save_weights_atomic
 
 BACKGROUND = "background"
-PAPER_MEAN_AP = 24.3  # OverFeat §4.6 / Table 5: ILSVRC13 detection, post-competition (200 classes)
+PAPER_MEAN_AP = 24.3  # OverFeat §4.6: ILSVRC13 detection, post-competition (200 classes)
 POSITIVE_INSIDE = 0.7  # a window shows an object when it holds this much of the object's area
 NEGATIVE_INSIDE = 0.2  # and is background when it holds at most this much of every object
 
@@ -215,11 +215,11 @@ def mine_hard_negatives(detector, images, objects, scales, count):
     return np.stack(windows).astype("float32") if windows else np.zeros((0, detector.size, detector.size, 3), "float32")
 
 
-def _fit(model, x, y, epochs, batch_size, learning_rate, momentum, seed):
+def _fit(model, x, y, epochs, batch_size, learning_rate, momentum, seed, verbose=0):
     keras.utils.set_random_seed(seed)
     model.compile(keras.optimizers.SGD(learning_rate, momentum=momentum), "sparse_categorical_crossentropy")
     with released_custom_gradients():
-        model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0)
+        model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=verbose)
 
 
 def train_detector(model, scenes, scales=(1.0,), epochs=10, rounds=1, hard_negatives=200, regressor_epochs=20,
@@ -230,6 +230,7 @@ def train_detector(model, scenes, scales=(1.0,), epochs=10, rounds=1, hard_negat
     windows of `scenes` (kzoo.data.scenes), bootstrap hard negatives for `rounds` more
     rounds, then the box regressor (class-specific, or one box for all classes). `log`: a
     function given each stage's message (e.g. print). Returns the Detector."""
+    verbose = 2 if log else 0  # a line per epoch when the stages are told
     log = log or (lambda message: None)
     classes = len(scenes.class_names)
     outputs = model.outputs[0].shape[-1]
@@ -244,7 +245,7 @@ def train_detector(model, scenes, scales=(1.0,), epochs=10, rounds=1, hard_negat
                           background=classes if background else None, seed=seed)
     y = y.astype("int32")
     log(f"Training the classifier on {len(x)} windows ({int(np.sum(y < classes))} of objects) for {epochs} epochs...")
-    _fit(model, x, y, epochs, batch_size, learning_rate, momentum, seed)
+    _fit(model, x, y, epochs, batch_size, learning_rate, momentum, seed, verbose)
     boxed = [(image, box, label) for image, objs in zip(images, scenes.objects) for box, label, d in objs if not d]
     if not boxed:
         raise ValueError(f"{scenes.name!r} has no (non-difficult) object to train the box regressor on.")
@@ -260,7 +261,7 @@ def train_detector(model, scenes, scales=(1.0,), epochs=10, rounds=1, hard_negat
             break
         log(f"Bootstrapping, round {round_ + 1} of {rounds}: {len(hard)} hard negatives added...")
         x, y = np.concatenate([x, hard]), np.concatenate([y, np.full(len(hard), classes, "int32")])
-        _fit(model, x, y, max(1, epochs // 2), batch_size, learning_rate / 10, momentum, seed + 1 + round_)
+        _fit(model, x, y, max(1, epochs // 2), batch_size, learning_rate / 10, momentum, seed + 1 + round_, verbose)
     return detector
 
 

@@ -13,7 +13,7 @@ directory brings the model, its weights, its preprocessing and the training set'
 mean (kzoo.load); with --model, registered --weights bring theirs, a weights file
 needs --mean R G B.
 
-Several runs after --run-dir are an ensemble (AlexNet §6, ZFNet Table 2, ResNet §3.4): each
+Several runs after --run-dir are an ensemble (AlexNet §6, ZFNet Table 1, ResNet §4.1): each
 run scores the images with its own preprocessing (input size, resize, mean) under the
 protocol, the scores are averaged, and the result gives the ensemble's top-1/top-5 error
 with each run's own beside it ("ensemble", "members" in the JSON). The runs must share

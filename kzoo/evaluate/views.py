@@ -1,6 +1,6 @@
 """A model's scores under each test protocol: single view and 10 views (AlexNet §4.1:
 corners, centre, and their flips), OverFeat's dense maps, ResNet's multi-scale maps;
-and of an ensemble, its models' scores averaged (AlexNet §6, ZFNet Table 2, ResNet §3.4).
+and of an ensemble, its models' scores averaged (AlexNet §6, ZFNet Table 1, ResNet §4.1).
 Views of one shape go through the network together; a progress bar shows images/s."""
 
 import itertools
@@ -67,7 +67,7 @@ def evaluate(trained, images, labels, protocol, limit=None, progress=False, tota
 
 
 def evaluate_ensemble(members, images, labels, protocol, limit=None, progress=False, total=None):
-    """`evaluate` for the ensemble of `members` (kzoo.load objects; AlexNet §6, ResNet §3.4):
+    """`evaluate` for the ensemble of `members` (kzoo.load objects; AlexNet §6, ResNet §4.1):
     top1_err/top5_err of their averaged scores (`ensemble_scores`), "ensemble" (how many
     models) and "members": each model's own errors and view sizes, as `evaluate` gives them
     alone. "view_sizes" is the members' common list, None when their input sizes differ."""
