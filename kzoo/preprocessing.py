@@ -16,6 +16,8 @@ import pathlib
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+CROPS = ("random", "ten")  # Preprocess.crops: where training crops are cut
+
 
 @dataclasses.dataclass(frozen=True)
 class Preprocess:
@@ -25,6 +27,9 @@ class Preprocess:
         per training image (ResNet's scale augmentation); evaluation uses low.
     center: centre square kept after resizing (AlexNet/ZFNet's 256x256), or None.
     crop: training crop (random) and evaluation crop (centre).
+    crops: where training crops are cut: "random" (any position) or "ten" (ZFNet §3's
+        fixed sub-crops: one of the 4 corners and the centre at random, flipped as `flip`
+        says; the windows of `ten_crops`, the evaluation's 10 views).
     pad: zero padding before the random crop (CIFAR's 4).
     flip: random horizontal flips.
     pca: std of AlexNet's PCA colour noise alpha (0.1), or 0.
@@ -43,6 +48,7 @@ class Preprocess:
     mean: str = "pixel"
     color: str = "RGB"
     scale: float = 1.0
+    crops: str = "random"
 
     def __post_init__(self):
         if isinstance(self.resize, list):  # from JSON
@@ -51,6 +57,8 @@ class Preprocess:
             raise ValueError(f"Preprocess mean must be 'pixel' or 'channel', got {self.mean!r}.")
         if self.color not in ("RGB", "BGR"):
             raise ValueError(f"Preprocess color must be 'RGB' or 'BGR', got {self.color!r}.")
+        if self.crops not in CROPS:
+            raise ValueError(f"Preprocess crops must be one of {CROPS}, got {self.crops!r}.")
 
     @property
     def pixel_mean(self):
@@ -76,6 +84,8 @@ class Preprocess:
         record = dataclasses.asdict(self)
         if isinstance(self.resize, tuple):
             record["resize"] = list(self.resize)
+        if self.crops == "random":  # the default: records (and the keys made of them) read as before the option
+            del record["crops"]
         return record
 
     @classmethod
@@ -190,13 +200,36 @@ def center_view(image, p, mean):
     return center_crop(base_image(image, p, mean), p.crop)
 
 
+def view_box(box, height, width, p):
+    """A box (x1, y1, x2, y2) in pixels of a stored height x width image -> the same box in
+    pixels of its `center_view` (float, unclipped): scaled as `resized` scales the image (pixel
+    edges scale with it), shifted by the centre square's and the crop's offsets."""
+    same = min(height, width) == p.eval_resize  # `resized` leaves such an image as it is
+    rows, cols = (height, width) if same else resized_shape(height, width, p.eval_resize)
+    sy, sx = rows / height, cols / width
+    top = left = 0
+    if p.center:
+        top, left, rows, cols = (rows - p.center) // 2, (cols - p.center) // 2, p.center, p.center
+    top, left = top + (rows - p.crop) // 2, left + (cols - p.crop) // 2
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1 * sx - left, y1 * sy - top, x2 * sx - left, y2 * sy - top)
+
+
+def crop_origins(height, width, size):
+    """(top, left) of the 5 fixed `size` windows of a height x width image: the 4 corners
+    (top-left, top-right, bottom-left, bottom-right), then the centre (offsets rounded down,
+    as `center_crop`). AlexNet §4.1's test views and ZFNet §3's training sub-crops; plain
+    arithmetic, so the training pipeline calls it on tensors."""
+    return [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+            ((height - size) // 2, (width - size) // 2)]
+
+
 def ten_crops(image, size):
     """(H, W, C) -> (10, size, size, C): 4 corners, centre, then the same flipped."""
     h, w = image.shape[0], image.shape[1]
     if h < size or w < size:
         raise ValueError(f"an image of {h}x{w} is smaller than the {size}x{size} window.")
-    origins = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size), ((h - size) // 2, (w - size) // 2)]
-    crops = [image[t : t + size, l : l + size] for t, l in origins]
+    crops = [image[t : t + size, l : l + size] for t, l in crop_origins(h, w, size)]
     return np.stack(crops + [c[:, ::-1] for c in crops])
 
 

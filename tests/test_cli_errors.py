@@ -95,6 +95,9 @@ PARSE_ERRORS = [
     ("visualize", ["deconv", "--classes", "0"], "--classes", f"{INT1} '0'"),
     ("resnet_cifar", ["--option", "shortcut"], "--option", "expected KEY=VALUE (e.g. towers=1), got 'shortcut'"),
     ("alexnet", ["--option", "=1"], "--option", "expected KEY=VALUE (e.g. towers=1), got '=1'"),
+    ("alexnet", ["--pca-std", "-0.1"], "--pca-std", "expected a number >= 0, got '-0.1'"),
+    ("resnet", ["--pca-std", "nan"], "--pca-std", "expected a number >= 0, got 'nan'"),
+    ("overfeat", ["--pca-std", "strong"], "--pca-std", "expected a number >= 0, got 'strong'"),
     ("prepare", ["--short-side", "-1"], "--short-side", f"{INT0} '-1'"),
     ("prepare", ["--center", "0"], "--center", f"{INT1} '0'"),
     ("prepare", ["--images-per-shard", "0"], "--images-per-shard", f"{INT1} '0'"),
@@ -133,6 +136,8 @@ CHECKED_AFTER_PARSING = [
     ("overfeat", ["--detect", "--localize"], "error: --localize and --detect are two tasks; give one."),
     ("overfeat", ["--detect", "--xla", "--steps-per-epoch", "4"], "error: --steps-per-epoch, --xla are not used by "
                                                                   "--detect; the detector trains on windows, in this process."),
+    ("overfeat", ["--detect", "--pca-std", "0", "--log-every", "3"], "error: --pca-std, --log-every are not used by "
+                                                                     "--detect; the detector trains on windows, in this process."),
     ("overfeat", ["--detect", "--input-size", "70"], "error: argument --input-size: 70 is too small for overfeat_fast; "
                                                      "expected an integer >= 71 (the paper uses 231)."),
     ("overfeat", ["--detect", "--boxes", "b.csv"], "error: --boxes needs --data-dir (the images it boxes)."),
@@ -141,16 +146,22 @@ CHECKED_AFTER_PARSING = [
     ("overfeat", ["--regressor", "single", "--regressor-epochs", "3"],
      "error: --regressor, --regressor-epochs are for localization or detection; add --localize or --detect."),
     ("alexnet", ["--option", "tower=1"],  # names the builder's options
-     "error: argument --option: alexnet has no option 'tower' (did you mean 'towers'?); its options are conv_maps, "
-     "fc_units, init, lrn, lrn_convention, one_tower, overlapping_pool, remove_layers, tower_devices, towers."),
-    ("overfeat", ["--option", "towers=1"], "error: argument --option: overfeat_fast has no options (got towers); "
-                                           "leave out --option."),
+     "error: argument --option: alexnet has no option 'tower' (did you mean 'towers'?); its options are activation, "
+     "conv_maps, fc_units, init, lrn, lrn_convention, one_tower, overlapping_pool, remove_layers, tower_devices, "
+     "towers."),
+    ("overfeat", ["--option", "towers=1"], "error: argument --option: overfeat_fast has no option 'towers'; its "
+                                           "options are activation."),
+    ("resnet_cifar", ["--plain", "--option", "shortcut=A"], "error: argument --option: plain20 has no options (got "
+                                                            "shortcut); leave out --option."),
     ("resnet", ["--depth", "18", "--option", "classes=10"],  # the engine's argument, not an option
      "error: argument --option: resnet18 has no option 'classes'; its options are shortcut, stride_placement."),
     ("resnet_cifar", ["--option", "shortcut=D"],  # the builder's refusal, before the data and the run
      "error: argument --option: resnet20: `shortcut` must be one of ('A', 'B', 'C') (He et al. §3.3); got 'D'."),
     ("alexnet", ["--option", "lrn=maybe"], "error: argument --option: alexnet: `lrn` must be True or False; "
                                            "got 'maybe'."),
+    ("zfnet", ["--option", "activation=sigmoid"],  # AlexNet Fig. 1's two units only
+     "error: argument --option: zfnet: `activation` must be one of ('relu', 'tanh') (AlexNet §3.1, Fig. 1); "
+     "got 'sigmoid'."),
     ("zfnet", ["--option", "remove_layers=3"],  # "3," or "(3,)": a tuple
      "error: argument --option: zfnet: `remove_layers` must be a tuple, e.g. (3,) or (3, 4); got 3."),
 ]

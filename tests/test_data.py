@@ -1,5 +1,7 @@
 """Data sources, the papers' transforms and dataset statistics against numpy."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -241,3 +243,84 @@ def test_resnet_scale_augmentation_resizes_only_the_crop_as_the_whole_image_woul
             exact += (diff[best] == 0).sum()
             total += diff.shape[1]
     assert exact / total > 0.995
+
+
+def _ten_reference(image, k):
+    """ZFNet §3's ten sub-crops by plain slicing: corners, centre, and each mirrored."""
+    h, w = image.shape[:2]
+    top, left = (h - k) // 2, (w - k) // 2
+    crops = [image[:k, :k], image[:k, -k:], image[-k:, :k], image[-k:, -k:], image[top : top + k, left : left + k]]
+    return np.stack(crops + [c[:, ::-1] for c in crops])
+
+
+def _draws(p, stats, image, n, run_seed=7):
+    """n training examples of one image through train_map (graph mode, as tf.data runs it)."""
+    fn = train_map(p, stats)
+    image = tf.constant(image)
+    ds = tf.data.Dataset.range(n).map(lambda i: fn(image, 0, tf.stack([tf.constant(run_seed, tf.int64), i]))[0])
+    return np.stack(list(ds.as_numpy_iterator()))
+
+
+def _which(crops, references):
+    """Index of the reference each crop equals exactly (an error if none)."""
+    found = [[k for k, ref in enumerate(references) if np.array_equal(crop, ref)] for crop in crops]
+    assert all(len(f) == 1 for f in found), "a crop that is not one of the ten"
+    return np.array([f[0] for f in found])
+
+
+def test_ten_crop_training_takes_one_of_zfnets_ten_sub_crops_at_random():
+    """--crops ten (ZFNet §3): on a 256-style centre square (mean image subtracted) every crop is one
+    of the 10 corner/centre crops, flipped or not, of the resized image minus the mean, as numpy
+    slicing cuts them; all ten occur about equally often; the draw is a function of the seed; they
+    are the views 10-crop evaluation takes (kzoo.preprocessing.ten_crops)."""
+    from kzoo.preprocessing import ten_crops
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (31, 45, 3)).astype(np.uint8)  # resized to 20x29, centre 20x20
+    p = Preprocess(resize=20, center=20, crop=13, flip=True, mean="pixel", crops="ten")
+    stats = {"mean": rng.normal(100, 20, (20, 20, 3)).astype(np.float32), "eigvals": np.zeros(3, np.float32),
+             "eigvecs": np.eye(3, dtype=np.float32)}
+    resized = np.clip(np.round(tf.image.resize(image, (20, 29), antialias=True).numpy()), 0, 255)
+    square = resized[:, 4:24].astype(np.float32) - stats["mean"]  # centre square (offset (29 - 20) // 2)
+    references = _ten_reference(square, 13)
+    assert len({r.tobytes() for r in references}) == 10
+    np.testing.assert_array_equal(ten_crops(square, 13), references)  # evaluation's views: the same ten
+    crops = _draws(p, stats, image, 300)
+    counts = np.bincount(_which(crops, references), minlength=10)
+    assert counts.min() >= 12 and counts.max() <= 50, counts  # ~30 each (binomial sd 5.2)
+    np.testing.assert_array_equal(_draws(p, stats, image, 20), crops[:20])  # stateless: the seed decides
+    assert not np.array_equal(_draws(p, stats, image, 20, run_seed=8), crops[:20])
+    # random crops (the default) land anywhere: 8 x 8 positions, flipped or not; few are among the ten
+    random = _draws(dataclasses.replace(p, crops="random"), stats, image, 40)
+    assert sum(any(np.array_equal(c, r) for r in references) for c in random) < 10
+
+
+def test_ten_crops_without_a_centre_square_flips_or_fixed_scale():
+    """The ten crops of a non-square image (mean colour), only the five unflipped without flips,
+    and under ResNet's random scale one of the ten crops of the image resized to some side in
+    the range (the whole image resized: the crop-only resize draws random positions)."""
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (24, 37, 3)).astype(np.uint8)  # the shorter side already 24: no resize
+    stats = {"mean": np.array([10.0, 20.0, 30.0], np.float32), "eigvals": np.zeros(3, np.float32),
+             "eigvecs": np.eye(3, dtype=np.float32)}
+    references = _ten_reference(image.astype(np.float32) - stats["mean"], 16)
+    p = Preprocess(resize=24, crop=16, flip=False, mean="channel", crops="ten")
+    assert set(_which(_draws(p, stats, image, 60), references)) == set(range(5))
+    p = dataclasses.replace(p, resize=(20, 23), flip=True)
+    by_side = {}
+    for side in range(20, 24):
+        size = np.round(np.array([24, 37], np.float32) * np.float32(side / 24)).astype(int)
+        full = np.clip(np.round(tf.image.resize(image, size, antialias=True).numpy()), 0, 255)
+        by_side[side] = _ten_reference(full - stats["mean"], 16)
+    all_references = np.concatenate(list(by_side.values()))
+    found = _which(_draws(p, stats, image, 120), all_references)
+    assert len(set(found // 10)) == 4 and len(set(found % 10)) == 10  # every side, every one of the ten
+
+
+def test_preprocess_crops_is_checked_and_recorded_only_when_not_the_default():
+    with pytest.raises(ValueError, match=r"Preprocess crops must be one of \('random', 'ten'\), got 'five'"):
+        Preprocess(resize=256, crop=224, crops="five")
+    ten = Preprocess(resize=256, crop=224, crops="ten")
+    assert ten.to_dict()["crops"] == "ten" and Preprocess.from_dict(ten.to_dict()) == ten
+    assert "crops" not in Preprocess(resize=256, crop=224).to_dict()  # records from before the option read the same
+    assert ten.scaled(64).crops == "ten"

@@ -234,6 +234,9 @@ def test_weights_from_a_file(tmp_path):
         (lambda: kzoo.resnet50(stride_placement="v2"), ["stride_placement", "'v1', 'v1.5'"]),
         (lambda: kzoo.alexnet(towers=3), ["towers", "2", "1"]),
         (lambda: kzoo.alexnet(lrn="yes"), ["lrn", "True or False"]),
+        (lambda: kzoo.zfnet(activation="sigmoid"),
+         ["zfnet: `activation` must be one of ('relu', 'tanh') (AlexNet §3.1, Fig. 1)", "got 'sigmoid'"]),
+        (lambda: kzoo.overfeat_accurate(activation="ReLU"), ["overfeat_accurate: `activation`", "got 'ReLU'"]),
         (lambda: kzoo.resnet18(pooling="mean"), ["pooling", "'avg'", "'max'"]),
         (lambda: kzoo.resnet18(classes=0), ["classes", "positive integer"]),
         (lambda: kzoo.resnet18(classifier_activation="nope"), ["classifier_activation", "nope"]),
@@ -249,6 +252,44 @@ def test_bad_arguments_raise_value_error(call, words):
 def test_unknown_option_raises_type_error():
     with pytest.raises(TypeError, match="shortcut"):
         kzoo.alexnet(shortcut="B")
+
+
+@pytest.mark.parametrize("name", ["alexnet", "zfnet", "overfeat_fast", "overfeat_accurate"])
+def test_tanh_follows_every_conv_and_hidden_fc_under_the_relu_names(symbolic, name):
+    """AlexNet Fig. 1's saturating net: each relu<i> layer is tanh of conv<i>/fc<i> (numpy's
+    tanh), the classifier stays linear (numpy's matmul), and the whole net equals the ReLU
+    net's graph and weights with its ReLU layers swapped for tanh (a second formulation)."""
+    from kzoo.models.features import feature_extractor, stage_layers
+    from kzoo.visualize.common import hidden_layer
+
+    assert trainable(symbolic(kzoo.create_model, name, activation="tanh")) == SPEC_PARAMS[name]
+    size = get_entry(name).min_size
+    kw = dict(input_shape=(size, size, 3), classes=10, classifier_activation=None)
+    model = kzoo.create_model(name, activation="tanh", **kw)
+    relu = kzoo.create_model(name, **kw)
+    assert [layer.name for layer in model.layers] == [layer.name for layer in relu.layers]
+    acts = [layer.name for layer in model.layers if layer.name.startswith("relu")]
+    names = {layer.name for layer in model.layers}
+    before = {a: f"conv{a[4:]}" if f"conv{a[4:]}" in names else f"fc{a[4:]}" for a in acts}
+    classifier = model.layers[-1].name
+    x = np.random.default_rng(0).uniform(-128, 128, (2, size, size, 3)).astype("float32")  # mean-free pixels
+    out = {k: keras.ops.convert_to_numpy(v) for k, v in
+           feature_extractor(model, [*acts, *before.values(), classifier])(x).items()}
+    for a in acts:
+        np.testing.assert_allclose(out[a], np.tanh(out[before[a]]), rtol=1e-5, atol=1e-6, err_msg=a)
+    assert np.abs(out[before[acts[0]]]).max() > 2  # saturating: tanh is far from the identity here
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer(classifier).weights)
+    np.testing.assert_allclose(out[classifier], out[acts[-1]] @ kernel + bias, rtol=1e-4, atol=1e-5)
+    # the ReLU net's graph and weights (its layers shared), its ReLU layers swapped for tanh
+    model.set_weights(relu.get_weights())
+    swapped = keras.models.clone_model(relu, clone_function=lambda layer: keras.layers.Activation(
+        "tanh", name=layer.name) if isinstance(layer, keras.layers.ReLU) else layer)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), keras.ops.convert_to_numpy(swapped(x)),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(keras.ops.convert_to_numpy(relu(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-3)
+    # the addresses of the ReLU net: stage outputs, the last hidden layer
+    assert stage_layers(model) == stage_layers(relu) == [a for a in acts if model.get_layer(a).output.ndim == 4]
+    assert hidden_layer(model) == hidden_layer(relu) == acts[-1]
 
 
 def _small(name):

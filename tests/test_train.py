@@ -284,3 +284,142 @@ def test_a_run_checks_its_fields_as_the_command_line_does():
         with pytest.raises(ValueError) as err:
             Run(**fields)
         assert str(err.value) == message
+
+
+def test_a_tanh_run_with_pca_std_records_both_and_loads_as_trained(tmp_path, capsys):
+    """--option activation=tanh and --pca-std reach config.json; kzoo.load rebuilds the tanh
+    net (the checkpoint fits only that graph's layer names) with the run's pipeline; a resume
+    with other colour noise is refused, the run untouched."""
+    import keras
+
+    import kzoo
+
+    run_dir = tmp_path / "run"
+    cli = ["--smoke", "--input-size", "64", "--run-dir", str(run_dir), "--option", "activation=tanh"]
+    assert main(alexnet.RECIPE, [*cli, "--pca-std", "0"]) == 0
+    config = json.load(open(run_dir / "config.json"))
+    assert config["identity"]["model_options"] == {"init": "caffe", "activation": "tanh"}  # the demo's init, ours
+    assert config["config"]["preprocess"]["pca"] == 0.0
+    trained = kzoo.load(run_dir=str(run_dir))
+    assert trained.preprocessing.pca == 0.0
+    for name in ("relu1", "relu5", "relu7"):
+        layer = trained.model.get_layer(name)
+        assert isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "tanh", name
+    finished = read_metrics(run_dir)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(alexnet.RECIPE, cli)  # the recipe's own 0.1
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: run directory {str(run_dir)!r} trains with --pca-std 0 (its config.json); this command gives 0.1. "
+        f"Rerun with --pca-std 0 to resume it, or pick a new --run-dir.")
+    assert read_metrics(run_dir) == finished and json.load(open(run_dir / "config.json")) == config
+    assert main(alexnet.RECIPE, ["--print-schedule", "--pca-std", "0.05"]) == 0
+    assert "PCA colour noise std 0.05" in capsys.readouterr().out
+
+
+def _colour_images(n=96, size=40, seed=0):
+    from kzoo.data.sources import Source
+
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    labels = (np.arange(n) % 2).astype("int32")
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    return Source(name="colours", train=ds, val=ds, train_size=n, val_size=n, class_names=["a", "b"], builtin=True)
+
+
+def test_pca_std_sets_the_colour_noise_of_the_pipeline(tmp_path):
+    """AlexNet §4.1 measured on the pipeline's output: --pca-std 0.1 adds one colour per image
+    and pass, 255 * sum_i p_i alpha_i lambda_i with alpha_i ~ N(0, 0.1) recovered through the
+    run's own PCA (numpy); everything else (crops, flips) is --pca-std 0's output exactly."""
+    from kzoo.recipes.common import Run, recipe_config, run_from_args
+    from kzoo.train.engine import _run_stats, _train_dataset
+
+    source = _colour_images()
+
+    def parse(recipe, argv):
+        run = run_from_args(recipe, build_parser(recipe).parse_args(argv))
+        return recipe_config(recipe, run, source).preprocess.pca
+
+    assert [parse(alexnet.RECIPE, []), parse(resnet.RECIPE, []), parse(zfnet.RECIPE, []),
+            parse(resnet_cifar.RECIPE, [])] == [0.1, 0.1, 0.0, 0.0]  # the recipes' own
+    assert [parse(alexnet.RECIPE, ["--pca-std", "0"]), parse(zfnet.RECIPE, ["--pca-std", "0.2"])] == [0.0, 0.2]
+    batches = {}
+    for std in (0.0, 0.1):
+        run = Run(pca_std=std, input_size=64, batch_size=32, run_dir=str(tmp_path / "run"))
+        config = recipe_config(alexnet.RECIPE, run, source)
+        stats = _run_stats(config, source)
+        for epoch in (0, 1):
+            ds = _train_dataset(source, config, stats, epoch, 0, 32)
+            batches[std, epoch] = np.concatenate([images.numpy() for images, _ in ds])
+    alphas = []
+    for epoch in (0, 1):
+        shift = batches[0.1, epoch] - batches[0.0, epoch]  # (images, 64, 64, 3)
+        colour = shift.mean(axis=(1, 2))
+        np.testing.assert_allclose(shift, np.broadcast_to(colour[:, None, None], shift.shape), atol=1e-3)
+        alphas.append(colour @ stats["eigvecs"] / (255.0 * stats["eigvals"]))
+    alphas = np.stack(alphas)  # (epoch, image, component)
+    assert 0.085 < alphas.std() < 0.115 and abs(alphas.mean()) < 0.015  # 576 draws of N(0, 0.1)
+    assert np.abs(alphas[0] - alphas[1]).min() > 0  # redrawn every pass
+
+
+def test_crops_ten_reaches_the_pipeline_config_and_identity(tmp_path, capsys):
+    """--crops ten (ZFNet §3): the run's Preprocess gets it, and every image of the engine's
+    training dataset is one of the ten corner/centre crops (flipped or not) of a source image,
+    resized and mean-free as numpy slices them; the default stays random. config.json records it,
+    and since the crops change what a run sees, they are part of its identity: a ten-crop run
+    resumes only with --crops ten, and random-crop runs keep the identity they had before."""
+    from kzoo.recipes.common import Run, recipe_config, run_from_args
+    from kzoo.train.engine import _claim_run_dir, _run_stats, _train_dataset
+
+    source = _colour_images(n=16)
+
+    def config(argv):
+        run = run_from_args(zfnet.RECIPE, build_parser(zfnet.RECIPE).parse_args([*argv, "--run-dir", run_dir]))
+        return recipe_config(zfnet.RECIPE, run, source)
+
+    run_dir = str(tmp_path / "ten")
+    ten, random = config(["--crops", "ten"]), config([])
+    assert (ten.preprocess.crops, random.preprocess.crops) == ("ten", "random")
+    p = ten.preprocess
+    assert (p.resize, p.center, p.crop, p.flip) == (73, 73, 64, True)  # the demo's ZFNet pipeline, scaled to 64
+    with _claim_run_dir(ten, source):  # a new run: config.json written
+        pass
+    stats = _run_stats(ten, source)
+    images = np.stack([image for image, _ in source.train.as_numpy_iterator()])
+    resized = np.clip(np.round(tf.image.resize(images, (73, 73), antialias=True).numpy()), 0, 255) - stats["mean"]
+    k, c = 64, (73 - 64) // 2
+    corners = [resized[:, :k, :k], resized[:, :k, -k:], resized[:, -k:, :k], resized[:, -k:, -k:],
+               resized[:, c : c + k, c : c + k]]
+    references = np.concatenate(corners + [v[:, :, ::-1] for v in corners]).reshape(160, -1)  # view-major
+
+    def matched(cfg):
+        out = np.concatenate([x.numpy() for x, _ in _train_dataset(source, cfg, stats, 0, 0, 8)]).reshape(16, -1)
+        distance = np.abs(out[:, None, :] - references[None]).max(-1)  # (16 outputs, 160 references)
+        return distance.min(1) < 1e-3, distance.argmin(1) // 16
+
+    hit, views = matched(ten)
+    assert hit.all() and len(set(views)) >= 5  # each one of the ten; over 16 images, several of them
+    hit, _ = matched(random)
+    assert hit.sum() <= 4  # random: 10 x 10 positions x 2 flips, 10 of them the ten
+    recorded = json.load(open(os.path.join(run_dir, "config.json")))
+    assert recorded["config"]["preprocess"]["crops"] == "ten" and recorded["identity"]["crops"] == "ten"
+    with _claim_run_dir(ten, source):  # the same run resumes
+        pass
+    with pytest.raises(ValueError, match="holds another run .*'crops': 'ten'"):
+        with _claim_run_dir(random, source):
+            pass
+    run_dir = str(tmp_path / "random")
+    assert "crops" not in config([]).identity()  # as before the option: older runs still resume
+    with _claim_run_dir(config([]), source):
+        pass
+    with pytest.raises(ValueError, match="holds another run"):
+        with _claim_run_dir(config(["--crops", "ten"]), source):
+            pass
+    with pytest.raises(ValueError, match=r"argument --crops: invalid choice: 'five' \(choose from 'random', 'ten'\)"):
+        Run(crops="five")
+    with pytest.raises(SystemExit):
+        build_parser(zfnet.RECIPE).parse_args(["--crops", "five"])
+    assert "invalid choice: 'five'" in capsys.readouterr().err
+    assert main(zfnet.RECIPE, ["--print-schedule", "--crops", "ten"]) == 0
+    assert "224 corner and centre crops (ten), flips" in capsys.readouterr().out

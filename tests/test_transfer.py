@@ -165,3 +165,86 @@ def test_two_class_softmax_predicts_both_classes():
     y = np.repeat([0, 1], 20)
     predicted = np.argmax(train_softmax(x, y, classes=2).predict(x, verbose=0), axis=1)
     assert (predicted == y).mean() > 0.95  # sklearn's single binary row spread over both logits
+
+
+def _errorbars(container):
+    """(x, y, low, high) of an errorbar's points (its Line2D) and bars (a segment per point, in
+    order; empty where the error is NaN: low and high NaN there)."""
+    x, y = container.lines[0].get_xydata().T
+    segments = [np.asarray(s) for s in container.lines[2][0].get_segments()]
+    assert len(segments) == len(x)
+    assert all(s.size == 0 or (s[:, 0] == a).all() for s, a in zip(segments, x))  # each bar at its point
+    low, high = np.array([(s[0, 1], s[1, 1]) if s.size else (np.nan, np.nan) for s in segments]).T
+    return x, y, low, high
+
+
+def test_several_training_sizes_draw_fig7_from_results_json(caltech, tmp_path, monkeypatch, capsys):
+    """ZFNet Fig. 7: OUT/curve.png shows exactly results.json's means and stds (recomputed here
+    from its folds) per method, and the paper's Table 3 points beside the matching method; one
+    --per-class draws no curve and removes the earlier one."""
+    from kzoo.evaluate import transfer
+
+    figures, save = [], transfer.save_figure
+    monkeypatch.setattr(transfer, "save_figure", lambda fig, path: (figures.append(fig), save(fig, path))[1])
+    # the scratch baseline trains a network per fold (minutes); the figure must show whatever rows it
+    # gives, so a seeded guesser stands in for it
+    monkeypatch.setattr(transfer, "from_scratch", lambda *args, seed: np.random.default_rng(seed).integers(
+        0, 3, len(args[4])))
+    keras.utils.set_random_seed(0)
+    kzoo.resnet20(classes=10).save_weights(str(tmp_path / "w.weights.h5"))
+    out = tmp_path / "run"
+    common = ["--model", "resnet20", "--model-classes", "10", "--weights", str(tmp_path / "w.weights.h5"),
+              "--data-dir", str(caltech), "--no-background", "--folds", "3", "--from-scratch", "--out", str(out)]
+    sizes = [1, 2, 3, 5, 10, 15]
+    assert main("caltech101", [*common, "--per-class", *map(str, sizes)]) == 0
+    assert f"{out / 'curve.png'}" in capsys.readouterr().out
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(figures) == 1
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    drawn = {c.get_label(): _errorbars(c) for c in figures[0].axes[0].containers}
+    assert sorted(drawn) == ["from scratch", "paper, from scratch (ZFNet Table 3)",
+                             "paper, pretrained (ZFNet Table 3)", "softmax(avg_pool)"]
+    for method in ("softmax(avg_pool)", "from scratch"):
+        folds = np.array([r["folds"] for r in rows if r["method"] == method])  # (sizes, 3)
+        x, y, low, high = drawn[method]
+        np.testing.assert_array_equal(x, sizes)
+        np.testing.assert_allclose(y, 100 * folds.mean(1), rtol=1e-12)
+        np.testing.assert_allclose(high - y, 100 * folds.std(1), atol=1e-9)
+        np.testing.assert_allclose(y - low, 100 * folds.std(1), atol=1e-9)
+    assert drawn["softmax(avg_pool)"][1][-1] > 80  # colours separate; the guesser is near chance
+    # SPEC §2 (ZFNet Table 3): 83.8 ± 0.5, 86.5 ± 0.5; from scratch 22.8 ± 1.5, 46.5 ± 1.7
+    for label, expected in (("pretrained", [(15, 83.8, 0.5), (30, 86.5, 0.5)]),
+                            ("from scratch", [(15, 22.8, 1.5), (30, 46.5, 1.7)])):
+        x, y, low, high = drawn[f"paper, {label} (ZFNet Table 3)"]
+        n, acc, std = np.array(expected).T
+        np.testing.assert_array_equal(x, n)
+        np.testing.assert_allclose(y, acc)
+        np.testing.assert_allclose(high - y, std, atol=1e-9)
+    containers = {c.get_label(): c for c in figures[0].axes[0].containers}
+    assert (containers["paper, pretrained (ZFNet Table 3)"].lines[0].get_color()
+            == containers["softmax(avg_pool)"].lines[0].get_color())
+    # one training size: a point, not a curve; the earlier curve would contradict results.json
+    assert main("caltech101", [*common, "--per-class", "5"]) == 0
+    assert not (out / "curve.png").exists() and len(figures) == 1
+    assert "curve.png" not in capsys.readouterr().out
+    assert {r["per_class"] for r in json.loads((out / "results.json").read_text())["rows"]} == {5}
+
+
+def test_caltech256_curve_shows_table4_beside_the_softmax_only():
+    """Without --from-scratch only the pretrained points of ZFNet Table 4 (SPEC §2: 65.7, 70.6,
+    72.7, 74.2 ± 0.3 at 15, 30, 45, 60 per class) join the curve; the sizes come out sorted."""
+    from kzoo.data.caltech import DATASETS
+    from kzoo.evaluate.transfer import curve_figure
+
+    rows = [{"per_class": n, "method": "softmax(relu7)", "accuracy_mean": m, "accuracy_std": s}
+            for n, m, s in ((30, 0.5, 0.02), (5, 0.25, 0.01))]
+    fig = curve_figure({"dataset": "caltech256", "layer": "relu7", "folds": 5, "rows": rows},
+                       DATASETS["caltech256"]["paper"])
+    drawn = {c.get_label(): _errorbars(c) for c in fig.axes[0].containers}
+    assert sorted(drawn) == ["paper, pretrained (ZFNet Table 4)", "softmax(relu7)"]
+    x, y, low, high = drawn["softmax(relu7)"]
+    np.testing.assert_array_equal(x, [5, 30])
+    np.testing.assert_allclose(np.c_[y, high - y], [[25, 1], [50, 2]])
+    x, y, low, high = drawn["paper, pretrained (ZFNet Table 4)"]
+    np.testing.assert_array_equal(x, [15, 30, 45, 60])
+    np.testing.assert_allclose(y, [65.7, 70.6, 72.7, 74.2])
+    assert np.isnan(high[:3]).all() and high[3] - y[3] == pytest.approx(0.3)  # SPEC gives the last std only

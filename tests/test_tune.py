@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import keras
 import keras_tuner as kt
 import pytest
 
@@ -58,6 +59,9 @@ def test_every_row_builds_what_it_says(study, symbolic):
             assert model.get_layer("fc6").units == row.options["fc_units"]
         if "conv_maps" in row.options:
             assert [model.get_layer(f"conv{i}").filters for i in (3, 4, 5)] == list(row.options["conv_maps"])
+        if "activation" in row.options:  # the ReLU net's names, tanh units
+            tanh = row.options["activation"] == "tanh"
+            assert all(isinstance(model.get_layer(f"relu{i}"), keras.layers.Activation) == tanh for i in range(1, 8))
 
 
 def test_removal_options_keep_the_map_sizes_and_reject_bad_values(symbolic):
@@ -130,3 +134,34 @@ def test_free_space_random_search_writes_its_rows(tmp_path):
     assert isinstance(values["lrn"], bool) and 0 <= metrics["val_top1_err"] <= 1
     table = open(os.path.join(out, "results.md")).read()
     assert f"towers={values['towers']}, lrn={values['lrn']}" in table
+
+
+def test_the_fig1_and_pca_studies_reach_the_builder_and_the_run(monkeypatch, tmp_path):
+    """alexnet-relu-tanh's rows differ in the builder's activation only; alexnet-pca's in the
+    run's --pca-std only: a row's (and a free-space trial's) Run fields reach the recipe run."""
+    from kzoo.recipes.common import Run
+    from kzoo.tune import search
+
+    tanh, pca = get_study("alexnet-relu-tanh"), get_study("alexnet-pca")
+    steps = "steps to 25% train error, x ReLU's"
+    assert [(r.model, r.options, r.run, r.paper) for r in tanh.rows] == [
+        ("alexnet", {"activation": "relu"}, {}, {steps: 1.0}), ("alexnet", {"activation": "tanh"}, {}, {steps: 6.0})]
+    assert [(r.model, r.options, r.run) for r in pca.rows] == [("alexnet", {}, {"pca_std": 0.1}),
+                                                               ("alexnet", {}, {"pca_std": 0.0})]
+    runs = []
+    monkeypatch.setattr(search, "train_recipe", lambda recipe, run, source: runs.append((recipe.name, run)) or {
+        "val_top1_err": 0.5, "val_top5_err": 0.1, "train_top1_err": 0.4})
+    monkeypatch.setattr(search.registry, "create_model", lambda name, **options: keras.Sequential())  # params: 0
+    base = Run(epochs=1, steps_per_epoch=2)
+    for study, space in ((pca, "rows"), (pca, "free"), (tanh, "rows")):
+        hypermodel = StudyHyperModel(study, search.trial_trainer(study, base, str(tmp_path)), space)
+        for i, value in enumerate(_grid(study, space)[0].values):
+            hp = kt.HyperParameters()
+            hypermodel.choose(hp)
+            hp.values[_grid(study, space)[0].name] = value
+            hypermodel.fit(hp, None)
+            recipe, run = runs[-1]
+            row = study.rows[i]  # the free space's values are the rows' in order too
+            assert (recipe, run.model, run.options, run.epochs) == ("alexnet", "alexnet", row.options, 1)
+            assert run.pca_std == row.run.get("pca_std"), (study.name, space, value)
+    assert [run.pca_std for _, run in runs] == [0.1, 0.0, 0.1, 0.0, None, None]

@@ -193,3 +193,65 @@ def test_responses_figure_and_errors(alex, cifar, tmp_path):
         analysis.first_layer_filters(alex, "nope")
     with pytest.raises(ValueError, match="at least one"):
         analysis.responses_figure({}, str(tmp_path / "x.png"))
+
+
+def _panels(fig):
+    """The image panels of a figure, in drawing order (top first): (title, image array)."""
+    return [(ax.get_title(), np.asarray(ax.images[0].get_array())) for ax in fig.axes if ax.images]
+
+
+def test_alexnet_conv1_filters_are_drawn_one_panel_per_tower(tmp_path):
+    """AlexNet Fig. 3: 48 + 48 kernels, each panel the kernels that feed one conv2 tower."""
+    from kzoo.visualize.common import grid, to_display
+
+    keras.utils.set_random_seed(9)
+    model = kzoo.alexnet(input_shape=SMALL, weights=None, lrn=False)  # no LRN: a map reaches one tower only
+    kernel, bias = model.get_layer("conv1").get_weights()  # (11, 11, 3, 96)
+    groups = analysis.filter_groups(model)
+    assert [list(indices) for _, indices in groups] == [list(range(48)), list(range(48, 96))]
+
+    # Independently of the grouping code: a conv1 filter feeds exactly the conv2 tower of its
+    # group. Zero it and only that tower's half of conv2 changes.
+    x = images(1, SMALL, seed=10)
+    probe = keras.Model(model.input, model.get_layer("conv2").output)
+    before = probe.predict(x, verbose=0)
+    for tower, (title, indices) in enumerate(groups):
+        assert f"conv2_tower{tower}" in title
+        for k in (indices[0], indices[-1]):
+            cut_kernel, cut_bias = kernel.copy(), bias.copy()
+            cut_kernel[..., k], cut_bias[k] = 0.0, 0.0
+            model.get_layer("conv1").set_weights([cut_kernel, cut_bias])
+            change = np.abs(probe.predict(x, verbose=0) - before).reshape(-1, 2, 128).max(axis=(0, 2))
+            model.get_layer("conv1").set_weights([kernel, bias])
+            assert change[tower] > 1e-6 and change[1 - tower] == 0.0, (k, change)
+
+    # The figure: panel t is the mosaic of exactly those kernels, 16 to a row (Fig. 3).
+    fig = analysis.filter_grid_plot(model)
+    panels = _panels(fig)
+    assert len(panels) == 2
+    for (title, shown), (_, indices) in zip(panels, groups):
+        expected = grid([to_display(kernel[..., k]) for k in indices], 16)
+        assert shown.shape == expected.shape == (3 * 12 - 1, 16 * 12 - 1, 3)
+        np.testing.assert_array_equal(shown, expected)
+    path = tmp_path / "filters.png"
+    assert analysis.filter_grid_figure(model, str(path)) == str(path)
+    assert_png(path, tmp_path)
+
+    # A TowerConv2D's own towers are its groups.
+    conv2 = analysis.filter_groups(model, "conv2")
+    assert [(t.split(": ")[1], len(i)) for t, i in conv2] == [("tower 0 (conv2_tower0)", 128),
+                                                               ("tower 1 (conv2_tower1)", 128)]
+
+
+def test_one_tower_nets_draw_one_grid(cifar):
+    from kzoo.visualize.common import grid, to_display
+
+    keras.utils.set_random_seed(11)
+    one = kzoo.alexnet(input_shape=SMALL, weights=None, towers=1)  # §3.2: 48 conv1 kernels, no towers
+    for model, conv, n in ((one, "conv1", 48), (cifar["resnet20"], "conv1_conv", 16)):
+        kernel = model.get_layer(conv).get_weights()[0]
+        assert [list(i) for _, i in analysis.filter_groups(model)] == [list(range(n))]
+        panels = _panels(analysis.filter_grid_plot(model))
+        assert len(panels) == 1 and panels[0][0] == f"{conv}: {n} filters"
+        columns = int(np.ceil(np.sqrt(n)))
+        np.testing.assert_array_equal(panels[0][1], grid([to_display(kernel[..., k]) for k in range(n)], columns))

@@ -125,3 +125,70 @@ def test_figure_is_a_png_and_leaves_no_temporary_file(model, image, tmp_path):
     assert occlusion_figure(to_display(image), maps, str(path), class_names=["plain", "green square"]) == str(path)
     assert path.read_bytes().startswith(b"\x89PNG")
     assert [p.name for p in tmp_path.iterdir()] == ["occlusion.png"]
+
+
+def _panel(fig, letter):
+    return next(ax for ax in fig.axes if ax.get_title().startswith(f"({letter})"))
+
+
+def test_panel_c_is_the_deconv_projection_of_the_strongest_map(model):
+    """Fig. 6 (c) projects (b)'s map, the strongest in total, though another map holds the
+    largest single activation (the deconvnet's own default)."""
+    from kzoo.visualize.deconv import Deconvnet
+    from kzoo.visualize.occlusion import occlusion_plot, strongest_map_projection
+
+    image = np.random.default_rng(3).uniform(0, 1, (32, 32, 3)).astype(np.float32)
+    image[REGION, REGION, 1] = 3.0
+    image[25, 5, 0] = 100.0  # map 0 (red): the largest single activation, 100
+    relu = np.maximum(image @ KERNEL, 0)
+    assert relu.sum(axis=(0, 1)).argmax() == 1 and relu.max(axis=(0, 1)).argmax() == 0  # numpy reference
+
+    maps = occlusion_maps(model, image, label=1, size=8, stride=8)
+    assert (maps["layer"], maps["feature_map"]) == ("relu1", 1)
+    maps.update(strongest_map_projection(model, image, maps))
+    direct = Deconvnet(model)  # an independent call, the map named
+    expected, units, _ = direct.project(image[None], "relu1", feature_map=1)
+    np.testing.assert_array_equal(maps["projection"], expected[0])
+    assert maps["projected_unit"] == tuple(units[0]) and units[0][2] == 1
+    # 1x1 conv, ReLU: the projection is the green map's weights at its strongest pixel only.
+    y, x = np.unravel_index(relu[..., 1].argmax(), (32, 32))
+    reference = np.zeros_like(image)
+    reference[y, x] = KERNEL[:, 1] * relu[y, x, 1]
+    np.testing.assert_allclose(maps["projection"], reference, atol=1e-5)
+    default, _, _ = direct.project(image[None], "relu1")  # map 0: what (c) must not show
+    assert not np.allclose(default[0], expected[0])
+
+    fig = occlusion_plot(to_display(image), maps)
+    assert [ax.get_title()[:3] for ax in fig.axes[:5]] == ["(a)", "(b)", "(c)", "(d)", "(e)"]
+    np.testing.assert_allclose(_panel(fig, "c").images[0].get_array(), to_display(expected[0]), atol=1e-6)
+    assert _panel(fig, "c").get_title() == f"(c) map 1 at {(int(y), int(x))}, projected"
+
+
+def test_panel_c_through_pooling_and_the_cli(tmp_path, monkeypatch):
+    """A small ZFNet-like net (conv, ReLU, max-pool, conv, ReLU): (c) equals the deconvnet's
+    projection of the map whose total is largest; the CLI draws it for every image."""
+    from kzoo.visualize import occlusion
+    from kzoo.visualize.deconv import Deconvnet
+    from kzoo.visualize.run import main
+
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.ReLU(name="relu1")(keras.layers.Conv2D(4, 3, name="conv1")(inputs))
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.ReLU(name="relu2")(keras.layers.Conv2D(6, 3, name="conv2")(x))
+    net = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(x)))
+    image = np.random.default_rng(5).normal(size=(24, 24, 3)).astype(np.float32)
+    maps = occlusion.occlusion_maps(net, image, label=0, size=6, stride=6)
+    totals = keras.Model(inputs, net.get_layer("relu2").output).predict(image[None], verbose=0)[0].sum(axis=(0, 1))
+    assert maps["feature_map"] == int(totals.argmax())
+    maps.update(occlusion.strongest_map_projection(net, image, maps))
+    expected = Deconvnet(net).project(image[None], "relu2", feature_map=int(totals.argmax()))[0][0]
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(maps["projection"], expected, atol=1e-6)
+
+    drawn = []
+    real_save = occlusion.save_figure
+    monkeypatch.setattr(occlusion, "save_figure", lambda fig, path: drawn.append(fig) or real_save(fig, path))
+    assert main(["occlusion", "--model", "resnet20", "--classes", "10", "--limit", "2", "--size", "16",
+                 "--stride", "16", "--out", str(tmp_path)]) == 0
+    assert len(drawn) == 2 and all(_panel(fig, "c").images for fig in drawn)

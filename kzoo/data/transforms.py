@@ -7,7 +7,7 @@ sees exactly the images an uninterrupted one would.
 
 import tensorflow as tf
 
-from kzoo.preprocessing import Preprocess  # noqa: F401  (the record these maps read)
+from kzoo.preprocessing import Preprocess, crop_origins  # noqa: F401  (Preprocess: the record these maps read)
 
 
 def resize_shorter(image, size):
@@ -108,6 +108,16 @@ def scaled_crop(image, shorter, crop, seeds):
     return tf.cast(quantize(out), tf.uint8)
 
 
+def fixed_crop_origin(height, width, size, seed):
+    """ZFNet §3's training sub-crop: the (top, left) of one of `crop_origins`' 5 windows (the
+    corners and the centre), drawn uniformly from `seed`. With train_map's random flip, one of
+    the ten views evaluation takes (kzoo.preprocessing.ten_crops), each with probability 1/10."""
+    windows = crop_origins(height, width, size)
+    k = tf.random.stateless_uniform([], seed, 0, len(windows), tf.int32)
+    origin = tf.gather(tf.stack([tf.stack([top, left]) for top, left in windows]), k)
+    return origin[0], origin[1]
+
+
 def train_map(p, stats):
     """(image, label, seed[2]) -> (augmented float image, label)."""
     eigvals = tf.constant(stats["eigvals"], tf.float32)
@@ -116,7 +126,7 @@ def train_map(p, stats):
     @tf.autograph.experimental.do_not_convert  # converting took ~0.5 s of every epoch's pipeline
     def fn(image, label, seed):
         seeds = tf.random.experimental.stateless_split(seed, 5)
-        if isinstance(p.resize, tuple) and not (p.pad or p.center):
+        if isinstance(p.resize, tuple) and not (p.pad or p.center) and p.crops == "random":
             shorter = tf.random.stateless_uniform([], seeds[0], p.resize[0], p.resize[1] + 1, tf.int32)
             crop = _mean_free(scaled_crop(image, shorter, p.crop, seeds), p, stats)
         else:
@@ -127,8 +137,11 @@ def train_map(p, stats):
             if p.pad:  # zeros around the mean-free image
                 image = tf.pad(_mean_free(image, p, stats), [(p.pad, p.pad), (p.pad, p.pad), (0, 0)])
             h, w = tf.shape(image)[0], tf.shape(image)[1]
-            top = tf.random.stateless_uniform([], seeds[1], 0, h - p.crop + 1, tf.int32)
-            left = tf.random.stateless_uniform([], seeds[2], 0, w - p.crop + 1, tf.int32)
+            if p.crops == "ten":
+                top, left = fixed_crop_origin(h, w, p.crop, seeds[1])
+            else:
+                top = tf.random.stateless_uniform([], seeds[1], 0, h - p.crop + 1, tf.int32)
+                left = tf.random.stateless_uniform([], seeds[2], 0, w - p.crop + 1, tf.int32)
             crop = image[top : top + p.crop, left : left + p.crop]
             if not p.pad:
                 crop = _mean_free(crop, p, stats, (top, left))

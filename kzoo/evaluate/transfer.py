@@ -6,6 +6,7 @@ fold and epoch, so the softmax trains in seconds. Images are seen as the model w
 validated (kzoo.load's centre view: its preprocessing and mean).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from kzoo.data.caltech import mean_per_class_accuracy, protocol_folds
 from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
-from kzoo.visualize.common import hidden_layer
+from kzoo.visualize.common import figure, hidden_layer, save_figure
 from kzoo.weights.record import save_weights_atomic
 
 
@@ -224,6 +225,55 @@ def write_results(run_dir, results, table):
         json.dump(results, f, indent=2)
     with atomic_write(os.path.join(run_dir, "results.md")) as f:
         f.write(table)
+
+
+CURVE = "curve.png"  # ZFNet Fig. 7, in the results folder
+
+
+def curve_figure(results, paper=None):
+    """ZFNet Fig. 7 (arXiv text: Fig. 9): mean per-class accuracy (%) against training images
+    per class, a line per method of `results` (run_protocol's): the mean over folds, ± their std
+    as error bars. `paper` (a kzoo.data.caltech.DATASETS entry's) adds the paper's points in the
+    colour of the method they compare with, dotted with open squares: pretrained beside the §5.2
+    softmax, from scratch beside `from scratch` when that ran. Returns the figure."""
+    fig, axes = figure(size=5.0)
+    ax = axes[0, 0]
+    methods = {}
+    for row in results["rows"]:
+        methods.setdefault(row["method"], []).append(row)
+    colours = {}
+    for method, rows in methods.items():
+        rows = sorted(rows, key=lambda r: r["per_class"])
+        bars = ax.errorbar([r["per_class"] for r in rows], [100 * r["accuracy_mean"] for r in rows],
+                           yerr=[100 * r["accuracy_std"] for r in rows], marker="o", capsize=3, label=method)
+        colours[method] = bars.lines[0].get_color()
+    compared = (("pretrained", f"softmax({results['layer']})"), ("scratch", "from scratch"))
+    for key, method in compared if paper else ():
+        if method in methods:
+            n, accuracy, std = zip(*paper[key])
+            ax.errorbar(n, accuracy, yerr=[np.nan if s is None else s for s in std], color=colours[method],
+                        marker="s", fillstyle="none", linestyle=":", capsize=3,
+                        label=f"paper, {'pretrained' if key == 'pretrained' else 'from scratch'} "
+                              f"(ZFNet {paper['table']})")
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("mean per-class accuracy (%)")
+    ax.set_title(f"{results['dataset']}: mean ± std over {results['folds']} folds", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def write_curve(run_dir, results, paper=None):
+    """RUN/curve.png (`curve_figure`, written atomically) when `results` holds several training
+    sizes; returns its path. One size is a point, not a curve: nothing is drawn (results.md has
+    the number), a curve an earlier run left in `run_dir` is removed (it would show numbers
+    results.json no longer holds), and None is returned."""
+    path = os.path.join(run_dir, CURVE)
+    if len({row["per_class"] for row in results["rows"]}) < 2:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        return None
+    return save_figure(curve_figure(results, paper), path)
 
 
 def results_table(results):

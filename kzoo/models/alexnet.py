@@ -16,6 +16,8 @@ Differences from the paper:
   `kzoo.layers.LocalResponseNormalization` for the cuda-convnet/Caffe switch.
 - The FC layers are `Dense` on the flattened pool5 map; the classifier's
   softmax is `classifier_activation`.
+- `activation="tanh"` is this net with tanh units (relu1..relu7 keep their names);
+  Fig. 1 compares the units on a four-layer CIFAR-10 net the paper does not print.
 """
 
 import dataclasses
@@ -74,14 +76,14 @@ def alexnet_rows(towers=2, lrn=True, overlapping_pool=True, init="paper", one_to
 
 
 def _alexnet(inputs, head, towers, lrn, overlapping_pool, init, tower_devices, one_tower, remove_layers, fc_units,
-             conv_maps, lrn_convention):
+             conv_maps, lrn_convention, activation):
     if lrn_convention not in LRN_CONVENTIONS:
         raise ValueError(f"alexnet: `lrn_convention` must be one of {tuple(LRN_CONVENTIONS)}; got {lrn_convention!r}.")
     rows = alexnet_rows(towers, lrn, overlapping_pool, init, one_tower)
     fcs = FCS if init == "paper" else [dataclasses.replace(r, bias=CAFFE_BIAS, std=CAFFE_FC_STD) for r in FCS]
     rows, fcs = resize_rows(rows, fcs, remove_layers, fc_units, conv_maps, where="alexnet")
     return build_stack(inputs, head, rows, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN_CONVENTIONS[lrn_convention],
-                       tower_devices=tower_devices)
+                       tower_devices=tower_devices, activation=activation, where="alexnet")
 
 
 alexnet = variant(
@@ -92,7 +94,7 @@ alexnet = variant(
     default_size=224,
     min_size=64,
     options=dict(towers=2, lrn=True, overlapping_pool=True, init="paper", tower_devices=None, one_tower="half",
-                 remove_layers=(), fc_units=None, conv_maps=None, lrn_convention="paper"),
+                 remove_layers=(), fc_units=None, conv_maps=None, lrn_convention="paper", activation="relu"),
     expected=Expected(
         params=60_965_224,
         sizes={"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13, "conv4": 13,
@@ -115,7 +117,9 @@ alexnet = variant(
             (all kernels on one device: ZFNet's "AlexNet replication, 1 convnet").
         lrn_convention: "paper" (k=2, alpha as printed) or "caffe" (bvlc_alexnet:
             k=1, alpha divided by n), for weights converted from Caffe.
-    Size ablations (ZFNet Table 3, §7): remove_layers (e.g. (3, 4) or (6, 7)),
+        activation: "relu" (§3.1) or "tanh" (Fig. 1's saturating units), after
+            every conv and hidden FC layer; the layers keep the names relu1..relu7.
+    Size ablations (ZFNet Table 2, AlexNet §7): remove_layers (e.g. (3, 4) or (6, 7)),
         fc_units (fc6/fc7 width, paper 4096), conv_maps (conv3-5 filters).
 """,
 )

@@ -3,6 +3,11 @@
 AlexNet, ZFNet and OverFeat (and every ablation of them) are lists of `Conv`
 and `FC` rows; `build_stack` turns any list into a flat functional graph whose
 layer names are the papers' (conv1, relu1, lrn1, pool1, ..., fc6, relu6, drop6).
+
+`activation="tanh"` (AlexNet Fig. 1's saturating comparison net) swaps every conv and
+hidden FC ReLU for tanh; those layers keep their names relu1, relu2, ...: the names are
+addresses (feature extraction, per-layer transfer, ablations), so one name reaches the
+same place in a ReLU and a tanh net (a `ReLU` layer in one, an `Activation("tanh")` in the other).
 """
 
 import dataclasses
@@ -41,8 +46,25 @@ class FC:
     std: float = None  # weight init std; None: the net's `init_std`
 
 
+ACTIVATIONS = ("relu", "tanh")  # AlexNet §3.1, Fig. 1: the ReLU and the saturating unit it replaced
+
+
+def check_activation(activation, where):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{where}: `activation` must be one of {ACTIVATIONS} (AlexNet §3.1, Fig. 1); "
+                         f"got {activation!r}.")
+    return activation
+
+
+def _activation(x, activation, i):
+    # Named relu{i} whatever the function: the layer's address (see the module docstring).
+    if activation == "relu":
+        return keras.layers.ReLU(name=f"relu{i}")(x)
+    return keras.layers.Activation(activation, name=f"relu{i}")(x)
+
+
 def resize_rows(convs, fcs, remove_layers=(), fc_units=None, conv_maps=None, where="convnet"):
-    """The size ablations of ZFNet Table 3 and AlexNet §7 as new rows: drop layers by
+    """The size ablations of ZFNet Table 2 and AlexNet §7 as new rows: drop layers by
     number (3, 4 = conv3, conv4; 6, 7 = fc6, fc7), set the hidden FC width, set the
     filters of conv3, conv4, conv5. A removed conv's pooling moves to the layer below."""
     convs, fcs = list(convs), list(fcs)
@@ -83,7 +105,7 @@ def _suffix(name):
     return name[len("conv"):] if name.startswith("conv") else name[len("fc"):]
 
 
-def _conv_block(x, row, kernel_init, constraint, lrn_kwargs, devices):
+def _conv_block(x, row, kernel_init, constraint, lrn_kwargs, devices, activation):
     i = _suffix(row.name)
     if row.pad == "ceil":
         x = CeilPadding2D(row.kernel, row.stride, name=f"{row.name}_pad")(x)
@@ -107,7 +129,7 @@ def _conv_block(x, row, kernel_init, constraint, lrn_kwargs, devices):
         x = TowerConv2D(row.filters, row.kernel, towers=row.towers, devices=devices, **common)(x)
     else:
         x = keras.layers.Conv2D(row.filters, row.kernel, **common)(x)
-    x = keras.layers.ReLU(name=f"relu{i}")(x)
+    x = _activation(x, activation, i)
     if row.norm == "before_pool":
         x = LocalResponseNormalization(**lrn_kwargs, name=f"lrn{i}")(x)
     if row.pool is not None:
@@ -121,17 +143,19 @@ def _conv_block(x, row, kernel_init, constraint, lrn_kwargs, devices):
 
 
 def build_stack(x, head, convs, fcs, classifier, *, init_std=0.01, classifier_bias=0.0,
-                filter_constraint=None, lrn_kwargs=None, tower_devices=None):
-    """conv rows -> (flatten -> fc rows -> classifier `classifier`) or the head's pooling."""
+                filter_constraint=None, lrn_kwargs=None, tower_devices=None, activation="relu", where="convnet"):
+    """conv rows -> (flatten -> fc rows -> classifier `classifier`) or the head's pooling.
+    `activation` ("relu" or "tanh") follows every conv and hidden FC layer, not the classifier."""
+    check_activation(activation, where)
     def kernel_init(std=init_std):
         # One instance per layer: an unseeded Keras initializer repeats the same draws on
         # every call, so a shared one would start every kernel as a prefix of one stream.
         return keras.initializers.RandomNormal(stddev=std)
 
     for row in convs:
-        x = _conv_block(x, row, kernel_init(), filter_constraint, lrn_kwargs or {}, tower_devices)
+        x = _conv_block(x, row, kernel_init(), filter_constraint, lrn_kwargs or {}, tower_devices, activation)
 
-    def top(x, classes, activation):
+    def top(x, classes, classifier_activation):
         x = keras.layers.Flatten(name="flatten")(x)
         for row in fcs:
             i = _suffix(row.name)
@@ -141,12 +165,12 @@ def build_stack(x, head, convs, fcs, classifier, *, init_std=0.01, classifier_bi
                 bias_initializer=keras.initializers.Constant(row.bias),
                 name=row.name,
             )(x)
-            x = keras.layers.ReLU(name=f"relu{i}")(x)
+            x = _activation(x, activation, i)
             if row.dropout:
                 x = keras.layers.Dropout(row.dropout, name=f"drop{i}")(x)
         return keras.layers.Dense(
             classes,
-            activation=activation,
+            activation=classifier_activation,
             kernel_initializer=kernel_init(),
             bias_initializer=keras.initializers.Constant(classifier_bias),
             name=classifier,

@@ -38,12 +38,16 @@ ACCURATE = (  # Table 3: 221x221 input
 ACCURATE_FCS = (FC("fc7", 4096), FC("fc8", 4096))
 
 
-def _overfeat(inputs, head, convs, fcs, classifier):
-    return build_stack(inputs, head, convs, fcs, classifier, init_std=INIT_STD)
+def _overfeat(inputs, head, convs, fcs, classifier, where, activation):
+    return build_stack(inputs, head, convs, fcs, classifier, init_std=INIT_STD, activation=activation, where=where)
 
 
 OPTIONS_DOC = """
     The classifier is named fc{n}. Layer names follow Table {table}.
+
+    Paper options:
+        activation: "relu" (the paper) or "tanh" (AlexNet Fig. 1's comparison),
+            after every conv and hidden FC layer; the layers keep the names relu1, ...
 """
 
 overfeat_fast = variant(
@@ -53,10 +57,11 @@ overfeat_fast = variant(
     section="§3, Table 1",
     default_size=231,
     min_size=71,
-    options={},
+    options=dict(activation="relu"),
     convs=FAST,
     fcs=FAST_FCS,
     classifier="fc8",
+    where="overfeat_fast",
     expected=Expected(
         params=145_920_872,
         sizes={"input": 231, "conv2": 24, "pool2": 12, "conv3": 12, "conv4": 12, "pool5": 6,
@@ -74,10 +79,11 @@ overfeat_accurate = variant(
     section="§3, Table 3",
     default_size=221,
     min_size=77,
-    options={},
+    options=dict(activation="relu"),
     convs=ACCURATE,
     fcs=ACCURATE_FCS,
     classifier="fc9",
+    where="overfeat_accurate",
     expected=Expected(
         params=144_656_488,
         sizes={"input": 221, "pool1": 36, "pool2": 15, "conv3": 15, "conv4": 15, "conv5": 15,

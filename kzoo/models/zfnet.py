@@ -8,6 +8,8 @@ Differences from the paper:
 - "Contrast normalization across feature maps" has no constants in the paper:
   AlexNet's LRN (n=5, k=2, alpha=1e-4, beta=0.75), after pooling as in Fig. 3.
 - conv3-conv5 are dense (single GPU), fc6/fc7 have dropout 0.5.
+- §3's "all weights are initialized to 10^-2" is read as N(0, 0.01) (AlexNet's
+  INIT_STD), not a constant; biases start at 0 in every layer, as §3 says.
 - Filter renormalization (RMS radius 0.1, §3) is a kernel constraint on every
   conv layer; `filter_radius=None` removes it.
 """
@@ -29,13 +31,13 @@ CONVS = (
 )
 
 
-def _zfnet(inputs, head, filter_radius, remove_layers, fc_units, conv_maps):
+def _zfnet(inputs, head, filter_radius, remove_layers, fc_units, conv_maps, activation):
     constraint = None if filter_radius is None else FilterRMSNorm(filter_radius)
     # §3: biases initialised to 0 (unlike AlexNet's 1s).
     fcs = [type(row)(row.name, row.units, bias=0.0, dropout=row.dropout) for row in FCS]
     convs, fcs = resize_rows(CONVS, fcs, remove_layers, fc_units, conv_maps, where="zfnet")
     return build_stack(inputs, head, convs, fcs, "fc8", init_std=INIT_STD, lrn_kwargs=LRN,
-                       filter_constraint=constraint)
+                       filter_constraint=constraint, activation=activation, where="zfnet")
 
 
 zfnet = variant(
@@ -45,7 +47,7 @@ zfnet = variant(
     section="§3, Fig. 3",
     default_size=224,
     min_size=47,
-    options=dict(filter_radius=0.1, remove_layers=(), fc_units=None, conv_maps=None),
+    options=dict(filter_radius=0.1, remove_layers=(), fc_units=None, conv_maps=None, activation="relu"),
     expected=Expected(
         params=62_357_608,
         sizes={"conv1": 110, "pool1": 55, "conv2": 26, "pool2": 13, "conv3": 13, "conv4": 13,
@@ -56,7 +58,10 @@ zfnet = variant(
     Paper options:
         filter_radius: renormalize any conv filter whose RMS exceeds this
             radius after each update (§3: 0.1); None disables it.
-    Size ablations (Table 3): remove_layers (e.g. (3, 4), (6, 7)), fc_units
-        (fc6/fc7 width, paper 4096), conv_maps (conv3-5 filters, e.g. (512, 1024, 512)).
+        activation: "relu" (the paper) or "tanh" (AlexNet Fig. 1's comparison),
+            after every conv and hidden FC layer; the layers keep the names relu1..relu7.
+    Size ablations (Table 2; the arXiv text's Table 3): remove_layers (e.g. (3, 4),
+        (6, 7)), fc_units (fc6/fc7 width, paper 4096), conv_maps (conv3-5 filters,
+        e.g. (512, 1024, 512)).
 """,
 )

@@ -4,6 +4,7 @@
     python -m kzoo.recipes.caltech101 --run-dir runs/zfnet-zfnet-imagenet2012 --data-dir DIR --per-layer svm
     python -m kzoo.recipes.caltech256 --model alexnet --weights W.weights.h5 --data-dir DIR --from-scratch
     python -m kzoo.recipes.caltech256 ... --data-dir DIR --exclude overlap.csv   # §5.2: without ImageNet's copies
+    python -m kzoo.recipes.caltech256 ... --per-class 1 2 3 5 10 15 20 25 30 45 60  # Fig. 7: OUT/curve.png
 """
 
 import argparse
@@ -31,7 +32,8 @@ def build_parser(dataset):
                         f"{spec['folder']} folder): `python -m kzoo.data.overlap --out` (§5.2's images found in "
                         "ImageNet), or one path a line")
     parser.add_argument("--per-class", type=positive_int, nargs="+", default=list(spec["per_class"]),
-                        help=f"training images per class (default: {' '.join(map(str, spec['per_class']))})")
+                        help=f"training images per class (default: {' '.join(map(str, spec['per_class']))}); "
+                             f"several sizes also draw Fig. 7, accuracy against them, in OUT/curve.png")
     parser.add_argument("--test-max", type=positive_int, default=spec["test_max"],
                         help=f"test images per class at most (default {spec['test_max']})")
     parser.add_argument("--folds", type=positive_int, default=5, help="random train/test folds (default 5)")
@@ -69,7 +71,8 @@ def run(dataset, args):
         trained, collection, args.per_class, args.test_max, args.folds, args.seed, args.layer, args.C, out, identity,
         args.per_layer, scratch_fn, args.scratch_epochs)
     print(kzoo.evaluate.transfer.results_table(results))
-    print(f"Results: {out}/results.json, {out}/results.md")
+    curve = kzoo.evaluate.transfer.write_curve(out, results, DATASETS[dataset]["paper"])  # Fig. 7: several sizes
+    print(f"Results: {out}/results.json, {out}/results.md" + (f", {curve}" if curve else ""))
     return results
 
 

@@ -16,11 +16,13 @@ from typing import Callable
 
 import kzoo
 from kzoo import registry
-from kzoo.preprocessing import Preprocess
-from kzoo.utils.cli import (add_verbose_flag, check_choice, check_input_size, check_model_options, model_option,
-                            non_negative_int, positive_int, quiet_tensorflow)
+from kzoo.preprocessing import CROPS, Preprocess
+from kzoo.utils.cli import (add_verbose_flag, check_choice, check_input_size, check_model_options, float_between,
+                            model_option, non_negative_float, non_negative_int, positive_int, quiet_tensorflow)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
+LOG_EVERY = 100  # steps.csv: a row every 100 steps (ResNet's CIFAR runs: 640 points over 64k iterations)
+DEMO_LOG_EVERY = 5  # the demo's epochs are ~22 steps: a few points each
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -61,9 +63,13 @@ class Run:
     epochs: int = None
     batch_size: int = None
     input_size: int = None
+    pca_std: float = None  # AlexNet §4.1's colour noise; None: the recipe's own (Preprocess.pca)
+    crops: str = None  # training crops, "random" or ZFNet §3's "ten"; None: the recipe's own (Preprocess.crops)
     strategy: str = "default"
     seed: int = 0
     checkpoint_every: int = 0
+    log_every: int = None  # None: LOG_EVERY, or DEMO_LOG_EVERY on the built-in data
+    target_error: float = 0.25
     steps_per_epoch: int = None
     xla: bool = False
     mixed_precision: bool = False
@@ -73,9 +79,14 @@ class Run:
     def __post_init__(self):
         for name, rule in (("epochs", positive_int), ("batch_size", positive_int), ("input_size", positive_int),
                            ("steps_per_epoch", positive_int), ("seed", non_negative_int),
-                           ("checkpoint_every", non_negative_int)):
-            if getattr(self, name) is not None or name in ("seed", "checkpoint_every"):
+                           ("checkpoint_every", non_negative_int), ("log_every", non_negative_int),
+                           ("target_error", float_between(0, 1))):
+            if getattr(self, name) is not None or name in ("seed", "checkpoint_every", "target_error"):
                 object.__setattr__(self, name, rule.check(getattr(self, name), _flag(name)))
+        if self.pca_std is not None:
+            object.__setattr__(self, "pca_std", non_negative_float.check(self.pca_std, "--pca-std"))
+        if self.crops is not None:
+            check_choice(self.crops, CROPS, "--crops")
         for name in ("download", "xla", "mixed_precision", "evolution", "smoke"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"argument {_flag(name)}: expected True or False, got {getattr(self, name)!r}")
@@ -113,8 +124,9 @@ def run_from_args(recipe, args):
     return Run(model=name, options={**options, **dict(args.option)}, **fields)
 
 
-def describe(recipe, model_name, options=None):
-    p = recipe.preprocess
+def describe(recipe, model_name, options=None, pca_std=None, crops=None):
+    p = recipe.preprocess if pca_std is None else dataclasses.replace(recipe.preprocess, pca=pca_std)
+    p = p if crops is None else dataclasses.replace(p, crops=crops)
     rows = [
         ("model", model_name + (f" ({', '.join(f'{k}={v!r}' for k, v in options.items())})" if options else "")),
         ("batch size", recipe.batch_size),
@@ -123,7 +135,9 @@ def describe(recipe, model_name, options=None):
         ("momentum", recipe.momentum),
         ("weight decay (coupled L2)", f"{recipe.weight_decay:g}" + ("" if recipe.decay_biases else ", not on biases")),
         ("preprocessing", f"shorter side {p.resize}" + (f", centre {p.center}" if p.center else "")
-         + (f", pad {p.pad}" if p.pad else "") + f", random {p.crop} crops" + (", flips" if p.flip else "")
+         + (f", pad {p.pad}" if p.pad else "")
+         + (f", random {p.crop} crops" if p.crops == "random" else f", {p.crop} corner and centre crops (ten)")
+         + (", flips" if p.flip else "")
          + (f", PCA colour noise std {p.pca}" if p.pca else "") + f", {p.mean} mean subtracted"),
     ]
     lines = [f"{recipe.name} recipe ({recipe.paper})"]
@@ -151,6 +165,14 @@ def build_parser(recipe):
     data.add_argument("--data-dir", help="tfds data_dir for --dataset, or a folder of class sub-folders "
                       "(optionally train/ and val/) when --dataset is not given")
     data.add_argument("--download", action="store_true", help="let tfds download and prepare --dataset")
+    data.add_argument("--pca-std", type=non_negative_float, metavar="S",
+                      help=f"std of AlexNet §4.1's PCA colour noise, 0 for none (default: the recipe's, "
+                           f"{recipe.preprocess.pca:g}); recorded in the run's config")
+    data.add_argument("--crops", choices=CROPS,
+                      help=f"where training crops are cut: anywhere (random), or ZFNet §3's ten fixed sub-crops "
+                           f"(ten: the 4 corners and the centre, with flips; one at random per image and pass) "
+                           f"(default: the recipe's, {recipe.preprocess.crops}); recorded in the run's config, "
+                           f"and a run resumes only with the crops it started with")
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", help="where checkpoints, logs and curves go; rerunning the same "
                      "command resumes there (default runs/<recipe>-<model>-<dataset>)")
@@ -165,6 +187,12 @@ def build_parser(recipe):
     run.add_argument("--seed", type=non_negative_int, default=0, help="seed for initialization, shuffling, augmentation")
     run.add_argument("--checkpoint-every", type=non_negative_int, default=0,
                      help="also checkpoint every N steps (0: at epoch ends only)")
+    run.add_argument("--log-every", type=non_negative_int,
+                     help=f"write the training error over the last N steps to RUN/steps.csv every N steps "
+                          f"(default {LOG_EVERY}; {DEMO_LOG_EVERY} on the built-in digits; 0: off)")
+    run.add_argument("--target-error", type=float_between(0, 1), default=0.25,
+                     help="metrics.json's first_step_below: the first step and epoch whose training error is "
+                          "below this (default 0.25, AlexNet's Fig. 1)")
     run.add_argument("--steps-per-epoch", type=positive_int, help="limit each epoch to N steps")
     run.add_argument("--xla", action="store_true", help="compile the train step with XLA")
     run.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
@@ -209,6 +237,7 @@ def train_recipe(recipe, run, source=None):
               f"{_given(run.input_size, recipe.demo_crop)}px"
               + (f", with {recipe.demo_options}" if recipe.demo_options else "") + ". " + paper_data_hint(recipe))
     config = recipe_config(recipe, run, source)
+    _check_resumed_pca(config)
     run_dir = config.run_dir
     callbacks = []
     if run.evolution:
@@ -229,6 +258,10 @@ def recipe_config(recipe, run, source):
     demo = source.builtin
     options = {**recipe.demo_options, **run.options} if demo else run.options
     preprocess = recipe_preprocess(recipe, run.model, demo, run.input_size)
+    if run.pca_std is not None:
+        preprocess = dataclasses.replace(preprocess, pca=run.pca_std)
+    if run.crops is not None:
+        preprocess = dataclasses.replace(preprocess, crops=run.crops)
     limits = SMOKE if run.smoke else {}
     batch = _given(run.batch_size, limits.get("batch_size"), recipe.demo_batch if demo else recipe.batch_size)
     epochs = _given(run.epochs, limits.get("epochs"), recipe.demo_epochs if demo else recipe.epochs)
@@ -249,9 +282,23 @@ def recipe_config(recipe, run, source):
         steps_per_epoch=_given(run.steps_per_epoch, limits.get("steps_per_epoch")),
         val_steps=limits.get("val_steps"),
         checkpoint_every=run.checkpoint_every,
+        log_every=_given(run.log_every, DEMO_LOG_EVERY if demo else LOG_EVERY),
+        target_error=run.target_error,
         xla=run.xla,
         mixed_precision=run.mixed_precision,
     )
+
+
+def _check_resumed_pca(config):
+    """The colour noise is not part of a run's identity (runs started before --pca-std resume
+    as they are), but a resumed run keeps the noise its config.json records."""
+    path = os.path.join(config.run_dir, "config.json")
+    previous = kzoo.train.checkpoints.read_json(path) if os.path.isfile(path) else None  # else the engine says why
+    pca = ((previous or {}).get("config") or {}).get("preprocess", {}).get("pca")
+    if pca is not None and pca != config.preprocess.pca:
+        raise ValueError(f"run directory {config.run_dir!r} trains with --pca-std {pca:g} (its config.json); this "
+                         f"command gives {config.preprocess.pca:g}. Rerun with --pca-std {pca:g} to resume it, "
+                         f"or pick a new --run-dir.")
 
 
 def paper_data_hint(recipe):
@@ -266,7 +313,7 @@ def main(recipe, argv=None):
     try:
         run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
         if args.print_schedule:
-            print(describe(recipe, run.model, run.options))
+            print(describe(recipe, run.model, run.options, run.pca_std, run.crops))
             return 0
         train_recipe(recipe, run)
     except (ValueError, FileNotFoundError) as err:

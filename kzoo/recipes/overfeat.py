@@ -14,12 +14,7 @@ With --detect, §4.6: a classifier with a background class trained on windows of
 import os
 import sys
 
-import keras
-
 import kzoo
-from kzoo.data.scenes import Scenes, builtin_scenes, folder_scenes
-from kzoo.evaluate import detect
-from kzoo.evaluate.transfer import write_results
 from kzoo.preprocessing import Preprocess
 from kzoo.recipes.common import Recipe, build_parser, run_dir_for, run_from_args, train_recipe
 from kzoo.recipes.common import main as train_main
@@ -69,8 +64,9 @@ DETECTION_FLAGS = (("--negatives", "negatives"), ("--rounds", "rounds"), ("--har
 NOT_FOR_DETECTION = (("--dataset", "dataset"), ("--download", "download"), ("--strategy", "strategy"),
                      ("--checkpoint-every", "checkpoint_every"), ("--steps-per-epoch", "steps_per_epoch"),
                      ("--xla", "xla"), ("--mixed-precision", "mixed_precision"), ("--evolution", "evolution"),
-                     ("--print-schedule", "print_schedule"), ("--option", "option"))
-DETECTION_DEFAULTS = {"epochs": 15, "batch_size": 32, "scenes": (300, 100), "merge_threshold": 0.7}
+                     ("--print-schedule", "print_schedule"), ("--option", "option"), ("--pca-std", "pca_std"),
+                     ("--crops", "crops"), ("--log-every", "log_every"), ("--target-error", "target_error"))
+DETECTION_DEFAULTS = {"epochs": 10, "batch_size": 32, "scenes": (80, 30), "merge_threshold": 0.7}
 SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (12, 6), "hard_negatives": 10}
 
 
@@ -111,6 +107,12 @@ def _say(flags, what, fix):
 
 def detect_main(parser, args):
     """--detect: train the detector on the scenes, save it and its metrics in RUN/detection."""
+    import keras  # here: --help loads neither Keras nor TensorFlow
+
+    from kzoo.data.scenes import Scenes, builtin_scenes, folder_scenes
+    from kzoo.evaluate import detect
+    from kzoo.evaluate.transfer import write_results
+
     refused = _given(parser, args, NOT_FOR_DETECTION)
     if args.localize:
         parser.error("--localize and --detect are two tasks; give one.")

@@ -1,7 +1,8 @@
 """ZFNet's training (Zeiler & Fergus 2013, §3): `python -m kzoo.recipes.zfnet`.
 
 Filter renormalization (RMS radius 0.1) is part of the model (`filter_radius`)
-and runs after every update.
+and runs after every update. Training crops are random (AlexNet's scheme, the default of
+every recipe); `--crops ten` takes §3's ten fixed sub-crops (corners + centre, flipped or not).
 """
 
 from kzoo.preprocessing import Preprocess
@@ -30,7 +31,7 @@ RECIPE = Recipe(
         "learning rate": "§3: annealed by hand on plateau; here /10 after 3 epochs without gain",
         "momentum": "§3",
         "weight decay": "§3 states none",
-        "preprocessing": "§3",
+        "preprocessing": "§3 (its ten fixed crops: --crops ten)",
     },
     demo_crop=64,
 )

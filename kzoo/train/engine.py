@@ -55,6 +55,8 @@ class TrainConfig:
     steps_per_epoch: int = None  # None: the whole training set
     val_steps: int = None  # None: the whole validation set
     checkpoint_every: int = 0  # also every N steps (0: at epoch ends only)
+    log_every: int = 100  # a row of RUN/steps.csv every N steps (0: none)
+    target_error: float = 0.25  # metrics' first_step_below: training error below this (AlexNet Fig. 1)
     xla: bool = False
     mixed_precision: bool = False
     deterministic: bool = True
@@ -68,7 +70,9 @@ class TrainConfig:
     def identity(self):
         """What must match for a run directory to be resumed by this config."""
         return {"model": self.model, "model_options": self.model_options,
-                "crop": self.preprocess.crop, "seed": self.seed, "batch_size": self.batch_size}
+                "crop": self.preprocess.crop, "seed": self.seed, "batch_size": self.batch_size,
+                # ZFNet's fixed ten crops change the images a run sees; random-crop runs keep their old identity
+                **({"crops": self.preprocess.crops} if self.preprocess.crops != "random" else {})}
 
 
 def _identity_json(config):
@@ -320,6 +324,8 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
         mixed_precision=config.mixed_precision, xla=config.xla)
 
     log = runlog.RunLog(config.run_dir, enabled=is_chief())
+    step_log = runlog.StepLog(config.run_dir, config.log_every, enabled=is_chief())
+    step_log.resume(state["step"], state.get("step_sums"))
     callbacks = list(callbacks) if is_chief() else []
     for callback in callbacks:
         callback.set_model(model)
@@ -331,7 +337,11 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
         # The epoch's running sums travel with the checkpoint, so a resumed epoch logs all its batches.
         return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "steps_in_epoch": steps,
                 "steps_per_epoch_flag": config.steps_per_epoch, "epoch_sums": sums, "history": history,
-                "schedule": config.schedule.state()}
+                "step_sums": step_log.sums, "schedule": config.schedule.state()}
+
+    def save(batch_in_epoch, sums):
+        step_log.sync()  # the rows this checkpoint counts are on disk first
+        ckpt.save(loop_state(batch_in_epoch, sums))
 
     while epoch < config.epochs and not config.schedule.stop(int(step * lr_scale), epoch):
         start = state["batch_in_epoch"] if state["epoch"] == epoch else 0
@@ -361,10 +371,11 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
                 )
             step += 1
             loss_sum, wrong_sum, seen = loss_sum + batch_loss, wrong_sum + batch_wrong, seen + global_batch
+            step_log.add(step, epoch + 1, batch_loss, batch_wrong, global_batch, lr)
             config.schedule.on_step_end(int(step * lr_scale), batch_wrong / global_batch)
             bar.update(i + 1, [("loss", loss_sum / seen), ("top1_err", wrong_sum / seen), ("lr", lr)])
             if config.checkpoint_every and step % config.checkpoint_every == 0 and i + 1 < steps:
-                ckpt.save(loop_state(i + 1, [loss_sum, wrong_sum, seen]))
+                save(i + 1, [loss_sum, wrong_sum, seen])
         with naming_bad_images(source):
             val = _evaluate(eval_step, strategy, _val_dataset(source, config, stats, global_batch))
         record = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / seen,
@@ -374,7 +385,7 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs=record)
         epoch += 1
-        ckpt.save(loop_state(0, [0.0, 0.0, 0]))
+        save(0, [0.0, 0.0, 0])
         log.epoch_end(history)
         if config.verbose:
             print("  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
@@ -384,7 +395,8 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
         log.epoch_end(history)
     final = {**(history[-1] if history else {}), "epochs_run": len(history), "steps": step,
              "steps_this_run": ran, "images_per_second": ran * global_batch / seconds if ran else None,
-             "replicas": strategy.num_replicas_in_sync, "dataset": source.name}
+             "replicas": strategy.num_replicas_in_sync, "dataset": source.name,
+             "first_step_below": runlog.first_below(config.target_error, step_log.rows, history)}
     log.finish(final)
     return final, model
 

@@ -1,7 +1,9 @@
-"""A run directory's logs: CSV history, TensorBoard scalars, PNG curves, final metrics.
+"""A run directory's logs: CSV history, TensorBoard scalars, PNG curves, final metrics,
+and the training error every N steps (steps.csv).
 
 Everything is rewritten from the full history after each epoch (atomically),
-so a resumed run's files are the same as an uninterrupted run's.
+so a resumed run's files are the same as an uninterrupted run's. steps.csv grows
+a row at a time; a resumed run first cuts it back to its checkpoint's step.
 """
 
 import csv
@@ -12,6 +14,7 @@ import os
 from kzoo.utils.files import atomic_write
 
 COLUMNS = ("epoch", "step", "lr", "train_loss", "train_top1_err", "val_loss", "val_top1_err", "val_top5_err")
+STEP_COLUMNS = ("step", "epoch", "train_top1_err", "train_loss", "lr")
 
 
 class RunLog:
@@ -47,6 +50,103 @@ class RunLog:
             return
         with atomic_write(os.path.join(self.run_dir, "metrics.json")) as f:
             json.dump(metrics, f, indent=2)
+
+
+class StepLog:
+    """RUN/steps.csv: a row every `every` steps (0: none) with the training top-1 error and
+    the loss over the batches since the previous row (global over all replicas: the engine
+    passes the reduced sums), the epoch the step belongs to (from 1) and the lr in use."""
+
+    def __init__(self, run_dir, every, enabled=True):
+        self.path = os.path.join(run_dir, "steps.csv")
+        self.every, self.enabled = every, enabled
+        self.rows = []
+        self.sums = [0.0, 0.0, 0]  # loss, wrong, images since the last row
+
+    def resume(self, step, sums=None):
+        """Start at the checkpoint's `step` with its window `sums`: rows after it are dropped
+        (the resumed run repeats those steps), so each step is logged once."""
+        self.sums = list(sums) if sums else [0.0, 0.0, 0]
+        self.rows = [row for row in read_steps(self.path) if row["step"] <= step]
+        if self.enabled and os.path.exists(self.path):
+            with atomic_write(self.path) as f:
+                f.write(_csv_text(self.rows, header=True))
+
+    def add(self, step, epoch, loss, wrong, images, lr):
+        """One training step's summed loss and wrong count over `images`; writes a row at
+        every `every`-th step."""
+        self.sums = [self.sums[0] + loss, self.sums[1] + wrong, self.sums[2] + images]
+        if not self.every or step % self.every:
+            return
+        loss_sum, wrong_sum, seen = self.sums
+        row = {"step": step, "epoch": epoch, "train_top1_err": wrong_sum / seen, "train_loss": loss_sum / seen,
+               "lr": lr}
+        self.rows.append(row)
+        self.sums = [0.0, 0.0, 0]
+        if self.enabled:
+            new = not os.path.exists(self.path)
+            with open(self.path, "a", encoding="utf-8") as f:  # one write per row: a kill cuts no row
+                f.write(_csv_text([row], header=new))
+
+    def sync(self):
+        """Put the rows on disk before a checkpoint that counts them is written."""
+        if self.enabled and os.path.exists(self.path):
+            with open(self.path, "rb+") as f:
+                os.fsync(f.fileno())
+
+
+def _csv_text(rows, header):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, STEP_COLUMNS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_steps(path):
+    """steps.csv's rows as numbers ([] when there is no file); a row cut short by a crash is left out."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            lines = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            rows.append({"step": int(line["step"]), "epoch": int(line["epoch"]),
+                         **{key: float(line[key]) for key in STEP_COLUMNS[2:]}})
+        except (TypeError, ValueError):
+            continue
+    return rows
+
+
+def read_history(path):
+    """history.csv's rows as numbers (None where a value is empty); [] when there is no file."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            lines = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+    kinds = {"epoch": int, "step": int}
+    try:
+        return [{key: kinds.get(key, float)(value) if value not in ("", None) else None
+                 for key, value in line.items()} for line in lines]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path} is damaged ({err}); restore it from a copy of the run directory (training "
+                         f"rewrites it at each epoch's end).") from None
+
+
+def first_below(level, rows, history):
+    """The first steps.csv row and the first epoch whose training top-1 error is below
+    `level` (AlexNet Fig. 1: 25%). With no rows the step is the end of that epoch; None
+    where it was never reached."""
+    epoch = next((r for r in history if r["train_top1_err"] < level), None)
+    if rows:
+        step = next((r["step"] for r in rows if r["train_top1_err"] < level), None)
+    else:
+        step = epoch["step"] if epoch else None
+    return {"level": level, "step": step, "epoch": epoch["epoch"] if epoch else None}
 
 
 def plot_curves(history, path):

@@ -42,24 +42,24 @@ class StudyHyperModel(kt.HyperModel):
         self.study, self.train_trial, self.space = study, train_trial, space
 
     def choose(self, hp):
-        """(label, registry name, builder options) of this trial's hyperparameters."""
+        """(label, registry name, builder options, Run fields) of this trial's hyperparameters."""
         if self.space == "rows":
             row = self.study.row(hp.Choice("row", [r.label for r in self.study.rows]))
-            return row.label, row.model, dict(row.options)
+            return row.label, row.model, dict(row.options), dict(row.run)
         values = {k: hp.Boolean(k) if all(isinstance(x, bool) for x in v) else hp.Choice(k, v)
                   for k, v in self.study.knobs.items()}
-        name, options = self.study.to_model(values)
-        return ", ".join(f"{k}={v}" for k, v in values.items()), name, options
+        name, options, *run = self.study.to_model(values)  # a study of training settings adds Run fields
+        return ", ".join(f"{k}={v}" for k, v in values.items()), name, options, dict(*run)
 
     def build(self, hp):
-        _, name, options = self.choose(hp)
+        _, name, options, _ = self.choose(hp)
         entry = registry.get_entry(name)
         size = entry.min_size  # a cheap check that the row builds; the engine builds the real one
         return registry.create_model(name, input_shape=(size, size, 3), **options)
 
     def fit(self, hp, model, *args, epochs=None, **kwargs):
-        label, name, options = self.choose(hp)
-        return self.train_trial(label, name, options, epochs)
+        label, name, options, run = self.choose(hp)
+        return self.train_trial(label, name, options, epochs, run)
 
 
 class ResumableGridOracle(kt.oracles.GridSearchOracle):
@@ -98,14 +98,16 @@ def make_tuner(hypermodel, kind, directory, max_trials=None, epochs=None, seed=0
 
 
 def trial_trainer(study, base, out):
-    """(label, model, options, epochs) -> metrics: one recipe run per trial, `base` (a
-    kzoo.recipes.common.Run: data, epochs, batch, ...) with the trial's model and folder."""
+    """(label, model, options, epochs, run fields) -> metrics: one recipe run per trial, `base`
+    (a kzoo.recipes.common.Run: data, epochs, batch, ...) with the trial's model, its own Run
+    fields (e.g. pca_std) and folder."""
     recipe = getattr(kzoo.recipes, study.recipe).RECIPE
     source = load_source(base.dataset, base.data_dir, base.download, seed=base.seed)
 
-    def train_trial(label, name, options, epochs):
+    def train_trial(label, name, options, epochs, fields=None):
         run_dir = os.path.join(out, "trials", _slug(label) + "-" + hashlib.sha256(label.encode()).hexdigest()[:6])
-        run = dataclasses.replace(base, model=name, options=options, epochs=epochs or base.epochs, run_dir=run_dir)
+        run = dataclasses.replace(base, model=name, options=options, epochs=epochs or base.epochs, run_dir=run_dir,
+                                  **(fields or {}))
         metrics = train_recipe(recipe, run, source)
         entry = registry.get_entry(name)
         paper_model = registry.create_model(name, **options)  # the paper's input size and classes

@@ -1,6 +1,7 @@
 """ZFNet's visualization tools and the papers' analysis figures, for any kzoo model.
 
-`python -m kzoo.visualize deconv|top9|occlusion|filters|neighbours|responses ...`
+`python -m kzoo.visualize deconv|top9|occlusion|filters|neighbours|responses|predictions|invariance|
+correspondence ...`
 """
 
 from kzoo.utils import lazy_exports

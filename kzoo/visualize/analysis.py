@@ -1,6 +1,6 @@
-"""The papers' analysis figures: ZFNet's first-layer filters (Fig. 5) and per-filter
-RMS (§3), AlexNet's nearest neighbours in the last hidden layer (§6.1, Fig. 4 right)
-and ResNet's layer responses (Fig. 7)."""
+"""The papers' analysis figures: first-layer filters (ZFNet Fig. 5; AlexNet Fig. 3, one
+panel per tower) and per-filter RMS (ZFNet §3), AlexNet's nearest neighbours in the last
+hidden layer (§6.1, Fig. 4 right) and ResNet's layer responses (Fig. 7)."""
 
 import numpy as np
 
@@ -40,20 +40,85 @@ def first_layer_filters(model, layer=None):
     return np.transpose(_kernel(_conv_layer(model, layer)), (3, 0, 1, 2))
 
 
-def filter_grid_figure(model, path, layer=None, columns=None):
-    """ZFNet Fig. 5: every filter min-max normalized on its own, in one grid; returns `path`."""
+def _consumer(model, tensor):
+    """The first layer (graph order) that reads `tensor` and how many inputs it has, or (None, 0)."""
+    for layer in model.layers:
+        try:
+            inputs = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        except (AttributeError, ValueError):  # a shared layer has no single input
+            continue
+        if any(t is tensor for t in inputs) and layer.output is not tensor:
+            return layer, len(inputs)
+    return None, 0
+
+
+def _feeding_towers(model, conv):
+    """The TowerConv2D whose towers split `conv`'s channels, reached through layers that
+    keep the channels where they are (ReLU, LRN, pooling, padding, dropout), or None."""
+    tensor, channels = conv.output, conv.output.shape[-1]
+    while True:
+        layer, inputs = _consumer(model, tensor)
+        if isinstance(layer, TowerConv2D):
+            return layer
+        if layer is None or inputs != 1 or isinstance(layer, (*CONVS, keras.layers.Dense)) or \
+                len(layer.output.shape) != 4 or layer.output.shape[-1] != channels:
+            return None
+        tensor = layer.output
+
+
+def filter_groups(model, layer=None):
+    """[(title, filter indices)] of `layer` (default: the first convolution), one entry per
+    tower (AlexNet Fig. 3: conv1's 96 filters as 48 + 48, one group per GPU), else one.
+
+    A TowerConv2D's groups are its own towers. A single Conv2D whose output reaches a
+    TowerConv2D through channel-keeping layers (AlexNet's conv1 -> relu1 -> lrn1 -> pool1
+    -> conv2) is grouped as that layer splits its input: filter i feeds tower
+    i // (filters / towers), as in the paper, where each GPU's conv1 kernels fed only its
+    own half of conv2. (kzoo's lrn1 spans all 96 maps, so near the boundary it mixes
+    2 maps of the other tower; the paper normalized each GPU's maps on their own.)"""
+    conv = _conv_layer(model, layer)
+    n = _kernel(conv).shape[-1]
+    if isinstance(conv, TowerConv2D):
+        towers, names = conv.num_towers, [t.name for t in conv.towers]
+    else:
+        consumer = _feeding_towers(model, conv)
+        if consumer is None or consumer.num_towers == 1:
+            return [(f"{conv.name}: {n} filters", np.arange(n))]
+        towers, names = consumer.num_towers, [f"feed {t.name}" for t in consumer.towers]
+    size = n // towers
+    return [(f"{conv.name} filters {i * size}-{(i + 1) * size - 1}: tower {i} ({name})",
+             np.arange(i * size, (i + 1) * size)) for i, name in enumerate(names)]
+
+
+def filter_grid_plot(model, layer=None, columns=None):
+    """ZFNet Fig. 5 / AlexNet Fig. 3: every filter min-max normalized on its own, one grid
+    per group of `filter_groups` (a panel per tower, stacked), `columns` filters wide
+    (default: 16 for 48 filters a tower as in Fig. 3; one grid: square). Returns the figure."""
     conv = _conv_layer(model, layer)
     filters = first_layer_filters(model, conv.name)
     if filters.shape[-1] not in (1, 3):
         raise ValueError(f"Layer {conv.name!r} has {filters.shape[-1]} input channels; only 1 or 3 "
                          "can be shown as images (use the first layer).")
-    columns = columns or int(np.ceil(np.sqrt(len(filters))))
-    mosaic = grid([to_display(f) for f in filters], columns)
-    fig, axes = figure(1, 1, size=max(4.0, 0.6 * columns))
-    axes[0, 0].imshow(mosaic, interpolation="nearest")
-    axes[0, 0].set_axis_off()
-    axes[0, 0].set_title(f"{conv.name}: {len(filters)} filters")
-    return save_figure(fig, path)
+    groups = filter_groups(model, conv.name)
+    # Towers: Fig. 3's shape, 16 x 3 for each GPU's 48 kernels; one grid: square.
+    per_panel = len(filters) if len(groups) == 1 else len(groups[0][1]) * 16 / 3
+    columns = columns or int(np.ceil(np.sqrt(per_panel)))
+    width = max(4.0, 0.6 * columns)
+    fig, axes = figure(len(groups), 1, size=width)
+    height = 0.0
+    for ax, (title, indices) in zip(axes[:, 0], groups):
+        mosaic = grid([to_display(filters[i]) for i in indices], columns)
+        ax.imshow(mosaic, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(title)
+        height += width * mosaic.shape[0] / mosaic.shape[1] + 0.5  # the panel and its title
+    fig.set_size_inches(width, height)
+    return fig
+
+
+def filter_grid_figure(model, path, layer=None, columns=None):
+    """The PNG of `filter_grid_plot` at `path`; returns `path`."""
+    return save_figure(filter_grid_plot(model, layer, columns), path)
 
 
 def filter_rms(model, layer_names=None):

@@ -32,13 +32,13 @@ def last_feature_layer(model):
 
 def hidden_layer(model):
     """The last hidden representation before the classifier: the last vector-valued
-    layer before the final Dense, preferring a ReLU (AlexNet's relu7, not drop7;
-    ResNet's avg_pool)."""
+    layer before the final Dense, preferring a ReLU or other activation layer (AlexNet's
+    relu7, not drop7; ResNet's avg_pool)."""
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     if layers and isinstance(layers[-1], keras.layers.Dense):
         layers = layers[:-1]
     vectors = [l for l in layers if len(l.output.shape) == 2]
-    relus = [l for l in vectors if isinstance(l, keras.layers.ReLU)]
+    relus = [l for l in vectors if isinstance(l, (keras.layers.ReLU, keras.layers.Activation))]  # tanh nets too
     if not vectors:
         raise ValueError(f"{model.name!r} has no vector-valued hidden layer; name one with `layer`.")
     return (relus or vectors)[-1].name

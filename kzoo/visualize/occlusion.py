@@ -3,7 +3,9 @@
 A grey square is slid over the image; at each position we record (b) the total
 activation of the feature map that is strongest on the unoccluded image, (d) the
 probability of the correct class and (e) the most probable class. Where the square
-hides what the model relies on, (b) and (d) drop and (e) changes.
+hides what the model relies on, (b) and (d) drop and (e) changes. (c) is that map's
+deconvnet projection from the unoccluded image (`strongest_map_projection`): what the
+map responds to, so that (b)'s drop can be checked against it.
 
 Positions are the square's top-left corners (y, x): `range(0, H - size + 1, stride)`,
 plus `H - size` when the stride skips it, so the square always reaches the bottom and
@@ -15,7 +17,8 @@ import numpy as np
 
 import keras
 
-from kzoo.visualize.common import figure, get_layer, last_feature_layer, save_figure
+from kzoo.visualize.common import figure, get_layer, last_feature_layer, save_figure, to_display
+from kzoo.visualize.deconv import Deconvnet
 
 
 def _starts(extent, size, stride):
@@ -47,7 +50,7 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
 
     Returns a dict: "activation", "probability", "label" (arrays of shape (rows, cols),
     one entry per occluder position), "feature_map" (the map index used for
-    "activation"), "positions" ((rows, cols, 2) top-left corners (y, x)), "size",
+    "activation"), "layer" (its layer's name), "positions" ((rows, cols, 2) top-left corners (y, x)), "size",
     "stride", "true_label", "unoccluded_probability" (of `label`).
     """
     image = np.asarray(image, np.float32)
@@ -104,6 +107,7 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
         "probability": probs[:, label].reshape(grid),
         "label": np.argmax(probs, axis=-1).reshape(grid),
         "feature_map": feature_map,
+        "layer": layer,
         "positions": positions,
         "size": size,
         "stride": stride,
@@ -112,16 +116,32 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
     }
 
 
+def strongest_map_projection(model, image, maps, deconvnet=None):
+    """ZFNet Fig. 6 (c): the deconvnet projection (`kzoo.visualize.deconv`) of the map of
+    panel (b), `maps["feature_map"]` of `maps["layer"]` (the strongest in total on the
+    unoccluded `image`), from that map's strongest position. `deconvnet`: a
+    `Deconvnet(model)` to reuse across images. TensorFlow backend.
+
+    Returns {"projection": (H, W, C) in input space, "projected_unit": (y, x, map)};
+    `maps.update(...)` it and `occlusion_plot` draws panel (c)."""
+    deconvnet = deconvnet or Deconvnet(model)
+    projections, units, _ = deconvnet.project(np.asarray(image, np.float32)[None], maps["layer"],
+                                              feature_map=maps["feature_map"])
+    return {"projection": projections[0], "projected_unit": tuple(int(v) for v in units[0])}
+
+
 def occlusion_figure(image_display, maps, path, class_names=None):
     """Fig. 6-style PNG of `occlusion_maps` output (see `occlusion_plot`). Returns `path`."""
     return save_figure(occlusion_plot(image_display, maps, class_names), path)
 
 
 def occlusion_plot(image_display, maps, class_names=None):
-    """The figure of `occlusion_figure`: the input picture (RGB in [0, 1]), (b) the
-    activation map, (d) the correct-class probability map, (e) the most-probable-class
-    map (one colour per class, legend with `class_names` where given). Maps are drawn
-    at the occluder centres, on the image's pixel scale."""
+    """The figure of `occlusion_figure`, Fig. 6's panels: (a) the input picture (RGB in
+    [0, 1]), (b) the activation map, (c) the map's projection (where `maps` holds
+    `strongest_map_projection`'s entries; min-max scaled as `deconv` draws it), (d) the
+    correct-class probability map, (e) the most-probable-class map (one colour per class,
+    legend with `class_names` where given). Maps are drawn at the occluder centres, on
+    the image's pixel scale."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -133,10 +153,16 @@ def occlusion_plot(image_display, maps, class_names=None):
     centres = maps["positions"] + maps["size"] / 2
     half = maps["stride"] / 2  # each cell spans one stride around its centre
     extent = (centres[0, 0, 1] - half, centres[0, -1, 1] + half, centres[-1, 0, 0] + half, centres[0, 0, 0] - half)
-    fig, axes = figure(1, 4, size=3.2)
-    axes = axes[0]
+    projected = "projection" in maps
+    fig, axes = figure(1, 5 if projected else 4, size=3.2)
+    axes = list(axes[0])
     axes[0].imshow(np.clip(image_display, 0, 1))
-    axes[0].set_title("input")
+    axes[0].set_title("(a) input", fontsize=9)
+    if projected:
+        c = axes.pop(2)  # (c) sits between (b) and (d), as in Fig. 6
+        c.imshow(to_display(maps["projection"]))
+        y, x, channel = maps["projected_unit"]
+        c.set_title(f"(c) map {channel} at {(y, x)}, projected", fontsize=9)
     panels = [(axes[1], maps["activation"], "viridis", f"(b) map {maps['feature_map']} total activation"),
               (axes[2], maps["probability"], "jet", f"(d) p({name(maps['true_label'])})")]
     for ax, values, cmap, title in panels:
@@ -155,7 +181,7 @@ def occlusion_plot(image_display, maps, class_names=None):
     axes[3].legend(handles=[Patch(color=c, label=name(k)) for c, k in zip(colours, present)],
                    loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
     axes[3].set_title("(e) most probable class", fontsize=9)
-    for ax in axes:
+    for ax in fig.axes[: 5 if projected else 4]:  # the panels, not the colour bars
         ax.set_xlim(-0.5, image_display.shape[1] - 0.5)  # imshow's pixel-centre convention
         ax.set_ylim(image_display.shape[0] - 0.5, -0.5)
         ax.set_xticks([]), ax.set_yticks([])  # as in Fig. 6; also keeps colourbars clear of the next panel

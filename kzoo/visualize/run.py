@@ -6,6 +6,10 @@
     python -m kzoo.visualize filters --run-dir RUN
     python -m kzoo.visualize neighbours --run-dir RUN
     python -m kzoo.visualize responses --model resnet20 plain20 --weights R.weights.h5 P.weights.h5
+    python -m kzoo.visualize predictions --model resnet20 --weights digits --images a.png b.png --labels 3 7
+    python -m kzoo.visualize curves RUN1 RUN2 ... [--out FILE.png]    (ResNet Figs. 1, 4, 6)
+    python -m kzoo.visualize invariance --model resnet20 --weights digits [--transform rotate --angles 0 90 180]
+    python -m kzoo.visualize correspondence --run-dir RUN --images dogs/ --boxes parts.csv    (image,x1,y1,x2,y2,part)
 
 Images: --images FILE/FOLDER ..., or validation images (--dataset / --data-dir as
 for training; default: a run's own built-in data, else the built-in digits), first
@@ -25,12 +29,14 @@ import kzoo
 from kzoo.inference import load
 from kzoo.preprocessing import image_files
 from kzoo.utils.cli import (add_verbose_flag, flag_error, float_between, non_negative_float, non_negative_int,
-                            positive_int, quiet_tensorflow)
+                            positive_float, positive_int, quiet_tensorflow)
 
-COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses")
+COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses", "predictions", "curves",
+            "invariance", "correspondence")
 # --limit's default: deconv and occlusion draw a figure per image (a few to look at);
 # top9 and neighbours search the images.
-DEFAULT_LIMIT = {"deconv": 8, "occlusion": 8}
+DEFAULT_LIMIT = {"deconv": 8, "occlusion": 8, "predictions": 8,  # predictions: Fig. 4's eight
+                 "invariance": 5, "correspondence": 5}  # ZFNet Fig. 5's and Table 1's five images
 PER_PAGE = 8  # deconv: images per figure file
 
 
@@ -38,21 +44,37 @@ def _read_images(paths):
     return [kzoo.data.sources.decode_file(f).numpy() for f in image_files(paths, "--images")], None
 
 
-def load_inputs(args, trained, split="val", limit=None, pictures=False):
-    """(model-ready centre views (N, S, S, 3), labels or None) of --images or the dataset,
-    prepared as `trained` (kzoo.load) was validated; with `pictures`, also the same views
-    as pictures (RGB in [0, 1], no mean)."""
+def read_images(args, trained, split="val", limit=None, label=None):
+    """(raw images, labels or None, files or None) of --images or the dataset's `split`, the
+    first `limit` (default --limit); `label`: only the dataset images of that class ("first":
+    the first image's class)."""
     sources = kzoo.data.sources  # TensorFlow: after the arguments are parsed
+    files = None
     if args.images:
+        files = image_files(args.images, "--images")
         images, labels = _read_images(args.images)
     else:
         source = sources.load_source(args.dataset, args.data_dir)
         kzoo.data.shards.check_protocol(source, trained.preprocessing, "center")  # shards resized otherwise
         ds = source.val if split == "val" else source.train
         with sources.naming_bad_images(source):
+            if label is not None:
+                label = int(next(iter(ds.take(1)))[1]) if label == "first" else int(label)
+                ds = ds.filter(lambda image, y: y == label)
             pairs = list(ds.take(limit or args.limit))
+        if not pairs:
+            raise ValueError(f"dataset {source.name!r} has no {split} images of class {label}; pick another --label "
+                             f"(0..{source.classes - 1}).")
         images, labels = [p[0].numpy() for p in pairs], np.array([int(p[1]) for p in pairs])
-    images = images[: limit or args.limit]
+    limit = limit or args.limit
+    return images[:limit], labels, files and files[:limit]
+
+
+def load_inputs(args, trained, split="val", limit=None, pictures=False):
+    """(model-ready centre views (N, S, S, 3), labels or None) of --images or the dataset,
+    prepared as `trained` (kzoo.load) was validated; with `pictures`, also the same views
+    as pictures (RGB in [0, 1], no mean)."""
+    images, labels, _ = read_images(args, trained, split, limit)
     inputs = trained.preprocess(images)
     return (inputs, labels, trained.pictures(images)) if pictures else (inputs, labels)
 
@@ -104,6 +126,49 @@ def _check_occlusion(args, model):
         raise flag_error("--size", args.size, f"1..{side} (the model's {side}px input)")
 
 
+def _deconvnet(model):
+    """A Deconvnet for occlusion's panel (c), or None (said on stderr) where the model has none."""
+    try:
+        return kzoo.visualize.deconv.Deconvnet(model)
+    except (ValueError, RuntimeError) as err:
+        print(f"warning: occlusion draws no panel (c), the deconvnet projection: {err}", file=sys.stderr)
+        return None
+
+
+def given_labels(args, trained):
+    """The class indices --labels gives for the --images files (names or indices), or None."""
+    if not args.labels:
+        return None
+    if not args.images:
+        raise ValueError("--labels names the correct classes of --images; validation images of a "
+                         "dataset bring their own labels.")
+    files = image_files(args.images, "--images")
+    if len(args.labels) != len(files):
+        raise ValueError(f"argument --labels: {len(args.labels)} labels for {len(files)} --images files; "
+                         f"give one per file, in the order they are read (folders sorted).")
+    return [kzoo.visualize.predictions.class_index(v, trained.class_names) for v in args.labels]
+
+
+def image_names(args, count):
+    """Names of the first `count` images: the --images files' names, else "val I"."""
+    if args.images:
+        return [os.path.basename(f) for f in image_files(args.images, "--images")[:count]]
+    return [f"val {i}" for i in range(count)]
+
+
+def _predictions(args, trained, out):
+    """AlexNet Fig. 4 (left): top-5 bars of each image; the correct label from --labels or the dataset."""
+    given = given_labels(args, trained)
+    images, labels, pictures = load_inputs(args, trained, pictures=True)
+    if given is not None:
+        labels = given[: len(images)]
+    titles = [os.path.basename(f) for f in image_files(args.images, "--images")[: len(images)]] if args.images else None
+    probabilities = trained.model.predict(images, batch_size=32, verbose=0)
+    return kzoo.visualize.predictions.predictions_figure(pictures, trained.decode(probabilities, top=5),
+                                                        os.path.join(out, "predictions.png"), labels=labels,
+                                                        class_names=trained.class_names, titles=titles)
+
+
 def run(args):
     """Make the figure(s) of `args.command`; returns the paths written."""
     visualize = kzoo.visualize  # its modules (Keras) load as each command needs them
@@ -139,14 +204,22 @@ def run(args):
     if args.command == "occlusion":
         _check_occlusion(args, model)
         images, labels, pictures = load_inputs(args, trained, pictures=True)
+        occlusion = visualize.occlusion
+        deconvnet = _deconvnet(model)
         paths = []
         for i, image in enumerate(images):
             label = args.label if args.label is not None else (
                 int(labels[i]) if labels is not None else int(np.argmax(model(image[None])[0])))
-            occlusion = visualize.occlusion
             maps = occlusion.occlusion_maps(model, image, label, layer=layer, size=args.size, stride=args.stride)
-            paths.append(occlusion.occlusion_figure(pictures[i], maps, os.path.join(out, f"occlusion-{i}.png")))
+            if deconvnet is not None:  # panel (c)
+                maps.update(occlusion.strongest_map_projection(model, image, maps, deconvnet))
+            paths.append(occlusion.occlusion_figure(pictures[i], maps, os.path.join(out, f"occlusion-{i}.png"),
+                                                    class_names=trained.class_names))
         return paths
+    if args.command == "predictions":
+        return [_predictions(args, trained, out)]
+    if args.command in ("invariance", "correspondence"):  # ZFNet §4.2 Fig. 5, §4.3 Table 1 (arXiv numbering)
+        return getattr(visualize, args.command).from_args(args, trained, out)
     if args.command == "filters":
         analysis = visualize.analysis
         print(analysis.rms_report(analysis.filter_rms(model), radius=args.radius))
@@ -192,7 +265,27 @@ def build_parser():
     parser.add_argument("--feature-map", type=non_negative_int, help="deconv: the map to project (default: the strongest)")
     parser.add_argument("--position", type=non_negative_int, nargs=2, metavar=("Y", "X"), help="deconv: the unit in the map")
     parser.add_argument("--maps", type=non_negative_int, nargs="+", help="top9: feature maps (default: the first 8)")
-    parser.add_argument("--label", type=non_negative_int, help="occlusion: the correct class (default: the dataset's label)")
+    parser.add_argument("--label", type=non_negative_int, help="occlusion: the correct class (default: the dataset's "
+                        "label); correspondence: the class whose validation images are used (default: the first's)")
+    parser.add_argument("--labels", nargs="+", metavar="LABEL", help="predictions, invariance: the correct class "
+                        "(name or index) of each --images file, in the order read (folders sorted)")
+    parser.add_argument("--transform", nargs="+", choices=("translate", "scale", "rotate"),
+                        help="invariance: the transforms (default all three)")
+    parser.add_argument("--shifts", type=float_between(-1000, 1000), nargs="+", metavar="PX",
+                        help="invariance: vertical shifts in pixels, + is down (default -60..60 by 10 at 224px, "
+                        "scaled to the input)")
+    parser.add_argument("--scales", type=positive_float, nargs="+", help="invariance: scale factors about the "
+                        "centre (default 1.0..1.8 by 0.1)")
+    parser.add_argument("--angles", type=float_between(-3600, 3600), nargs="+", metavar="DEG",
+                        help="invariance: rotations about the centre, degrees counter-clockwise (default 0..360 by 15)")
+    parser.add_argument("--layers", nargs="+", help="invariance: layers whose distances are drawn (default layer 1, "
+                        "7, output: relu1 relu7 fc8; ResNets conv1_relu avg_pool fc); correspondence: layers "
+                        "(default 5 and 7: relu5 relu7; ResNets the last block and avg_pool)")
+    parser.add_argument("--boxes", help="correspondence: CSV image,x1,y1,x2,y2,part (pixels of the stored image; "
+                        "image: file name or stem, validation index, or * for all)")
+    parser.add_argument("--draws", type=positive_int, default=10, help="correspondence: random-box draws per part "
+                        "(default 10)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="correspondence: seed of the random boxes")
     parser.add_argument("--size", type=positive_int, help="occlusion: side of the grey square (pixels)")
     parser.add_argument("--stride", type=positive_int, help="occlusion: step of the square (pixels)")
     parser.add_argument("--radius", type=non_negative_float, help="filters: report filters whose RMS exceeds this (ZFNet: 0.1)")
@@ -203,8 +296,15 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    words = [a for a in argv if not a.startswith("-")]
+    if words[:1] == ["curves"]:  # its own arguments (RUN ...), no model: kzoo.visualize.curves
+        argv.remove("curves")
+        return kzoo.visualize.curves.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "curves":  # a flag with a value came first
+        parser.error("curves comes first, then the runs: python -m kzoo.visualize curves RUN ... [--out FILE.png]")
     quiet_tensorflow(args.verbose)
     default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
     try:

@@ -1,0 +1,258 @@
+"""ResNet's Figs. 1, 4, 6 (issue 16): the training error every N steps (RUN/steps.csv), exact
+across a resume, the first step below a target error (AlexNet Fig. 1), and
+`python -m kzoo.visualize curves`, on short real runs of the digits."""
+
+import csv
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kzoo.data.sources import builtin_digits
+from kzoo.recipes import resnet_cifar
+from kzoo.recipes.common import Run, main, recipe_config
+from kzoo.train import runlog
+from kzoo.train.engine import train
+from kzoo.visualize import curves
+from kzoo.visualize.run import main as visualize_main
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BATCH, STEPS, EPOCHS, EVERY = 8, 6, 2, 3  # --smoke's batch; 12 steps, a row every 3
+ARGS = ["--smoke", "--input-size", "8", "--epochs", str(EPOCHS), "--steps-per-epoch", str(STEPS),
+        "--log-every", str(EVERY), "--target-error", "0.9"]
+
+
+def read_csv(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAfter:
+    """The recipe's schedule, in a process that dies after `steps` steps (a kill, in-process)."""
+
+    def __init__(self, schedule, steps):
+        self.schedule, self.left = schedule, steps
+
+    def on_step_end(self, step, train_error):
+        self.left -= 1
+        if not self.left:
+            raise Crash
+        return self.schedule.on_step_end(step, train_error)
+
+    def __getattr__(self, name):  # the rest is the schedule's (not dunders: copy.deepcopy probes them)
+        if name.startswith("__") or "schedule" not in vars(self):
+            raise AttributeError(name)
+        return getattr(self.schedule, name)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two short real runs of ResNet's CIFAR recipe (Fig. 6's pair): resnet20 straight
+    through; plain20 killed after step 11 and resumed. Checkpoints at steps 4, 6, 8: the
+    killed process wrote rows 3, 6, 9 and resumes at step 8, so row 9 must be dropped and
+    the window since row 6 (steps 7, 8) must come back from the checkpoint."""
+    root = tmp_path_factory.mktemp("curves")
+    assert main(resnet_cifar.RECIPE, [*ARGS, "--run-dir", str(root / "resnet20")]) == 0
+    plain = root / "plain20"
+    run = Run(model="plain20", smoke=True, input_size=8, epochs=EPOCHS, steps_per_epoch=STEPS, log_every=EVERY,
+              target_error=0.9, checkpoint_every=4, run_dir=plain)
+    config = recipe_config(resnet_cifar.RECIPE, run, builtin_digits())
+    config.schedule = CrashAfter(config.schedule, 11)
+    with pytest.raises(Crash):
+        train(config, builtin_digits())
+    killed = {"rows": [int(r["step"]) for r in read_csv(plain / "steps.csv")],
+              "checkpoint": json.loads((plain / "checkpoints" / "latest.json").read_text())["step"]}
+    assert main(resnet_cifar.RECIPE, [*ARGS, "--plain", "--checkpoint-every", "4", "--run-dir", str(plain)]) == 0
+    return {"resnet20": root / "resnet20", "plain20": plain, "killed": killed}
+
+
+@pytest.mark.slow  # the module's three short training runs: ~35 s of CPU
+@pytest.mark.parametrize("name", ["resnet20", "plain20"])
+def test_steps_csv_rows_are_the_running_error_of_their_steps(runs, name):
+    run_dir = runs[name]
+    rows = read_csv(run_dir / "steps.csv")
+    assert list(rows[0]) == ["step", "epoch", "train_top1_err", "train_loss", "lr"]
+    assert [int(r["step"]) for r in rows] == [3, 6, 9, 12]  # each step once, resumed or not
+    assert [int(r["epoch"]) for r in rows] == [1, 1, 2, 2]
+    errors = np.array([float(r["train_top1_err"]) for r in rows])
+    # A row counts the wrong examples of its EVERY batches of BATCH: whole multiples of 1/24.
+    wrong = errors * EVERY * BATCH
+    np.testing.assert_allclose(wrong, np.round(wrong), atol=1e-9)
+    assert ((errors >= 0) & (errors <= 1)).all()
+    assert all(float(r["lr"]) == pytest.approx(0.1 * BATCH / 128) for r in rows)  # §4.2's 0.1, linearly scaled
+    # The rows tile each epoch: their mean is the epoch's training error and loss in history.csv
+    # (for plain20's row 9 only if steps 7 and 8 came back from the checkpoint).
+    history = read_csv(run_dir / "history.csv")
+    for epoch, record in enumerate(history, 1):
+        mine = [r for r in rows if int(r["epoch"]) == epoch]
+        for key in ("train_top1_err", "train_loss"):
+            assert np.mean([float(r[key]) for r in mine]) == pytest.approx(float(record[key]), rel=1e-9), key
+    assert int(history[-1]["step"]) == STEPS * EPOCHS
+
+
+@pytest.mark.slow
+def test_the_resumed_run_dropped_the_rows_it_repeated(runs):
+    assert runs["killed"] == {"rows": [3, 6, 9], "checkpoint": 8}
+    assert metrics(runs["plain20"])["steps_this_run"] == 4
+
+
+@pytest.mark.slow
+def test_first_step_below_matches_the_logs(runs):
+    for name in ("resnet20", "plain20"):
+        rows = read_csv(runs[name] / "steps.csv")
+        history = read_csv(runs[name] / "history.csv")
+        step = next((int(r["step"]) for r in rows if float(r["train_top1_err"]) < 0.9), None)
+        epoch = next((int(r["epoch"]) for r in history if float(r["train_top1_err"]) < 0.9), None)
+        assert metrics(runs[name])["first_step_below"] == {"level": 0.9, "step": step, "epoch": epoch}
+
+
+def test_first_below_rules():
+    rows = [{"step": 3, "train_top1_err": 0.5}, {"step": 6, "train_top1_err": 0.2}, {"step": 9, "train_top1_err": 0.1}]
+    history = [{"epoch": 1, "step": 6, "train_top1_err": 0.35}, {"epoch": 2, "step": 12, "train_top1_err": 0.15}]
+    assert runlog.first_below(0.25, rows, history) == {"level": 0.25, "step": 6, "epoch": 2}
+    assert runlog.first_below(0.2, rows, history) == {"level": 0.2, "step": 9, "epoch": 2}  # below, not equal
+    assert runlog.first_below(0.05, rows, history) == {"level": 0.05, "step": None, "epoch": None}
+    assert runlog.first_below(0.4, [], history) == {"level": 0.4, "step": 6, "epoch": 1}  # no rows: the epoch's end
+
+
+def test_step_log_windows_resume_and_off(tmp_path):
+    log = runlog.StepLog(str(tmp_path), 2)
+    for step, (loss, wrong) in enumerate([(4.0, 1), (2.0, 3), (8.0, 4), (6.0, 0)], 1):
+        log.add(step, 1, loss, wrong, 4, 0.1)
+    assert log.rows == [{"step": 2, "epoch": 1, "train_top1_err": 0.5, "train_loss": 0.75, "lr": 0.1},
+                        {"step": 4, "epoch": 1, "train_top1_err": 0.5, "train_loss": 1.75, "lr": 0.1}]
+    with open(tmp_path / "steps.csv", "a") as f:
+        f.write("6,2,0.25")  # a row cut short by a kill
+    assert runlog.read_steps(str(tmp_path / "steps.csv")) == log.rows
+    resumed = runlog.StepLog(str(tmp_path), 2)
+    resumed.resume(3, [4.0, 1.0, 4])  # the checkpoint at step 3, its window: step 3
+    assert resumed.rows == log.rows[:1]
+    assert (tmp_path / "steps.csv").read_text() == "step,epoch,train_top1_err,train_loss,lr\n2,1,0.5,0.75,0.1\n"
+    resumed.add(4, 1, 6.0, 0, 4, 0.1)
+    assert runlog.read_steps(str(tmp_path / "steps.csv")) == [log.rows[0], {**log.rows[1], "train_loss": 1.25,
+                                                                            "train_top1_err": 0.125}]
+    off = runlog.StepLog(str(tmp_path / "off"), 0)
+    off.add(2, 1, 1.0, 1, 4, 0.1)
+    assert off.rows == [] and not (tmp_path / "off").exists()
+
+
+def test_log_every_and_target_error_flags():
+    digits = builtin_digits()
+    config = recipe_config(resnet_cifar.RECIPE, Run(log_every=0, target_error=0.5), digits)
+    assert (config.log_every, config.target_error) == (0, 0.5)
+    assert recipe_config(resnet_cifar.RECIPE, Run(), digits).log_every == 5  # the demo's default
+    for fields, message in [(dict(log_every=-1), "argument --log-every: expected an integer >= 0, got -1"),
+                            (dict(target_error=1.5), "argument --target-error: expected a number in [0, 1], got 1.5")]:
+        with pytest.raises(ValueError) as err:
+            Run(**fields)
+        assert str(err.value) == message
+
+
+@pytest.mark.slow
+def test_curves_draw_each_run_as_resnet_does(runs, tmp_path, capsys):
+    out = tmp_path / "fig" / "curves.png"
+    assert visualize_main(["curves", str(runs["resnet20"]), str(runs["plain20"]), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+    path, fig = curves.plot([runs["resnet20"], runs["plain20"]], tmp_path / "again.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["resnet20", "plain20"]  # config.json's model
+    lines = ax.get_lines()
+    assert len(lines) == 4  # per run: training (thin), validation (bold)
+    for (train_line, val_line), run_dir in zip([lines[:2], lines[2:]], runs.values()):
+        rows, history = read_csv(run_dir / "steps.csv"), read_csv(run_dir / "history.csv")
+        assert list(train_line.get_xdata()) == [3, 6, 9, 12]  # iterations, from steps.csv
+        np.testing.assert_allclose(train_line.get_ydata(), [100 * float(r["train_top1_err"]) for r in rows])
+        assert list(val_line.get_xdata()) == [STEPS, 2 * STEPS]  # each epoch at the iteration it ends
+        np.testing.assert_allclose(val_line.get_ydata(), [100 * float(r["val_top1_err"]) for r in history])
+        assert train_line.get_color() == val_line.get_color()
+        assert train_line.get_linewidth() < val_line.get_linewidth()
+    assert lines[0].get_color() != lines[2].get_color()
+
+
+@pytest.mark.slow
+def test_curves_fall_back_to_the_epochs_and_name_runs_of_one_model(runs, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(runs["resnet20"], copy)
+    os.remove(copy / "steps.csv")
+    fig = curves.curves_figure([curves.read_run(runs["resnet20"]), curves.read_run(copy)])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["resnet20 (resnet20)", "resnet20 (copy)"]
+    history = read_csv(copy / "history.csv")
+    train_line = ax.get_lines()[2]
+    assert list(train_line.get_xdata()) == [STEPS, 2 * STEPS]
+    np.testing.assert_allclose(train_line.get_ydata(), [100 * float(r["train_top1_err"]) for r in history])
+
+
+def _refused(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        visualize_main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    return err
+
+
+@pytest.mark.slow
+def test_curves_errors_name_the_problem(runs, tmp_path, capsys):
+    (tmp_path / "notes").mkdir()
+    err = _refused(capsys, ["curves", str(tmp_path / "notes")])
+    assert err == f"error: {str(tmp_path / 'notes')!r} is not a kzoo run directory (no config.json); give the " \
+                  f"--run-dir of a training command."
+    assert "(it does not exist)" in _refused(capsys, ["curves", str(tmp_path / "none")])
+    fresh = tmp_path / "fresh"  # started, no epoch finished, no row yet
+    fresh.mkdir()
+    shutil.copy(runs["resnet20"] / "config.json", fresh)
+    assert _refused(capsys, ["curves", str(runs["plain20"]), str(fresh)]) == (
+        f"error: run {str(fresh)!r} has no logs yet: no rows in steps.csv and no finished epoch in history.csv. "
+        f"Draw it after its first epoch (or its first --log-every steps).")
+    assert "--out curves.png" in _refused(capsys, ["curves", str(runs["plain20"]), "--out", str(tmp_path / "c.jpg")])
+    assert not (tmp_path / "c.jpg").exists()
+
+
+MIRRORED = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from kzoo.data.sources import builtin_digits
+from kzoo.train.engine import train
+from kzoo.train.strategies import get_strategy
+from tests.train_worker import small_config, small_convnet
+get_strategy("mirrored")
+train(small_config(sys.argv[1], strategy="mirrored", log_every=1), builtin_digits(), model_fn=small_convnet([]))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_rows_are_the_global_error(tmp_path):
+    from tests.train_worker import small_config, small_convnet
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    two = subprocess.Popen([sys.executable, "-c", MIRRORED, str(tmp_path / "two")], env=env, cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    train(small_config(tmp_path / "one", log_every=1), builtin_digits(), model_fn=small_convnet([]))
+    out = two.communicate(timeout=600)[0]
+    assert two.returncode == 0, out[-3000:]
+    assert metrics(tmp_path / "two")["replicas"] == 2
+    one, mirrored = read_csv(tmp_path / "one" / "steps.csv"), read_csv(tmp_path / "two" / "steps.csv")
+    assert [r["step"] for r in mirrored] == [str(s) for s in range(1, 13)]
+    # Both replicas' wrong examples over the global batch of 32 (one replica's would be over 16).
+    assert [r["train_top1_err"] for r in mirrored] == [r["train_top1_err"] for r in one]
+    for a, b in zip(one, mirrored):
+        assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), rel=1e-5)
