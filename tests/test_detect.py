@@ -116,15 +116,16 @@ from kzoo.evaluate.detect import (Detector, evaluate_detector, feature_stride, m
 from kzoo.evaluate.localize import box_regressor  # noqa: E402
 
 
-def tiny_overfeat(classes, size=64, seed=0):
+def tiny_overfeat(classes, size=64, seed=0, padding="valid"):
     """An OverFeat-shaped net (valid convolutions, a non-overlapping last pooling before
-    `flatten`), small enough to train in seconds; N(0, 0.01) weights as the papers'."""
+    `flatten`), small enough to train in seconds; N(0, 0.01) weights as the papers'.
+    padding="same": conv2 pads, as OverFeat's conv3-5 do."""
     keras.utils.set_random_seed(seed)
     init = lambda: keras.initializers.RandomNormal(stddev=0.01)  # noqa: E731
     inputs = keras.Input((size, size, 3))
     x = keras.layers.Conv2D(16, 5, strides=2, activation="relu", kernel_initializer=init(), name="conv1")(inputs)
     x = keras.layers.MaxPooling2D(2, name="pool1")(x)
-    x = keras.layers.Conv2D(32, 3, activation="relu", kernel_initializer=init(), name="conv2")(x)
+    x = keras.layers.Conv2D(32, 3, activation="relu", padding=padding, kernel_initializer=init(), name="conv2")(x)
     x = keras.layers.MaxPooling2D(2, name="pool2")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(64, activation="relu", kernel_initializer=init(), name="fc3")(x)
@@ -146,7 +147,8 @@ def test_generated_scenes_hold_separate_objects_of_their_colour():
 
 
 def test_training_windows_show_their_object_or_nothing():
-    images, objects = generated_scenes(20, size=128, seed=1, sides=(0.2, 0.35))
+    # no coloured bars: the check below reads a window's class from its colours
+    images, objects = generated_scenes(20, size=128, seed=1, sides=(0.2, 0.35), bars=0)
     x, y = sample_windows([im.astype("float32") for im in images], objects, 48, (1.0,), per_object=3, negatives=3,
                           background=3, seed=0)
     assert x.shape[1:] == (48, 48, 3) and set(np.unique(y)) == {0, 1, 2, 3}
@@ -178,6 +180,34 @@ def test_dense_maps_equal_the_classifier_and_regressor_on_each_window():
         np.testing.assert_allclose(probs[r, c], model.predict(window, verbose=0)[0], atol=1e-5)
         own = regressor.predict(features.predict(window, verbose=0), verbose=0)[0].reshape(3, 4) * 64
         np.testing.assert_allclose(boxes[r, c], own + [4 * c, 4 * r, 4 * c, 4 * r], rtol=1e-4, atol=1e-3)
+
+
+def test_a_net_that_pads_runs_each_window_alone():
+    """conv2 pads: in one pass over the image a window's border sees its neighbours, not the
+    zeros it saw alone, so the detector crops every window (and says so: `shared`)."""
+    model = tiny_overfeat(4, padding="same", seed=3)
+    for layer in model.layers:  # weights large enough that the padding shows in the outputs
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.kernel.assign(np.random.default_rng(4).normal(0, 0.2, layer.kernel.shape))
+    pooled = model.get_layer("flatten").input.shape[1:]
+    assert pooled == (7, 7, 32)  # 64 -> conv1 30 -> pool1 15 -> conv2 15 (same) -> pool2 7
+    regressor = box_regressor(pooled, classes=3, hidden=(32, 16))
+    detector = Detector(model, regressor, mean=(0, 0, 0), class_names=["r", "g", "b"])
+    assert not detector.shared and Detector(model, regressor, (0, 0, 0), ["r", "g", "b"], shared=True).shared
+    assert Detector(tiny_overfeat(4), box_regressor((6, 6, 32), 3, (8,)), (0, 0, 0),
+                    ["r", "g", "b"]).shared  # valid convolutions: one shared pass is exact
+    image = np.random.default_rng(1).normal(0, 50, (96, 112, 3)).astype("float32")
+    probs, boxes = detector.maps(image)
+    assert probs.shape == (9, 13, 4) and boxes.shape == (9, 13, 3, 4)  # (96 - 64) / 4 + 1, (112 - 64) / 4 + 1
+    features = keras.Model(model.inputs, model.get_layer("flatten").input)
+    for r, c in ((0, 0), (4, 7), (8, 12)):
+        window = image[None, 4 * r : 4 * r + 64, 4 * c : 4 * c + 64]
+        np.testing.assert_allclose(probs[r, c], model.predict(window, verbose=0)[0], atol=1e-5)
+        own = regressor.predict(features.predict(window, verbose=0), verbose=0)[0].reshape(3, 4) * 64
+        np.testing.assert_allclose(boxes[r, c], own + [4 * c, 4 * r, 4 * c, 4 * r], rtol=1e-3)  # boxes ~1e3 px
+    # one shared pass would have given other numbers inside the image
+    shared, _ = Detector(model, regressor, (0, 0, 0), ["r", "g", "b"], shared=True).maps(image)
+    assert np.abs(shared[4, 7] - probs[4, 7]).max() > 1e-3
 
 
 def _write_scene_folder(root, images, objects, with_xml):

@@ -34,7 +34,7 @@ import numpy as np
 from kzoo import preprocessing
 from kzoo.evaluate.dense import _last_pool, _pair
 from kzoo.evaluate.fcn import apply_chain, classifier_on_windows, feature_chain
-from kzoo.evaluate.localize import box_regressor, merge_boxes, train_regressor
+from kzoo.evaluate.localize import _in_batches, box_regressor, merge_boxes, train_regressor
 from kzoo.evaluate.precision import detection_mean_average_precision
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 from kzoo.utils.files import atomic_write
@@ -123,21 +123,43 @@ def feature_stride(model):
     return stride
 
 
+def pads(model, upto):
+    """Whether a layer of `model` before index `upto` pads its input (padding="same", or a
+    padding layer). Then a window inside a larger image sees its neighbours where, alone,
+    it saw zeros, and one pass over the whole image differs from the window run alone."""
+    for layer in model.layers[1:upto]:
+        padding = getattr(layer, "padding", None)
+        if isinstance(layer, keras.layers.ZeroPadding2D) or padding == "same" or \
+                (padding is not None and not isinstance(padding, str) and np.any(np.asarray(padding))):
+            return True
+    return False
+
+
 class Detector:
     """A classifier with a background class (last) and a class-specific box regressor on its
-    layer-5 features, applied densely. `mean`: the colour removed from images first."""
+    layer-5 features, applied densely. `mean`: the colour removed from images first.
 
-    def __init__(self, classifier, regressor, mean, class_names):
+    `shared`: one pass over the whole image with offset max-pooling (OverFeat §3.5), exact
+    for nets whose layers before the last pooling do not pad; with padding (OverFeat's own
+    conv3-5), every window is cropped and run alone, so that the regressor reads the
+    features it was trained on (on the generated scenes at 80 px, one shared pass gave mean
+    AP 0.0: the 1x1 pooled map's box information is in its border padding). Default: shared
+    unless the net pads."""
+
+    def __init__(self, classifier, regressor, mean, class_names, shared=None):
         self.classifier, self.regressor = classifier, regressor
         self.mean = np.asarray(mean, np.float32)
         self.class_names = list(class_names)
         self.size = classifier.inputs[0].shape[1]
         self.stride = feature_stride(classifier)
         flatten, pool = _last_pool(classifier)
+        self.shared = not pads(classifier, flatten - 1) if shared is None else bool(shared)
         self._chain = feature_chain(classifier, flatten - 1)
         self._pool_size = tuple(pool.pool_size)
         self._flatten = flatten
         self._passes = {}  # (height, width) -> fixed-shape dense model: offset pooling needs static sizes
+        pooled = classifier.layers[flatten].input
+        self._windows = keras.Model(classifier.inputs, [classifier.outputs[0], regressor(pooled)])
 
     def _dense(self, shape):
         if shape not in self._passes:
@@ -152,8 +174,16 @@ class Detector:
     def maps(self, image):
         """(probabilities (rows, cols, classes + 1), boxes (rows, cols, classes, 4) in the
         image's pixels) of a mean-free float image, one window per position."""
-        probs, boxes = self._dense(image.shape[:2]).predict_on_batch(image[None])
-        probs, boxes = keras.ops.convert_to_numpy(probs)[0], keras.ops.convert_to_numpy(boxes)[0]
+        if self.shared:
+            probs, boxes = self._dense(image.shape[:2]).predict_on_batch(image[None])
+            probs, boxes = keras.ops.convert_to_numpy(probs)[0], keras.ops.convert_to_numpy(boxes)[0]
+        else:  # every window alone, on the same grid
+            rows, cols = ((n - self.size) // self.stride + 1 for n in image.shape[:2])
+            crops = np.stack([image[r * self.stride : r * self.stride + self.size,
+                                    c * self.stride : c * self.stride + self.size]
+                              for r in range(rows) for c in range(cols)])
+            probs, boxes = _in_batches(self._windows, crops)
+            probs, boxes = probs.reshape(rows, cols, -1), boxes.reshape(rows, cols, -1)
         rows, cols = probs.shape[:2]
         boxes = boxes.reshape(rows, cols, -1, 4) * self.size
         top, left = np.meshgrid(np.arange(rows) * self.stride, np.arange(cols) * self.stride, indexing="ij")
