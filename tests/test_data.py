@@ -51,6 +51,48 @@ def test_builtin_digits_are_real_and_split():
     assert image.shape == (8, 8, 3) and image.dtype == tf.uint8 and int(tf.reduce_max(image)) > 200
 
 
+def _counts(ds):
+    """The dataset's (image, label) pairs as a multiset of their bytes."""
+    import collections
+
+    return collections.Counter(image.tobytes() + bytes([int(label)]) for image, label in ds.as_numpy_iterator())
+
+
+def test_val_split_holds_out_n_training_images_and_leaves_the_test_set_unused():
+    """ResNet §4.2's 45k/5k split (--val-split N): exactly N training images become the
+    validation set, disjoint from the training images that remain, the same N for the same
+    seed; the source's own validation (test) images are in neither; the digits' 1438
+    training images (1797 less round(0.2 * 1797)) shrink by N."""
+    from kzoo.data.sources import Source, hold_out
+
+    # 40 training images numbered 0..39 and 10 test images numbered 100..109, one pixel each
+    def numbered(ids):
+        return tf.data.Dataset.from_tensor_slices((np.array(ids, np.uint8).reshape(-1, 1, 1, 1),
+                                                   np.zeros(len(ids), np.int32)))
+
+    source = Source(name="numbered", train=numbered(range(40)), val=numbered(range(100, 110)), train_size=40,
+                    val_size=10, class_names=["a", "b"])
+    ids = lambda ds: [int(image[0, 0, 0]) for image, _ in ds.as_numpy_iterator()]  # noqa: E731
+    held = hold_out(source, 7, seed=5)
+    val, train = ids(held.val), ids(held.train)
+    assert (held.val_size, held.train_size, len(val), len(set(val)), len(train)) == (7, 33, 7, 7, 33)
+    assert not set(val) & set(train) and sorted(val + train) == list(range(40))  # no test image anywhere
+    assert ids(held.val) == val and ids(hold_out(source, 7, seed=5).val) == val  # fixed, and given by the seed
+    assert ids(hold_out(source, 7, seed=6).val) != val
+    for n in (40, 41, 0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"argument --val-split: expected a number of training images in "
+                                             r"\[1, 39\] \('numbered' has 40 training images.*leave --val-split out"):
+            hold_out(source, n)
+
+    digits = builtin_digits()
+    held = hold_out(digits, 300, seed=0)
+    assert (held.train_size, held.val_size) == (1797 - round(0.2 * 1797) - 300, 300) == (1138, 300)
+    train, val = _counts(held.train), _counts(held.val)
+    assert (sum(train.values()), sum(val.values())) == (1138, 300)
+    assert train + val == _counts(digits.train)  # each training image once, in one of the two
+    assert val == _counts(hold_out(builtin_digits(), 300, seed=0).val)
+
+
 def test_image_folder_split_and_labels(tmp_path):
     for c, name in enumerate(("cat", "dog")):
         (tmp_path / name).mkdir()

@@ -423,3 +423,41 @@ def test_crops_ten_reaches_the_pipeline_config_and_identity(tmp_path, capsys):
     assert "invalid choice: 'five'" in capsys.readouterr().err
     assert main(zfnet.RECIPE, ["--print-schedule", "--crops", "ten"]) == 0
     assert "224 corner and centre crops (ten), flips" in capsys.readouterr().out
+
+
+def test_val_split_reaches_the_config_and_the_identity_only_when_given(tmp_path, capsys):
+    """--val-split N (ResNet §4.2's 45k/5k): a positive number, checked where it is given;
+    recorded in config.json and in the run's identity (a split run resumes only with its split),
+    while runs without it keep the identity they had before the option; an N that leaves no
+    training image is refused before the run directory is made."""
+    from kzoo.data.sources import hold_out
+    from kzoo.recipes.common import Run, recipe_config, run_dir_for
+    from kzoo.train.engine import _claim_run_dir
+
+    with pytest.raises(ValueError, match=r"argument --val-split: expected an integer >= 1, got 0"):
+        Run(val_split=0)
+    with pytest.raises(SystemExit):
+        build_parser(resnet_cifar.RECIPE).parse_args(["--val-split", "-5"])
+    assert "argument --val-split: expected an integer >= 1, got '-5'" in capsys.readouterr().err
+    source = builtin_digits()
+    run_dir = str(tmp_path / "split")
+    split = recipe_config(resnet_cifar.RECIPE, Run(val_split=300, run_dir=run_dir), hold_out(source, 300))
+    whole = recipe_config(resnet_cifar.RECIPE, Run(run_dir=run_dir), source)
+    assert split.val_split == 300 and split.identity()["val_split"] == 300
+    assert set(whole.identity()) == {"model", "model_options", "crop", "seed", "batch_size"}  # as before
+    assert run_dir_for(resnet_cifar.RECIPE, Run(val_split=300), source) == os.path.join(
+        "runs", "resnet_cifar-resnet20-digits-val300")  # its own default folder
+    with _claim_run_dir(split, hold_out(source, 300)):
+        pass
+    recorded = json.load(open(os.path.join(run_dir, "config.json")))
+    assert recorded["config"]["val_split"] == 300 and recorded["identity"]["val_split"] == 300
+    assert (recorded["dataset"]["train_size"], recorded["dataset"]["val_size"]) == (1438 - 300, 300)
+    with pytest.raises(ValueError, match="holds another run .*'val_split': 300"):
+        with _claim_run_dir(whole, source):
+            pass
+    capsys.readouterr()
+    too_many = str(tmp_path / "too-many")
+    with pytest.raises(SystemExit) as exit_info:
+        main(resnet_cifar.RECIPE, ["--val-split", "1438", "--run-dir", too_many])
+    assert exit_info.value.code == 2 and not os.path.exists(too_many)
+    assert "[1, 1437] ('digits' has 1438 training images" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The papers' studies as keras-tuner searches: grids equal the papers' rows, a tiny
 search runs end to end and resumes, and a chief and a worker share one search."""
 
+import json
 import os
 import socket
 import subprocess
@@ -8,6 +9,7 @@ import sys
 
 import keras
 import keras_tuner as kt
+import numpy as np
 import pytest
 
 import kzoo
@@ -165,3 +167,136 @@ def test_the_fig1_and_pca_studies_reach_the_builder_and_the_run(monkeypatch, tmp
             assert (recipe, run.model, run.options, run.epochs) == ("alexnet", "alexnet", row.options, 1)
             assert run.pca_std == row.run.get("pca_std"), (study.name, space, value)
     assert [run.pca_std for _, run in runs] == [0.1, 0.0, 0.1, 0.0, None, None]
+
+
+def _trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_resnet_pair_and_shortcut_studies_are_the_papers_rows(symbolic):
+    """ResNet Fig. 6 / Table 6 (CIFAR), Table 2 / Fig. 4 and Table 3 (ImageNet) as studies:
+    the rows, options and numbers as SPEC and the paper print them; option A's ResNets have
+    exactly their plain twins' parameters (Table 2: "no extra parameter")."""
+    fig6 = get_study("resnet-cifar-fig6")
+    assert _grid(fig6)[0].values == [r.label for r in fig6.rows]
+    assert [(r.model, r.options) for r in fig6.rows] == [
+        (f"{kind}{d}", {} if kind == "plain" else {"shortcut": "A"}) for d in (20, 32, 44, 56)
+        for kind in ("plain", "resnet")]  # in pairs
+    assert [r.paper for r in fig6.rows if r.model.startswith("resnet")] == [
+        {"test error": e} for e in (8.75, 7.51, 7.17, 6.97)]  # Table 6
+    assert all(r.paper == {} for r in fig6.rows if r.model.startswith("plain"))  # Fig. 6 prints none
+    table2 = get_study("resnet-table2")
+    assert [(r.label, r.model, r.options, r.paper) for r in table2.rows] == [
+        ("plain-18", "plain18", {}, {"val top-1": 27.94}),
+        ("ResNet-18", "resnet18", {"shortcut": "A"}, {"val top-1": 27.88}),
+        ("plain-34", "plain34", {}, {"val top-1": 28.54}),
+        ("ResNet-34", "resnet34", {"shortcut": "A"}, {"val top-1": 25.03})]
+    # SPEC's option-B counts less B's three 1x1 projections + BN: 64*128 + 128*256 + 256*512 + 2*(128 + 256 + 512)
+    for row, params in zip(table2.rows, (11_689_512 - 173_824,) * 2 + (21_797_672 - 173_824,) * 2):
+        assert _trainable(symbolic(kzoo.create_model, row.model, **row.options)) == params, row.label
+    table3 = get_study("resnet-table3")
+    assert [(r.model, r.options, r.paper) for r in table3.rows] == [
+        ("resnet34", {"shortcut": "A"}, {"val top-1": 25.03, "val top-5": 7.76}),
+        ("resnet34", {"shortcut": "B"}, {"val top-1": 24.52, "val top-5": 7.46}),
+        ("resnet34", {"shortcut": "C"}, {"val top-1": 24.19, "val top-5": 7.40})]
+    # the curves' panels are the paper's: Fig. 6 left and middle, Fig. 4 left and right
+    assert [(p, [fig6.row(label).model for label in labels]) for p, labels in fig6.curves] == [
+        ("plain", ["plain20", "plain32", "plain44", "plain56"]),
+        ("resnet", ["resnet20", "resnet32", "resnet44", "resnet56"])]
+    assert [(p, [table2.row(label).model for label in labels]) for p, labels in table2.curves] == [
+        ("plain", ["plain18", "plain34"]), ("resnet", ["resnet18", "resnet34"])]
+
+
+def test_the_resnet110_seed_study_trains_five_seeds_and_reports_best_and_mean_std(monkeypatch, tmp_path):
+    """Table 6's "best (mean ± std)" of five ResNet-110 runs: the rows differ in the run's seed
+    only, and the report gives the best, the mean and the sample std of the trials' errors
+    (checked against the statistics module), beside the paper's 6.43 (6.61 ± 0.16)."""
+    import statistics
+
+    from kzoo.recipes.common import Run
+    from kzoo.tune import search
+
+    study = get_study("resnet110-seeds")
+    assert study.over_seeds == {"best": 6.43, "mean": 6.61, "std": 0.16}
+    runs = []
+    monkeypatch.setattr(search, "train_recipe", lambda recipe, run, source: runs.append((recipe.name, run)) or {
+        "val_top1_err": 0.5, "val_top5_err": 0.1, "train_top1_err": 0.4})
+    monkeypatch.setattr(search.registry, "create_model", lambda name, **options: keras.Sequential())
+    hypermodel = StudyHyperModel(study, search.trial_trainer(study, Run(epochs=1, seed=7), str(tmp_path)))
+    for label in _grid(study)[0].values:
+        hp = kt.HyperParameters()
+        hypermodel.choose(hp)
+        hp.values["row"] = label
+        hypermodel.fit(hp, None)
+    assert [(recipe, run.model, run.options, run.seed, run.epochs) for recipe, run in runs] == [
+        ("resnet_cifar", "resnet110", {"shortcut": "A"}, seed, 1) for seed in range(5)]
+    assert len({run.run_dir for _, run in runs}) == 5  # a folder per seed
+
+    errors = [0.0712, 0.0680, 0.0695, 0.0731, 0.0702]
+    rows = [{"row": r.label, "paper": r.paper, "ours": {"val_top1_err": e, "val_top5_err": 0.0,
+                                                       "train_top1_err": 0.0, "params": 1_727_962.0}}
+            for r, e in zip(study.rows, errors)]
+    percent = [100 * e for e in errors]
+    summary = search.seed_summary(rows)
+    assert summary["runs"] == 5 and summary["best"] == pytest.approx(6.80)
+    assert summary["mean"] == pytest.approx(statistics.mean(percent))
+    assert summary["std"] == pytest.approx(statistics.stdev(percent))  # n - 1
+    out = str(tmp_path / "report")
+    text = search.write_report(study, rows, out)
+    assert (f"best {min(percent):.4g}, mean {statistics.mean(percent):.4g} ± {statistics.stdev(percent):.4g}"
+            in text)
+    assert "best 6.43, mean 6.61 ± 0.16" in text and text == open(os.path.join(out, "results.md")).read()
+    rows[1:] = [{**r, "ours": None} for r in rows[1:]]  # one run finished: no std
+    assert search.seed_summary(rows) == {"runs": 1, "best": pytest.approx(7.12), "mean": pytest.approx(7.12),
+                                         "std": None}
+    assert "1 of 5 runs" in search.write_report(study, rows, out)
+
+
+def test_a_pair_study_draws_the_fig6_curves_over_its_trials_on_a_held_out_split(tmp_path, monkeypatch, capsys):
+    """One command, the 20-layer pair of Fig. 6 on the built-in digits with --val-split: each
+    trial validates on 100 held-out training images, and the report draws curves-plain.png and
+    curves-resnet.png from the trials' own run directories (the thin line: steps.csv's rows)."""
+    import csv
+
+    from kzoo.tune import search
+
+    drawn = []
+    real_plot = search.curves_plot.plot
+    monkeypatch.setattr(search.curves_plot, "plot", lambda dirs, out, title=None: drawn.append(
+        (dirs, out, real_plot(dirs, out, title)[1])) or drawn[-1][1:])
+    out = str(tmp_path / "study")
+    argv = ["resnet-cifar-fig6", "--epochs", "1", "--steps-per-epoch", "2", "--log-every", "1", "--out", out]
+    assert main([*argv, "--max-trials", "2", "--val-split", "100"]) == 0
+    done = finished_trials(out)
+    assert [v["row"] for v, _ in done] == ["plain-20", "ResNet-20, shortcut A"]
+    plain, residual = (search.trial_dir(out, label) for label in ("plain-20", "ResNet-20, shortcut A"))
+    assert [(dirs, path) for dirs, path, _ in drawn] == [([plain], os.path.join(out, "curves-plain.png")),
+                                                         ([residual], os.path.join(out, "curves-resnet.png")),
+                                                         ([plain, residual], os.path.join(out, "curves.png"))]
+    for dirs, path, fig in drawn:
+        assert open(path, "rb").read(4) == b"\x89PNG"
+        assert len(fig.axes[0].lines) == 2 * len(dirs)  # a thin and a bold line per trial
+    for i, run_dir in enumerate((plain, residual)):
+        with open(os.path.join(run_dir, "steps.csv"), newline="") as f:
+            steps = list(csv.DictReader(f))
+        thin = drawn[2][2].axes[0].lines[2 * i]
+        assert list(thin.get_xdata()) == [1, 2] == [int(r["step"]) for r in steps]  # --log-every 1, 2 steps
+        assert list(thin.get_ydata()) == pytest.approx([100 * float(r["train_top1_err"]) for r in steps])
+        with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+            (epoch,) = csv.DictReader(f)
+        bold = drawn[2][2].axes[0].lines[2 * i + 1]  # the validation error where the epoch ends
+        assert list(bold.get_xdata()) == [2] and list(bold.get_ydata()) == pytest.approx(
+            [100 * float(epoch["val_top1_err"])])
+        assert float(epoch["val_top1_err"]) == pytest.approx(done[i][1]["val_top1_err"])  # the table's number
+        config = json.load(open(os.path.join(run_dir, "config.json")))
+        assert config["config"]["val_split"] == 100 and config["identity"]["val_split"] == 100
+        # the digits' 1797 images: 1438 train / 359 val (0.2); 100 of the 1438 held out, the 359 unused
+        assert (config["dataset"]["train_size"], config["dataset"]["val_size"]) == (1438 - 100, 100)
+    table = open(os.path.join(out, "results.md")).read()
+    assert ("- curves-plain.png: plain-20\n- curves-resnet.png: ResNet-20, shortcut A\n"
+            "- curves.png: plain-20, ResNet-20, shortcut A\n") in table
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:  # the whole training set held out: refused before any trial
+        main([*argv, "--val-split", "1438", "--out", str(tmp_path / "too-many")])
+    assert exit_info.value.code == 2 and not os.path.exists(tmp_path / "too-many")
+    assert "argument --val-split: expected a number of training images in [1, 1437]" in capsys.readouterr().err

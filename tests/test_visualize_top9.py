@@ -6,7 +6,8 @@ import pytest
 
 from kzoo.data.sources import builtin_digits
 from kzoo.visualize.deconv import Deconvnet, crop_patch, patch_box, receptive_field
-from kzoo.visualize.top9 import FeatureEvolution, top9_figure, top_activations
+from kzoo.visualize.top9 import (FeatureEvolution, evolution_figure, evolution_layers, strongest_activations,
+                                top9_figure, top_activations)
 
 
 def _small(classes=10, size=32, seed=0):
@@ -57,30 +58,124 @@ def test_top_activations_errors():
         top_activations(model, [np.zeros((2, 32, 32, 3))], "conv9")
 
 
+def _five(classes=10, size=20, seed=0):
+    """Five conv/ReLU layers named as AlexNet's and ZFNet's (relu1..relu5), a few maps each."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for i, (filters, kernel) in enumerate([(4, 5), (6, 3), (6, 3), (5, 3), (4, 3)], 1):
+        x = keras.layers.Conv2D(filters, kernel, padding="same", bias_initializer="random_normal", name=f"conv{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        if i in (1, 2):
+            x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, name="fc")(x))
+
+
+LAYERS = [f"relu{i}" for i in range(1, 6)]
+
+
+def _brute_force(model, images):
+    """{layer: (N, H, W, C) activations}: the plain model, all images in one call (no deconvnet)."""
+    outputs = keras.Model(model.input, [model.get_layer(name).output for name in LAYERS])(images)
+    return {name: keras.ops.convert_to_numpy(out) for name, out in zip(LAYERS, outputs)}
+
+
+def test_feature_evolution_finds_the_strongest_activation_over_all_images(tmp_path):
+    model = _five()
+    rng = np.random.default_rng(3)
+    images = rng.normal(size=(40, 20, 20, 3)).astype("float32") * rng.uniform(0.5, 1.5, (40, 1, 1, 1)).astype("float32")
+    images[37] *= 2.5  # a strong image far past the first 16 (the old validation subset)
+    callback = FeatureEvolution(lambda: iter([images[i : i + 7] for i in range(0, 40, 7)]), None,
+                                str(tmp_path / "evolution.png"), epochs=(1,), maps_per_layer=3, seed=5)
+    callback.set_model(model)
+    callback.on_epoch_end(0)
+    assert callback.layers == LAYERS  # the model's stages, by name
+    acts, deconv = _brute_force(model, images), Deconvnet(model)
+    beyond_16 = 0
+    for layer in LAYERS:
+        maps = callback.feature_maps[layer]
+        assert len(maps) == 3 and maps == sorted(set(maps)) and list(callback.frames[1][layer]) == maps
+        field = receptive_field(model, layer)
+        for m in maps:
+            a = acts[layer][..., m]
+            i, y, x = np.unravel_index(a.argmax(), a.shape)  # brute force over all 40 images and positions
+            entry = callback.frames[1][layer][m]
+            assert a.max() > 0  # a live map: the argmax is not a tie between zeros
+            assert (entry["index"], entry["position"]) == (i, (y, x))
+            assert entry["value"] == pytest.approx(float(a.max()), rel=1e-5)
+            beyond_16 += int(i >= 16 and a[:16].max() < a.max())  # searching the first 16 would miss it
+            proj, _, _ = deconv.project(images[i : i + 1], layer, units=[(y, x, m)])
+            np.testing.assert_allclose(entry["projection"], crop_patch(proj[0], patch_box(field, y, x)),
+                                       rtol=1e-5, atol=1e-6)
+    assert beyond_16 >= 10  # 12 of the 15 maps here: the case the old 16-image search gets wrong
+    saved = np.load(str(tmp_path / "evolution.npz"))
+    entry = callback.frames[1]["relu4"][callback.feature_maps["relu4"][0]]
+    key = f"epoch1_relu4_map{callback.feature_maps['relu4'][0]}"
+    assert list(saved[key + "_unit"]) == [entry["index"], *entry["position"]]
+    np.testing.assert_array_equal(saved[key], entry["projection"])
+
+
+def test_strongest_activations_equals_top_activations_per_layer():
+    model = _five()
+    images = np.random.default_rng(4).normal(size=(30, 20, 20, 3)).astype("float32")
+    batches = [images[i : i + 8] for i in range(0, 30, 8)]
+    both = strongest_activations(model, batches, ["relu2", "relu5"], {"relu2": [1, 4], "relu5": [0, 3]}, k=3)
+    for layer, maps in (("relu2", [1, 4]), ("relu5", [0, 3])):
+        alone = top_activations(model, batches, layer, feature_maps=maps, k=3)
+        assert [[e["index"] for e in alone[m]] for m in maps] == [[e["index"] for e in both[layer][m]] for m in maps]
+
+
+def test_feature_evolution_errors(tmp_path):
+    from kzoo import create_model
+
+    resnet = create_model("resnet20", input_shape=(32, 32, 3), classes=10)  # other families: their stage outputs
+    assert evolution_layers(resnet) == ["conv1_relu", "conv2_block3_out", "conv3_block3_out", "conv4_block3_out"]
+    model = _small()
+    callback = FeatureEvolution(np.zeros((2, 32, 32, 3)), None, str(tmp_path / "unused.png"), epochs=(1,))
+    inputs = keras.Input((32, 32, 3))
+    unnamed = keras.layers.ReLU(name="r")(keras.layers.Conv2D(2, 3, name="c")(inputs))
+    callback.set_model(keras.Model(inputs, unnamed, name="custom"))
+    with pytest.raises(ValueError, match=r"'custom' has no layers kzoo knows as its stages .* name them: "
+                                         r"FeatureEvolution\(images, layers=\[\.\.\.\]"):
+        callback.on_epoch_end(0)
+    with pytest.raises(ValueError, match=r"feature maps \[6\] are outside the 6 maps of layer 'relu1'"):
+        callback = FeatureEvolution(np.zeros((2, 32, 32, 3)), ["relu1", "relu2"], str(tmp_path / "unused.png"),
+                                    feature_maps=[6], epochs=(1,))  # map 6 is in relu2 (8 maps), not relu1 (6)
+        callback.set_model(model)
+        callback.on_epoch_end(0)
+
+
 def test_feature_evolution_records_chosen_epochs_during_engine_training(tmp_path):
     from kzoo.recipes import resnet_cifar
     from kzoo.train.engine import TrainConfig, train
     from kzoo.train.schedules import StepsAt
 
-    images = np.random.default_rng(1).normal(size=(6, 32, 32, 3)).astype("float32")
+    images = np.random.default_rng(1).normal(size=(24, 20, 20, 3)).astype("float32")
     path = str(tmp_path / "evolution.png")
-    callback = FeatureEvolution(lambda: images, "relu1", path, feature_maps=[0, 2, 4], epochs=(1, 3))
+    callback = FeatureEvolution(lambda: images, None, path, epochs=(1, 3), batch_size=10)
     config = TrainConfig(model="custom", run_dir=str(tmp_path / "run"), schedule=StepsAt(0.05, (), 1.0),
-                         preprocess=resnet_cifar.RECIPE.preprocess, batch_size=16, epochs=3, momentum=0.9,
+                         preprocess=resnet_cifar.RECIPE.preprocess.scaled(20), batch_size=16, epochs=3, momentum=0.9,
                          weight_decay=0.0, steps_per_epoch=4, val_steps=1, verbose=0)
-    _, model = train(config, builtin_digits(), model_fn=lambda classes: _small(classes), callbacks=[callback])
+    _, model = train(config, builtin_digits(), model_fn=lambda classes: _five(classes), callbacks=[callback])
     assert sorted(callback.frames) == [1, 3]  # epoch 2 is not in the list
-    field = receptive_field(model, "relu1")
-    acts = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("relu1").output)(images))
-    for m in (0, 2, 4):
-        i, y, x = np.unravel_index(acts[..., m].argmax(), acts.shape[:3])
-        proj, _, _ = Deconvnet(model).project(images[i : i + 1], "relu1", units=[(y, x, m)])
-        np.testing.assert_allclose(callback.frames[3][m], crop_patch(proj[0], patch_box(field, y, x)), rtol=1e-5,
-                                   atol=1e-6)  # the last frame is the trained model's projection
-        assert not np.allclose(callback.frames[1][m], callback.frames[3][m])  # training changed the filters
+    acts = _brute_force(model, images)
+    for layer in LAYERS:
+        for m in callback.feature_maps[layer]:
+            i, y, x = np.unravel_index(acts[layer][..., m].argmax(), acts[layer].shape[:3])
+            assert (callback.frames[3][layer][m]["index"], callback.frames[3][layer][m]["position"]) == (i, (y, x))
+    first = callback.frames[1]["relu1"][callback.feature_maps["relu1"][0]]["projection"]
+    assert not np.allclose(first, callback.frames[3]["relu1"][callback.feature_maps["relu1"][0]]["projection"])
+    fig = evolution_figure(callback.frames)  # Fig. 4's layout: a block per layer, maps x recorded epochs
+    assert [block._suptitle.get_text() for block in fig.subfigs] == LAYERS
+    for block, layer in zip(fig.subfigs, LAYERS):
+        assert len(block.axes) == len(callback.feature_maps[layer]) * 2 == 8
+        assert [ax.get_title() for ax in block.axes[:2]] == ["epoch 1", "epoch 3"]
+        assert [block.axes[r * 2].get_ylabel() for r in range(4)] == [f"map {m}" for m in callback.feature_maps[layer]]
     assert open(path, "rb").read(4) == b"\x89PNG"
     saved = np.load(str(tmp_path / "evolution.npz"))
-    assert sorted(saved.files) == sorted(f"epoch{e}_map{m}" for e in (1, 3) for m in (0, 2, 4))
+    assert sorted(k for k in saved.files if k.endswith("_value")) == sorted(
+        f"epoch{e}_{layer}_map{m}_value" for e in (1, 3) for layer in LAYERS for m in callback.feature_maps[layer])
 
 
 def test_feature_evolution_works_with_model_fit(tmp_path):
@@ -90,16 +185,23 @@ def test_feature_evolution_works_with_model_fit(tmp_path):
     x, y = rng.normal(size=(32, 32, 32, 3)).astype("float32"), rng.integers(0, 3, 32)
     callback = FeatureEvolution(x[:4], "relu2", str(tmp_path / "e.png"), epochs=(1, 2))
     model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[callback])
-    assert sorted(callback.frames) == [1, 2] and len(callback.frames[2]) == 8  # default: the first 8 maps
+    assert sorted(callback.frames) == [1, 2] and list(callback.frames[2]) == ["relu2"]
+    assert len(callback.frames[2]["relu2"]) == 4  # default: 4 random maps of the 8
 
 
-def test_recipe_records_feature_evolution(tmp_path):
-    from kzoo.recipes import resnet_cifar
-    from kzoo.recipes.common import main
+@pytest.mark.slow
+def test_recipe_records_feature_evolution_over_the_training_images(tmp_path):
+    from kzoo.recipes import zfnet
+    from kzoo.recipes.common import Run, main
 
+    with pytest.raises(ValueError, match=r"^argument --evolution-images: expected an integer >= 0, got -1$"):
+        Run(evolution_images=-1)
     run = tmp_path / "run"
-    assert main(resnet_cifar.RECIPE, ["--depth", "20", "--epochs", "2", "--steps-per-epoch", "3", "--evolution",
-                                      "--run-dir", str(run)]) == 0
+    assert main(zfnet.RECIPE, ["--smoke", "--epochs", "2", "--evolution", "--evolution-images", "100",
+                               "--run-dir", str(run)]) == 0  # the built-in digits
     saved = np.load(str(run / "evolution.npz"))
-    assert sorted(saved.files) == sorted(f"epoch{e}_map{m}" for e in (1, 2) for m in range(8))
-    assert saved["epoch1_map0"].shape[-1] == 3 and (run / "evolution.png").exists()
+    units = {k: saved[k] for k in saved.files if k.endswith("_unit")}
+    assert sorted({k.split("_")[1] for k in units}) == LAYERS and len(units) == 5 * 4 * 2
+    assert max(int(u[0]) for u in units.values()) < 100  # --evolution-images 100: the first 100 training images
+    assert max(int(u[0]) for u in units.values()) >= 16  # more than the old 16 validation images
+    assert (run / "evolution.png").exists()

@@ -277,6 +277,34 @@ def _rgb(image):
     return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
 
 
+def held_out_indices(train_size, n, seed):
+    """The positions in the training set that `hold_out(source, n, seed)` holds out, sorted."""
+    return np.sort(np.random.default_rng(seed).permutation(train_size)[:n])
+
+
+def hold_out(source, n, seed=0):
+    """`source` with `n` of its training images as its validation set (ResNet §4.2's 45k/5k
+    split for tuning, `--val-split N`) and the rest as its training set; its own validation
+    (or test) images are not used. The same `seed` holds out the same images; the training
+    set must come in a fixed order (every kzoo source does)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 < n < source.train_size:
+        raise ValueError(f"argument --val-split: expected a number of training images in [1, {source.train_size - 1}] "
+                         f"({source.name!r} has {source.train_size} training images, and some must stay for "
+                         f"training), got {n!r}; give a smaller N, or leave --val-split out to validate on "
+                         f"{source.name!r}'s own validation set.")
+    mask = np.zeros(source.train_size, bool)
+    mask[held_out_indices(source.train_size, n, seed)] = True
+    mask = tf.constant(mask)
+
+    def part(keep):
+        ds = source.train.enumerate().filter(lambda i, _: tf.equal(tf.gather(mask, i), keep))
+        return ds.map(lambda _, example: example, deterministic=True)
+
+    # The boxed splits (localization) would no longer match the classification split: dropped.
+    return dataclasses.replace(source, train=part(False), val=part(True), train_size=source.train_size - n,
+                               val_size=n, boxed=None)
+
+
 BUILTIN = {"digits": builtin_digits, "shapes": builtin_shapes}
 
 

@@ -37,6 +37,7 @@ from kzoo.evaluate.fcn import apply_chain, classifier_on_windows, feature_chain
 from kzoo.evaluate.localize import _in_batches, box_regressor, merge_boxes, train_regressor
 from kzoo.evaluate.precision import detection_mean_average_precision
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
+from kzoo.registry import create_model
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
 from kzoo.weights.record import save_weights_atomic
@@ -310,6 +311,13 @@ def evaluate_detector(detector, scenes, scales=(1.0,), min_score=0.5, merge=True
     return aps, mean, detections
 
 
+def new_classifier(model, size, classes, background=True, options=None, seed=0):
+    """The registry's `model` (e.g. "overfeat_fast") on size x size windows, with an output per
+    class and one for the background, its initial weights drawn from `seed`."""
+    keras.utils.set_random_seed(seed)
+    return create_model(model, **(options or {}), input_shape=(size, size, 3), classes=classes + int(background))
+
+
 def save_detector(detector, folder, model, model_options, settings):
     """The detector in `folder`: classifier.weights.h5, regressor.weights.h5 and detector.json
     (the registry model and options that rebuild the classifier, the classes, the mean colour,
@@ -318,7 +326,8 @@ def save_detector(detector, folder, model, model_options, settings):
     save_weights_atomic(detector.classifier, os.path.join(folder, "classifier.weights.h5"))
     save_weights_atomic(detector.regressor, os.path.join(folder, "regressor.weights.h5"))
     hidden = [layer.units for layer in detector.regressor.layers if layer.name.startswith("reg_fc")]
-    config = {"model": model, "options": model_options, "input_size": detector.size, "class_names": detector.class_names,
+    config = {"model": model, "options": model_options, "input_size": detector.size,
+              "class_names": detector.class_names,
               "background": detector.classifier.outputs[0].shape[-1] > len(detector.class_names),
               "mean": detector.mean.tolist(), "regressor_hidden": hidden,
               "class_specific": detector.regressor.outputs[0].shape[-1] > 4, **settings}
@@ -328,8 +337,6 @@ def save_detector(detector, folder, model, model_options, settings):
 
 def load_detector(folder):
     """(Detector, its settings) saved by `save_detector` (e.g. RUN/detection)."""
-    from kzoo.registry import create_model
-
     path = os.path.join(folder, "detector.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{folder!r} holds no detector.json; give the detection folder of a run trained "
@@ -338,8 +345,7 @@ def load_detector(folder):
         config = json.load(f)
     classes = len(config["class_names"])
     size = config["input_size"]
-    classifier = create_model(config["model"], **config["options"], input_shape=(size, size, 3),
-                              classes=classes + int(config["background"]))
+    classifier = new_classifier(config["model"], size, classes, config["background"], config["options"])
     classifier.load_weights(os.path.join(folder, "classifier.weights.h5"))
     features = classifier.get_layer("flatten").input.shape[1:]
     regressor = box_regressor(features, classes if config["class_specific"] else None, config["regressor_hidden"])

@@ -23,6 +23,7 @@ from kzoo.utils.cli import (add_verbose_flag, check_choice, check_input_size, ch
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 LOG_EVERY = 100  # steps.csv: a row every 100 steps (ResNet's CIFAR runs: 640 points over 64k iterations)
 DEMO_LOG_EVERY = 5  # the demo's epochs are ~22 steps: a few points each
+EVOLUTION_IMAGES = 10_000  # --evolution's search: all the digits, 1/5 of CIFAR-10, 0.8% of ImageNet
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -65,6 +66,7 @@ class Run:
     input_size: int = None
     pca_std: float = None  # AlexNet §4.1's colour noise; None: the recipe's own (Preprocess.pca)
     crops: str = None  # training crops, "random" or ZFNet §3's "ten"; None: the recipe's own (Preprocess.crops)
+    val_split: int = None  # N: validate on N held-out training images (ResNet §4.2's 45k/5k); None: the data's own
     strategy: str = "default"
     seed: int = 0
     checkpoint_every: int = 0
@@ -74,14 +76,16 @@ class Run:
     xla: bool = False
     mixed_precision: bool = False
     evolution: bool = False
+    evolution_images: int = EVOLUTION_IMAGES  # training images --evolution searches (0: all)
     smoke: bool = False
 
     def __post_init__(self):
         for name, rule in (("epochs", positive_int), ("batch_size", positive_int), ("input_size", positive_int),
-                           ("steps_per_epoch", positive_int), ("seed", non_negative_int),
+                           ("steps_per_epoch", positive_int), ("val_split", positive_int), ("seed", non_negative_int),
                            ("checkpoint_every", non_negative_int), ("log_every", non_negative_int),
-                           ("target_error", float_between(0, 1))):
-            if getattr(self, name) is not None or name in ("seed", "checkpoint_every", "target_error"):
+                           ("target_error", float_between(0, 1)), ("evolution_images", non_negative_int)):
+            if getattr(self, name) is not None or name in ("seed", "checkpoint_every", "target_error",
+                                                           "evolution_images"):
                 object.__setattr__(self, name, rule.check(getattr(self, name), _flag(name)))
         if self.pca_std is not None:
             object.__setattr__(self, "pca_std", non_negative_float.check(self.pca_std, "--pca-std"))
@@ -173,6 +177,11 @@ def build_parser(recipe):
                            f"(ten: the 4 corners and the centre, with flips; one at random per image and pass) "
                            f"(default: the recipe's, {recipe.preprocess.crops}); recorded in the run's config, "
                            f"and a run resumes only with the crops it started with")
+    data.add_argument("--val-split", type=positive_int, metavar="N",
+                      help="hold out N training images (the same ones for the same --seed) as the validation set and "
+                           "train on the rest, leaving the data's own validation or test set unused (ResNet §4.2's "
+                           "45k/5k split for tuning: --val-split 5000 on cifar10); recorded in the run's config "
+                           "and identity")
     run = parser.add_argument_group("run")
     run.add_argument("--run-dir", help="where checkpoints, logs and curves go; rerunning the same "
                      "command resumes there (default runs/<recipe>-<model>-<dataset>)")
@@ -197,8 +206,12 @@ def build_parser(recipe):
     run.add_argument("--xla", action="store_true", help="compile the train step with XLA")
     run.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
     run.add_argument("--evolution", action="store_true",
-                     help="record ZFNet's Fig. 4 (projections of the strongest layer-5 activations on 16 "
-                          "validation images at epochs 1, 2, 5, 10, 20, 30, 40, 64) in RUN/evolution.png")
+                     help="record ZFNet's Fig. 4 in RUN/evolution.png: a block per layer (relu1..relu5; a ResNet's "
+                          "stage outputs), for 4 random feature maps each the deconvnet projection of its strongest "
+                          "activation over the training images at epochs 1, 2, 5, 10, 20, 30, 40, 64")
+    run.add_argument("--evolution-images", type=non_negative_int, default=EVOLUTION_IMAGES, metavar="N",
+                     help=f"--evolution searches the first N training images (centre views) at each of those "
+                          f"epochs, one forward pass over them each time (default {EVOLUTION_IMAGES}; 0: all)")
     run.add_argument("--smoke", action="store_true", help="a few steps, seconds long: checks the set-up")
     run.add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")
     add_verbose_flag(run)
@@ -221,6 +234,7 @@ def _given(*values):
 
 def run_dir_for(recipe, run, source):
     return run.run_dir or os.path.join("runs", f"{recipe.name}-{resolve_run(recipe, run).model}-{source.name}"
+                                       + (f"-val{run.val_split}" if run.val_split else "")
                                        + ("-smoke" if run.smoke else ""))
 
 
@@ -231,6 +245,10 @@ def train_recipe(recipe, run, source=None):
     kzoo.train.strategies.get_strategy(run.strategy)  # before any dataset: multi-worker set-up must come first
     check_model_options(run.model, run.options, build=True)  # before the data and the run directory
     source = source or kzoo.data.sources.load_source(run.dataset, run.data_dir, run.download, seed=run.seed)
+    if run.val_split:  # before the run directory: a too large N is refused first
+        source = kzoo.data.sources.hold_out(source, run.val_split, run.seed)
+        print(f"Validating on {run.val_split} held-out training images of {source.name} (--val-split); "
+              f"training on the other {source.train_size}.")
     demo = source.builtin
     if demo:
         print(f"Training on the built-in demo data: {source.description}, resized to "
@@ -241,8 +259,9 @@ def train_recipe(recipe, run, source=None):
     run_dir = config.run_dir
     callbacks = []
     if run.evolution:
-        images = functools.partial(kzoo.train.engine.validation_images, config, source, 16)
-        callbacks.append(kzoo.visualize.top9.FeatureEvolution(images, None, os.path.join(run_dir, "evolution.png")))
+        images = functools.partial(kzoo.train.engine.training_images, config, source, run.evolution_images or None)
+        callbacks.append(kzoo.visualize.top9.FeatureEvolution(images, None, os.path.join(run_dir, "evolution.png"),
+                                                              seed=run.seed))
     metrics, _ = kzoo.train.engine.train(config, source, callbacks=callbacks)
     print(f"Done: top-1 error {metrics.get('val_top1_err', float('nan')):.2%}, top-5 error "
           f"{metrics.get('val_top5_err', float('nan')):.2%} on {source.name} validation. Run directory: {run_dir}")
@@ -284,6 +303,7 @@ def recipe_config(recipe, run, source):
         checkpoint_every=run.checkpoint_every,
         log_every=_given(run.log_every, DEMO_LOG_EVERY if demo else LOG_EVERY),
         target_error=run.target_error,
+        val_split=run.val_split or 0,
         xla=run.xla,
         mixed_precision=run.mixed_precision,
     )

@@ -65,7 +65,8 @@ NOT_FOR_DETECTION = (("--dataset", "dataset"), ("--download", "download"), ("--s
                      ("--checkpoint-every", "checkpoint_every"), ("--steps-per-epoch", "steps_per_epoch"),
                      ("--xla", "xla"), ("--mixed-precision", "mixed_precision"), ("--evolution", "evolution"),
                      ("--print-schedule", "print_schedule"), ("--option", "option"), ("--pca-std", "pca_std"),
-                     ("--crops", "crops"), ("--log-every", "log_every"), ("--target-error", "target_error"))
+                     ("--crops", "crops"), ("--log-every", "log_every"), ("--target-error", "target_error"),
+                     ("--val-split", "val_split"), ("--evolution-images", "evolution_images"))
 DETECTION_DEFAULTS = {"epochs": 10, "batch_size": 32, "scenes": (80, 30), "merge_threshold": 0.7}
 SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (12, 6), "hard_negatives": 10}
 
@@ -107,12 +108,7 @@ def _say(flags, what, fix):
 
 def detect_main(parser, args):
     """--detect: train the detector on the scenes, save it and its metrics in RUN/detection."""
-    import keras  # here: --help loads neither Keras nor TensorFlow
-
-    from kzoo.data.scenes import Scenes, builtin_scenes, folder_scenes
-    from kzoo.evaluate import detect
-    from kzoo.evaluate.transfer import write_results
-
+    detect, scenes_module = kzoo.evaluate.detect, kzoo.data.scenes  # loaded now: --help loads neither Keras nor TF
     refused = _given(parser, args, NOT_FOR_DETECTION)
     if args.localize:
         parser.error("--localize and --detect are two tasks; give one.")
@@ -128,14 +124,14 @@ def detect_main(parser, args):
             if not args.boxes:
                 raise ValueError("--data-dir needs --boxes: a CSV (image,x1,y1,x2,y2,class) or a folder of "
                                  "VOC/ILSVRC XML annotations, several objects per image.")
-            data = folder_scenes(args.data_dir, args.boxes, seed=args.seed)
+            data = scenes_module.folder_scenes(args.data_dir, args.boxes, seed=args.seed)
             size = args.input_size or entry.default_size
         else:
             size = args.input_size or RECIPE.demo_crop
             train, val = SMOKE["scenes"] if args.smoke else DETECTION_DEFAULTS["scenes"]
-            data = builtin_scenes(train, val, size=3 * size, seed=args.seed)  # objects 0.45-0.75 of a window
+            data = scenes_module.builtin_scenes(train, val, size=3 * size, seed=args.seed)  # objects: 0.45-0.75 window
         if args.limit:
-            data = {split: Scenes(part.name, part.images[: args.limit], part.objects[: args.limit],
+            data = {split: scenes_module.Scenes(part.name, part.images[: args.limit], part.objects[: args.limit],
                                          part.class_names) for split, part in data.items()}
         smoke = SMOKE if args.smoke else {}
         epochs = args.epochs or smoke.get("epochs") or DETECTION_DEFAULTS["epochs"]
@@ -148,8 +144,7 @@ def detect_main(parser, args):
         print(f"Detection on {scenes.name}: {len(scenes.images)} training and {len(data['val'].images)} validation "
               f"images, {classes} classes ({', '.join(scenes.class_names[:10])}{', ...' if classes > 10 else ''}), "
               f"{name} on {size}x{size} windows" + (", no background class (ablation)" if not args.background else ""))
-        keras.utils.set_random_seed(args.seed)  # the classifier's initial weights
-        model = kzoo.registry.create_model(name, input_shape=(size, size, 3), classes=classes + int(args.background))
+        model = detect.new_classifier(name, size, classes, args.background, seed=args.seed)
         detector = detect.train_detector(
             model, scenes, scales=tuple(args.scales), epochs=epochs, rounds=args.rounds,
             hard_negatives=smoke.get("hard_negatives") or args.hard_negatives, regressor_epochs=regressor_epochs,
@@ -166,7 +161,7 @@ def detect_main(parser, args):
     metrics.update(settings, train_images=len(scenes.images), model=name, background=args.background)
     folder = os.path.join(run_dir, "detection")
     detect.save_detector(detector, folder, name, {}, settings)
-    write_results(folder, metrics, detect.results_table(metrics))
+    kzoo.evaluate.transfer.write_results(folder, metrics, detect.results_table(metrics))
     print(detect.results_table(metrics))
     print(f"Mean AP {metrics['mean_average_precision']:.1%} (IoU >= 0.5) on {metrics['val_images']} {scenes.name} "
           f"validation images; without the merge {metrics['mean_ap_unmerged']:.1%}. Detector and results: {folder}/")

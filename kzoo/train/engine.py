@@ -57,6 +57,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also every N steps (0: at epoch ends only)
     log_every: int = 100  # a row of RUN/steps.csv every N steps (0: none)
     target_error: float = 0.25  # metrics' first_step_below: training error below this (AlexNet Fig. 1)
+    val_split: int = 0  # N > 0: the source's validation set is N held-out training images (the recipe holds them out)
     xla: bool = False
     mixed_precision: bool = False
     deterministic: bool = True
@@ -72,7 +73,9 @@ class TrainConfig:
         return {"model": self.model, "model_options": self.model_options,
                 "crop": self.preprocess.crop, "seed": self.seed, "batch_size": self.batch_size,
                 # ZFNet's fixed ten crops change the images a run sees; random-crop runs keep their old identity
-                **({"crops": self.preprocess.crops} if self.preprocess.crops != "random" else {})}
+                **({"crops": self.preprocess.crops} if self.preprocess.crops != "random" else {}),
+                # so do held-out training images (ResNet §4.2's 45k/5k); runs without them keep their identity
+                **({"val_split": self.val_split} if self.val_split else {})}
 
 
 def _identity_json(config):
@@ -181,6 +184,18 @@ def validation_images(config, source, count):
     stats = _run_stats(config, source)
     ds = source.val.take(count).map(eval_map(config.preprocess, stats))
     return np.stack([image.numpy() for image, _ in ds])
+
+
+def training_images(config, source, count=None, batch_size=64):
+    """The first `count` training images in the source's order (None: all), as the model sees
+    them at validation (centre view, the run's mean removed, no augmentation), streamed as
+    numpy batches: for callbacks that search the training set (each call a fresh pass)."""
+    stats = _run_stats(config, source)
+    ds = source.train if count is None else source.train.take(count)
+    ds = ds.map(eval_map(config.preprocess, stats), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda image, label: image).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    with naming_bad_images(source):
+        yield from ds.as_numpy_iterator()
 
 
 def _check_labels(source, classes):

@@ -19,10 +19,11 @@ import numpy as np
 
 import kzoo
 from kzoo import registry
-from kzoo.data.sources import load_source
+from kzoo.data.sources import hold_out, load_source
 from kzoo.recipes.common import train_recipe
 from kzoo.tune.studies import TUNERS, get_study
 from kzoo.utils.files import atomic_write
+from kzoo.visualize import curves as curves_plot
 from kzoo.visualize.common import figure, save_figure
 
 OBJECTIVE = kt.Objective("val_top1_err", direction="min")
@@ -30,6 +31,11 @@ OBJECTIVE = kt.Objective("val_top1_err", direction="min")
 
 def _slug(text):
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:60]
+
+
+def trial_dir(out, label):
+    """The run directory of the trial of row (or free-space point) `label`: OUT/trials/<slug>-<hash>."""
+    return os.path.join(out, "trials", _slug(label) + "-" + hashlib.sha256(label.encode()).hexdigest()[:6])
 
 
 class StudyHyperModel(kt.HyperModel):
@@ -103,9 +109,11 @@ def trial_trainer(study, base, out):
     fields (e.g. pca_std) and folder."""
     recipe = getattr(kzoo.recipes, study.recipe).RECIPE
     source = load_source(base.dataset, base.data_dir, base.download, seed=base.seed)
+    if base.val_split:  # a too large N is refused before the search, not in each trial
+        hold_out(source, base.val_split, base.seed)
 
     def train_trial(label, name, options, epochs, fields=None):
-        run_dir = os.path.join(out, "trials", _slug(label) + "-" + hashlib.sha256(label.encode()).hexdigest()[:6])
+        run_dir = trial_dir(out, label)
         run = dataclasses.replace(base, model=name, options=options, epochs=epochs or base.epochs, run_dir=run_dir,
                                   **(fields or {}))
         metrics = train_recipe(recipe, run, source)
@@ -150,8 +158,60 @@ def results(study, out, space="rows"):
     return rows
 
 
+def seed_summary(rows):
+    """Over the finished rows (runs that differ in seed only): their count and the best, mean and
+    sample standard deviation (n - 1; None for one run) of their val top-1 error, in %."""
+    errors = [100 * r["ours"]["val_top1_err"] for r in rows if r["ours"]]
+    if not errors:
+        return {"runs": 0, "best": None, "mean": None, "std": None}
+    return {"runs": len(errors), "best": min(errors), "mean": float(np.mean(errors)),
+            "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else None}
+
+
+def _seed_lines(study, rows):
+    ours, paper = seed_summary(rows), study.over_seeds
+    what = (f"best {_num(ours['best'])}, mean {_num(ours['mean'])} ± {_num(ours['std']) or '-'}"
+            if ours["runs"] else "none finished yet")
+    return [f"Over the seeds: ours (val top-1 error %, {ours['runs']} of {len(rows)} runs; std with n - 1): {what}. "
+            f"The paper's ({study.columns[0]}, {len(rows)} runs): best {_num(paper['best'])}, "
+            f"mean {_num(paper['mean'])} ± {_num(paper['std'])}.", ""]
+
+
+def write_curves(study, rows, out):
+    """The paper-style training curves of the finished trials (kzoo.visualize.curves): one figure per
+    panel of `study.curves` (OUT/curves-<panel>.png, as the paper's), then one of every finished
+    trial together (OUT/curves.png: the pairs side by side). Returns [(path or None, row labels,
+    why not drawn or None)]."""
+    done = [r["row"] for r in rows if r["ours"] and os.path.isdir(trial_dir(out, r["row"]))]
+    panels = (*study.curves, ("", tuple(done)))  # a free-space search's labels match no panel: curves.png only
+    drawn = []
+    for panel, labels in panels:
+        labels = [label for label in labels if label in done]
+        if not labels:
+            continue
+        path = os.path.join(out, f"curves-{panel}.png" if panel else "curves.png")
+        try:
+            curves_plot.plot([trial_dir(out, label) for label in labels], path,
+                             title=f"{study.name}{': ' + panel if panel else ''}")
+            drawn.append((path, labels, None))
+        except (ValueError, FileNotFoundError) as err:  # a damaged trial folder: the table still gets written
+            drawn.append((None, labels, str(err)))
+    return drawn
+
+
+def _curves_lines(drawn):
+    if not drawn:
+        return []
+    lines = ["Training curves (thin: training error every --log-every steps, bold: validation error per epoch):"]
+    for path, labels, why in drawn:
+        lines.append(f"- {os.path.basename(path)}: {', '.join(labels)}" if path else
+                     f"- not drawn ({', '.join(labels)}): {why}")
+    return lines + [""]
+
+
 def write_report(study, rows, out):
-    """OUT/results.md, results.csv and results.png (val top-1 error against parameters)."""
+    """OUT/results.md, results.csv and results.png (val top-1 error against parameters); the
+    trials' training curves (`write_curves`); a seed study's best and mean ± std."""
     ours_cols = ("train_top1_err", "val_top1_err", "val_top5_err")
     head = ["row", *[f"paper {c}" for c in study.columns], "ours train top-1", "ours val top-1", "ours val top-5",
             "params"]
@@ -166,6 +226,9 @@ def write_report(study, rows, out):
     md = [f"# {study.name}: {study.paper}", "",
           "Ours: error % on the data the study was run on; trainable parameters at the paper's input size.", "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head), *table, ""]
+    if study.over_seeds:
+        md += _seed_lines(study, rows)
+    md += _curves_lines(write_curves(study, rows, out))
     os.makedirs(out, exist_ok=True)
     with atomic_write(os.path.join(out, "results.md")) as f:
         f.write("\n".join(md))
@@ -203,6 +266,6 @@ def run_study(name, base, tuner="grid", space="rows", max_trials=None, out=None)
     tuner.search(verbose=1)
     rows = results(study, out, space)
     print(write_report(study, rows, out))
-    print(f"Results: {out}/results.md, results.csv, results.png")
+    print(f"Results: {out}/results.md, results.csv, results.png; training curves: {out}/curves*.png")
     return rows
 

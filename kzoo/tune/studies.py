@@ -26,6 +26,8 @@ class Study:
     rows: tuple
     knobs: dict  # free-form search: name -> values; `to_model(values)` -> (model, options[, run fields])
     to_model: object = None
+    curves: tuple = ()  # (panel, row labels): OUT/curves-<panel>.png over those trials, as the paper's figure
+    over_seeds: dict = None  # the paper's best / mean / std over runs that differ in seed only (its rows)
 
     def row(self, label):
         for row in self.rows:
@@ -127,15 +129,19 @@ ALEXNET_PCA = Study(
 )
 
 _CIFAR_ERR = {3: 8.75, 5: 7.51, 7: 7.17, 9: 6.97, 18: 6.43}  # Table 6, option A
+
+
+def _cifar_label(n, kind):
+    return f"{'plain' if kind == 'plain' else 'ResNet'}-{6 * n + 2}" + (f", shortcut {kind}" if kind != "plain" else "")
+
+
 RESNET_CIFAR_DEPTH = Study(
     name="resnet-cifar-depth",
     paper="He et al. 2015, §4.2, Table 6 and Fig. 6: CIFAR-10 test error %",
     recipe="resnet_cifar",
     columns=("test error",),
     rows=tuple(
-        Row(f"{'plain' if kind == 'plain' else 'ResNet'}-{6 * n + 2}"
-            + (f", shortcut {kind}" if kind != "plain" else ""),
-            f"{'plain' if kind == 'plain' else 'resnet'}{6 * n + 2}",
+        Row(_cifar_label(n, kind), f"{'plain' if kind == 'plain' else 'resnet'}{6 * n + 2}",
             {} if kind == "plain" else {"shortcut": kind},
             {"test error": _CIFAR_ERR[n]} if kind == "A" else {})
         for n in (3, 5, 7, 9, 18) for kind in ("plain", "A", "B", "C")
@@ -143,9 +149,75 @@ RESNET_CIFAR_DEPTH = Study(
     knobs={"n": [3, 5, 7, 9, 18], "residual": [True, False], "shortcut": ["A", "B", "C"]},
     to_model=lambda v: (f"{'resnet' if v['residual'] else 'plain'}{6 * v['n'] + 2}",
                         {"shortcut": v["shortcut"]} if v["residual"] else {}),
+    curves=(("plain", tuple(_cifar_label(n, "plain") for n in (3, 5, 7, 9))),  # Fig. 6 left
+            ("resnet", tuple(_cifar_label(n, "A") for n in (3, 5, 7, 9, 18)))),  # Fig. 6 middle
 )
 
-STUDIES = {s.name: s for s in (ZFNET_TABLE3, ALEXNET_DESIGN, ALEXNET_RELU_TANH, ALEXNET_PCA, RESNET_CIFAR_DEPTH)}
+# Fig. 6 as pairs: plain-20/32/44/56 against ResNet-20/32/44/56 (option A, as everywhere on
+# CIFAR). The paper prints no number for the plain nets (Fig. 6 left shows them as curves:
+# deeper is worse, in training error too), so their rows carry none.
+RESNET_CIFAR_FIG6 = Study(
+    name="resnet-cifar-fig6",
+    paper="He et al. 2015, §4.2, Fig. 6 (left, middle) and Table 6: CIFAR-10 test error %, plain vs ResNet",
+    recipe="resnet_cifar",
+    columns=("test error",),
+    rows=tuple(Row(_cifar_label(n, kind), f"{'plain' if kind == 'plain' else 'resnet'}{6 * n + 2}",
+                   {} if kind == "plain" else {"shortcut": "A"}, {"test error": _CIFAR_ERR[n]} if kind == "A" else {})
+               for n in (3, 5, 7, 9) for kind in ("plain", "A")),  # in pairs: --max-trials 2 is the 20-layer pair
+    knobs={"n": [3, 5, 7, 9], "residual": [False, True]},
+    to_model=lambda v: (f"{'resnet' if v['residual'] else 'plain'}{6 * v['n'] + 2}",
+                        {"shortcut": "A"} if v["residual"] else {}),
+    curves=(("plain", tuple(_cifar_label(n, "plain") for n in (3, 5, 7, 9))),
+            ("resnet", tuple(_cifar_label(n, "A") for n in (3, 5, 7, 9)))),
+)
+
+# §4.1, Table 2 and Fig. 4: 18 and 34 layers, plain and residual; the ResNets use option A
+# ("zero-padding for increasing dimensions", so they have no more parameters than the plain nets).
+_TABLE2 = {("plain", 18): 27.94, ("plain", 34): 28.54, ("resnet", 18): 27.88, ("resnet", 34): 25.03}
+RESNET_TABLE2 = Study(
+    name="resnet-table2",
+    paper="He et al. 2015, §4.1, Table 2 and Fig. 4: ImageNet val top-1 error % (10-crop), plain vs ResNet (option A)",
+    recipe="resnet",
+    columns=("val top-1",),
+    rows=tuple(Row(f"{'plain' if kind == 'plain' else 'ResNet'}-{depth}", f"{kind}{depth}",
+                   {} if kind == "plain" else {"shortcut": "A"}, {"val top-1": _TABLE2[kind, depth]})
+               for depth in (18, 34) for kind in ("plain", "resnet")),  # in pairs, as resnet-cifar-fig6
+    knobs={"depth": [18, 34], "residual": [False, True]},
+    to_model=lambda v: (f"{'resnet' if v['residual'] else 'plain'}{v['depth']}",
+                        {"shortcut": "A"} if v["residual"] else {}),
+    curves=(("plain", ("plain-18", "plain-34")), ("resnet", ("ResNet-18", "ResNet-34"))),  # Fig. 4 left, right
+)
+
+# §4.1, Table 3: ResNet-34 with shortcut options A (zero-padding), B (projections where the
+# dimensions grow), C (projections everywhere).
+_TABLE3 = {"A": (25.03, 7.76), "B": (24.52, 7.46), "C": (24.19, 7.40)}
+RESNET_TABLE3 = Study(
+    name="resnet-table3",
+    paper="He et al. 2015, §4.1, Table 3: ImageNet val error % (10-crop), ResNet-34 shortcut options",
+    recipe="resnet",
+    columns=("val top-1", "val top-5"),
+    rows=tuple(Row(f"ResNet-34 {kind}", "resnet34", {"shortcut": kind}, {"val top-1": top1, "val top-5": top5})
+               for kind, (top1, top5) in _TABLE3.items()),
+    knobs={"shortcut": ["A", "B", "C"]},
+    to_model=lambda v: ("resnet34", {"shortcut": v["shortcut"]}),
+)
+
+# §4.2, Table 6: "For ResNet-110, we run it 5 times and show 'best (mean±std)'": 6.43 (6.61±0.16).
+# Five runs that differ in their seed only (a row's Run field); the paper gives no per-run number.
+RESNET110_SEEDS = Study(
+    name="resnet110-seeds",
+    paper="He et al. 2015, §4.2, Table 6: CIFAR-10 test error % of ResNet-110, best of 5 runs (mean ± std)",
+    recipe="resnet_cifar",
+    columns=("test error",),
+    rows=tuple(Row(f"ResNet-110, seed {seed}", "resnet110", {"shortcut": "A"}, {}, run={"seed": seed})
+               for seed in range(5)),
+    knobs={"seed": list(range(5))},
+    to_model=lambda v: ("resnet110", {"shortcut": "A"}, {"seed": v["seed"]}),
+    over_seeds={"best": 6.43, "mean": 6.61, "std": 0.16},
+)
+
+STUDIES = {s.name: s for s in (ZFNET_TABLE3, ALEXNET_DESIGN, ALEXNET_RELU_TANH, ALEXNET_PCA, RESNET_CIFAR_DEPTH,
+                                RESNET_CIFAR_FIG6, RESNET_TABLE2, RESNET_TABLE3, RESNET110_SEEDS)}
 
 
 def get_study(name):

@@ -269,11 +269,11 @@ def write_outputs(result, folder, pictures=None, parts=None, fill=None, names=No
     return paths
 
 
-def from_args(args, trained, out):
+def from_args(args, trained, out, run):
     """`python -m kzoo.visualize correspondence`: the table (printed, markdown, json) and the
-    occluded images; returns the paths written."""
-    from kzoo.visualize import run  # the command line's image reading
-
+    occluded images; returns the paths written.
+    `run`: the command line's image readers (kzoo.visualize.run, which imports this module).
+    """
     model = trained.model
     for name in args.layers or []:
         get_layer(model, name)

@@ -74,9 +74,10 @@ def _labels(runs):
             else run.model for run in runs]
 
 
-def curves_figure(runs):
+def curves_figure(runs, title=None):
     """A figure of `runs` (RunCurves): per run a thin training line and a bold validation line
-    in one colour, error in percent against iterations, a legend entry per run (its model)."""
+    in one colour, error in percent against iterations, a legend entry per run (its model);
+    `title` goes before the key to the lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +93,8 @@ def curves_figure(runs):
         line, = ax.plot([s for s, _ in valid], [100 * e for _, e in valid], color=colour, linewidth=2.5,
                         marker="o" if len(valid) == 1 else None, label=label)  # one epoch: a point
         handles.append(line)
-    ax.set(xlabel="iterations", ylabel="error (%)", title="thin: training error, bold: validation error")
+    key = "thin: training error, bold: validation error"
+    ax.set(xlabel="iterations", ylabel="error (%)", title=f"{title}\n{key}" if title else key)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -125,10 +127,10 @@ def out_path(out, run_dirs):
     return out
 
 
-def plot(run_dirs, out=None):
+def plot(run_dirs, out=None, title=None):
     """Draw `run_dirs` in one figure and write it; returns (the path written, the figure)."""
     path = out_path(out, [os.fspath(r) for r in run_dirs])
-    fig = curves_figure([read_run(r) for r in run_dirs])
+    fig = curves_figure([read_run(r) for r in run_dirs], title)
     return save_png(fig, path), fig
 
 

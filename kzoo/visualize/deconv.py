@@ -92,18 +92,24 @@ class Deconvnet:
         self.clone = keras.models.clone_model(model, clone_function=_swap)
         self._heads = {}
 
-    def _head(self, layer):
-        if layer not in self._heads:
-            get_layer(self.model, layer)
-            out = self.clone.get_layer(layer).output
-            if len(out.shape) != 4:
-                raise ValueError(f"layer {layer!r} has output shape {tuple(out.shape)}; the deconvnet projects "
-                                 f"feature maps (4-D outputs): conv, ReLU, LRN or pooling layers.")
-            self._heads[layer] = feature_extractor(self.clone, [layer])
-        return self._heads[layer]
+    def _head(self, layers):
+        key = (layers,) if isinstance(layers, str) else tuple(layers)
+        if key not in self._heads:
+            for layer in key:
+                get_layer(self.model, layer)
+                out = self.clone.get_layer(layer).output
+                if len(out.shape) != 4:
+                    raise ValueError(f"layer {layer!r} has output shape {tuple(out.shape)}; the deconvnet projects "
+                                     f"feature maps (4-D outputs): conv, ReLU, LRN or pooling layers.")
+            self._heads[key] = feature_extractor(self.clone, list(key))
+        return self._heads[key]
 
     def activations(self, images, layer):
-        return keras.ops.convert_to_numpy(self._head(layer)(np.asarray(images, np.float32), training=False)[layer])
+        """`layer`'s maps for `images` (numpy); a list of layers: {layer: maps}, from one forward pass."""
+        outputs = self._head(layer)(np.asarray(images, np.float32), training=False)
+        if isinstance(layer, str):
+            return keras.ops.convert_to_numpy(outputs[layer])
+        return {name: keras.ops.convert_to_numpy(outputs[name]) for name in layer}
 
     def project(self, images, layer, feature_map=None, position=None, units=None):
         """Project one activation per image of `layer` to pixel space.

@@ -239,10 +239,9 @@ def invariance_figure(result, path, pictures=None, names=None, fill=None):
     return save_figure(invariance_plot(result, pictures, names, fill), path)
 
 
-def from_args(args, trained, out):
-    """`python -m kzoo.visualize invariance`: the figure and the numbers; returns their paths."""
-    from kzoo.visualize import run  # the command line's image reading
-
+def from_args(args, trained, out, run):
+    """`python -m kzoo.visualize invariance`: the figure and the numbers; returns their paths.
+    `run`: the command line's image readers (kzoo.visualize.run, which imports this module)."""
     model = trained.model
     for name in args.layers or []:
         get_layer(model, name)  # an unknown layer is named before any image is read

@@ -219,7 +219,8 @@ def run(args):
     if args.command == "predictions":
         return [_predictions(args, trained, out)]
     if args.command in ("invariance", "correspondence"):  # ZFNet §4.2 Fig. 5, §4.3 Table 1 (arXiv numbering)
-        return getattr(visualize, args.command).from_args(args, trained, out)
+        # this module's image readers go along (they import each other's module otherwise)
+        return getattr(visualize, args.command).from_args(args, trained, out, sys.modules[__name__])
     if args.command == "filters":
         analysis = visualize.analysis
         print(analysis.rms_report(analysis.filter_rms(model), radius=args.radius))
