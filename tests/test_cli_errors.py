@@ -141,6 +141,10 @@ CHECKED_AFTER_PARSING = [
     ("overfeat", ["--detect", "--input-size", "70"], "error: argument --input-size: 70 is too small for overfeat_fast; "
                                                      "expected an integer >= 71 (the paper uses 231)."),
     ("overfeat", ["--detect", "--boxes", "b.csv"], "error: --boxes needs --data-dir (the images it boxes)."),
+    ("overfeat", ["--detect", "--no-background", "--rounds", "2"],
+     "error: --rounds is for the background class; --no-background trains without negatives."),
+    ("overfeat", ["--detect", "--input-size", "300"], "error: argument --input-size: 300 is too large for the built-in "
+     "scenes (3x the window per side); expected at most 256, or give --data-dir DIR --boxes BOXES."),
     ("ablation", ["alexnet-design", "--tuner", "hyperband", "--max-trials", "3"],
      "error: --max-trials does not apply to --tuner hyperband (its budget is --epochs); leave it out."),
     ("overfeat", ["--regressor", "single", "--regressor-epochs", "3"],

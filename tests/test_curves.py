@@ -3,6 +3,7 @@ across a resume, the first step below a target error (AlexNet Fig. 1), and
 `python -m kzoo.visualize curves`, on short real runs of the digits."""
 
 import csv
+import dataclasses
 import json
 import os
 import pathlib
@@ -16,7 +17,7 @@ import pytest
 from kzoo.data.sources import builtin_digits
 from kzoo.recipes import resnet_cifar
 from kzoo.recipes.common import Run, main, recipe_config
-from kzoo.train import runlog
+from kzoo.train import engine, runlog
 from kzoo.train.engine import train
 from kzoo.visualize import curves
 from kzoo.visualize.run import main as visualize_main
@@ -127,6 +128,8 @@ def test_first_below_rules():
     assert runlog.first_below(0.2, rows, history) == {"level": 0.2, "step": 9, "epoch": 2}  # below, not equal
     assert runlog.first_below(0.05, rows, history) == {"level": 0.05, "step": None, "epoch": None}
     assert runlog.first_below(0.4, [], history) == {"level": 0.4, "step": 6, "epoch": 1}  # no rows: the epoch's end
+    # the rows stop (at step 6) before the error got below: the step is that epoch's end, as with no rows
+    assert runlog.first_below(0.2, rows[:2], history) == {"level": 0.2, "step": 12, "epoch": 2}
 
 
 def test_step_log_windows_resume_and_off(tmp_path):
@@ -148,6 +151,30 @@ def test_step_log_windows_resume_and_off(tmp_path):
     off = runlog.StepLog(str(tmp_path / "off"), 0)
     off.add(2, 1, 1.0, 1, 4, 0.1)
     assert off.rows == [] and not (tmp_path / "off").exists()
+
+
+def test_a_resumed_run_keeps_its_log_every(tmp_path, capsys):
+    """steps.csv's rows every N steps stay evenly spaced: resuming with another --log-every is
+    refused in one line naming the value to pass, the run directory untouched; runs from
+    before --log-every (no log_every in config.json) resume as they are."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    digits = builtin_digits()
+    config = recipe_config(resnet_cifar.RECIPE, Run(smoke=True, log_every=1, run_dir=str(run_dir)), digits)
+    identity = {**engine._identity_json(config), "dataset": digits.name}  # this run's: only log_every differs
+    (run_dir / "config.json").write_text(json.dumps({"identity": identity, "config": {"log_every": 1}}))
+    (run_dir / "steps.csv").write_text("step,epoch,train_top1_err,train_loss,lr\n1,1,0.9,2.3,0.1\n")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(SystemExit) as exit_:
+        main(resnet_cifar.RECIPE, ["--smoke", "--log-every", "0", "--epochs", "3", "--run-dir", str(run_dir)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: run directory {str(run_dir)!r} logs with --log-every 1 (its config.json); this command gives 0. "
+        f"Rerun with --log-every 1 to resume it, or pick a new --run-dir.\n")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    engine._check_resumed_log_every(config)  # the same value
+    (run_dir / "config.json").write_text(json.dumps({"identity": identity, "config": {}}))
+    engine._check_resumed_log_every(dataclasses.replace(config, log_every=0))  # a run from before --log-every
 
 
 def test_log_every_and_target_error_flags():
@@ -197,6 +224,26 @@ def test_curves_fall_back_to_the_epochs_and_name_runs_of_one_model(runs, tmp_pat
     train_line = ax.get_lines()[2]
     assert list(train_line.get_xdata()) == [STEPS, 2 * STEPS]
     np.testing.assert_allclose(train_line.get_ydata(), [100 * float(r["train_top1_err"]) for r in history])
+
+
+def test_curves_continue_the_training_line_past_steps_csv(tmp_path):
+    """Logging turned off on resume (or a run shorter than --log-every steps): after steps.csv's
+    last row the thin line goes on with history.csv's training error of the later epochs."""
+    (tmp_path / "config.json").write_text(json.dumps({"identity": {"model": "resnet20"}}))
+    (tmp_path / "steps.csv").write_text("step,epoch,train_top1_err,train_loss,lr\n1,1,0.9,2.3,0.1\n2,1,0.8,2.2,0.1\n")
+    (tmp_path / "history.csv").write_text(
+        "epoch,step,lr,train_loss,train_top1_err,val_loss,val_top1_err,val_top5_err\n"
+        + "".join(f"{e},{2 * e},0.1,2.0,{1 - e / 10},2.1,{1 - e / 20},0.5\n" for e in (1, 2, 3)))
+    run = curves.read_run(tmp_path)
+    assert (run.train_steps, run.train_err) == ([1, 2, 4, 6], [0.9, 0.8, 0.8, 0.7])
+    assert run.train_from == "steps.csv, then history.csv"
+    train_line = curves.curves_figure([run]).axes[0].get_lines()[0]
+    assert list(train_line.get_xdata()) == [1, 2, 4, 6]
+    np.testing.assert_allclose(train_line.get_ydata(), [90, 80, 80, 70])
+    with open(tmp_path / "steps.csv", "a") as f:  # rows up to the last epoch's end: steps.csv alone
+        f.write("4,2,0.7,2.0,0.1\n6,3,0.6,1.9,0.1\n")
+    run = curves.read_run(tmp_path)
+    assert (run.train_steps, run.train_from) == ([1, 2, 4, 6], "steps.csv")
 
 
 def _refused(capsys, argv):

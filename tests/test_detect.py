@@ -305,7 +305,28 @@ def test_the_detect_recipe_on_builtin_scenes_saves_a_detector_that_reloads(tmp_p
     val = builtin_scenes(12, 6, size=240, seed=0)["val"]
     aps, mean, found = evaluate_detector(detector, val, min_score=0.0, threshold=0.7, progress=False)
     assert len(found) == metrics["detections"] > 0 and mean == pytest.approx(metrics["mean_average_precision"])
-    assert not [p for p in folder.iterdir() if p.name.startswith(".tmp")]
+    assert sorted(p.name for p in run.iterdir()) == ["detection"]  # no staging folder left
+    # a second run into the same directory is refused: the detector there is kept as it is
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        overfeat.main(["--detect", "--smoke", "--seed", "1", "--run-dir", str(run)])
+    assert exit_.value.code == 2 and "already holds a detector" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_scene_splits_that_cannot_train_or_score_a_detector_are_refused():
+    from kzoo.data.scenes import Scenes, check_splits
+
+    box = (1.0, 1.0, 5.0, 5.0)
+    split = lambda objects: Scenes("s", [None] * len(objects), objects, ["a", "b"])  # noqa: E731
+    check_splits({"train": split([[(box, 0, False)], [(box, 1, False)]]), "val": split([[(box, 1, False)]])}, "--seed")
+    with pytest.raises(ValueError, match="the val scenes hold no .non-difficult. object.*another --seed"):
+        check_splits({"train": split([[(box, 0, False)]]), "val": split([[(box, 0, True)], []])}, "--seed")
+    with pytest.raises(ValueError, match="the train scenes hold no"):
+        check_splits({"train": split([[]]), "val": split([[(box, 0, False)]])}, "--seed")
+    with pytest.raises(ValueError, match="class 'b' has objects in the validation scenes only"):
+        check_splits({"train": split([[(box, 0, False)]]), "val": split([[(box, 1, False)]])}, "--seed")
 
 
 def test_the_detect_recipe_on_a_folder_with_boxes(tmp_path, capsys):

@@ -311,7 +311,7 @@ def test_recipe_takes_exclude_and_the_features_cache_tells_exclusions_apart(calt
     from kzoo.recipes.caltech import main as recipe
 
     seen = []
-    monkeypatch.setattr(transfer, "run_protocol", lambda trained, collection, *a: seen.append(collection) or {})
+    monkeypatch.setattr(transfer, "run_protocol", lambda trained, collection, *a: seen.append(collection) or {"rows": []})
     monkeypatch.setattr(transfer, "results_table", lambda results: "")
     argv = ["--model", "resnet20", "--weights", "none", "--data-dir", str(caltech), "--out", str(tmp_path / "r")]
     assert recipe("caltech101", argv + ["--exclude", _list(tmp_path / "o.csv", ["brain/image_0003.jpg"])]) == 0

@@ -300,3 +300,74 @@ def test_a_pair_study_draws_the_fig6_curves_over_its_trials_on_a_held_out_split(
         main([*argv, "--val-split", "1438", "--out", str(tmp_path / "too-many")])
     assert exit_info.value.code == 2 and not os.path.exists(tmp_path / "too-many")
     assert "argument --val-split: expected a number of training images in [1, 1437]" in capsys.readouterr().err
+
+
+def test_a_rerun_with_other_base_settings_is_refused_not_reported_as_new(monkeypatch, tmp_path, capsys):
+    """OUT/study.json records the base run's settings: a rerun into the same OUT with another
+    --val-split / --log-every is refused (exit 2, one line naming them) instead of reporting the
+    old trials as its own; the same flags resume; an OUT from before study.json is accepted."""
+    from kzoo.tune import search
+
+    runs = []
+    monkeypatch.setattr(search, "train_recipe", lambda recipe, run, source: runs.append(run) or {
+        "val_top1_err": 0.5, "val_top5_err": 0.1, "train_top1_err": 0.4})
+    monkeypatch.setattr(search.registry, "create_model", lambda name, **options: keras.Sequential())
+    out = str(tmp_path / "study")
+    argv = ["alexnet-relu-tanh", "--epochs", "1", "--steps-per-epoch", "1", "--out", out]
+    assert main(argv) == 0 and len(runs) == 2
+    recorded = json.load(open(os.path.join(out, "study.json")))
+    assert recorded["study"] == "alexnet-relu-tanh" and recorded["run"]["val_split"] is None
+    assert recorded["run"]["epochs"] == 1 and recorded["run"]["steps_per_epoch"] == 1
+    table = open(os.path.join(out, "results.md")).read()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--val-split", "100", "--log-every", "7"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert "log_every None (now 7)" in err and "val_split None (now 100)" in err and "another --out" in err
+    assert "epochs" not in err and len(runs) == 2  # nothing trained
+    assert json.load(open(os.path.join(out, "study.json"))) == recorded
+    assert open(os.path.join(out, "results.md")).read() == table
+    assert main(argv) == 0 and len(runs) == 2  # the same flags: the finished trials are kept
+    os.remove(os.path.join(out, "study.json"))  # an OUT from before study.json: taken as this run's
+    assert main(argv) == 0 and len(runs) == 2
+    assert json.load(open(os.path.join(out, "study.json"))) == recorded
+    other = str(tmp_path / "other")  # another --out: the new settings run
+    assert main([*argv[:-1], other, "--val-split", "100", "--log-every", "7"]) == 0
+    assert [(r.val_split, r.log_every) for r in runs[2:]] == [(100, 7), (100, 7)]
+
+
+def test_a_seed_study_holds_out_the_same_images_in_every_row(monkeypatch, tmp_path):
+    """resnet110-seeds' rows differ in the run's seed only: with --val-split they must validate
+    on the same held-out images, the base --seed's (the data's split), not each row's."""
+    from kzoo.recipes.common import Run
+    from kzoo.tune import search
+
+    held = []
+    real_hold_out = kzoo.data.sources.hold_out
+
+    def hold_out(source, n, seed=0):
+        held.append(seed)
+        return real_hold_out(source, n, seed)
+
+    def train(config, source, callbacks=()):
+        images = np.stack([image.numpy() for image, _ in source.val])
+        trained.append((config.seed, images))
+        return {"val_top1_err": 0.5, "val_top5_err": 0.1, "train_top1_err": 0.4}, None
+
+    trained = []
+    monkeypatch.setattr(kzoo.data.sources, "hold_out", hold_out)
+    monkeypatch.setattr(kzoo.train.engine, "train", train)
+    monkeypatch.setattr(kzoo.recipes.common, "check_model_options", lambda *a, **k: None)
+    monkeypatch.setattr(search.registry, "create_model", lambda name, **options: keras.Sequential())
+    study = get_study("resnet110-seeds")
+    hypermodel = StudyHyperModel(study, search.trial_trainer(study, Run(epochs=1, seed=7, val_split=50),
+                                                             str(tmp_path)))
+    for label in _grid(study)[0].values[:2]:
+        hp = kt.HyperParameters()
+        hypermodel.choose(hp)
+        hp.values["row"] = label
+        hypermodel.fit(hp, None)
+    assert [seed for seed, _ in trained] == [0, 1]  # the rows' own seeds train
+    assert held == [7, 7]  # each row holds out the base --seed's split
+    assert trained[0][1].shape[0] == 50 and np.array_equal(trained[0][1], trained[1][1])

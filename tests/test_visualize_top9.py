@@ -189,6 +189,57 @@ def test_feature_evolution_works_with_model_fit(tmp_path):
     assert len(callback.frames[2]["relu2"]) == 4  # default: 4 random maps of the 8
 
 
+def test_feature_evolution_resumed_run_keeps_the_earlier_epochs(tmp_path):
+    model = _small()
+    images = np.random.default_rng(5).normal(size=(12, 32, 32, 3)).astype("float32")
+    path = str(tmp_path / "evolution.png")
+    npz = tmp_path / "evolution.npz"
+
+    def callback(seed=1):  # as the recipe makes it: random maps drawn with the run's seed
+        cb = FeatureEvolution(images, ["relu1", "relu2"], path, epochs=(1, 2, 3), maps_per_layer=3, seed=seed)
+        cb.set_model(model)
+        return cb
+
+    first = callback()
+    first.on_epoch_end(0)
+    first.on_epoch_end(1)
+    before = dict(np.load(str(npz)))
+    assert sorted({k.split("_")[0] for k in before}) == ["epoch1", "epoch2"]
+    model.get_layer("conv1").kernel.assign(model.get_layer("conv1").kernel * -1.5)  # training went on
+    resumed = callback()  # a resumed run: a new instance, the same seed -> the same maps
+    resumed.on_epoch_end(2)
+    assert resumed.feature_maps == first.feature_maps and sorted(resumed.frames) == [1, 2, 3]
+    after = np.load(str(npz))
+    assert sorted(after.files) == sorted([*before, *(k.replace("epoch1", "epoch3", 1) for k in before
+                                                      if k.startswith("epoch1_"))])
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value)  # the earlier epochs' arrays, unchanged
+    assert not np.allclose(after["epoch3_relu1_map%d" % first.feature_maps["relu1"][0]],
+                           before["epoch2_relu1_map%d" % first.feature_maps["relu1"][0]])
+    fig = evolution_figure(resumed.frames)
+    assert [ax.get_title() for ax in fig.subfigs[0].axes[:3]] == ["epoch 1", "epoch 2", "epoch 3"]
+    assert [fig.subfigs[0].axes[r * 3].get_ylabel() for r in range(3)] == [
+        f"map {m}" for m in first.feature_maps["relu1"]]
+    # a resume that redoes epoch 2 (an earlier checkpoint) replaces it and the later epochs
+    redo = callback()
+    redo.on_epoch_end(1)
+    assert sorted(redo.frames) == [1, 2] and sorted({k.split("_")[0] for k in np.load(str(npz)).files}) == [
+        "epoch1", "epoch2"]
+    # another seed chooses other maps: the old npz is foreign -> a warning, a fresh start, no crash
+    other = callback(seed=7)
+    assert other.feature_maps is None
+    with pytest.warns(UserWarning, match="other layers/feature maps"):
+        other.on_epoch_end(2)
+    assert other.feature_maps != first.feature_maps and sorted(other.frames) == [3]
+    assert sorted({k.split("_")[0] for k in np.load(str(npz)).files}) == ["epoch3"]
+    npz.write_bytes(b"not an npz")  # unreadable: the same
+    broken = callback()
+    with pytest.warns(UserWarning, match="ignoring the earlier"):
+        broken.on_epoch_end(1)
+    assert sorted(broken.frames) == [2] and sorted({k.split("_")[0] for k in np.load(str(npz)).files}) == ["epoch2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evolution.npz", "evolution.png"]
+
+
 @pytest.mark.slow
 def test_recipe_records_feature_evolution_over_the_training_images(tmp_path):
     from kzoo.recipes import zfnet

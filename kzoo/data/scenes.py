@@ -141,6 +141,28 @@ def read_scene_boxes(path):
     return _csv_objects(path)
 
 
+def check_splits(data, fix):
+    """Refuse {"train", "val"} scenes that cannot train or score a detector: a split without
+    a (non-difficult) object, or a class with objects only in validation."""
+    counts = {}
+    for split, part in data.items():
+        counts[split] = np.zeros(len(part.class_names), int)
+        for objects in part.objects:
+            for _, label, difficult in objects:
+                counts[split][label] += not difficult
+    for split in ("train", "val"):
+        if not counts[split].sum():
+            raise ValueError(f"the {split} scenes hold no (non-difficult) object, so the detector can"
+                             f"{'not learn' if split == 'train' else 'not be scored'}; give more images, or "
+                             f"another {fix}.")
+    missing = [name for name, n, m in zip(data["train"].class_names, counts["train"], counts["val"]) if m and not n]
+    if missing:
+        raise ValueError(f"class{'es' if len(missing) > 1 else ''} {', '.join(map(repr, missing))} "
+                         f"{'have' if len(missing) > 1 else 'has'} objects in the validation scenes only, so the "
+                         f"detector never learns {'them' if len(missing) > 1 else 'it'}; give more images, or "
+                         f"another {fix}.")
+
+
 def folder_scenes(data_dir, boxes, val_fraction=0.2, seed=0):
     """{"train", "val"}: every image under `data_dir` with its objects from `boxes`
     (read_scene_boxes), split at random (`seed`) with `val_fraction` for validation."""

@@ -27,6 +27,7 @@ Two departures from the localization merge, both measured on the generated scene
 
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -36,6 +37,7 @@ from kzoo.evaluate.dense import _last_pool, _pair
 from kzoo.evaluate.fcn import apply_chain, classifier_on_windows, feature_chain
 from kzoo.evaluate.localize import _in_batches, box_regressor, merge_boxes, train_regressor
 from kzoo.evaluate.precision import detection_mean_average_precision
+from kzoo.evaluate.transfer import write_results
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 from kzoo.registry import create_model
 from kzoo.utils.files import atomic_write
@@ -68,9 +70,15 @@ def window_label(window, objects, background):
     return background if inside.max() <= NEGATIVE_INSIDE else None
 
 
+MAX_SIDE = 8192  # a scaled image's longest side: beyond, the windows of one image alone fill the memory
+
+
 def _scaled(image, scale, size):
     h, w = image.shape[:2]
     shape = (max(size, round(h * scale)), max(size, round(w * scale)))
+    if max(shape) > MAX_SIDE:
+        raise ValueError(f"scale {scale:g} makes a {w}x{h} image {shape[1]}x{shape[0]} px, over {MAX_SIDE}; give "
+                         f"smaller --scales.")
     return preprocessing.resize(image, *shape), (shape[1] / w, shape[0] / h)
 
 
@@ -318,21 +326,35 @@ def new_classifier(model, size, classes, background=True, options=None, seed=0):
     return create_model(model, **(options or {}), input_shape=(size, size, 3), classes=classes + int(background))
 
 
-def save_detector(detector, folder, model, model_options, settings):
+def save_detector(detector, folder, model, model_options, settings, results=None):
     """The detector in `folder`: classifier.weights.h5, regressor.weights.h5 and detector.json
     (the registry model and options that rebuild the classifier, the classes, the mean colour,
-    the regressor's shape and the detection `settings`); `load_detector(folder)` reads it back."""
-    os.makedirs(folder, exist_ok=True)
-    save_weights_atomic(detector.classifier, os.path.join(folder, "classifier.weights.h5"))
-    save_weights_atomic(detector.regressor, os.path.join(folder, "regressor.weights.h5"))
-    hidden = [layer.units for layer in detector.regressor.layers if layer.name.startswith("reg_fc")]
-    config = {"model": model, "options": model_options, "input_size": detector.size,
-              "class_names": detector.class_names,
-              "background": detector.classifier.outputs[0].shape[-1] > len(detector.class_names),
-              "mean": detector.mean.tolist(), "regressor_hidden": hidden,
-              "class_specific": detector.regressor.outputs[0].shape[-1] > 4, **settings}
-    with atomic_write(os.path.join(folder, "detector.json")) as f:
-        json.dump(config, f, indent=2)
+    the regressor's shape and the detection `settings`), and with `results` ((metrics, table))
+    results.json and results.md; `load_detector(folder)` reads it back. All files are written
+    in a folder beside it that is renamed into place: a crash leaves no mix of two detectors.
+    An existing `folder` is refused."""
+    if os.path.exists(folder):
+        raise FileExistsError(f"{folder!r} already exists; save the detector elsewhere.")
+    parent, name = os.path.split(os.path.abspath(folder))
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".tmp-{name}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        save_weights_atomic(detector.classifier, os.path.join(staging, "classifier.weights.h5"))
+        save_weights_atomic(detector.regressor, os.path.join(staging, "regressor.weights.h5"))
+        hidden = [layer.units for layer in detector.regressor.layers if layer.name.startswith("reg_fc")]
+        config = {"model": model, "options": model_options, "input_size": detector.size,
+                  "class_names": detector.class_names,
+                  "background": detector.classifier.outputs[0].shape[-1] > len(detector.class_names),
+                  "mean": detector.mean.tolist(), "regressor_hidden": hidden,
+                  "class_specific": detector.regressor.outputs[0].shape[-1] > 4, **settings}
+        with atomic_write(os.path.join(staging, "detector.json")) as f:
+            json.dump(config, f, indent=2)
+        if results is not None:
+            write_results(staging, *results)
+        os.rename(staging, folder)  # fails, rather than merging, if `folder` appeared meanwhile
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_detector(folder):

@@ -7,6 +7,8 @@
 
 Each trial trains with the study's recipe (its schedule and pipeline; on the built-in
 data its demo sizes). Rerunning the same command resumes: finished trials are kept.
+The settings are recorded in OUT/study.json; a rerun with other ones (--epochs,
+--val-split, --seed, ...) is refused: give it another --out.
 """
 
 import argparse

@@ -67,6 +67,7 @@ class Run:
     pca_std: float = None  # AlexNet §4.1's colour noise; None: the recipe's own (Preprocess.pca)
     crops: str = None  # training crops, "random" or ZFNet §3's "ten"; None: the recipe's own (Preprocess.crops)
     val_split: int = None  # N: validate on N held-out training images (ResNet §4.2's 45k/5k); None: the data's own
+    split_seed: int = None  # seed of --val-split's held-out images; None: `seed` (a seed study's rows share the base's)
     strategy: str = "default"
     seed: int = 0
     checkpoint_every: int = 0
@@ -82,6 +83,7 @@ class Run:
     def __post_init__(self):
         for name, rule in (("epochs", positive_int), ("batch_size", positive_int), ("input_size", positive_int),
                            ("steps_per_epoch", positive_int), ("val_split", positive_int), ("seed", non_negative_int),
+                           ("split_seed", non_negative_int),
                            ("checkpoint_every", non_negative_int), ("log_every", non_negative_int),
                            ("target_error", float_between(0, 1)), ("evolution_images", non_negative_int)):
             if getattr(self, name) is not None or name in ("seed", "checkpoint_every", "target_error",
@@ -124,7 +126,8 @@ def run_from_args(recipe, args):
     `recipe.model`, and --option's pairs go over the options it sets."""
     flags = {name: getattr(args, name) for name in inspect.signature(recipe.model).parameters}
     name, options = recipe.model(**flags)
-    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Run) if f.name not in ("model", "options")}
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Run)
+              if f.name not in ("model", "options", "split_seed")}  # split_seed: no flag (the split is --seed's)
     return Run(model=name, options={**options, **dict(args.option)}, **fields)
 
 
@@ -246,7 +249,7 @@ def train_recipe(recipe, run, source=None):
     check_model_options(run.model, run.options, build=True)  # before the data and the run directory
     source = source or kzoo.data.sources.load_source(run.dataset, run.data_dir, run.download, seed=run.seed)
     if run.val_split:  # before the run directory: a too large N is refused first
-        source = kzoo.data.sources.hold_out(source, run.val_split, run.seed)
+        source = kzoo.data.sources.hold_out(source, run.val_split, _given(run.split_seed, run.seed))
         print(f"Validating on {run.val_split} held-out training images of {source.name} (--val-split); "
               f"training on the other {source.train_size}.")
     demo = source.builtin
@@ -304,6 +307,7 @@ def recipe_config(recipe, run, source):
         log_every=_given(run.log_every, DEMO_LOG_EVERY if demo else LOG_EVERY),
         target_error=run.target_error,
         val_split=run.val_split or 0,
+        split_seed=run.split_seed,
         xla=run.xla,
         mixed_precision=run.mixed_precision,
     )

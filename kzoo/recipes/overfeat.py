@@ -68,6 +68,7 @@ NOT_FOR_DETECTION = (("--dataset", "dataset"), ("--download", "download"), ("--s
                      ("--crops", "crops"), ("--log-every", "log_every"), ("--target-error", "target_error"),
                      ("--val-split", "val_split"), ("--evolution-images", "evolution_images"))
 DETECTION_DEFAULTS = {"epochs": 10, "batch_size": 32, "scenes": (80, 30), "merge_threshold": 0.7}
+BUILTIN_MAX_INPUT = 256  # built-in scenes are 3x the window: 768 px at most, ~140 MB for 80 of them
 SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (12, 6), "hard_negatives": 10}
 
 
@@ -114,10 +115,25 @@ def detect_main(parser, args):
         parser.error("--localize and --detect are two tasks; give one.")
     if refused:
         parser.error(_say(refused, "not used by --detect", "the detector trains on windows, in this process"))
+    negatives = _given(parser, args, (("--negatives", "negatives"), ("--rounds", "rounds"),
+                                      ("--hard-negatives", "hard_negatives")))
+    if negatives and not args.background:
+        parser.error(_say(negatives, "for the background class", "--no-background trains without negatives"))
     if args.boxes and not args.data_dir:
         parser.error("--boxes needs --data-dir (the images it boxes).")
+    if not args.data_dir and args.input_size and args.input_size > BUILTIN_MAX_INPUT:
+        parser.error(f"argument --input-size: {args.input_size} is too large for the built-in scenes (3x the window "
+                     f"per side); expected at most {BUILTIN_MAX_INPUT}, or give --data-dir DIR --boxes BOXES.")
     name = f"overfeat_{args.model or 'fast'}"
     entry = kzoo.registry.get_entry(name)
+    run_dir = args.run_dir or os.path.join(
+        "runs", f"overfeat-{name}-{os.path.basename(os.path.normpath(args.data_dir)) if args.data_dir else 'scenes'}"
+        f"-detect{'' if args.background else '-no-background'}{f'-seed{args.seed}' if args.seed else ''}"
+        + ("-smoke" if args.smoke else ""))
+    folder = os.path.join(run_dir, "detection")
+    if os.path.exists(folder):  # a detector is minutes to hours of training: never replaced unasked
+        parser.exit(2, f"error: {folder!r} already holds a detector; give another --run-dir, or move that folder "
+                       f"away to train again.\n")
     try:
         check_input_size(args.input_size, [name])
         if args.data_dir:
@@ -132,14 +148,17 @@ def detect_main(parser, args):
             data = scenes_module.builtin_scenes(train, val, size=3 * size, seed=args.seed)  # objects: 0.45-0.75 window
         if args.limit:
             data = {split: scenes_module.Scenes(part.name, part.images[: args.limit], part.objects[: args.limit],
-                                         part.class_names) for split, part in data.items()}
+                                                part.class_names) for split, part in data.items()}
+        scenes_module.check_splits(data, "--seed or --limit" if args.data_dir else "--limit")
         smoke = SMOKE if args.smoke else {}
+        given = lambda dest: getattr(args, dest) != parser.get_default(dest)  # noqa: E731  (a flag beats --smoke)
         epochs = args.epochs or smoke.get("epochs") or DETECTION_DEFAULTS["epochs"]
-        regressor_epochs = smoke.get("regressor_epochs") or args.regressor_epochs
+        regressor_epochs = smoke.get("regressor_epochs", args.regressor_epochs) if not given("regressor_epochs") \
+            else args.regressor_epochs
+        hard_negatives = smoke.get("hard_negatives", args.hard_negatives) if not given("hard_negatives") \
+            else args.hard_negatives
         threshold = DETECTION_DEFAULTS["merge_threshold"] if args.merge_threshold is None else args.merge_threshold
         scenes = data["train"]
-        run_dir = args.run_dir or os.path.join("runs", f"overfeat-{name}-{scenes.name}-detect"
-                                               + ("-smoke" if args.smoke else ""))
         classes = len(scenes.class_names)
         print(f"Detection on {scenes.name}: {len(scenes.images)} training and {len(data['val'].images)} validation "
               f"images, {classes} classes ({', '.join(scenes.class_names[:10])}{', ...' if classes > 10 else ''}), "
@@ -147,7 +166,7 @@ def detect_main(parser, args):
         model = detect.new_classifier(name, size, classes, args.background, seed=args.seed)
         detector = detect.train_detector(
             model, scenes, scales=tuple(args.scales), epochs=epochs, rounds=args.rounds,
-            hard_negatives=smoke.get("hard_negatives") or args.hard_negatives, regressor_epochs=regressor_epochs,
+            hard_negatives=hard_negatives, regressor_epochs=regressor_epochs,
             negatives=args.negatives, batch_size=args.batch_size or DETECTION_DEFAULTS["batch_size"],
             learning_rate=args.learning_rate, background=args.background,
             class_specific=args.regressor == "class-specific", seed=args.seed, log=print)
@@ -157,11 +176,11 @@ def detect_main(parser, args):
         parser.exit(2, f"error: {err}\n")
     settings = {"scales": list(args.scales), "min_score": args.min_score, "merge_threshold": threshold,
                 "epochs": epochs, "regressor_epochs": regressor_epochs, "rounds": args.rounds,
-                "negatives": args.negatives, "learning_rate": args.learning_rate, "seed": args.seed}
+                "negatives": args.negatives, "hard_negatives": hard_negatives, "learning_rate": args.learning_rate,
+                "seed": args.seed}
     metrics.update(settings, train_images=len(scenes.images), model=name, background=args.background)
-    folder = os.path.join(run_dir, "detection")
-    detect.save_detector(detector, folder, name, {}, settings)
-    kzoo.evaluate.transfer.write_results(folder, metrics, detect.results_table(metrics))
+    detect.save_detector(detector, folder, name, {}, settings,
+                         results=(metrics, detect.results_table(metrics)))
     print(detect.results_table(metrics))
     print(f"Mean AP {metrics['mean_average_precision']:.1%} (IoU >= 0.5) on {metrics['val_images']} {scenes.name} "
           f"validation images; without the merge {metrics['mean_ap_unmerged']:.1%}. Detector and results: {folder}/")

@@ -57,6 +57,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also every N steps (0: at epoch ends only)
     log_every: int = 100  # a row of RUN/steps.csv every N steps (0: none)
     target_error: float = 0.25  # metrics' first_step_below: training error below this (AlexNet Fig. 1)
+    split_seed: int = None  # the held-out images' seed when it is not `seed` (a seed study's rows)
     val_split: int = 0  # N > 0: the source's validation set is N held-out training images (the recipe holds them out)
     xla: bool = False
     mixed_precision: bool = False
@@ -75,7 +76,8 @@ class TrainConfig:
                 # ZFNet's fixed ten crops change the images a run sees; random-crop runs keep their old identity
                 **({"crops": self.preprocess.crops} if self.preprocess.crops != "random" else {}),
                 # so do held-out training images (ResNet §4.2's 45k/5k); runs without them keep their identity
-                **({"val_split": self.val_split} if self.val_split else {})}
+                **({"val_split": self.val_split} if self.val_split else {}),
+                **({"split_seed": self.split_seed} if self.val_split and self.split_seed not in (None, self.seed) else {})}
 
 
 def _identity_json(config):
@@ -96,10 +98,15 @@ def _check_run_dir(run_dir):
                          f"write to.") from None
 
 
+_CONFIG_ADVICE = ("It names the run kept in this folder, so kzoo will not resume into it: restore the file, or "
+                  "pick another --run-dir.")
+
+
 @contextlib.contextmanager
 def _claim_run_dir(config, source):
     """Check that the run directory is new or holds this run, hold its lock while training,
     and write its config.json on the first run. Workers other than the chief write nothing."""
+    _check_resumed_log_every(config)  # every worker, before anything in the folder changes
     if not is_chief():
         yield
         return
@@ -121,8 +128,7 @@ def _claim_run_dir(config, source):
         )
     with run_dir_lock(config.run_dir):
         remove_leftovers(config.run_dir)
-        previous = read_json(path, "It names the run kept in this folder, so kzoo will not resume into it: "
-                                   "restore the file, or pick another --run-dir.")
+        previous = read_json(path, _CONFIG_ADVICE)
         if previous is None:
             with atomic_write(path) as f:
                 json.dump(resolved, f, indent=2)
@@ -245,6 +251,19 @@ def _check_position(state, steps, config):
         f"{'--steps-per-epoch ' + str(before) if before else 'no --steps-per-epoch'} to finish that epoch "
         f"(the epoch length may change at an epoch boundary), or pick another --run-dir."
     )
+
+
+def _check_resumed_log_every(config):
+    """A resumed run keeps the --log-every its config.json records: steps.csv's rows must be
+    evenly spaced for the curves and first_step_below. Runs started before --log-every
+    (no log_every in config.json) resume as they are."""
+    path = os.path.join(config.run_dir, "config.json")
+    previous = read_json(path, _CONFIG_ADVICE) if os.path.isfile(path) else None  # else _claim_run_dir says why
+    every = ((previous or {}).get("config") or {}).get("log_every")
+    if every is not None and every != config.log_every:
+        raise ValueError(f"run directory {config.run_dir!r} logs with --log-every {every} (its config.json); this "
+                         f"command gives {config.log_every}. Rerun with --log-every {every} to resume it, "
+                         f"or pick a new --run-dir.")
 
 
 def train(config, source, classes=None, model_fn=None, callbacks=()):

@@ -138,14 +138,17 @@ def read_history(path):
 
 
 def first_below(level, rows, history):
-    """The first steps.csv row and the first epoch whose training top-1 error is below
-    `level` (AlexNet Fig. 1: 25%). With no rows the step is the end of that epoch; None
-    where it was never reached."""
+    """When the training top-1 error first fell below `level` (AlexNet Fig. 1: 25%).
+
+    epoch: the first history.csv epoch whose training error is below `level`.
+    step: the first steps.csv row below `level`; when no row is (no rows at all, or the
+    rows stop before the error got there: logging off or a run shorter than --log-every
+    steps), the end step of that epoch from history.csv. Each is None where it was never
+    reached, so a step is given whenever an epoch is."""
     epoch = next((r for r in history if r["train_top1_err"] < level), None)
-    if rows:
-        step = next((r["step"] for r in rows if r["train_top1_err"] < level), None)
-    else:
-        step = epoch["step"] if epoch else None
+    step = next((r["step"] for r in rows if r["train_top1_err"] < level), None)
+    if step is None and epoch:
+        step = epoch["step"]
     return {"level": level, "step": step, "epoch": epoch["epoch"] if epoch else None}
 
 

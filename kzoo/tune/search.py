@@ -3,7 +3,11 @@ fits with the recipe engine; finished trials are read back into the paper's tabl
 
 Tuner state lives in OUT/tuner (rerunning resumes it: finished trials are not
 redone); each trial trains in OUT/trials/<row> (an interrupted trial resumes from
-its checkpoint). Several machines: keras-tuner's chief/worker protocol, configured
+its checkpoint). OUT/study.json records the study and the base run settings its trials
+measure with (epochs, batch, data, --val-split, seed, ...): a rerun with other settings is
+refused (their results would be the old ones), the same settings resume. An OUT from
+before study.json is taken to hold this run's settings (they were not recorded) and
+gets its study.json. Several machines: keras-tuner's chief/worker protocol, configured
 by KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT.
 """
 
@@ -109,13 +113,15 @@ def trial_trainer(study, base, out):
     fields (e.g. pca_std) and folder."""
     recipe = getattr(kzoo.recipes, study.recipe).RECIPE
     source = load_source(base.dataset, base.data_dir, base.download, seed=base.seed)
+    # --val-split's images: the base --seed's, the same in every trial (a seed study's rows set only their own seed)
+    split_seed = base.seed if base.split_seed is None else base.split_seed
     if base.val_split:  # a too large N is refused before the search, not in each trial
-        hold_out(source, base.val_split, base.seed)
+        hold_out(source, base.val_split, split_seed)
 
     def train_trial(label, name, options, epochs, fields=None):
         run_dir = trial_dir(out, label)
         run = dataclasses.replace(base, model=name, options=options, epochs=epochs or base.epochs, run_dir=run_dir,
-                                  **(fields or {}))
+                                  **{"split_seed": split_seed, **(fields or {})})
         metrics = train_recipe(recipe, run, source)
         entry = registry.get_entry(name)
         paper_model = registry.create_model(name, **options)  # the paper's input size and classes
@@ -125,6 +131,36 @@ def trial_trainer(study, base, out):
                 "paper_size": float(entry.default_size)}
 
     return train_trial
+
+
+# Run fields a trial sets itself, or that do not change what it measures
+_NOT_SETTINGS = ("model", "options", "run_dir", "download", "checkpoint_every")
+
+
+def study_settings(name, base, space="rows"):
+    """What OUT/study.json records: the study, its space and the base Run's settings the trials measure with."""
+    run = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.name not in _NOT_SETTINGS}
+    return json.loads(json.dumps({"study": name, "space": space, "run": run}, default=str))
+
+
+def check_settings(out, settings):
+    """Refuse (ValueError) an OUT whose study.json records other settings; True if it records none yet."""
+    path = os.path.join(out, "study.json")
+    if not os.path.exists(path):
+        return True
+    try:
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read ({err}); restore it, or pick another --out.") from None
+    flat = lambda s: {"study": s.get("study"), "space": s.get("space"), **s.get("run", {})}  # noqa: E731
+    old, new = flat(previous), flat(settings)
+    differ = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    if differ:
+        what = ", ".join(f"{k} {old.get(k)!r} (now {new.get(k)!r})" for k in differ)
+        raise ValueError(f"--out {out!r} holds a study run with other settings: {what}; its finished trials would "
+                         f"be reported as this run's. Pick another --out, or rerun with that run's flags to resume it.")
+    return False
 
 
 def finished_trials(out):
@@ -261,7 +297,15 @@ def run_study(name, base, tuner="grid", space="rows", max_trials=None, out=None)
     says, then the table; returns the table rows."""
     study = get_study(name)
     out = out or os.path.join("runs", f"ablation-{study.name}")
+    settings = study_settings(study.name, base, space)
+    new = check_settings(out, settings)  # before any trial: another run's results are never reused
     hypermodel = StudyHyperModel(study, trial_trainer(study, base, out), space)
+    if new:  # after the data's checks: a refused run leaves no OUT behind
+        if os.path.isdir(os.path.join(out, "tuner")):
+            print(f"{out}: a study from before study.json; taking its settings to be this run's and recording them.")
+        os.makedirs(out, exist_ok=True)
+        with atomic_write(os.path.join(out, "study.json")) as f:
+            json.dump(settings, f, indent=2)
     tuner = make_tuner(hypermodel, tuner, out, max_trials, base.epochs, base.seed)
     tuner.search(verbose=1)
     rows = results(study, out, space)

@@ -4,7 +4,10 @@ training error, bold lines the validation error, against iterations, a colour pe
     python -m kzoo.visualize curves runs/plain20 runs/resnet20 [--out curves.png]
 
 Training error: RUN/steps.csv (every --log-every steps) when it has rows, else the
-epochs' training error in history.csv. Validation error: history.csv, each epoch placed
+epochs' training error in history.csv. When steps.csv stops before history.csv (logging
+turned off on a resumed run, or a run shorter than --log-every steps), the line goes on
+with the training error of each epoch that ends after its last row (an epoch's mean,
+placed at the iteration it ends). Validation error: history.csv, each epoch placed
 at the iteration it ends. Only the runs' CSV and JSON files are read (no TensorFlow),
 so a run still training can be drawn.
 """
@@ -27,7 +30,7 @@ class RunCurves:
     model: str
     train_steps: list
     train_err: list
-    train_from: str  # "steps.csv" or "history.csv"
+    train_from: str  # "steps.csv", "history.csv", or "steps.csv, then history.csv" (the epochs after its rows)
     val_steps: list
     val_err: list
 
@@ -49,7 +52,8 @@ def _read_config(run_dir):
 
 
 def read_run(run_dir):
-    """A run directory's curves; a run with neither steps.csv rows nor a finished epoch is an error."""
+    """A run directory's curves; a run with neither steps.csv rows nor a finished epoch is an error.
+    The training line is steps.csv's rows, then history.csv's epochs that end after the last row."""
     run_dir = os.fspath(run_dir)
     config = _read_config(run_dir)
     model = (config.get("identity") or {}).get("model")
@@ -61,9 +65,10 @@ def read_run(run_dir):
     if not rows and not history:
         raise ValueError(f"run {run_dir!r} has no logs yet: no rows in steps.csv and no finished epoch in "
                          f"history.csv. Draw it after its first epoch (or its first --log-every steps).")
-    train = rows or history
-    return RunCurves(run_dir, model, [r["step"] for r in train], [r["train_top1_err"] for r in train],
-                     "steps.csv" if rows else "history.csv",
+    after = [r for r in history if not rows or r["step"] > rows[-1]["step"]]  # epochs the rows do not reach
+    train = rows + after
+    source = "history.csv" if not rows else "steps.csv, then history.csv" if after else "steps.csv"
+    return RunCurves(run_dir, model, [r["step"] for r in train], [r["train_top1_err"] for r in train], source,
                      [r["step"] for r in history], [r["val_top1_err"] for r in history])
 
 

@@ -1,6 +1,10 @@
 """ZFNet's Figs. 2 and 4: the strongest activations of feature maps, their input
 patches and deconvnet projections, over a dataset or along training."""
 
+import os
+import re
+import warnings
+
 import numpy as np
 
 import keras
@@ -160,6 +164,9 @@ class FeatureEvolution(keras.callbacks.Callback):
     None = a random subset of `maps_per_layer` maps of each layer (drawn with `seed`, as the
     paper's "randomly chosen subset"), a list (the same maps in every layer) or {layer: list}.
     Works with model.fit and with kzoo's training engine (`train(..., callbacks=[...])`).
+    A resumed run (a new instance, same `path`) first loads the epochs already in the .npz
+    (those before the one it records now) so the figure keeps them; an unreadable npz, or one
+    for other layers/maps (a different seed), is warned about and replaced at the next write.
     """
 
     def __init__(self, images, layers, path, feature_maps=None, epochs=EVOLUTION_EPOCHS,
@@ -181,6 +188,7 @@ class FeatureEvolution(keras.callbacks.Callback):
             elif not isinstance(self.feature_maps, dict):
                 self.feature_maps = dict.fromkeys(self.layers, list(self.feature_maps))
             self._deconv = Deconvnet(self.model)  # shares the model's layers: sees the current weights
+            self.frames = {**self._load_frames(before=epoch + 1), **self.frames}
         found = strongest_activations(self.model, _batches(self.images, self.batch_size), self.layers,
                                       self.feature_maps, k=1, deconv=self._deconv)
         self.frames[epoch + 1] = {layer: {m: entries[0] for m, entries in maps.items()}
@@ -194,8 +202,48 @@ class FeatureEvolution(keras.callbacks.Callback):
                     arrays[key] = entry["projection"]
                     arrays[key + "_unit"] = np.array([entry["index"], *entry["position"]])
                     arrays[key + "_value"] = np.float32(entry["value"])
-        with atomic_write(self.path.rsplit(".", 1)[0] + ".npz", "wb") as f:
+        with atomic_write(self._npz_path(), "wb") as f:
             np.savez(f, **arrays)
+
+    def _npz_path(self):
+        return self.path.rsplit(".", 1)[0] + ".npz"
+
+    def _load_frames(self, before):
+        """The frames of epochs < `before` in an earlier run's .npz (a resume), or {} (none, or
+        unreadable, or for other layers/maps than this run's: warned; the file is left until
+        the next write replaces it)."""
+        path = self._npz_path()
+        if not os.path.exists(path):
+            return {}
+        key_re = re.compile(r"epoch(\d+)_(.+)_map(\d+)")
+        frames = {}
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                for key in saved.files:
+                    match = key_re.fullmatch(key)
+                    if match is None:
+                        if not key.endswith(("_unit", "_value")):
+                            raise ValueError(f"unexpected key {key!r}")
+                        continue
+                    e, layer, m = int(match[1]), match[2], int(match[3])
+                    unit = [int(u) for u in saved[key + "_unit"]]
+                    if len(unit) != 3:
+                        raise ValueError(f"{key}_unit is not (image, y, x)")
+                    frames.setdefault(e, {}).setdefault(layer, {})[m] = {
+                        "value": float(saved[key + "_value"]), "index": unit[0], "position": tuple(unit[1:]),
+                        "projection": np.asarray(saved[key])}
+            wanted = {layer: sorted(int(m) for m in self.feature_maps[layer]) for layer in self.layers}
+            for e, frame in frames.items():
+                if sorted(frame) != sorted(wanted) or any(sorted(frame[l]) != wanted[l] for l in wanted):
+                    raise ValueError(f"epoch {e} holds other layers/feature maps than this run's {wanted}")
+        except Exception as error:  # noqa: BLE001  (never stop training over an old figure)
+            warnings.warn(f"FeatureEvolution: ignoring the earlier {path} ({type(error).__name__}: {error}); "
+                          f"starting the evolution afresh (the file is replaced at the next recorded epoch).",
+                          stacklevel=2)
+            return {}
+        # in this run's layer/map order (the figure's rows); epochs from `before` on are being redone
+        return {e: {layer: {m: frame[layer][m] for m in self.feature_maps[layer]} for layer in self.layers}
+                for e, frame in sorted(frames.items()) if e < before}
 
 
 def evolution_figure(frames, size=1.0):
