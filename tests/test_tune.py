@@ -371,3 +371,19 @@ def test_a_seed_study_holds_out_the_same_images_in_every_row(monkeypatch, tmp_pa
     assert [seed for seed, _ in trained] == [0, 1]  # the rows' own seeds train
     assert held == [7, 7]  # each row holds out the base --seed's split
     assert trained[0][1].shape[0] == 50 and np.array_equal(trained[0][1], trained[1][1])
+
+
+def test_the_report_gives_each_trials_first_step_below_the_target_error(tmp_path):
+    """AlexNet Fig. 1 compares the iterations to 25% training error: the report's column is
+    each trial's metrics' first_step_below, "never" when the run did not get there."""
+    from kzoo.tune import search
+
+    study = get_study("alexnet-relu-tanh")
+    ours = {"val_top1_err": 0.3, "val_top5_err": 0.1, "train_top1_err": 0.2, "params": 1.0}
+    rows = [{"row": study.rows[0].label, "paper": study.rows[0].paper,
+             "ours": {**ours, "first_step_below": {"level": 0.25, "step": 42, "epoch": 2}}},
+            {"row": study.rows[1].label, "paper": study.rows[1].paper,
+             "ours": {**ours, "first_step_below": {"level": 0.25, "step": None, "epoch": None}}}]
+    text = search.write_report(study, rows, str(tmp_path))
+    assert "| ours first step < 25% train err | params |" in text
+    assert "| 20 | 30 | 10 | 42 | 1 |" in text and "| 20 | 30 | 10 | never | 1 |" in text

@@ -249,13 +249,19 @@ def write_report(study, rows, out):
     """OUT/results.md, results.csv and results.png (val top-1 error against parameters); the
     trials' training curves (`write_curves`); a seed study's best and mean ± std."""
     ours_cols = ("train_top1_err", "val_top1_err", "val_top5_err")
+    # AlexNet Fig. 1's measure: the first step whose training error is below the runs' --target-error
+    level = next((r["ours"]["first_step_below"]["level"] for r in rows
+                  if (r["ours"] or {}).get("first_step_below")), None)
     head = ["row", *[f"paper {c}" for c in study.columns], "ours train top-1", "ours val top-1", "ours val top-5",
-            "params"]
+            *([f"ours first step < {100 * level:g}% train err"] if level is not None else []), "params"]
     table, csv_lines = [], [",".join(f'"{h}"' for h in head)]
     for r in rows:
         ours = r["ours"] or {}
+        below = (ours.get("first_step_below") or {})
+        step = "" if not below else ("never" if below.get("step") is None else str(below["step"]))
         cells = [r["row"], *[_num(r["paper"].get(c)) for c in study.columns],
                  *[_num(100 * ours[c]) if c in ours else "" for c in ours_cols],
+                 *([step if below.get("level", level) == level else "other level"] if level is not None else []),
                  f"{int(ours['params']):,}" if "params" in ours else ""]
         table.append("| " + " | ".join(cells) + " |")
         csv_lines.append(",".join(f'"{c}"' for c in cells))
