@@ -33,19 +33,28 @@ def generated_shapes(n, size=96, seed=0):
     return np.clip(images, 0, 255).astype("uint8"), boxes, labels
 
 
-def _csv_boxes(path):
-    boxes = {}
+def csv_box_rows(path, columns=(), header="image,x1,y1,x2,y2"):
+    """(where, row, box) for each row of a box CSV, the one reader of kzoo's box files: the
+    columns image,x1,y1,x2,y2 and `columns` must be in the header (the error shows `header`),
+    coordinates must be numbers and boxes not empty. `where`: "path:line" for messages."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        needed = {"image", "x1", "y1", "x2", "y2"}
-        if not needed <= set(reader.fieldnames or ()):
-            raise ValueError(f"box file {path!r} needs the header image,x1,y1,x2,y2; it has {reader.fieldnames}.")
+        if not {"image", "x1", "y1", "x2", "y2", *columns} <= set(reader.fieldnames or ()):
+            raise ValueError(f"box file {path!r} needs the header {header}; it has {reader.fieldnames}.")
         for line, row in enumerate(reader, start=2):
             try:
-                box = [float(row[k]) for k in ("x1", "y1", "x2", "y2")]
+                box = tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2"))
             except (TypeError, ValueError):
                 raise ValueError(f"{path}:{line}: box coordinates must be numbers, got {row}.") from None
-            _add(boxes, row["image"], box, f"{path}:{line}")
+            if not box[2] > box[0] or not box[3] > box[1]:
+                raise ValueError(f"{path}:{line}: empty box {list(box)} (need x2 > x1 and y2 > y1).")
+            yield f"{path}:{line}", row, box
+
+
+def _csv_boxes(path):
+    boxes = {}
+    for where, row, box in csv_box_rows(path):
+        _add(boxes, row["image"], list(box), where)
     return boxes
 
 

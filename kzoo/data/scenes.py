@@ -8,7 +8,6 @@ by file name without extension) or a folder of VOC/ILSVRC XML annotations (sever
 `<object>`s each). Images with no box are scenes without objects.
 """
 
-import csv
 import dataclasses
 import os
 import pathlib
@@ -16,7 +15,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from kzoo.data.boxes import SHAPE_COLOURS
+from kzoo.data.boxes import SHAPE_COLOURS, csv_box_rows
 from kzoo.data.sources import IMAGE_SUFFIXES, decode_file
 from kzoo.data.voc import read_annotation
 
@@ -87,22 +86,12 @@ def builtin_scenes(train_size=300, val_size=100, size=192, seed=0):
 
 def _csv_objects(path):
     found = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        needed = {"image", "x1", "y1", "x2", "y2", "class"}
-        if not needed <= set(reader.fieldnames or ()):
-            raise ValueError(f"box file {path!r} needs the header image,x1,y1,x2,y2,class (and optionally "
-                             f"difficult); it has {reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            try:
-                box = tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2"))
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: box coordinates must be numbers, got {row}.") from None
-            name = (row["class"] or "").strip()
-            if not name:
-                raise ValueError(f"{path}:{line}: the class is empty.")
-            difficult = (row.get("difficult") or "0").strip() in ("1", "true", "True")
-            _add(found, row["image"], (box, name, difficult), f"{path}:{line}")
+    for where, row, box in csv_box_rows(path, ("class",), "image,x1,y1,x2,y2,class (and optionally difficult)"):
+        name = (row["class"] or "").strip()
+        if not name:
+            raise ValueError(f"{where}: the class is empty.")
+        difficult = (row.get("difficult") or "0").strip() in ("1", "true", "True")
+        _add(found, row["image"], (box, name, difficult), where)
     return found
 
 

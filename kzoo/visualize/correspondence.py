@@ -26,7 +26,6 @@ feature map (`relu5`; OverFeat accurate `relu6`; ResNets the last block,
 (`relu7`; OverFeat accurate `relu8`; ResNets `avg_pool`).
 """
 
-import csv
 import json
 import os
 import pathlib
@@ -36,6 +35,7 @@ import numpy as np
 import keras
 
 from kzoo import preprocessing
+from kzoo.data.boxes import csv_box_rows
 from kzoo.utils.files import atomic_write
 from kzoo.visualize.common import figure, get_layer, hidden_layer, last_feature_layer, save_figure
 
@@ -54,20 +54,8 @@ def read_parts(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"box file {path!r} does not exist; give a CSV with the header "
                                 f"image,x1,y1,x2,y2,part (pixels of the stored images).")
-    rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not {"image", "x1", "y1", "x2", "y2"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"box file {path!r} needs the header image,x1,y1,x2,y2,part; it has "
-                             f"{reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            try:
-                box = tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2"))
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: box coordinates must be numbers, got {row}.") from None
-            if not (box[2] > box[0] and box[3] > box[1]):
-                raise ValueError(f"{path}:{line}: empty box {list(box)} (need x2 > x1 and y2 > y1).")
-            rows.append((row["image"].strip(), (row.get("part") or "part").strip(), box))
+    rows = [(row["image"].strip(), (row.get("part") or "part").strip(), box)
+            for _, row, box in csv_box_rows(path, header="image,x1,y1,x2,y2,part")]
     if not rows:
         raise ValueError(f"box file {path!r} holds no boxes.")
     return rows
