@@ -389,3 +389,23 @@ def test_an_unknown_dataset_is_one_line_with_suggestions(tmp_path, capsys):
     assert line.startswith("error: --dataset 'cifar_10' is neither built in (digits, shapes) nor a "
                            "tensorflow-datasets name; did you mean 'cifar10', ")  # the rest: tfds' version's list
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predictions", "--draws", "4", "--scales", "2"],
+     "--scales is for invariance; --draws is for correspondence, not predictions: leave them out."),
+    (["invariance", "--layer", "relu1"], "--layer is for deconv, top9, occlusion, filters, neighbours, responses, "
+                                         "not invariance: leave it out (--layers names its layers)."),
+    (["deconv", "--radius", "0.1"], "--radius is for filters, not deconv: leave it out."),
+], ids=["predictions", "invariance", "deconv"])
+def test_visualize_refuses_another_commands_flags(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert _refused(capsys, "visualize", [*argv, "--out", str(out)]).endswith(f"error: {message}")
+    assert not out.exists()
+
+
+def test_visualize_curves_may_come_after_its_out_flag(tmp_path, capsys):
+    # dispatched to curves (its own message), not refused by the model commands' parser
+    line = _refused(capsys, "visualize", ["--out", str(tmp_path / "c.png"), "curves", str(tmp_path / "none")])
+    assert line.endswith(f"error: '{tmp_path / 'none'}' is not a kzoo run directory (it does not exist); give the "
+                         f"--run-dir of a training command.")

@@ -246,6 +246,18 @@ def run(args):
     return [visualize.analysis.responses_figure(results, os.path.join(out, "responses.png"))]
 
 
+# The flags of one or a few commands: given to another, they are refused rather than ignored.
+COMMAND_FLAGS = {
+    "--feature-map": ("deconv",), "--position": ("deconv",), "--maps": ("top9",),
+    "--label": ("occlusion", "correspondence"), "--labels": ("predictions", "invariance"),
+    "--transform": ("invariance",), "--shifts": ("invariance",), "--scales": ("invariance",),
+    "--angles": ("invariance",), "--layers": ("invariance", "correspondence"), "--boxes": ("correspondence",),
+    "--draws": ("correspondence",), "--seed": ("correspondence",), "--size": ("occlusion",),
+    "--stride": ("occlusion",), "--radius": ("filters",), "--k": ("neighbours",), "--train-limit": ("neighbours",),
+    "--layer": tuple(c for c in COMMANDS if c not in ("invariance", "correspondence", "predictions", "curves")),
+}
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m kzoo.visualize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -299,13 +311,22 @@ def build_parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     words = [a for a in argv if not a.startswith("-")]
-    if words[:1] == ["curves"]:  # its own arguments (RUN ...), no model: kzoo.visualize.curves
+    # curves has its own arguments (RUN ... [--out FILE]) and no model: kzoo.visualize.curves; it may
+    # come after its flags, unless another command is named (then "curves" is a flag's value)
+    if words[:1] == ["curves"] or ("curves" in words and not set(words) & (set(COMMANDS) - {"curves"})):
         argv.remove("curves")
         return kzoo.visualize.curves.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "curves":  # a flag with a value came first
         parser.error("curves comes first, then the runs: python -m kzoo.visualize curves RUN ... [--out FILE.png]")
+    unused = [flag for flag, commands in COMMAND_FLAGS.items()
+              if args.command not in commands and getattr(args, flag[2:].replace("-", "_")) !=
+              parser.get_default(flag[2:].replace("-", "_"))]
+    if unused:  # not silently ignored
+        where = "; ".join(f"{flag} is for {', '.join(COMMAND_FLAGS[flag])}" for flag in unused)
+        parser.error(f"{where}, not {args.command}: leave {'it' if len(unused) == 1 else 'them'} out"
+                     + (" (--layers names its layers)" if "--layer" in unused else "") + ".")
     quiet_tensorflow(args.verbose)
     default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
     try:
