@@ -219,14 +219,19 @@ class Detector:
     def detect(self, image, scales=(1.0,), min_score=0.5, merge=True, match="overlap", threshold=0.7, weighted=True):
         """[(class, score, box)] of one uint8 image: each class's windows merged greedily
         (merge=False: every window's box as it is)."""
-        found = []
-        for c, (boxes, scores) in enumerate(self.candidates(image, scales, min_score)):
-            if not boxes:
-                continue
-            if merge:
-                boxes, scores = merge_boxes(boxes, scores, threshold, match, weighted=weighted)
-            found += [(c, float(s), tuple(float(v) for v in b)) for b, s in zip(boxes, scores)]
-        return found
+        return _found(self.candidates(image, scales, min_score), merge, match, threshold, weighted)
+
+
+def _found(candidates, merge, match, threshold, weighted):
+    """`Detector.detect`'s [(class, score, box)] from its `candidates`."""
+    found = []
+    for c, (boxes, scores) in enumerate(candidates):
+        if not boxes:
+            continue
+        if merge:
+            boxes, scores = merge_boxes(list(boxes), list(scores), threshold, match, weighted=weighted)
+        found += [(c, float(s), tuple(float(v) for v in b)) for b, s in zip(boxes, scores)]
+    return found
 
 
 def mine_hard_negatives(detector, images, objects, scales, count):
@@ -307,16 +312,22 @@ def train_detector(model, scenes, scales=(1.0,), epochs=10, rounds=1, hard_negat
 def evaluate_detector(detector, scenes, scales=(1.0,), min_score=0.5, merge=True, match="overlap", threshold=0.7,
                       weighted=True, progress=True):
     """Detection mean AP (IoU >= 0.5) of `detector` on `scenes`: (per-class APs, mean, detections)."""
-    detections = []
+    return _evaluate(detector, scenes, scales, min_score, (merge,), match, threshold, weighted, progress)[0]
+
+
+def _evaluate(detector, scenes, scales, min_score, merges, match, threshold, weighted, progress):
+    """`evaluate_detector`'s result for each value of merge in `merges`, the network run once."""
+    detections = [[] for _ in merges]
     bar = keras.utils.Progbar(len(scenes.images), unit_name="image") if progress else None
     for i in range(len(scenes.images)):
-        for c, score, box in detector.detect(scenes.read(i), scales, min_score, merge, match, threshold, weighted):
-            detections.append((i, c, score, box))
+        candidates = detector.candidates(scenes.read(i), scales, min_score)
+        for found, merge in zip(detections, merges):
+            found += [(i, c, score, box) for c, score, box in _found(candidates, merge, match, threshold, weighted)]
         if bar is not None:
             bar.add(1)
     truths = {i: objects for i, objects in enumerate(scenes.objects)}
-    aps, mean = detection_mean_average_precision(detections, truths, len(scenes.class_names))
-    return aps, mean, detections
+    return [(*detection_mean_average_precision(found, truths, len(scenes.class_names)), found)
+            for found in detections]
 
 
 def new_classifier(model, size, classes, background=True, options=None, seed=0):
@@ -391,8 +402,8 @@ def results_table(metrics):
 def detection_metrics(detector, scenes, scales, min_score, threshold):
     """The metrics of `detector` on `scenes`: per-class AP (by name; None for a class without
     boxes), the mean, and the mean without the merge."""
-    aps, mean, detections = evaluate_detector(detector, scenes, scales, min_score, threshold=threshold)
-    _, unmerged, _ = evaluate_detector(detector, scenes, scales, min_score, merge=False, progress=False)
+    (aps, mean, detections), (_, unmerged, _) = _evaluate(detector, scenes, scales, min_score, (True, False),
+                                                          "overlap", threshold, True, True)
     return {"dataset": scenes.name, "val_images": len(scenes.images),
             "val_objects": sum(not d for objects in scenes.objects for _, _, d in objects),
             "average_precision": {name: None if np.isnan(ap) else float(ap) for name, ap in
