@@ -13,6 +13,22 @@ import gc  # noqa: E402
 import pytest  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-large", action="store_true", default=False,
+                     help="also run the tests marked `large` (long learning runs; CI runs them)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The default tier leaves the `large` tests out (keras-hub's tiers); `--run-large` adds
+    them, and `--run-large -m large` runs them alone."""
+    if config.getoption("--run-large"):
+        return
+    skip = pytest.mark.skip(reason="a large test: run with --run-large")
+    for item in items:
+        if "large" in item.keywords:
+            item.add_marker(skip)
+
+
 def _rss_mb():
     try:
         with open("/proc/self/status", encoding="ascii") as f:
@@ -42,34 +58,12 @@ def _free_dropped_models():
         _RSS_AFTER_GC[0] = _rss_mb()
 
 
-def _no_values(shape, dtype=None):
-    raise AssertionError("a shape-only model (tests/conftest.py) has no weight values; "
-                         "build the model itself to read them")
-
-
-def shape_only(build, *args, **kwargs):
-    """`build(*args, **kwargs)` with every layer, shape and name but no weight values: the
-    variables are never initialized (random init of 600M weights took most of the suite's
-    build time and memory). Reading a value raises."""
-    import keras
-    from keras.src.backend.common import global_state  # the pending-initialization list
-
-    with keras.StatelessScope(initialize_variables=False):
-        model = build(*args, **kwargs)
-    mine = {id(v) for v in model.variables}
-    pending = global_state.get_global_attribute("uninitialized_variables") or []
-    # Else the next top-level StatelessScope (Keras' shape inference) initializes them all.
-    global_state.set_global_attribute("uninitialized_variables", [v for v in pending if id(v) not in mine])
-    for v in model.variables:
-        v._initializer = _no_values
-    return model
-
-
 @pytest.fixture(scope="session")
 def built():
     """Each registered model at its paper's input size, built once per session, shape-only
     (counts, sizes, multiply-adds, layer order; tests of initial values build their own)."""
     import kzoo
+    from kzoo.models.common import shape_only
 
     cache = {}
 
@@ -83,7 +77,9 @@ def built():
 
 @pytest.fixture(scope="session")
 def symbolic():
-    """shape_only, for tests that build a model with options to read its structure."""
+    """kzoo.models.common.shape_only, for tests that build a model with options to read its structure."""
+    from kzoo.models.common import shape_only
+
     return shape_only
 
 
@@ -112,7 +108,7 @@ def shapes_folder():
     return write
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def jax_env():
     """The environment of a subprocess that runs kzoo under JAX on the CPU. XLA's backend
     optimizations off: they compile each small eager op ~2x slower and change no result

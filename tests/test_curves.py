@@ -81,7 +81,6 @@ def runs(tmp_path_factory):
     return {"resnet20": root / "resnet20", "plain20": plain, "killed": killed}
 
 
-@pytest.mark.slow  # the module's three short training runs: ~35 s of CPU
 @pytest.mark.parametrize("name", ["resnet20", "plain20"])
 def test_steps_csv_rows_are_the_running_error_of_their_steps(runs, name):
     run_dir = runs[name]
@@ -105,13 +104,11 @@ def test_steps_csv_rows_are_the_running_error_of_their_steps(runs, name):
     assert int(history[-1]["step"]) == STEPS * EPOCHS
 
 
-@pytest.mark.slow
 def test_the_resumed_run_dropped_the_rows_it_repeated(runs):
     assert runs["killed"] == {"rows": [3, 6, 9], "checkpoint": 8}
     assert metrics(runs["plain20"])["steps_this_run"] == 4
 
 
-@pytest.mark.slow
 def test_first_step_below_matches_the_logs(runs):
     for name in ("resnet20", "plain20"):
         rows = read_csv(runs[name] / "steps.csv")
@@ -189,7 +186,6 @@ def test_log_every_and_target_error_flags():
         assert str(err.value) == message
 
 
-@pytest.mark.slow
 def test_curves_draw_each_run_as_resnet_does(runs, tmp_path, capsys):
     out = tmp_path / "fig" / "curves.png"
     assert visualize_main(["curves", str(runs["resnet20"]), str(runs["plain20"]), "--out", str(out)]) == 0
@@ -212,7 +208,6 @@ def test_curves_draw_each_run_as_resnet_does(runs, tmp_path, capsys):
     assert lines[0].get_color() != lines[2].get_color()
 
 
-@pytest.mark.slow
 def test_curves_fall_back_to_the_epochs_and_name_runs_of_one_model(runs, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(runs["resnet20"], copy)
@@ -255,7 +250,6 @@ def _refused(capsys, argv):
     return err
 
 
-@pytest.mark.slow
 def test_curves_errors_name_the_problem(runs, tmp_path, capsys):
     (tmp_path / "notes").mkdir()
     err = _refused(capsys, ["curves", str(tmp_path / "notes")])
@@ -286,7 +280,6 @@ train(small_config(sys.argv[1], strategy="mirrored", log_every=1), builtin_digit
 """
 
 
-@pytest.mark.slow
 def test_mirrored_rows_are_the_global_error(tmp_path):
     from tests.train_worker import small_config, small_convnet
 

@@ -262,7 +262,7 @@ def test_bad_scene_folders_name_the_problem(tmp_path):
         folder_scenes(str(tmp_path / "scenes"), str(tmp_path / "none.csv"))
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_a_trained_detector_finds_the_objects_and_the_merge_and_the_background_class_are_what_rank_them():
     """Trained on generated scenes (3 classes; grey squares and coloured bars as clutter;
     empty scenes): mean AP at IoU 0.5 far above the same detector without the merge (every

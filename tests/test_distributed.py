@@ -66,7 +66,6 @@ def _assert_matches(reference, other):
     assert float(other["loss"]) == pytest.approx(float(reference["loss"]), rel=1e-6)
 
 
-@pytest.mark.slow
 def test_mirrored_two_cpus_matches_one_device(tmp_path, one_device):
     subprocess.run(_worker(tmp_path / "two.npz", tmp_path / "run", "mirrored", "2"), env=ENV, check=True,
                    capture_output=True, timeout=600)
@@ -85,7 +84,6 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
 def test_two_workers_with_tf_config_match_one_process(tmp_path, one_device):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = []
@@ -124,7 +122,6 @@ def _train_small(run_dir, mixed, epochs=1, verbose=0):
     return metrics, initial, model.get_weights(), policy
 
 
-@pytest.mark.slow
 def test_mixed_precision_trains_like_float32_and_resumes(tmp_path, capsys):
     loss32, init32, final32, policy32 = _train_small(tmp_path / "f32", mixed=False)
     loss16, init16, final16, policy16 = _train_small(tmp_path / "f16", mixed=True)
@@ -155,7 +152,6 @@ def _checkpoint_tensors(run_dir):
     return [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
 
 
-@pytest.mark.slow
 def test_mixed_precision_run_evaluates(tmp_path, capsys):
     from kzoo.evaluate.run import main as evaluate
     from kzoo.inference import load

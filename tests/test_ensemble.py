@@ -134,7 +134,6 @@ def _last_json(capsys):
     return out, json.loads(out[-1])
 
 
-@pytest.mark.slow
 def test_cli_evaluates_an_ensemble_of_runs(two_runs, tmp_path, capsys):
     from kzoo.evaluate.run import main
 
@@ -178,7 +177,6 @@ def _edited_copy(run_dir, tmp_path, edit):
     return str(copy)
 
 
-@pytest.mark.slow
 def test_cli_refuses_runs_that_cannot_be_averaged(two_runs, tmp_path, capsys):
     r8, r12 = two_runs
     assert _refused(capsys, ["--run-dir", r8, r12, r8]) == (

@@ -63,7 +63,6 @@ def _tail(model, flatten):
     return keras.Model(inputs, x)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, scales", [("overfeat_fast", [(263, 263), (295, 327)]),
                                           ("overfeat_accurate", [(245, 245), (281, 317)])])
 def test_dense_map_equals_the_classifier_on_every_window(name, scales):
@@ -143,7 +142,6 @@ def test_resnet_multiscale_averages_positions_and_scales():
     assert probs.shape == (1, 5) and probs.sum() == pytest.approx(1.0, rel=1e-5)
 
 
-@pytest.mark.slow
 def test_cli_center_view_reproduces_the_training_validation(tmp_path, capsys):
     from kzoo.evaluate.run import main as evaluate_main
     from kzoo.recipes import resnet_cifar
@@ -162,7 +160,6 @@ def test_cli_center_view_reproduces_the_training_validation(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 20
 
 
-@pytest.mark.slow
 def test_cli_dense_protocol_on_an_overfeat_run_and_clear_errors(tmp_path, capsys):
     from kzoo.evaluate.run import main as evaluate_main
     from kzoo.recipes import overfeat
@@ -342,7 +339,6 @@ def test_cli_json_refuses_a_path_before_evaluating(tmp_path, capsys):
     assert existing.read_text() == "mine"
 
 
-@pytest.mark.slow
 def test_cli_writes_the_result_with_its_view_sizes(tmp_path, capsys):
     from kzoo.evaluate.run import main as evaluate_main
 

@@ -1,4 +1,5 @@
-"""kzoo.feature_extractor: each stage's output by default, the model's own weights, any backend."""
+"""kzoo.feature_extractor: each stage's output by default, the model's own weights (under JAX:
+tests/test_backends.py)."""
 
 import json
 import os
@@ -140,38 +141,3 @@ def test_bad_layers_name_the_problem(small):
     with pytest.raises(ValueError, match=r"'mine' has no stages kzoo knows .*layers=\[\.\.\.\]"):
         kzoo.feature_extractor(other)
     assert kzoo.feature_extractor(other, ["features"]).output["features"].shape == (None, 6, 6, 4)
-
-
-JAX_SCRIPT = r"""
-import json, sys
-sys.modules["tensorflow"] = None  # any `import tensorflow` now raises ImportError
-import numpy as np
-import keras
-import kzoo
-
-model = kzoo.resnet20(input_shape=(8, 8, 3))
-model.load_weights(sys.argv[1])
-out = kzoo.feature_extractor(model)(np.load(sys.argv[2]))
-result = {key: np.asarray(value).tolist() for key, value in out.items()}
-result["backend"] = keras.backend.backend()
-result["tf_imported"] = any(m == "tensorflow" or m.startswith("tensorflow.") for m, v in sys.modules.items() if v)
-print("RESULT" + json.dumps(result))
-"""
-
-
-@pytest.mark.slow
-def test_jax_backend_gives_the_same_features(small, tmp_path, jax_env):
-    model = small("resnet20")
-    weights, inputs = tmp_path / "resnet20.weights.h5", tmp_path / "x.npy"
-    model.save_weights(weights)
-    x = images(2, 8, seed=2)
-    np.save(inputs, x)
-    proc = subprocess.run([sys.executable, "-c", JAX_SCRIPT, str(weights), str(inputs)], env=jax_env,
-                          capture_output=True, text=True, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.split("RESULT", 1)[1])
-    assert result.pop("backend") == "jax" and result.pop("tf_imported") is False
-    expected = kzoo.feature_extractor(model)(x)
-    assert list(result) == list(expected) == list(PAPER["resnet20"][1])
-    for key, value in result.items():
-        np.testing.assert_allclose(np.array(value), keras.ops.convert_to_numpy(expected[key]), rtol=1e-4, atol=1e-5)

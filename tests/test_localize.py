@@ -67,7 +67,7 @@ def test_greedy_merge_equals_the_pairwise_loop_on_random_boxes():
             np.testing.assert_allclose(ours[1], reference[1])
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_trained_regressor_localizes_most_generated_objects():
     keras.utils.set_random_seed(0)  # the frozen random features, whatever ran before
     size = 128
@@ -88,7 +88,7 @@ def test_trained_regressor_localizes_most_generated_objects():
     np.testing.assert_allclose(np.stack(together), np.stack(alone), rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_overfeat_recipe_localizes_the_builtin_shapes(tmp_path):
     from kzoo.recipes import overfeat
 

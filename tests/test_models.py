@@ -299,9 +299,14 @@ def _small(name):
     return kzoo.create_model(name, input_shape=(size, size, 3), classes=10)
 
 
-@pytest.mark.parametrize(
-    "name", [n for n in ISSUE_MODELS if n != "resnet1202"]
-    + [pytest.param("resnet1202", marks=pytest.mark.slow)])
+# One model per family and custom layer (towers and LRN, filter renormalization and ceil
+# padding, OverFeat, basic blocks with projections, option-A shortcuts, plain): the default
+# tier. The other depths add no layer type; they and resnet1202 (40 s) are the large tier's.
+SAVED_BY_DEFAULT = ("alexnet", "zfnet", "overfeat_fast", "resnet18", "resnet20", "plain20")
+
+
+@pytest.mark.parametrize("name", [n if n in SAVED_BY_DEFAULT else pytest.param(n, marks=pytest.mark.large)
+                                  for n in ISSUE_MODELS])
 def test_keras_save_and_reload(tmp_path, name):
     with deep_graph_recursion():
         model = _small(name)

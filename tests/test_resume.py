@@ -212,10 +212,9 @@ def _wait_for_mid_epoch_checkpoint(run_dir, proc, min_step):
     raise AssertionError(f"no mid-epoch checkpoint at step >= {min_step} appeared")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("command", [
     [str(ROOT / "tests" / "resume_worker.py"), "--input-size", "64"],  # AlexNet, dropout in fc6/fc7
-    ["-m", "kzoo.recipes.resnet_cifar", "--depth", "20"],
+    pytest.param(["-m", "kzoo.recipes.resnet_cifar", "--depth", "20"], marks=pytest.mark.large),  # BN statistics
 ], ids=["alexnet-dropout", "resnet20"])
 def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, command):
     def args(run_dir):

@@ -47,7 +47,7 @@ def test_print_schedule_states_the_paper(capsys):
     assert "  model                        alexnet (towers=1, lrn=False)\n" in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_resnet20_learns_the_digits(tmp_path):
     run_dir = str(tmp_path / "run")
     assert main(resnet_cifar.RECIPE, ["--epochs", "5", "--run-dir", run_dir]) == 0
@@ -57,7 +57,6 @@ def test_resnet20_learns_the_digits(tmp_path):
     assert read_metrics(run_dir)["val_top1_err"] < 0.5  # chance: 0.9
 
 
-@pytest.mark.slow
 def test_rerun_resumes_and_other_models_are_refused(tmp_path, capsys):
     run_dir = str(tmp_path / "run")
     args = ["--smoke", "--run-dir", run_dir, "--depth", "20"]
@@ -159,7 +158,7 @@ def test_a_finished_run_leaves_no_traced_step_or_weights_behind(tmp_path):
     assert _live_train_steps() == before and weights() is None
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_reduced_size_zfnet_learns_the_digits(tmp_path):
     # The AlexNet family at 64x64 with the paper's initialisation and renormalization.
     run_dir = str(tmp_path / "run")

@@ -107,7 +107,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
+@pytest.mark.large
 def test_a_chief_and_a_worker_share_one_search(tmp_path):
     out = str(tmp_path / "study")
     env = {**os.environ, "PYTHONPATH": ROOT, "KERASTUNER_ORACLE_IP": "127.0.0.1",

@@ -35,7 +35,6 @@ def test_count_macs_needs_static_sizes():
         count_macs(model)
 
 
-@pytest.mark.slow
 def test_docs_architectures_table_is_current(built):
     text = render(build=built)
     assert "**NO**" not in text

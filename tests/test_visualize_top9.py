@@ -240,7 +240,6 @@ def test_feature_evolution_resumed_run_keeps_the_earlier_epochs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evolution.npz", "evolution.png"]
 
 
-@pytest.mark.slow
 def test_recipe_records_feature_evolution_over_the_training_images(tmp_path):
     from kzoo.recipes import zfnet
     from kzoo.recipes.common import Run, main

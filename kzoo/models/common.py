@@ -14,6 +14,7 @@ import warnings
 
 import h5py
 import keras
+from keras.src.backend.common import global_state  # Keras' pending-initialization list (shape_only)
 
 import kzoo  # kzoo.weights on first use: a model without weights does not need it
 from kzoo import registry
@@ -51,6 +52,26 @@ def deep_graph_recursion(limit=30_000):
         yield
     finally:
         sys.setrecursionlimit(old)
+
+
+def _no_values(shape, dtype=None):
+    raise ValueError("a shape-only model (kzoo.models.common.shape_only) has no weight values; "
+                     "assign them (load_weights) or build the model itself")
+
+
+def shape_only(build, *args, **kwargs):
+    """`build(*args, **kwargs)` with every layer, shape and name but no weight values: nothing
+    is allocated or drawn (a billion-unit option costs nothing), so a builder's checks run
+    for free. Reading a weight before assigning it (e.g. by `load_weights`) raises."""
+    with keras.StatelessScope(initialize_variables=False):
+        model = build(*args, **kwargs)
+    mine = {id(v) for v in model.variables}
+    pending = global_state.get_global_attribute("uninitialized_variables") or []
+    # Else the next top-level StatelessScope (Keras' shape inference) initializes them all.
+    global_state.set_global_attribute("uninitialized_variables", [v for v in pending if id(v) not in mine])
+    for v in model.variables:
+        v._initializer = _no_values
+    return model
 
 
 def _check_weights(entry, weights, include_top, classes, classifier_activation):
