@@ -7,6 +7,15 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # full-size OverFeat run kept 2.4 GB. The system allocator gives memory back; same numbers.
 os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
+# Hermetic: the suite's caches (the built-in data's statistics, converted weights) start empty
+# in a folder of its own, never the user's ~/.keras.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ["KZOO_CACHE_DIR"] = tempfile.mkdtemp(prefix="kzoo-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["KZOO_CACHE_DIR"], ignore_errors=True)
+
 import ctypes  # noqa: E402
 import gc  # noqa: E402
 
@@ -115,3 +124,54 @@ def jax_env():
     these tests read (a 56 s test took 39)."""
     flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0"]))
     return {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+
+
+def _tree_digest(root):
+    import hashlib
+    import pathlib
+
+    digest = hashlib.sha256()
+    for path in sorted(pathlib.Path(root).rglob("*")):
+        if path.is_file() and path.name != ".lock":
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A finished run of a recipe's command line, trained once per session and shared:
+    `trained_run("resnet_cifar", "--smoke")` -> (run directory, what the command printed).
+    Read-only: a test that resumes or edits a run works on `copied_run(run, tmp_path)`; the
+    session fails if a test changed a shared run."""
+    import contextlib
+    import importlib
+    import io
+
+    from kzoo.recipes.common import main
+
+    runs = {}
+
+    def get(recipe, *argv):
+        if (recipe, argv) not in runs:
+            path = tmp_path_factory.mktemp(recipe) / "run"
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                code = main(importlib.import_module(f"kzoo.recipes.{recipe}").RECIPE, [*argv, "--run-dir", str(path)])
+            assert code == 0, printed.getvalue()[-3000:]
+            runs[recipe, argv] = (path, printed.getvalue(), _tree_digest(path))
+        return runs[recipe, argv][:2]
+
+    yield get
+    changed = [key for key, (path, _, digest) in runs.items() if _tree_digest(path) != digest]
+    assert not changed, f"tests changed the shared runs {changed}: copy a run (copied_run) before writing into it"
+
+
+@pytest.fixture(scope="session")
+def copied_run():
+    """copied_run(run_dir, tmp_path) -> a private copy of a shared run, to resume or edit."""
+    def copy(run_dir, tmp_path, name="copy"):
+        target = tmp_path / name
+        shutil.copytree(run_dir, target, ignore=shutil.ignore_patterns(".lock"))
+        return target
+
+    return copy

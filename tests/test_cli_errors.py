@@ -299,14 +299,9 @@ def test_visualize_flags_checked_against_the_model(tmp_path, capsys, argv, messa
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
+def digits_run(trained_run):
     """A finished two-step resnet20 run on the digits, at the smallest input (8 px)."""
-    from kzoo.recipes import resnet_cifar
-    from kzoo.recipes.common import main
-
-    run_dir = tmp_path_factory.mktemp("runs") / "r20"
-    assert main(resnet_cifar.RECIPE, ["--smoke", "--input-size", "8", "--run-dir", str(run_dir)]) == 0
-    return run_dir
+    return trained_run("resnet_cifar", "--smoke", "--input-size", "8")[0]
 
 
 def _copy(run_dir, tmp_path):

@@ -136,6 +136,42 @@ def test_stats_equal_numpy(tmp_path):
     assert len(list(tmp_path.glob("stats-*.npz"))) == 1 and not list(tmp_path.glob(".tmp-*"))
 
 
+def test_statistics_of_fingerprinted_data_are_shared_through_the_cache(tmp_path, monkeypatch):
+    """The built-in data's statistics are computed once per content and preprocessing in
+    KZOO_CACHE_DIR/kzoo/stats; every run still keeps its own copy. Other content is computed
+    afresh, and a damaged shared file is computed again, not read."""
+    from kzoo.data import stats as stats_module
+    from kzoo.data.sources import builtin_digits, hold_out
+
+    monkeypatch.setenv("KZOO_CACHE_DIR", str(tmp_path / "cache"))
+    digits = builtin_digits()
+    assert digits.fingerprint == builtin_digits().fingerprint  # the same content, the same digest
+    held = hold_out(digits, 100)
+    assert held.fingerprint not in (None, digits.fingerprint, hold_out(digits, 100, seed=1).fingerprint)
+    p = Preprocess(resize=10, center=10, crop=8, mean="pixel")
+    computed = []
+    real = stats_module.compute_stats
+    monkeypatch.setattr(stats_module, "compute_stats", lambda *a, **k: computed.append(1) or real(*a, **k))
+    first = cached_stats(digits.train, p, str(tmp_path / "run1"), key="digits", fingerprint=digits.fingerprint)
+    second = cached_stats(digits.train.take(0), p, str(tmp_path / "run2"), key="digits",
+                          fingerprint=digits.fingerprint)  # no image read: from the shared cache
+    assert len(computed) == 1
+    images = np.stack([image for image, _ in digits.train.as_numpy_iterator()]).astype(np.float64)
+    resized = tf.image.resize(images, (10, 10), antialias=True).numpy()  # 8 px digits up to 10 (the pipeline's)
+    np.testing.assert_allclose(first["mean"], np.round(resized).clip(0, 255).mean(0), atol=1e-3)
+    for key in first:
+        np.testing.assert_array_equal(first[key], second[key])
+    assert [len(list((tmp_path / run).glob("stats-*.npz"))) for run in ("run1", "run2")] == [1, 1]
+    (shared,) = (tmp_path / "cache" / "kzoo" / "stats").glob("stats-*.npz")
+    cached_stats(held.train, p, str(tmp_path / "run3"), key="digits", fingerprint=held.fingerprint)
+    assert len(computed) == 2  # other images: other statistics
+    shared.write_bytes(shared.read_bytes()[:100])  # a damaged cache entry
+    again = cached_stats(digits.train, p, str(tmp_path / "run4"), key="digits", fingerprint=digits.fingerprint)
+    assert len(computed) == 3
+    np.testing.assert_array_equal(again["mean"], first["mean"])
+    assert np.load(shared)["mean"].shape == (10, 10, 3)  # rewritten whole
+
+
 def _stats(p, value=0.0):
     size = p.center or p.crop
     return {"mean": np.full((size, size, 3), value, np.float32), "eigvals": np.array([0.2, 0.02, 0.002], np.float32),

@@ -1,11 +1,6 @@
 """kzoo.feature_extractor: each stage's output by default, the model's own weights (under JAX:
 tests/test_backends.py)."""
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 

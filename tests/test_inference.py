@@ -160,13 +160,8 @@ def test_load_errors_name_the_problem(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    from kzoo.recipes import resnet_cifar
-    from kzoo.recipes.common import main
-
-    path = str(tmp_path_factory.mktemp("runs") / "r20")
-    assert main(resnet_cifar.RECIPE, ["--smoke", "--run-dir", path]) == 0
-    return path
+def run_dir(trained_run):
+    return str(trained_run("resnet_cifar", "--smoke")[0])
 
 
 def test_a_run_names_its_statistics_and_is_loaded_with_them(run_dir, digits):

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import zipfile
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

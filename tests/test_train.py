@@ -23,17 +23,21 @@ def read_metrics(run_dir):
 
 
 @pytest.mark.parametrize("recipe, extra", [
-    (alexnet.RECIPE, []), (zfnet.RECIPE, []), (overfeat.RECIPE, ["--model", "accurate"]),
-    (resnet.RECIPE, ["--depth", "18"]), (resnet_cifar.RECIPE, ["--depth", "20"]),
+    ("alexnet", ()), ("zfnet", ()), ("overfeat", ("--model", "accurate")), ("resnet", ("--depth", "18")),
+    ("resnet_cifar", ()),  # resnet20: the run other tests share
 ])
-def test_recipe_smoke_writes_a_complete_run_directory(tmp_path, recipe, extra):
-    run_dir = str(tmp_path / "run")
-    assert main(recipe, ["--smoke", "--run-dir", run_dir, *extra]) == 0
+def test_recipe_smoke_writes_a_complete_run_directory(trained_run, recipe, extra):
+    run_dir, _ = trained_run(recipe, "--smoke", *extra)
     for name in ("config.json", "history.csv", "curves.png", "metrics.json", "checkpoints/latest.json"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert os.listdir(os.path.join(run_dir, "tensorboard"))
     metrics = read_metrics(run_dir)
-    assert metrics["steps"] == 2 and 0 <= metrics["val_top1_err"] <= 1
+    history = (run_dir / "history.csv").read_text().splitlines()
+    last = dict(zip(history[0].split(","), history[-1].split(",")))
+    assert metrics["steps"] == 2 and len(history) == 2 and int(last["step"]) == 2
+    assert metrics["val_top1_err"] == pytest.approx(float(last["val_top1_err"]))
+    # --smoke validates on one batch of 8: the error counts whole images
+    assert metrics["val_top1_err"] * 8 == pytest.approx(round(metrics["val_top1_err"] * 8), abs=1e-9)
 
 
 def test_print_schedule_states_the_paper(capsys):
@@ -57,17 +61,16 @@ def test_resnet20_learns_the_digits(tmp_path):
     assert read_metrics(run_dir)["val_top1_err"] < 0.5  # chance: 0.9
 
 
-def test_rerun_resumes_and_other_models_are_refused(tmp_path, capsys):
-    run_dir = str(tmp_path / "run")
-    args = ["--smoke", "--run-dir", run_dir, "--depth", "20"]
+def test_rerun_resumes_and_other_models_are_refused(trained_run, copied_run, tmp_path, capsys):
     from tensorflow.python.framework.config import is_op_determinism_enabled
 
-    assert not is_op_determinism_enabled()
-    assert main(resnet_cifar.RECIPE, args) == 0
+    run_dir = str(copied_run(trained_run("resnet_cifar", "--smoke")[0], tmp_path))  # a finished epoch
+    args = ["--smoke", "--run-dir", run_dir, "--depth", "20"]
     assert not is_op_determinism_enabled()  # on while training only: else no later model compiles with XLA
     assert main(resnet_cifar.RECIPE, [*args, "--epochs", "2"]) == 0  # continues: one more epoch
+    assert not is_op_determinism_enabled()
     finished = read_metrics(run_dir)
-    assert finished["steps"] == 4
+    assert (finished["steps"], finished["steps_this_run"]) == (4, 2)  # resumed after the shared run's 2 steps
     assert main(resnet_cifar.RECIPE, [*args, "--epochs", "2"]) == 0  # finished: nothing to redo
     assert read_metrics(run_dir) == finished
     with pytest.raises(SystemExit) as exit_:

@@ -7,6 +7,7 @@ any size; the paper transforms (`kzoo.data.transforms`) resize and crop.
 import contextlib
 import dataclasses
 import difflib
+import hashlib
 import os
 import pathlib
 import re
@@ -35,10 +36,19 @@ class Source:
     description: str = ""  # what a built-in source is, said when a demo starts
     boxed: dict = None  # "train"/"val" -> (image, box, label) datasets, where boxes are known
     prepared: dict = None  # prepared shards (kzoo.data.shards): their manifest, with "root"
+    fingerprint: str = None  # a digest of the training images and labels, where it is cheap (built-in data)
 
     @property
     def classes(self):
         return len(self.class_names)
+
+
+def _digest(*arrays):
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(repr((array.dtype.str, array.shape)).encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:32]
 
 
 def builtin_digits(val_fraction=0.2, seed=0):
@@ -60,6 +70,7 @@ def builtin_digits(val_fraction=0.2, seed=0):
         val_size=len(val),
         class_names=[str(d) for d in range(10)],
         builtin=True,
+        fingerprint=_digest(images[train], labels[train]),
         description="scikit-learn's 1,797 handwritten digits (8x8, 10 classes)",
     )
 
@@ -71,7 +82,7 @@ def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
     for split, n, split_seed in (("train", train_size, seed), ("val", val_size, seed + 1)):
         images, boxes, labels = kzoo.data.boxes.generated_shapes(n, size, split_seed)
         splits[split] = (tf.data.Dataset.from_tensor_slices((images, labels)),
-                         tf.data.Dataset.from_tensor_slices((images, boxes, labels)))
+                         tf.data.Dataset.from_tensor_slices((images, boxes, labels)), (images, labels))
     return Source(
         name="shapes",
         train=splits["train"][0],
@@ -80,6 +91,7 @@ def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
         val_size=val_size,
         class_names=list(kzoo.data.boxes.SHAPE_COLOURS),
         builtin=True,
+        fingerprint=_digest(*splits["train"][2]),
         description=f"{train_size + val_size} generated {size}px noise images with one red, green or "
                     f"blue square each, boxes known",
         boxed={"train": splits["train"][1], "val": splits["val"][1]},
@@ -301,8 +313,10 @@ def hold_out(source, n, seed=0):
         return ds.map(lambda _, example: example, deterministic=True)
 
     # The boxed splits (localization) would no longer match the classification split: dropped.
+    fingerprint = source.fingerprint and _digest(np.frombuffer(source.fingerprint.encode(), np.uint8),
+                                                 np.array([n, seed]))
     return dataclasses.replace(source, train=part(False), val=part(True), train_size=source.train_size - n,
-                               val_size=n, boxed=None)
+                               val_size=n, boxed=None, fingerprint=fingerprint)
 
 
 BUILTIN = {"digits": builtin_digits, "shapes": builtin_shapes}

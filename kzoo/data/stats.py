@@ -5,15 +5,17 @@ cached as an .npz file written atomically; a later run with the same source and
 sizes loads it instead.
 """
 
+import contextlib
 import hashlib
 import json
 import os
+import zipfile
 
 import numpy as np
 import tensorflow as tf
 
 from kzoo.data.transforms import base_image
-from kzoo.utils.files import atomic_write
+from kzoo.utils.files import atomic_write, cache_dir as kzoo_cache_dir
 
 
 def compute_stats(dataset, preprocess, batch=256, limit=None):
@@ -63,14 +65,33 @@ def stats_name(preprocess, key, limit=None):
     return f"stats-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.npz"
 
 
-def cached_stats(dataset, preprocess, cache_dir, key, limit=None):
-    """`compute_stats`, cached in `cache_dir` under `stats_name`."""
+def cached_stats(dataset, preprocess, cache_dir, key, limit=None, fingerprint=None):
+    """`compute_stats`, cached in `cache_dir` under `stats_name`. With the data's `fingerprint`
+    (a digest of its content) they are also shared through kzoo's cache folder: every run on
+    the built-in data reuses one computation, and a run's own copy stays in `cache_dir`."""
     path = os.path.join(cache_dir, stats_name(preprocess, key, limit))
     if os.path.exists(path):
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    stats = compute_stats(dataset, preprocess, limit=limit)
-    os.makedirs(cache_dir, exist_ok=True)
+        return _read(path)
+    shared = fingerprint and kzoo_cache_dir("stats", stats_name(preprocess, ["data", fingerprint], limit))
+    stats = None
+    if shared and os.path.exists(shared):
+        with contextlib.suppress(OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: computed again
+            stats = _read(shared)
+    if stats is None:
+        stats = compute_stats(dataset, preprocess, limit=limit)
+        if shared:
+            with contextlib.suppress(OSError):  # a cache that cannot be written costs time, not the run
+                _write(shared, stats)
+    _write(path, stats)
+    return stats
+
+
+def _read(path):
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _write(path, stats):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with atomic_write(path, "wb") as f:
         np.savez(f, **stats)
-    return stats

@@ -156,4 +156,5 @@ def train_map(p, stats):
             crop = crop + 255.0 * (eigvecs[:, 0] * w[0] + eigvecs[:, 1] * w[1] + eigvecs[:, 2] * w[2])
         return tf.ensure_shape(crop, (p.crop, p.crop, 3)), label
 
-    return fn
+    # Traced once: every epoch's dataset (and each replica's) calls the one graph.
+    return tf.function(fn, autograph=False, reduce_retracing=True)

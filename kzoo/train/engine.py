@@ -146,14 +146,16 @@ def _per_example_seeds(seed, epoch, size):
     return index.map(lambda i: tf.stack([tf.constant(seed, tf.int64), epoch * size + i]))
 
 
-def _train_dataset(source, config, stats, epoch, skip_batches, global_batch):
+def _train_dataset(source, config, stats, epoch, skip_batches, global_batch, transform=None):
+    """One epoch's training batches from `skip_batches` on. `transform`: the run's
+    `train_map`, made once per run (else made here)."""
     size = source.train_size
     ds = source.train.shuffle(min(size, 20_000), seed=config.seed * 100_003 + epoch, reshuffle_each_iteration=False)
     if config.steps_per_epoch is not None:
         size = min(size, config.steps_per_epoch * global_batch)
         ds = ds.take(size)
     ds = tf.data.Dataset.zip((ds, _per_example_seeds(config.seed, epoch, size)))
-    transform = train_map(config.preprocess, stats)
+    transform = transform or train_map(config.preprocess, stats)
     ds = ds.map(lambda pair, seed: transform(pair[0], pair[1], seed),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(global_batch, drop_remainder=True).skip(skip_batches)
@@ -181,7 +183,8 @@ def stats_file(config, source):
 def _run_stats(config, source):
     cache = os.path.dirname(os.path.join(config.run_dir, stats_file(config, source)))
     with naming_bad_images(source):
-        return cached_stats(source.train, config.preprocess, cache, key=_stats_key(source))
+        return cached_stats(source.train, config.preprocess, cache, key=_stats_key(source),
+                            fingerprint=source.fingerprint)
 
 
 def validation_images(config, source, count):
@@ -377,9 +380,10 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
         step_log.sync()  # the rows this checkpoint counts are on disk first
         ckpt.save(loop_state(batch_in_epoch, sums))
 
+    transform = train_map(config.preprocess, stats)
     while epoch < config.epochs and not config.schedule.stop(int(step * lr_scale), epoch):
         start = state["batch_in_epoch"] if state["epoch"] == epoch else 0
-        ds = _train_dataset(source, config, stats, epoch, start, global_batch)
+        ds = _train_dataset(source, config, stats, epoch, start, global_batch, transform)
         # The bar shows the epoch's running means (as the epoch's summary line) and the lr in use.
         bar = keras.utils.Progbar(steps, verbose=config.verbose, stateful_metrics=["loss", "top1_err", "lr"])
         if config.verbose:

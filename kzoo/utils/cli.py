@@ -18,6 +18,7 @@ import math
 import os
 import sys
 
+import kzoo
 from kzoo import registry
 
 
@@ -131,7 +132,8 @@ def paper_options(model_name):
 
 def check_model_options(model_name, options, build=False, flag="--option"):
     """Refuse keys that are not `model_name`'s paper options (naming the valid ones) and, with
-    `build`, values its builder refuses (built once at the model's smallest input)."""
+    `build`, values its builder refuses (built shape-only at the model's smallest input: no
+    weight is allocated, so `fc_units=1000000000` is refused, or accepted, at no cost)."""
     valid = paper_options(model_name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
@@ -145,7 +147,7 @@ def check_model_options(model_name, options, build=False, flag="--option"):
     if build and options:
         entry = registry.get_entry(model_name)
         try:
-            entry.builder(input_shape=(entry.min_size, entry.min_size, 3), **options)
+            kzoo.models.common.shape_only(entry.builder, input_shape=(entry.min_size, entry.min_size, 3), **options)
         except (ValueError, TypeError) as err:
             given = ", ".join(f"{k}={v!r}" for k, v in options.items())
             message = " ".join(str(err).split())  # one line

@@ -35,6 +35,13 @@ def atomic_write(path, mode="w", **kwargs):
         f.flush()
 
 
+def cache_dir(*parts):
+    """kzoo's cache folder (`KZOO_CACHE_DIR`, default `~/.keras`, then `kzoo`), or a path in it:
+    converted weights, downloads, the built-in data's statistics."""
+    root = os.environ.get("KZOO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(root, "kzoo", *parts)
+
+
 def sha256(path):
     """The file's sha256 hex digest, read in 1 MiB blocks."""
     digest = hashlib.sha256()

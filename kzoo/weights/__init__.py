@@ -16,7 +16,7 @@ import numpy as np
 
 import kzoo
 from kzoo.utils import lazy_exports
-from kzoo.utils.files import sha256
+from kzoo.utils.files import cache_dir, sha256
 from kzoo.weights.record import save_weights_atomic
 
 MANIFEST = os.path.join(os.path.dirname(__file__), "manifest.json")
@@ -52,10 +52,6 @@ def entry(model, name):
                          f"{'; '.join(others)}). Pass weights=None to train from scratch, or the path to a "
                          f".weights.h5 file.")
     return known[name]
-
-
-def cache_dir():
-    return os.path.join(os.environ.get("KZOO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".keras"), "kzoo")
 
 
 def fetch(model, name):
