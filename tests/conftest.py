@@ -175,3 +175,37 @@ def copied_run():
         return target
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def worker_runs(tmp_path_factory):
+    """tests/train_worker.py's small run on one device and under MirroredStrategy over two
+    logical CPUs, both started in the background at the first request; `worker_runs(strategy)`
+    waits for one -> (its npz of weights, its run directory)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    folder = tmp_path_factory.mktemp("workers")
+    procs = {}
+    for strategy, extra in (("default", []), ("mirrored", ["2"])):
+        command = [sys.executable, os.path.join(root, "tests", "train_worker.py"), str(folder / f"{strategy}.npz"),
+                   str(folder / strategy), strategy, *extra]
+        procs[strategy] = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                           text=True)
+    done = {}
+
+    def get(strategy):
+        if strategy not in done:
+            out = procs[strategy].communicate(timeout=600)[0]
+            assert procs[strategy].returncode == 0, out[-3000:]
+            done[strategy] = (np.load(folder / f"{strategy}.npz"), folder / strategy)
+        return done[strategy]
+
+    yield get
+    for proc in procs.values():
+        proc.kill()
+        proc.wait()

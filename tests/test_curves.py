@@ -6,10 +6,7 @@ import csv
 import dataclasses
 import json
 import os
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +19,6 @@ from kzoo.train.engine import train
 from kzoo.visualize import curves
 from kzoo.visualize.run import main as visualize_main
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 BATCH, STEPS, EPOCHS, EVERY = 8, 6, 2, 3  # --smoke's batch; 12 steps, a row every 3
 ARGS = ["--smoke", "--input-size", "8", "--epochs", str(EPOCHS), "--steps-per-epoch", str(STEPS),
         "--log-every", str(EVERY), "--target-error", "0.9"]
@@ -266,33 +262,13 @@ def test_curves_errors_name_the_problem(runs, tmp_path, capsys):
     assert not (tmp_path / "c.jpg").exists()
 
 
-MIRRORED = """
-import sys
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from kzoo.data.sources import builtin_digits
-from kzoo.train.engine import train
-from kzoo.train.strategies import get_strategy
-from tests.train_worker import small_config, small_convnet
-get_strategy("mirrored")
-train(small_config(sys.argv[1], strategy="mirrored", log_every=1), builtin_digits(), model_fn=small_convnet([]))
-"""
-
-
-def test_mirrored_rows_are_the_global_error(tmp_path):
-    from tests.train_worker import small_config, small_convnet
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    two = subprocess.Popen([sys.executable, "-c", MIRRORED, str(tmp_path / "two")], env=env, cwd=ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    train(small_config(tmp_path / "one", log_every=1), builtin_digits(), model_fn=small_convnet([]))
-    out = two.communicate(timeout=600)[0]
-    assert two.returncode == 0, out[-3000:]
-    assert metrics(tmp_path / "two")["replicas"] == 2
-    one, mirrored = read_csv(tmp_path / "one" / "steps.csv"), read_csv(tmp_path / "two" / "steps.csv")
+def test_mirrored_rows_are_the_global_error(worker_runs):
+    one, two = worker_runs("default")[1], worker_runs("mirrored")[1]
+    assert metrics(two)["replicas"] == 2 and metrics(one)["replicas"] == 1
+    one, mirrored = read_csv(one / "steps.csv"), read_csv(two / "steps.csv")
     assert [r["step"] for r in mirrored] == [str(s) for s in range(1, 13)]
     # Both replicas' wrong examples over the global batch of 32 (one replica's would be over 16).
     assert [r["train_top1_err"] for r in mirrored] == [r["train_top1_err"] for r in one]
+    assert len({r["train_top1_err"] for r in one}) > 1  # the error moves: the rows are not all alike
     for a, b in zip(one, mirrored):
         assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), rel=1e-5)

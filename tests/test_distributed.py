@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kzoo.data.sources import builtin_digits
 from tests.train_worker import small_config, small_convnet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -36,26 +37,16 @@ def _weights(npz):
 
 
 @pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
-    """The one-process, one-device reference run of tests/train_worker.py, started at once
-    in the background (a test starts its own run beside it); calling the fixture waits for it."""
-    folder = tmp_path_factory.mktemp("one")
-    proc = subprocess.Popen(_worker(folder / "one.npz", folder / "run", "default"), env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    done = []
-
+def one_device(worker_runs):
+    """The one-process, one-device reference run of tests/train_worker.py (conftest starts it
+    in the background beside the mirrored one); calling the fixture waits for it."""
     def reference():
-        if not done:
-            out = proc.communicate(timeout=600)[0]
-            assert proc.returncode == 0, out[-3000:]
-            done.append(np.load(folder / "one.npz"))
-            for key, final in _weights(done[0]).items():  # training moved every weight
-                assert np.abs(final - done[0]["init" + key[1:]]).max() > 1000 * TOLERANCE["atol"], key
-        return done[0]
+        npz = worker_runs("default")[0]
+        for key, final in _weights(npz).items():  # training moved every weight
+            assert np.abs(final - npz["init" + key[1:]]).max() > 1000 * TOLERANCE["atol"], key
+        return npz
 
-    yield reference
-    proc.kill()
-    proc.wait()
+    return reference
 
 
 def _assert_matches(reference, other):
@@ -66,10 +57,8 @@ def _assert_matches(reference, other):
     assert float(other["loss"]) == pytest.approx(float(reference["loss"]), rel=1e-6)
 
 
-def test_mirrored_two_cpus_matches_one_device(tmp_path, one_device):
-    subprocess.run(_worker(tmp_path / "two.npz", tmp_path / "run", "mirrored", "2"), env=ENV, check=True,
-                   capture_output=True, timeout=600)
-    two = np.load(tmp_path / "two.npz")
+def test_mirrored_two_cpus_matches_one_device(worker_runs, one_device):
+    two = worker_runs("mirrored")[0]
     assert int(two["replicas"]) == 2
     _assert_matches(one_device(), two)
 
@@ -107,7 +96,6 @@ def test_two_workers_with_tf_config_match_one_process(tmp_path, one_device):
 # --- mixed precision ---------------------------------------------------------------------
 
 def _train_small(run_dir, mixed, epochs=1, verbose=0):
-    from kzoo.data.sources import builtin_digits
     from kzoo.train.engine import train
 
     # A decay 100x AlexNet's: here it is ~27% of the weights' change, so a decay that the
@@ -141,15 +129,23 @@ def test_mixed_precision_trains_like_float32_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     resumed, _, _, _ = _train_small(tmp_path / "f16", mixed=True, epochs=2, verbose=1)
     assert f"Resuming {tmp_path / 'f16'} at epoch 2, step 6." in capsys.readouterr().out
-    assert (resumed["steps"], resumed["epochs_run"]) == (12, 2)
-    assert np.isfinite(resumed["train_loss"])
+    assert (resumed["steps"], resumed["steps_this_run"], resumed["epochs_run"]) == (12, 6, 2)
+    # bit for bit the uninterrupted mixed-precision run: weights, momenta, the loss scale and its counter
+    whole, _, _, _ = _train_small(tmp_path / "whole16", mixed=True, epochs=2)
+    assert resumed["train_loss"] == whole["train_loss"] and resumed["val_loss"] == whole["val_loss"]
+    ours, theirs = _checkpoint_tensors(tmp_path / "f16", named=True), _checkpoint_tensors(tmp_path / "whole16", named=True)
+    assert ours.keys() == theirs.keys() and any("scale" in k for k in ours), sorted(ours)
+    for key in ours:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+    assert (tmp_path / "f16" / "history.csv").read_text() == (tmp_path / "whole16" / "history.csv").read_text()
 
 
-def _checkpoint_tensors(run_dir):
+def _checkpoint_tensors(run_dir, named=False):
     folder = os.path.join(run_dir, "checkpoints")
     with open(os.path.join(folder, "latest.json"), encoding="utf-8") as f:
         reader = tf.train.load_checkpoint(os.path.join(folder, json.load(f)["prefix"]))
-    return [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    tensors = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}
+    return tensors if named else list(tensors.values())
 
 
 def test_mixed_precision_run_evaluates(tmp_path, capsys):
@@ -160,10 +156,12 @@ def test_mixed_precision_run_evaluates(tmp_path, capsys):
 
     run_dir = str(tmp_path / "run")
     try:
-        assert main(resnet_cifar.RECIPE, ["--smoke", "--mixed-precision", "--run-dir", run_dir, "--depth", "20"]) == 0
+        assert main(resnet_cifar.RECIPE, ["--smoke", "--mixed-precision", "--input-size", "8", "--run-dir", run_dir,
+                                          "--depth", "20"]) == 0
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    model = load(run_dir=run_dir).model  # every weight (and BN statistic) is the checkpoint's
+    trained = load(run_dir=run_dir)
+    model = trained.model  # every weight (and BN statistic) is the checkpoint's
     saved = _checkpoint_tensors(run_dir)
     for w in model.weights:
         value = np.asarray(w)
@@ -171,4 +169,9 @@ def test_mixed_precision_run_evaluates(tmp_path, capsys):
     capsys.readouterr()
     assert evaluate(["--run-dir", run_dir, "--limit", "16"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert result["images"] == 16 and 0 <= result["top5_err"] <= result["top1_err"] <= 1
+    images, labels = zip(*((image.numpy(), int(label)) for image, label in builtin_digits().val.take(16)))
+    probabilities = trained.predict(np.stack(images))
+    top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    assert result["images"] == 16
+    assert result["top1_err"] == pytest.approx(np.mean(probabilities.argmax(1) != np.array(labels)))
+    assert result["top5_err"] == pytest.approx(np.mean([y not in row for y, row in zip(labels, top5)]))

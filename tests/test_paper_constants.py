@@ -251,12 +251,16 @@ def test_coupled_l2_momentum_update_matches_alexnet_rule_over_two_steps():
     w0, b0 = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
     lr, momentum, decay = 0.01, 0.9, 0.0005
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    model.set_weights([w0, b0])
-    optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
-    optimizer.build(model.trainable_variables)
-    train_step, _ = make_steps(model, optimizer, tf.distribute.get_strategy(), global_batch=5, classes=3,
-                               weight_decay=decay)
+    def engine_steps(momentum, decay):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        model.set_weights([w0, b0])
+        optimizer = keras.optimizers.SGD(learning_rate=lr, momentum=momentum)
+        optimizer.build(model.trainable_variables)
+        train_step, _ = make_steps(model, optimizer, tf.distribute.get_strategy(), global_batch=5, classes=3,
+                                   weight_decay=decay)
+        for _ in range(2):
+            train_step((tf.constant(x), tf.constant(labels)))
+        return model.get_weights()
 
     def grads(w, b):  # mean softmax cross-entropy: dL/dlogits = (softmax - onehot) / batch
         logits = x.astype(np.float64) @ w + b
@@ -265,7 +269,7 @@ def test_coupled_l2_momentum_update_matches_alexnet_rule_over_two_steps():
         d = (p - np.eye(3)[labels]) / len(x)
         return x.T @ d, d.sum(0)
 
-    def paper_steps(decay):
+    def paper_steps(momentum, decay):
         w, b = w0.astype(np.float64), b0.astype(np.float64)
         vw, vb = np.zeros_like(w), np.zeros_like(b)
         for _ in range(2):
@@ -274,17 +278,17 @@ def test_coupled_l2_momentum_update_matches_alexnet_rule_over_two_steps():
             w, b = w + vw, b + vb
         return w, b
 
-    for _ in range(2):
-        train_step((tf.constant(x), tf.constant(labels)))
-    w, b = paper_steps(decay)
     tolerance = dict(rtol=1e-6, atol=1e-7)  # float32 rounding of values ~1
-    np.testing.assert_allclose(model.get_weights()[0], w, **tolerance)
-    np.testing.assert_allclose(model.get_weights()[1], b, **tolerance)
-    # the decay and the momentum each move the weights far beyond the tolerance
-    assert np.abs(paper_steps(0.0)[0] - w).max() > 100 * tolerance["atol"]
-    one_step_w = w0 - decay * lr * w0 - lr * grads(w0, b0)[0]
-    assert np.abs(one_step_w - w0).max() > 0
-    assert np.abs((w - w0) - 2 * (one_step_w - w0)).max() > 1e-5  # second step carries 0.9 v
+    runs = {}
+    for m, d in ((momentum, decay), (momentum, 0.0), (0.0, decay)):  # the rule; without decay; without momentum
+        runs[m, d] = engine_steps(m, d)
+        w, b = paper_steps(m, d)
+        np.testing.assert_allclose(runs[m, d][0], w, **tolerance, err_msg=f"momentum {m}, decay {d}")
+        np.testing.assert_allclose(runs[m, d][1], b, **tolerance, err_msg=f"momentum {m}, decay {d}")
+    # the decay and the momentum each move the engine's weights far beyond the tolerance
+    full = runs[momentum, decay][0]
+    assert np.abs(runs[momentum, 0.0][0] - full).max() > 100 * tolerance["atol"]
+    assert np.abs(runs[0.0, decay][0] - full).max() > 1e-5  # the second step carries 0.9 v
 
 
 def test_lr_scales_with_batch_over_paper_batch_and_schedules_count_paper_iterations(tmp_path):

@@ -93,11 +93,50 @@ def test_dropout_net_resumed_mid_epoch_is_bit_identical(tmp_path):
     assert whole["train_loss"] == resumed["train_loss"]  # the epoch's sums survived the crash
 
 
-def test_dropout_masks_depend_on_seed_and_step_only(tmp_path):
-    # Two runs of one epoch with another seed differ; the resumed epoch 2 must not repeat epoch 1's masks.
-    a = run(config(tmp_path / "a", epochs=1))
-    b = run(config(tmp_path / "b", epochs=1, seed=1))
-    assert a["train_loss"] != b["train_loss"]
+class RecordedDropout(keras.layers.Dropout):
+    """Dropout that keeps its last training mask: 1 kept, 0 dropped, -1 where the input was 0."""
+
+    def build(self, input_shape):
+        self.mask = self.add_weight(shape=(16, input_shape[-1]), initializer="zeros", trainable=False, name="mask")
+
+    def call(self, inputs, training=False):
+        outputs = super().call(inputs, training=training)
+        if training:
+            kept = tf.cast(tf.not_equal(outputs, 0), "float32")
+            self.mask.assign(tf.where(tf.equal(inputs, 0), -1.0, kept))
+        return outputs
+
+
+def test_dropout_masks_follow_the_seed_and_the_global_step(tmp_path):
+    """Each step draws its own masks from (seed, step): epoch 2's last step does not repeat epoch
+    1's last step (the same batch position), and another seed draws other masks."""
+    masks = {}
+
+    class Record(keras.callbacks.Callback):
+        def __init__(self, seed):
+            super().__init__()
+            self.seed = seed
+
+        def on_epoch_end(self, epoch, logs=None):
+            masks[self.seed, epoch] = np.array(self.model.get_layer("recorded").mask)
+
+    def recorded_net(classes):
+        inputs = keras.Input((16, 16, 3))
+        x = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+        return keras.Model(inputs, keras.layers.Dense(classes)(RecordedDropout(0.5, name="recorded")(x)))
+
+    for seed in (0, 1):
+        train(config(tmp_path / f"seed{seed}", seed=seed), builtin_digits(), model_fn=recorded_net,
+              callbacks=[Record(seed)])
+
+    def agreement(a, b):  # over units that reached dropout in both steps
+        both = (a >= 0) & (b >= 0)
+        assert both.sum() > 100
+        return np.mean(a[both] == b[both])
+
+    assert all(0.3 < np.mean(m[m >= 0]) < 0.7 for m in masks.values())  # rate 0.5
+    assert agreement(masks[0, 0], masks[0, 1]) < 0.7  # independent draws agree ~half the time
+    assert agreement(masks[0, 1], masks[1, 1]) < 0.7
 
 
 def test_other_steps_per_epoch_mid_epoch_is_refused_then_same_resumes(tmp_path):
@@ -186,15 +225,22 @@ def test_a_second_process_on_the_same_run_dir_is_refused(tmp_path):
     assert run(config(tmp_path / "r", epochs=2))["steps_this_run"] == 4
 
 
-def test_run_dir_that_cannot_be_used(tmp_path):
+def test_run_dir_that_cannot_be_used(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("mine")
     with pytest.raises(ValueError, match=r"--run-dir '.*file' is a file, not a folder"):
         run(config(tmp_path / "file"))
     with pytest.raises(ValueError, match=r"--run-dir '.*file/run' cannot be written \(Not a directory\)"):
         run(config(tmp_path / "file" / "run"))
-    with pytest.raises(ValueError, match=r"--run-dir '/proc/kzoo-run' cannot be written \((No such file or "
-                                         r"directory|Permission denied|Read-only file system)\)"):
+    with pytest.raises(ValueError, match=r"--run-dir '/proc/kzoo-run' cannot be written \(No such file or "
+                                         r"directory\); pick a folder you can write to\."):
         run(config("/proc/kzoo-run"))
+
+    def denied(**kwargs):  # a folder this user may not write (root may write anywhere: simulated)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("kzoo.train.engine.tempfile.TemporaryFile", denied)
+    with pytest.raises(ValueError, match=r"--run-dir '.*locked' cannot be written \(Permission denied\)"):
+        run(config(tmp_path / "locked"))
     assert (tmp_path / "file").read_text() == "mine"
 
 

@@ -47,7 +47,6 @@ def test_bars_are_the_models_top5_and_the_true_class_is_marked_only_in_the_top5(
     trained = kzoo.load("resnet20", weights="digits")
     # The independent reference: the model's softmax on the same preprocessed input, numpy's argsort.
     probs = trained.model.predict(trained.preprocess(paths), verbose=0)
-    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     order = np.argsort(-probs, axis=1)
     labels = [true[0], int(order[1, 1]), int(order[2, -1]), true[3]]  # top-1, 2nd, last (not in top 5), true
     assert main(["predictions", "--model", "resnet20", "--weights", "digits", "--images", *paths,

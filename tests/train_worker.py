@@ -1,4 +1,4 @@
-"""The small run that test_distributed.py repeats under each strategy and precision.
+"""The small run that test_distributed.py and test_curves.py repeat under each strategy and precision.
 
     python tests/train_worker.py OUT.npz RUN_DIR STRATEGY [LOGICAL_CPUS]
 
@@ -40,7 +40,8 @@ def small_config(run_dir, **changes):
     from kzoo.train.schedules import StepsAt
 
     settings = dict(model="custom", schedule=StepsAt(0.01, (), 1.0), preprocess=Preprocess(resize=16, center=16, crop=16),
-                    batch_size=32, epochs=2, momentum=0.9, weight_decay=5e-4, steps_per_epoch=6, val_steps=2, verbose=0)
+                    batch_size=32, epochs=2, momentum=0.9, weight_decay=5e-4, steps_per_epoch=6, val_steps=2,
+                    log_every=1, verbose=0)
     return TrainConfig(run_dir=str(run_dir), **{**settings, **changes})
 
 
