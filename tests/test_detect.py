@@ -295,14 +295,14 @@ def test_the_detect_recipe_on_builtin_scenes_saves_a_detector_that_reloads(tmp_p
     assert overfeat.main(["--detect", "--smoke", "--min-score", "0", "--run-dir", str(run)]) == 0
     folder = run / "detection"
     metrics = json.loads((folder / "results.json").read_text())
-    assert metrics["dataset"] == "scenes" and metrics["val_images"] == 6 and metrics["train_images"] == 12
+    assert metrics["dataset"] == "scenes" and metrics["val_images"] == 4 and metrics["train_images"] == 8
     assert list(metrics["average_precision"]) == ["red", "green", "blue"] and metrics["background"]
     assert metrics["merge_threshold"] == 0.7 and metrics["paper_mean_average_precision"] == 0.243
     assert "| **mean** |" in (folder / "results.md").read_text() and "Mean AP" in capsys.readouterr().out
     detector, config = load_detector(str(folder))
     assert detector.size == 80 and detector.classifier.outputs[0].shape[-1] == 4 and config["min_score"] == 0
     # the reloaded detector finds exactly what the run scored: same scenes (seed 0), same settings
-    val = builtin_scenes(12, 6, size=240, seed=0)["val"]
+    val = builtin_scenes(8, 4, size=240, seed=0)["val"]
     aps, mean, found = evaluate_detector(detector, val, min_score=0.0, threshold=0.7, progress=False)
     assert len(found) == metrics["detections"] > 0 and mean == pytest.approx(metrics["mean_average_precision"])
     assert sorted(p.name for p in run.iterdir()) == ["detection"]  # no staging folder left

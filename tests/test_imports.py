@@ -7,6 +7,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Installed only for some uses (extras, or another Keras backend without TensorFlow).
 OPTIONAL = {"tensorflow", "tensorflow_datasets", "sklearn", "matplotlib", "keras_tuner", "torch", "jax"}
@@ -44,41 +46,65 @@ def test_the_rule_sees_a_function_local_import(tmp_path):
     assert _function_imports(path) == {(4, "kzoo"), (5, "numpy")}
 
 
-def test_a_builder_loads_only_its_own_paper():
-    code = ("import sys, kzoo\n"
-            "def loaded(): print(' '.join(sorted(m for m in sys.modules if m.startswith('kzoo'))))\n"
-            "kzoo.resnet20(input_shape=(32, 32, 3)); loaded()\n"
-            "kzoo.resnet20(weights='digits'); loaded()\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert done.returncode == 0, done.stderr
+BUILDER_WALK = ("import sys, kzoo\n"
+                "def loaded(): print(' '.join(sorted(m for m in sys.modules if m.startswith('kzoo'))))\n"
+                "kzoo.resnet20(input_shape=(32, 32, 3)); loaded()\n"
+                "kzoo.resnet20(weights='digits'); loaded()\n")
+LIST_ORDER = ("import kzoo\nkzoo.resnet56(input_shape=(32, 32, 3))\nprint(' '.join(kzoo.list_models()))\n"
+              "print(' '.join(kzoo.list_models(paper='overfeat')))")
+
+
+@pytest.fixture(scope="module")
+def fresh_processes(tmp_path_factory):
+    """The module's fresh Python processes, started side by side (each pays TensorFlow's
+    import on its own); `fresh_processes(name)` waits for one -> (returncode, stdout, stderr)."""
+    import kzoo
+
+    path = str(tmp_path_factory.mktemp("keras") / "alexnet.keras")
+    kzoo.alexnet(input_shape=(67, 67, 3), classes=3).save(path)  # TowerConv2D, LRN, CeilPadding2D
+    codes = {"builder": BUILDER_WALK, "order": LIST_ORDER,
+             "keras_file": f"import keras, kzoo.layers\nprint(keras.saving.load_model({path!r}).count_params())"}
+    procs = {name: subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+             for name, code in codes.items()}
+    results = {}
+
+    def wait(name):
+        if name not in results:
+            out, err = procs[name].communicate(timeout=300)
+            results[name] = (procs[name].returncode, out, err)
+        return results[name]
+
+    yield wait
+    for proc in procs.values():
+        proc.kill()
+        proc.wait()
+
+
+def test_a_builder_loads_only_its_own_paper(fresh_processes):
+    code, out, err = fresh_processes("builder")
+    assert code == 0, err
     layers = ["kzoo.layers"] + [f"kzoo.layers.{m}" for m in
                                 ("constraints", "grouped_conv", "lrn", "offset_pooling", "padding")]
     built = ["kzoo", "kzoo.registry", "kzoo.utils", *layers, "kzoo.models", "kzoo.models.common",
              "kzoo.models.resnet"]
-    random, trained = done.stdout.splitlines()
+    random, trained = out.splitlines()
     assert random.split() == sorted(built)
     assert trained.split() == sorted([*built, "kzoo.utils.files", "kzoo.weights", "kzoo.weights.record"])
 
 
-def test_importing_kzoo_layers_is_enough_to_load_a_keras_file(tmp_path):
+def test_importing_kzoo_layers_is_enough_to_load_a_keras_file(fresh_processes):
     import kzoo
 
-    path = str(tmp_path / "alexnet.keras")
-    kzoo.alexnet(input_shape=(67, 67, 3), classes=3).save(path)  # TowerConv2D, LRN, CeilPadding2D
-    code = f"import keras, kzoo.layers\nprint(keras.saving.load_model({path!r}).count_params())"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert int(done.stdout.split()[-1]) == kzoo.alexnet(input_shape=(67, 67, 3), classes=3).count_params()
+    code, out, err = fresh_processes("keras_file")
+    assert code == 0, err[-2000:]
+    assert int(out.split()[-1]) == kzoo.alexnet(input_shape=(67, 67, 3), classes=3).count_params()
 
 
-def test_list_models_keeps_the_papers_order_whichever_builder_came_first():
-    code = ("import kzoo\nkzoo.resnet56(input_shape=(32, 32, 3))\nprint(' '.join(kzoo.list_models()))\n"
-            "print(' '.join(kzoo.list_models(paper='overfeat')))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    names, overfeat = done.stdout.splitlines()
+def test_list_models_keeps_the_papers_order_whichever_builder_came_first(fresh_processes):
+    code, out, err = fresh_processes("order")
+    assert code == 0, err[-2000:]
+    names, overfeat = out.splitlines()
     assert names.split()[:6] == ["alexnet", "zfnet", "overfeat_fast", "overfeat_accurate", "resnet18", "plain18"]
     assert names.split()[-3:] == ["resnet110", "plain110", "resnet1202"] and len(names.split()) == 22
     assert overfeat.split() == ["overfeat_fast", "overfeat_accurate"]

@@ -210,7 +210,7 @@ def test_truncated_latest_json_is_named(tmp_path):
 def test_a_second_process_on_the_same_run_dir_is_refused(tmp_path):
     run(config(tmp_path / "r", epochs=1))
     holder = subprocess.Popen(  # a training process, as far as the lock goes
-        [sys.executable, "-c", "import sys, time\nfrom kzoo.train.checkpoints import run_dir_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom kzoo.train.rundir import run_dir_lock\n"
          "with run_dir_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)",
          str(tmp_path / "r")], env=ENV, stdout=subprocess.PIPE, text=True)
     try:

@@ -14,6 +14,7 @@ import pytest
 
 import kzoo
 from kzoo.recipes.ablation import main
+from kzoo.tune import search
 from kzoo.tune.search import StudyHyperModel, finished_trials
 from kzoo.tune.studies import STUDIES, get_study
 
@@ -85,19 +86,20 @@ ARGS = ["resnet-cifar-depth", "--epochs", "1", "--steps-per-epoch", "2"]
 
 def test_a_tiny_grid_search_runs_and_resumes(tmp_path, capsys):
     out = str(tmp_path / "study")
-    assert main([*ARGS, "--max-trials", "2", "--out", out]) == 0
-    done = finished_trials(out)
-    assert [v["row"] for v, _ in done] == ["plain-20", "ResNet-20, shortcut A"]
-    assert all(0 <= m["val_top1_err"] <= 1 and m["params"] == 269_722 for _, m in done)
+    assert main([*ARGS, "--max-trials", "1", "--out", out]) == 0
+    (values, metrics), = finished_trials(out)
+    assert values["row"] == "plain-20" and metrics["params"] == 269_722  # option A: no extra parameter
+    with open(os.path.join(search.trial_dir(out, "plain-20"), "metrics.json"), encoding="utf-8") as f:
+        assert metrics["val_top1_err"] == json.load(f)["val_top1_err"]  # the trial's own run
     table = open(os.path.join(out, "results.md")).read()
     assert "| ResNet-20, shortcut A | 8.75 |" in table and "| 269,722 |" in table
     assert open(os.path.join(out, "results.csv")).read().count("\n") == 21  # header + 20 paper rows
     first = {p: os.path.getmtime(os.path.join(out, "trials", p)) for p in os.listdir(os.path.join(out, "trials"))}
     capsys.readouterr()
-    assert main([*ARGS, "--max-trials", "3", "--out", out]) == 0
+    assert main([*ARGS, "--max-trials", "2", "--out", out]) == 0
     printed = capsys.readouterr().out
     assert printed.count("Running Trial") == 1  # only the new row trains
-    assert [v["row"] for v, _ in finished_trials(out)][2] == "ResNet-20, shortcut B"
+    assert [v["row"] for v, _ in finished_trials(out)] == ["plain-20", "ResNet-20, shortcut A"]
     assert all(os.path.getmtime(os.path.join(out, "trials", p)) == t for p, t in first.items())
 
 

@@ -65,10 +65,11 @@ def stats_name(preprocess, key, limit=None):
     return f"stats-{hashlib.sha256(tag.encode()).hexdigest()[:16]}.npz"
 
 
-def cached_stats(dataset, preprocess, cache_dir, key, limit=None, fingerprint=None):
+def cached_stats(dataset, preprocess, cache_dir, key, limit=None, fingerprint=None, write=True):
     """`compute_stats`, cached in `cache_dir` under `stats_name`. With the data's `fingerprint`
     (a digest of its content) they are also shared through kzoo's cache folder: every run on
-    the built-in data reuses one computation, and a run's own copy stays in `cache_dir`."""
+    the built-in data reuses one computation, and a run's own copy stays in `cache_dir`.
+    `write=False` reads the caches but writes neither (a worker that is not the chief)."""
     path = os.path.join(cache_dir, stats_name(preprocess, key, limit))
     if os.path.exists(path):
         return _read(path)
@@ -79,10 +80,11 @@ def cached_stats(dataset, preprocess, cache_dir, key, limit=None, fingerprint=No
             stats = _read(shared)
     if stats is None:
         stats = compute_stats(dataset, preprocess, limit=limit)
-        if shared:
+        if shared and write:
             with contextlib.suppress(OSError):  # a cache that cannot be written costs time, not the run
                 _write(shared, stats)
-    _write(path, stats)
+    if write:
+        _write(path, stats)
     return stats
 
 

@@ -69,7 +69,7 @@ NOT_FOR_DETECTION = (("--dataset", "dataset"), ("--download", "download"), ("--s
                      ("--val-split", "val_split"), ("--evolution-images", "evolution_images"))
 DETECTION_DEFAULTS = {"epochs": 10, "batch_size": 32, "scenes": (80, 30), "merge_threshold": 0.7}
 BUILTIN_MAX_INPUT = 256  # built-in scenes are 3x the window: 768 px at most, ~140 MB for 80 of them
-SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (12, 6), "hard_negatives": 10}
+SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (8, 4), "hard_negatives": 10}
 
 
 def _model(model="fast"):

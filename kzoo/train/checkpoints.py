@@ -1,4 +1,5 @@
-"""Checkpoints that survive any kill, and the lock that keeps one process per run directory.
+"""Checkpoints that survive any kill (the lock that keeps one process per run directory is
+kzoo.train.rundir's).
 
 A checkpoint at step N is TensorFlow's `ckpt-N.index` + `ckpt-N.data-*` (model and
 optimizer) and `ckpt-N.json` (the loop's state); `latest.json` repeats the newest
@@ -8,28 +9,21 @@ any moment leaves at worst leftovers, which the next run removes. A damaged newe
 checkpoint falls back to the previous one (two are kept) and is moved aside.
 """
 
-import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
-import socket
 import tempfile
-import time
 
 import keras
 import tensorflow as tf
 
+from kzoo.train.rundir import CheckpointError
 from kzoo.train.strategies import is_chief, task_id
 from kzoo.utils.files import atomic_write
 
 _FILE = re.compile(r"^ckpt-(\d+)\.(index|json|data-\d+-of-\d+)$")
 _LEFTOVER = re.compile(r"^(ckpt-\d+_temp.*|\.tmp-.*)$")  # a killed TF write / atomic_write
-
-
-class CheckpointError(ValueError):
-    """A run's checkpoints cannot be used as they are; the message says why and what to do."""
 
 
 class Checkpoints:
@@ -198,28 +192,3 @@ def read_json(path, advice=_RESUME_ADVICE):
 def _first_line(err):
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0][:300]
-
-
-@contextlib.contextmanager
-def run_dir_lock(run_dir):
-    """Hold `run_dir/.lock` while training. The kernel drops the lock when the process
-    ends, however it ends, so a crash leaves no stale lock."""
-    path = os.path.join(run_dir, ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise CheckpointError(
-            f"run directory {run_dir!r} is in use by another kzoo process ({holder}); wait for it to "
-            f"finish or stop it, or pick another --run-dir."
-        ) from None
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since "
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

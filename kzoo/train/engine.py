@@ -24,7 +24,8 @@ from kzoo.data.stats import cached_stats, stats_name
 from kzoo.data.transforms import eval_map, train_map
 from kzoo.preprocessing import Preprocess
 from kzoo.train import runlog
-from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers, run_dir_lock
+from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers
+from kzoo.train.rundir import run_dir_lock
 from kzoo.train.schedules import Schedule
 from kzoo.train.strategies import get_strategy, is_chief
 from kzoo.utils.files import atomic_write
@@ -183,8 +184,10 @@ def stats_file(config, source):
 def _run_stats(config, source):
     cache = os.path.dirname(os.path.join(config.run_dir, stats_file(config, source)))
     with naming_bad_images(source):
+        # Only the chief writes into the run directory: another worker racing ahead of the
+        # chief's claim would leave a folder that "holds no kzoo run".
         return cached_stats(source.train, config.preprocess, cache, key=_stats_key(source),
-                            fingerprint=source.fingerprint)
+                            fingerprint=source.fingerprint, write=is_chief())
 
 
 def validation_images(config, source, count):
