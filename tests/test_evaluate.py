@@ -13,6 +13,23 @@ from kzoo.evaluate import (TABLE5_SCALES, center_crop, dense_model, dense_scores
 
 
 
+@pytest.fixture(scope="module")
+def overfeat():
+    """OverFeat fast or accurate at its paper's size, 10 classes, logits (145M weights): the
+    last one built is kept for the next test (one at a time: 580 MB each), and the tests that
+    use them follow each other so that each is built twice, not six times."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache.clear()
+            keras.utils.set_random_seed(0)
+            cache[name] = kzoo.create_model(name, classes=10, classifier_activation=None)
+        return cache[name]
+
+    return get
+
+
 @pytest.fixture
 def rng():
     """Each test's own draws: its inputs do not depend on which tests ran before it."""
@@ -44,8 +61,9 @@ def test_predict_views_averages_the_softmax(rng):
 
 
 @pytest.mark.parametrize("name", ["alexnet", "zfnet", "overfeat_fast", "overfeat_accurate", "resnet18"])
-def test_fully_convolutional_keeps_the_outputs(name, rng):
-    model = kzoo.create_model(name, classes=10, classifier_activation=None)
+def test_fully_convolutional_keeps_the_outputs(name, rng, overfeat):
+    model = overfeat(name) if name.startswith("overfeat") else kzoo.create_model(name, classes=10,
+                                                                                  classifier_activation=None)
     size = model.inputs[0].shape[1]
     fcn = fully_convolutional(model)
     x = rng.normal(size=(2, size, size, 3)).astype("float32") * 50
@@ -68,10 +86,10 @@ def _tail(model, flatten):
     return keras.Model(inputs, x)
 
 
-@pytest.mark.parametrize("name, scales", [("overfeat_fast", [(263, 263), (295, 327)]),
-                                          ("overfeat_accurate", [(245, 245), (281, 317)])])
-def test_dense_map_equals_the_classifier_on_every_window(name, scales, rng):
-    model = kzoo.create_model(name, classes=10, classifier_activation=None)
+@pytest.mark.parametrize("name, scales", [("overfeat_accurate", [(245, 245), (281, 317)]),
+                                          ("overfeat_fast", [(263, 263), (295, 327)])])
+def test_dense_map_equals_the_classifier_on_every_window(name, scales, rng, overfeat):
+    model = overfeat(name)
     names = [layer.name for layer in model.layers]
     flatten = names.index("flatten")
     window = model.layers[flatten - 1].input.shape[1]  # the pre-pool map at the training size
@@ -91,8 +109,21 @@ def test_dense_map_equals_the_classifier_on_every_window(name, scales, rng):
         np.testing.assert_allclose(scores[0], reference, rtol=1e-4, atol=1e-4 * np.abs(reference).max())
 
 
-def test_table5_map_sizes_exactly():
-    dense = dense_model(kzoo.overfeat_accurate(classes=10))  # it copies the classifier's weights
+def test_dense_scores_max_over_positions_then_mean(rng, overfeat):
+    dense = dense_model(overfeat("overfeat_fast"))
+    images = [rng.normal(size=(263, 263, 3)).astype("float32"), rng.normal(size=(263, 295, 3)).astype("float32")]
+    manual = []
+    for image in images:
+        for view in (image, image[:, ::-1]):
+            manual.append(np.asarray(dense(view[None]))[0].reshape(-1, 10).max(0))
+    reference = np.mean(manual, 0)  # one view at a time; dense_scores runs a view and its flip together
+    np.testing.assert_allclose(dense_scores(dense, images), reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
+    with pytest.raises(ValueError, match="231x231 image is too small for dense evaluation"):
+        dense_scores(dense, [np.zeros((231, 231, 3), "float32")])
+
+
+def test_table5_map_sizes_exactly(overfeat):
+    dense = dense_model(overfeat("overfeat_accurate"))  # it copies the classifier's weights
     pre_pool = keras.Model(dense.input, [dense.get_layer("offset_pool").input, dense.get_layer("offset_pool").output,
                                          dense.get_layer("interleave").input, dense.output])
     table5 = [((17, 17), (5, 5), (1, 1), (3, 3)), ((20, 23), (6, 7), (2, 3), (6, 9)),
@@ -104,19 +135,6 @@ def test_table5_map_sizes_exactly():
         maps = pre_pool.compute_output_spec(keras.KerasTensor((1, h, w, 3)))
         assert [tuple(m.shape[1:3]) for m in maps] == list(expected), (h, w)
         assert maps[1].shape[0] == maps[2].shape[0] == 9  # the 3x3 offsets, stacked
-
-
-def test_dense_scores_max_over_positions_then_mean(rng):
-    dense = dense_model(kzoo.overfeat_fast(classes=10, classifier_activation=None))
-    images = [rng.normal(size=(263, 263, 3)).astype("float32"), rng.normal(size=(263, 295, 3)).astype("float32")]
-    manual = []
-    for image in images:
-        for view in (image, image[:, ::-1]):
-            manual.append(np.asarray(dense(view[None]))[0].reshape(-1, 10).max(0))
-    reference = np.mean(manual, 0)  # one view at a time; dense_scores runs a view and its flip together
-    np.testing.assert_allclose(dense_scores(dense, images), reference, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
-    with pytest.raises(ValueError, match="231x231 image is too small for dense evaluation"):
-        dense_scores(dense, [np.zeros((231, 231, 3), "float32")])
 
 
 def test_clear_errors_for_models_without_the_expected_layers(symbolic):
