@@ -58,9 +58,10 @@ except (OSError, AttributeError):
 def _free_dropped_models():
     """Keras models are reference cycles, freed only by the cyclic GC, which seldom runs: the
     full-size models of earlier tests piled up (7 GB in test_evaluate alone). Collect once
-    the process has grown by 500 MB since the last collection (a collection costs ~0.2 s)."""
+    the process has grown by 250 MB since the last collection (a collection costs ~0.2 s;
+    two test processes share the machine)."""
     yield
-    if _rss_mb() - _RSS_AFTER_GC[0] > 500:
+    if _rss_mb() - _RSS_AFTER_GC[0] > 250:
         gc.collect()
         if _malloc_trim is not None:
             _malloc_trim(0)
