@@ -179,6 +179,103 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, capsys, 
     assert (folder / f"damaged-{name}").exists()
 
 
+@pytest.mark.parametrize("cut", [1, 3], ids=["first", "third"])
+def test_a_checkpoint_whose_record_was_cut_short_is_set_aside_and_the_run_equals_an_uninterrupted_one(
+        tmp_path, monkeypatch, capsys, cut):
+    """A kill (or a full disk) after TensorFlow wrote checkpoint N's tensors but before its loop
+    state: the rerun sets those tensors aside, says so in one line, and goes on from the newest
+    recorded checkpoint (or the start), ending where an uninterrupted run ends."""
+    import kzoo.train.checkpoints as checkpoints
+
+    run(config(tmp_path / "whole"))
+    real, records = checkpoints.atomic_write, []
+
+    def cut_short(path, *args, **kwargs):
+        records.append(path)
+        if len(records) == 2 * cut - 1:  # the cut-th save's first record (ckpt-N.json)
+            raise Crash
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "atomic_write", cut_short)
+    with pytest.raises(Crash):
+        run(config(tmp_path / "cut"))
+    monkeypatch.setattr(checkpoints, "atomic_write", real)
+    folder = tmp_path / "cut" / "checkpoints"
+    assert (folder / f"ckpt-{cut}.index").exists() and not (folder / f"ckpt-{cut}.json").exists()
+    capsys.readouterr()
+    metrics = run(config(tmp_path / "cut", verbose=1))
+    out = capsys.readouterr().out
+    where = "the start" if cut == 1 else f"ckpt-{cut - 1}"
+    assert (f"checkpoint ckpt-{cut} has no loop state: its write was cut short (set aside as unfinished-*); "
+            f"going on from {where}.") in out
+    assert metrics["steps_this_run"] == 8 - (cut - 1)
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+    assert (folder / f"unfinished-ckpt-{cut}.index").exists()
+
+
+def test_a_record_that_names_tensors_outside_its_run_is_refused(tmp_path):
+    run(config(tmp_path / "other", epochs=1))
+    run(config(tmp_path / "r", epochs=1))
+    folder = tmp_path / "r" / "checkpoints"
+    for name in ("ckpt-4.json", "latest.json"):
+        record = json.loads((folder / name).read_text())
+        record["prefix"] = "../../other/checkpoints/ckpt-4"
+        (folder / name).write_text(json.dumps(record))
+    before = sorted(os.listdir(tmp_path / "other" / "checkpoints"))
+    with pytest.raises(CheckpointError, match=r"latest\.json names the tensors '\.\./\.\./other/checkpoints/ckpt-4' "
+                                              r"\(step 4\), not its own 'ckpt-4': kzoo reads only the checkpoints in "
+                                              r"the run's own folder"):
+        run(config(tmp_path / "r", epochs=2))
+    (folder / "latest.json").unlink()  # the per-checkpoint record is refused too, not taken for damage
+    with pytest.raises(CheckpointError, match=r"ckpt-4\.json names the tensors .* not its own 'ckpt-4' of step 4"):
+        run(config(tmp_path / "r", epochs=2))
+    assert sorted(os.listdir(tmp_path / "other" / "checkpoints")) == before
+    assert not [n for n in os.listdir(folder) if n.startswith(("damaged", "unfinished"))]
+
+
+@pytest.mark.parametrize("content", ["[]", "{}", '{"step": "4", "prefix": "ckpt-4"}', "null"])
+def test_a_record_that_is_not_a_record_is_named(tmp_path, content):
+    run(config(tmp_path / "r", epochs=1))
+    path = tmp_path / "r" / "checkpoints" / "latest.json"
+    path.write_text(content)
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + r" is damaged \(not a kzoo checkpoint record: "
+                                                                      r".*\)\. Delete it and rerun"):
+        run(config(tmp_path / "r", epochs=2))
+    path.unlink()  # the advice works: the newest intact checkpoint's own record
+    assert run(config(tmp_path / "r", epochs=2))["steps_this_run"] == 4
+
+
+def test_finished_epochs_are_never_trained_over(tmp_path):
+    """checkpoints/ deleted (to free space) or replaced by a file: the rerun refuses instead of
+    training from the start over history.csv and metrics.json; nothing in the folder changes."""
+    import shutil
+
+    run(config(tmp_path / "r", epochs=1))
+    shutil.rmtree(tmp_path / "r" / "checkpoints")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file() and p.name != ".lock"}
+    with pytest.raises(CheckpointError, match=r"holds the record of finished epochs \(metrics\.json, history\.csv\) "
+                                              r"but no checkpoint to resume from .*Pick a new --run-dir"):
+        run(config(tmp_path / "r", epochs=2))
+    (tmp_path / "r" / "checkpoints").write_text("mine")
+    with pytest.raises(CheckpointError, match=r"checkpoints is a file, not kzoo's checkpoint folder"):
+        run(config(tmp_path / "r", epochs=2))
+    (tmp_path / "r" / "checkpoints").unlink()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir() if p.is_file() and p.name != ".lock"} == before
+
+
+def test_another_precision_is_a_mismatch_not_damage(tmp_path):
+    run(config(tmp_path / "r", epochs=1))
+    names = sorted(os.listdir(tmp_path / "r" / "checkpoints"))
+    try:
+        with pytest.raises(ValueError, match=r"trains in float32 \(its config\.json\); this command asks for mixed "
+                                             r"precision \(float16\)\. Rerun without --mixed-precision to resume it"):
+            run(config(tmp_path / "r", epochs=2, mixed_precision=True))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert sorted(os.listdir(tmp_path / "r" / "checkpoints")) == names  # nothing set aside
+    assert run(config(tmp_path / "r", epochs=2))["steps_this_run"] == 4  # and it resumes
+
+
 def test_no_intact_checkpoint_is_a_clear_error(tmp_path):
     run(config(tmp_path / "r", epochs=1, checkpoint_every=2))  # ckpt-2, ckpt-4
     folder = tmp_path / "r" / "checkpoints"

@@ -41,7 +41,7 @@ class Checkpoints:
 
     def latest(self):
         """The state `latest.json` names, or None before the first checkpoint."""
-        return read_json(os.path.join(self.folder, "latest.json"))
+        return read_record(os.path.join(self.folder, "latest.json"))
 
     def save(self, state):
         step = state["step"]
@@ -67,8 +67,17 @@ class Checkpoints:
         if self.writes:
             remove_leftovers(self.folder)
         candidates = self._states(latest)
+        newest = max((s for s, _ in candidates), default=-1)
+        unrecorded = [step for step in self._steps() if step > newest]
+        if unrecorded:  # tensors written, their loop state not: a write cut short (a kill, a full disk)
+            names = ", ".join(f"ckpt-{step}" for step in sorted(unrecorded))
+            for step in unrecorded:
+                self._set_aside(step, "unfinished-")
+            where = f"ckpt-{candidates[0][0]}" if candidates else "the start"
+            aside = " (set aside as unfinished-*)" if self.writes else ""
+            self._say(f"checkpoint {names} has no loop state: its write was cut short{aside}; going on from {where}.")
         if not candidates:
-            if latest is not None or self._steps():
+            if latest is not None or (self._steps() and not unrecorded):
                 raise CheckpointError(
                     f"{self.folder} holds checkpoint files but no loop state for any of them "
                     f"({', '.join(sorted(os.listdir(self.folder)))}); nothing can be resumed. "
@@ -122,8 +131,10 @@ class Checkpoints:
                 continue
             if "json" in kinds:
                 try:
-                    state = read_json(os.path.join(self.folder, f"ckpt-{step}.json"))
-                except CheckpointError:
+                    state = read_record(os.path.join(self.folder, f"ckpt-{step}.json"), step)
+                except CheckpointError as err:
+                    if err.foreign:  # not damage: a record that names other files is refused
+                        raise
                     continue
             elif latest is not None and latest.get("step") == step:
                 state = latest
@@ -139,13 +150,13 @@ class Checkpoints:
             if match and int(match.group(1)) not in complete:
                 os.remove(os.path.join(self.folder, name))
 
-    def _set_aside(self, step):
+    def _set_aside(self, step, tag="damaged-"):
         if not self.writes:
             return
         for name in os.listdir(self.folder):
             match = _FILE.match(name)
             if match and int(match.group(1)) == step:
-                os.replace(os.path.join(self.folder, name), os.path.join(self.folder, "damaged-" + name))
+                os.replace(os.path.join(self.folder, name), os.path.join(self.folder, tag + name))
 
     def _say(self, message):
         if self.verbose and self.chief:
@@ -187,6 +198,31 @@ def read_json(path, advice=_RESUME_ADVICE):
         return None
     except (ValueError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is damaged ({err}). {advice}") from None
+
+
+_RECORD_KEYS = {"step": int, "epoch": int, "batch_in_epoch": int, "history": list, "prefix": str}
+
+
+def read_record(path, step=None, advice=_RESUME_ADVICE):
+    """A checkpoint record (latest.json, ckpt-N.json): the loop's state and the name of its
+    tensors, which must be the run's own `ckpt-<step>` beside it. None if it does not exist."""
+    record = read_json(path, advice)
+    if record is None and not os.path.exists(path):
+        return None
+    wrong = [k for k, kind in _RECORD_KEYS.items()
+             if not isinstance(record, dict) or not isinstance(record.get(k), kind) or isinstance(record.get(k), bool)]
+    if wrong:
+        found = type(record).__name__ if not isinstance(record, dict) else f"no valid {', '.join(wrong)}"
+        raise CheckpointError(f"{path} is damaged (not a kzoo checkpoint record: {found}). {advice}")
+    own = f"ckpt-{record['step']}"
+    if record["prefix"] != own or (step is not None and record["step"] != step):
+        err = CheckpointError(
+            f"{path} names the tensors {record['prefix']!r} (step {record['step']}), not its own {own!r}"
+            f"{'' if step is None else f' of step {step}'}: kzoo reads only the checkpoints in the run's own "
+            f"folder. Restore the run's own record, or start afresh with another --run-dir.")
+        err.foreign = True
+        raise err
+    return record
 
 
 def _first_line(err):

@@ -25,7 +25,7 @@ from kzoo.data.transforms import eval_map, train_map
 from kzoo.preprocessing import Preprocess
 from kzoo.train import runlog
 from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers
-from kzoo.train.rundir import run_dir_lock
+from kzoo.train.rundir import CheckpointError, run_dir_lock
 from kzoo.train.schedules import Schedule
 from kzoo.train.strategies import get_strategy, is_chief
 from kzoo.utils.files import atomic_write
@@ -108,6 +108,7 @@ def _claim_run_dir(config, source):
     """Check that the run directory is new or holds this run, hold its lock while training,
     and write its config.json on the first run. Workers other than the chief write nothing."""
     _check_resumed_log_every(config)  # every worker, before anything in the folder changes
+    _check_resumed_precision(config)
     if not is_chief():
         yield
         return
@@ -259,6 +260,35 @@ def _check_position(state, steps, config):
     )
 
 
+def _check_no_finished_work(run_dir):
+    """A run directory without a checkpoint trains from the start: refused where that would
+    replace the record of finished epochs (e.g. checkpoints/ deleted to free space)."""
+    folder = os.path.join(run_dir, "checkpoints")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise CheckpointError(f"{folder} is a file, not kzoo's checkpoint folder; move it away, or pick another "
+                              f"--run-dir.")
+    kept = [name for name in ("metrics.json", "history.csv") if os.path.isfile(os.path.join(run_dir, name))]
+    if kept:
+        raise CheckpointError(
+            f"run directory {run_dir!r} holds the record of finished epochs ({', '.join(kept)}) but no checkpoint "
+            f"to resume from ({folder} is missing or empty): training again would replace that record. Pick a new "
+            f"--run-dir, or move those files away to train here from the start.")
+
+
+def _check_resumed_precision(config):
+    """A run resumes in the precision it started in: a float32 checkpoint does not hold the
+    loss scale of mixed precision (nor the reverse), and that mismatch is not damage."""
+    path = os.path.join(config.run_dir, "config.json")
+    previous = read_json(path, _CONFIG_ADVICE) if os.path.isfile(path) else None
+    before = ((previous or {}).get("config") or {}).get("mixed_precision")
+    if before is not None and bool(before) != config.mixed_precision:
+        name = {True: "mixed precision (float16)", False: "float32"}
+        flag = "with --mixed-precision" if before else "without --mixed-precision"
+        raise ValueError(f"run directory {config.run_dir!r} trains in {name[bool(before)]} (its config.json); this "
+                         f"command asks for {name[config.mixed_precision]}. Rerun {flag} to resume it, or pick a new "
+                         f"--run-dir.")
+
+
 def _check_resumed_log_every(config):
     """A resumed run keeps the --log-every its config.json records: steps.csv's rows must be
     evenly spaced for the curves and first_step_below. Runs started before --log-every
@@ -291,9 +321,9 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
         raise ValueError(f"the training set ({source.train_size} images) holds no full batch of "
                          f"{config.batch_size}; lower --batch-size.")
     keras.utils.set_random_seed(config.seed)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
     with _claim_run_dir(config, source), _op_determinism(config.deterministic), released_custom_gradients():
+        if config.mixed_precision:  # once the run directory is known to train in it
+            keras.mixed_precision.set_global_policy("mixed_float16")
         return _train(config, source, classes, model_fn, callbacks, strategy)
 
 
@@ -336,6 +366,8 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
     ckpt = Checkpoints(config.run_dir, verbose=config.verbose, model=model, optimizer=optimizer)
     steps = _steps_per_epoch(source, config)
     state = ckpt.restore()
+    if state is None:
+        _check_no_finished_work(config.run_dir)
     metrics_path = os.path.join(config.run_dir, "metrics.json")
     finished = False
     if state is not None:

@@ -12,6 +12,8 @@ import time
 class CheckpointError(ValueError):
     """A run's checkpoints cannot be used as they are; the message says why and what to do."""
 
+    foreign = False  # True: a record that names files outside its run (refused, never taken for damage)
+
 
 @contextlib.contextmanager
 def run_dir_lock(run_dir):
