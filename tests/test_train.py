@@ -242,6 +242,19 @@ def test_a_typed_run_records_its_builder_options_and_refuses_others(tmp_path, ca
     assert json.load(open(run_dir / "config.json")) == config
 
 
+def test_a_builders_default_given_explicitly_is_the_same_run(trained_run, copied_run, tmp_path, capsys):
+    """resnet20's shortcut is A by default: `--option shortcut=A` resumes the run made without
+    it (the resolved options are compared); another shortcut is another run."""
+    run_dir = str(copied_run(trained_run("resnet_cifar", "--smoke", "--input-size", "8")[0], tmp_path))
+    finished = read_metrics(run_dir)
+    cli = ["--smoke", "--input-size", "8", "--run-dir", run_dir]
+    assert main(resnet_cifar.RECIPE, [*cli, "--option", "shortcut=A"]) == 0
+    assert "has already finished" in capsys.readouterr().out and read_metrics(run_dir) == finished
+    with pytest.raises(SystemExit) as exit_:
+        main(resnet_cifar.RECIPE, [*cli, "--option", "shortcut=B"])
+    assert exit_.value.code == 2 and "holds another run" in capsys.readouterr().err
+
+
 def test_recipe_options_merge_under_the_runs(tmp_path):
     from kzoo.recipes.common import Run, recipe_config, run_from_args
 

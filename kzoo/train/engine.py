@@ -28,6 +28,7 @@ from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers
 from kzoo.train.rundir import CheckpointError, run_dir_lock
 from kzoo.train.schedules import Schedule
 from kzoo.train.strategies import get_strategy, is_chief
+from kzoo.utils.cli import paper_options
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
 
@@ -134,12 +135,30 @@ def _claim_run_dir(config, source):
         if previous is None:
             with atomic_write(path) as f:
                 json.dump(resolved, f, indent=2)
-        elif previous.get("identity") != resolved["identity"]:  # another model, dataset, crop, seed or batch
+        elif not _same_run(previous.get("identity"), resolved["identity"]):  # another model, data, crop, seed, batch
             raise ValueError(
                 f"run directory {config.run_dir!r} holds another run ({previous.get('identity')}); "
                 f"this one is {resolved['identity']}. Pick a new --run-dir; kzoo never overwrites a run."
             )
         yield
+
+
+def _resolved_options(identity):
+    """The builder options an identity's model is built with, its defaults included (so
+    `--option shortcut=A` is resnet20's own default, not another run)."""
+    try:
+        defaults = paper_options(identity["model"])
+    except (KeyError, TypeError, ValueError):  # a custom model, or not a registered name
+        return identity.get("model_options")
+    return json.loads(json.dumps({**defaults, **(identity.get("model_options") or {})}, default=str))
+
+
+def _same_run(previous, new):
+    if previous == new:
+        return True
+    if not isinstance(previous, dict) or {**previous, "model_options": None} != {**new, "model_options": None}:
+        return False
+    return _resolved_options(previous) == _resolved_options(new)
 
 
 def _per_example_seeds(seed, epoch, size):
