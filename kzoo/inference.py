@@ -24,6 +24,7 @@ import numpy as np
 import kzoo  # kzoo.weights and kzoo.data.labels load only when registered weights are asked for
 from kzoo import preprocessing, registry
 from kzoo.preprocessing import Preprocess
+from kzoo.utils.values import is_count
 from kzoo.recipes.common import recipe_preprocess
 
 # Which recipe trains each paper's models: their pipeline is what random or foreign weights get.
@@ -111,6 +112,9 @@ def decode(probabilities, class_names, top=5):
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(class_names):
         raise ValueError(f"expected probabilities of shape (N, {len(class_names)}); got {probabilities.shape}.")
+    if not is_count(top):
+        raise ValueError(f"top must be a positive integer (how many classes to list; more than "
+                         f"{probabilities.shape[1]} lists them all); got {top!r}.")
     top = min(int(top), probabilities.shape[1])
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
     return [[(int(i), class_names[i], float(row[i])) for i in idx] for row, idx in zip(probabilities, order)]
@@ -197,10 +201,16 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         class_names = [str(i) for i in range(classes)]
     if len(class_names) != classes:
         raise ValueError(f"{len(class_names)} class names for a model with {classes} classes.")
-    mean = np.zeros(3, np.float32) if mean is None else np.asarray(mean, np.float32)
+    try:
+        mean = np.zeros(3, np.float32) if mean is None else np.asarray(mean, np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"mean must be a colour (R, G, B) or an image of 0-255 numbers; got {mean!r}.") from None
     if mean.shape != (3,) and mean.shape != (preprocess.center, preprocess.center, 3):
         raise ValueError(f"mean must be a colour (R, G, B) or a {preprocess.center}x{preprocess.center}x3 image; "
                          f"got shape {mean.shape}.")
+    if not np.isfinite(mean).all() or mean.min() < 0 or mean.max() > 255:
+        raise ValueError(f"mean must hold 0-255 values (the training images' mean, RGB); got values from "
+                         f"{np.nanmin(mean):g} to {np.nanmax(mean):g}{' and NaN or infinity' if not np.isfinite(mean).all() else ''}.")
     return TrainedModel(model, name, preprocess, mean, list(class_names), dataset, origin)
 
 
@@ -325,7 +335,11 @@ def preprocess_input(x, model, weights):
     x = np.asarray(x, np.float32)
     if x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected a batch (N, H, W, 3); got shape {x.shape}.")
-    x = x - (mean if mean.ndim == 3 and mean.shape == x.shape[1:] else preprocessing.mean_colour(mean))
+    if mean.ndim == 3 and mean.shape != x.shape[1:]:
+        raise ValueError(f"{model}/{weights} subtracts a {mean.shape[0]}x{mean.shape[1]} mean image, but the batch is "
+                         f"{x.shape[1]}x{x.shape[2]}: give it at that size, or pass raw images of any size to "
+                         f"kzoo.load({model!r}, weights={weights!r}).preprocess.")
+    x = x - mean
     x = x * np.float32(p.scale)
     return x[..., ::-1] if p.color == "BGR" else x
 

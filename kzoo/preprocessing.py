@@ -270,11 +270,25 @@ def read_image(path):
                          f"files.") from None
 
 
+def _check_pixels(image):
+    """8-bit values, whatever the array's type: the models were trained on 0-255 pixels."""
+    if image.dtype.kind not in "uif":
+        raise ValueError(f"expected pixel values (uint8, or numbers in 0-255); got an array of {image.dtype} "
+                         f"values.")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise ValueError("the image holds NaN or infinite values; pass 0-255 pixel values.")
+    low, high = image.min(), image.max()
+    if low < 0 or high > 255:
+        hint = (" (a 16-bit image? divide it by 257)" if high <= 65535 and low >= 0 else "")
+        raise ValueError(f"pixel values must lie in 0-255 (8-bit RGB); this image's run from {low:g} to "
+                         f"{high:g}{hint}.")
+
+
 def as_images(images):
     """File paths, one image, or a batch -> a list of (H, W, 3) arrays."""
     if isinstance(images, (str, bytes)) or hasattr(images, "__fspath__"):
         images = [images]
-    if isinstance(images, np.ndarray) and images.ndim == 3:
+    if isinstance(images, np.ndarray) and images.ndim in (2, 3):  # one image (greyscale or RGB), not a batch
         images = [images]
     out = []
     for item in images:
@@ -283,6 +297,7 @@ def as_images(images):
             item = np.repeat(item[..., None], 3, axis=-1)
         if item.ndim != 3 or item.shape[-1] != 3 or 0 in item.shape:
             raise ValueError(f"expected RGB images (H, W, 3) or file paths; got an array of shape {item.shape}.")
+        _check_pixels(item)
         if item.dtype.kind == "f" and 0 < item.max() <= 1.0 and item.min() >= 0:
             raise ValueError("the image's pixels are in [0, 1]; kzoo's models take 0-255 values (the papers' "
                              "range): multiply by 255, or pass the uint8 image.")

@@ -86,8 +86,8 @@ def test_a_builder_loads_only_its_own_paper(fresh_processes):
     assert code == 0, err
     layers = ["kzoo.layers"] + [f"kzoo.layers.{m}" for m in
                                 ("constraints", "grouped_conv", "lrn", "offset_pooling", "padding")]
-    built = ["kzoo", "kzoo.registry", "kzoo.utils", *layers, "kzoo.models", "kzoo.models.common",
-             "kzoo.models.resnet"]
+    built = ["kzoo", "kzoo.registry", "kzoo.utils", "kzoo.utils.values", *layers, "kzoo.models",
+             "kzoo.models.common", "kzoo.models.resnet"]
     random, trained = out.splitlines()
     assert random.split() == sorted(built)
     assert trained.split() == sorted([*built, "kzoo.utils.files", "kzoo.weights", "kzoo.weights.record"])

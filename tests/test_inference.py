@@ -2,6 +2,7 @@
 class names; its views equal the training pipeline's validation views."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -251,7 +252,37 @@ def test_export_carries_the_preprocessing(tmp_path, digits):
     assert 0 < level < 0.05
     np.testing.assert_allclose(served, reference, atol=level)
     np.testing.assert_array_equal(served.argmax(1), reference.argmax(1))
-    shifted = trained.model.predict(trained.preprocess(images.astype(np.float32) + 16), verbose=0)  # a wrong mean
+    shifted = trained.model.predict(trained.preprocess(np.clip(images + 16.0, 0, 255)), verbose=0)  # a wrong mean
     assert np.abs(shifted - reference).max() > 10 * level
     with pytest.raises(ValueError, match="exists; kzoo does not overwrite it"):
         trained.export(path)
+
+
+def test_the_python_api_refuses_what_the_commands_refuse():
+    """Arrays that are not 8-bit pictures, a NaN mean, a `top` that is not a count and a batch
+    at another size than the mean image are refused with the argument and what is accepted;
+    a single greyscale image is one image (not a batch of its rows)."""
+    trained = kzoo.load("resnet20", weights="digits")
+    for bad, message in [
+        (np.full((8, 8, 3), np.nan, np.float32), "NaN or infinite values"),
+        (np.full((8, 8, 3), -5.0), r"pixel values must lie in 0-255 \(8-bit RGB\); this image's run from -5 to -5\."),
+        (np.full((8, 8, 3), 4000, np.uint16), r"from 4000 to 4000 \(a 16-bit image\? divide it by 257\)"),
+        (np.ones((8, 8, 3), bool), "got an array of bool values"),
+        (np.ones((8, 8, 3), complex), "got an array of complex128 values"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            trained.predict(bad)
+    grey = np.random.default_rng(0).integers(0, 256, (8, 8)).astype(np.uint8)
+    assert trained.predict(grey).shape == (1, 10)
+    np.testing.assert_array_equal(trained.predict(grey), trained.predict(np.repeat(grey[..., None], 3, axis=-1)))
+    probabilities = trained.predict(grey)
+    for top in (-1, 0, 2.9, True, "3"):
+        with pytest.raises(ValueError, match=r"top must be a positive integer .*; got " + re.escape(repr(top))):
+            trained.decode(probabilities, top=top)
+    assert len(trained.decode(probabilities, top=50)[0]) == 10 and len(trained.decode(probabilities, top=np.int64(2))[0]) == 2
+    for mean, message in [((np.nan, 0, 0), "from 0 to 0 and NaN"), ((300, 0, 0), "from 0 to 300"),
+                          ("grey", "mean must be a colour")]:
+        with pytest.raises(ValueError, match=message):
+            kzoo.load("resnet20", mean=mean)
+    with pytest.raises(ValueError, match=r"resnet20/digits subtracts a 32x32 mean image, but the batch is 40x40: "):
+        kzoo.preprocess_input(np.zeros((1, 40, 40, 3)), "resnet20", "digits")

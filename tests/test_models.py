@@ -253,6 +253,11 @@ def test_weights_from_a_file(tmp_path):
         (lambda: kzoo.overfeat_accurate(activation="ReLU"), ["overfeat_accurate: `activation`", "got 'ReLU'"]),
         (lambda: kzoo.resnet18(pooling="mean"), ["pooling", "'avg'", "'max'"]),
         (lambda: kzoo.resnet18(classes=0), ["classes", "positive integer"]),
+        (lambda: kzoo.resnet18(classes=True), ["`classes` must be a positive integer; got True"]),
+        (lambda: kzoo.alexnet(fc_units=True), ["`fc_units` must be a positive integer; got True"]),
+        (lambda: kzoo.zfnet(conv_maps=(512, True, 512)), ["`conv_maps` must be 3 positive"]),
+        (lambda: kzoo.resnet20(name=""), ["resnet20: `name` must be a non-empty string", "got ''"]),
+        (lambda: kzoo.resnet20(name=7), ["`name` must be a non-empty string", "got 7"]),
         (lambda: kzoo.resnet18(classifier_activation="nope"), ["classifier_activation", "nope"]),
     ],
 )

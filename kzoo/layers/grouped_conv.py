@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from kzoo.utils.values import is_count
+
 
 @keras.saving.register_keras_serializable(package="kzoo")
 class TowerConv2D(keras.layers.Layer):
@@ -34,7 +36,7 @@ class TowerConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(towers, int) or towers < 1:
+        if not is_count(towers):
             raise ValueError(f"TowerConv2D: `towers` must be a positive integer (got {towers!r}).")
         if filters % towers:
             raise ValueError(f"TowerConv2D: `filters`={filters} is not divisible by `towers`={towers}.")

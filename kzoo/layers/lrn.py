@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kzoo.utils.values import is_count
+
 # How each code base scales alpha: the paper prints the plain sum over the
 # window; cuda-convnet, Caffe and PyTorch divide alpha by n.
 CONVENTIONS = {"paper": False, "cuda-convnet": True, "caffe": True, "pytorch": True}
@@ -21,7 +23,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, n=5, k=2.0, alpha=1e-4, beta=0.75, convention="paper", **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(n, int) or n < 1 or n % 2 == 0:
+        if not is_count(n) or n % 2 == 0:
             raise ValueError(f"LocalResponseNormalization: `n` must be a positive odd integer (got {n!r}).")
         if convention not in CONVENTIONS:
             raise ValueError(

@@ -3,10 +3,12 @@
 import keras
 from keras import ops
 
+from kzoo.utils.values import is_count
+
 
 def _pair(value, what):
     pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
+    if len(pair) != 2 or not all(is_count(v) for v in pair):
         raise ValueError(f"{what} must be a positive integer or a pair of them (got {value!r}).")
     return pair
 

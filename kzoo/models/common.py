@@ -18,6 +18,7 @@ from keras.src.backend.common import global_state  # Keras' pending-initializati
 
 import kzoo  # kzoo.weights on first use: a model without weights does not need it
 from kzoo import registry
+from kzoo.utils.values import is_count
 
 POOLINGS = (None, "avg", "max")
 
@@ -129,7 +130,7 @@ def _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_hea
             f"{entry.name}: `input_shape` must be (height, width, channels); got {input_shape}."
         )
     *spatial, channels = input_shape
-    if channels is None or not isinstance(channels, int) or channels < 1:
+    if not is_count(channels):
         raise ValueError(f"{entry.name}: `input_shape` needs a known channel count; got {input_shape}.")
     if weights is not None and channels != 3:
         raise ValueError(
@@ -159,8 +160,12 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     classes = entry.default_classes if classes is None else classes
     if not isinstance(include_top, bool):
         raise ValueError(f"{entry.name}: `include_top` must be True or False; got {include_top!r}.")
-    if not isinstance(classes, int) or classes < 1:
+    if not is_count(classes):
         raise ValueError(f"{entry.name}: `classes` must be a positive integer; got {classes!r}.")
+    classes = int(classes)  # a NumPy integer is one
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ValueError(f"{entry.name}: `name` must be a non-empty string (or None for {entry.name!r}); "
+                         f"got {name!r}.")
     if pooling not in POOLINGS:
         raise ValueError(f"{entry.name}: `pooling` must be one of {POOLINGS}; got {pooling!r}.")
     try:
@@ -184,7 +189,7 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     outputs = family(img_input, head, **fixed, **options)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     with deep_graph_recursion():
-        model = keras.Model(inputs, outputs, name=name or entry.name)
+        model = keras.Model(inputs, outputs, name=entry.name if name is None else name)
     model._kzoo_model = entry.name  # the architecture record of the weights files kzoo writes (kzoo.weights.record)
     if weights is not None and not include_top and not os.path.exists(weights_arg):
         # a registered checkpoint holds the classifier too: load it into the full net, keep the rest

@@ -15,6 +15,7 @@ import dataclasses
 import keras
 
 from kzoo.layers import CeilPadding2D, LocalResponseNormalization, TowerConv2D
+from kzoo.utils.values import is_count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +80,13 @@ def resize_rows(convs, fcs, remove_layers=(), fc_units=None, conv_maps=None, whe
                          f"layers are numbered {numbers[1:]} (conv{numbers[1]}.., fc..).")
     if conv_maps is not None:
         conv_maps = tuple(conv_maps)
-        if len(conv_maps) != 3 or not all(isinstance(m, int) and m > 0 for m in conv_maps):
+        if len(conv_maps) != 3 or not all(is_count(m) for m in conv_maps):
             raise ValueError(f"{where}: `conv_maps` must be 3 positive filter counts for conv3, conv4, conv5; "
                              f"got {conv_maps!r}.")
         convs = [dataclasses.replace(r, filters=conv_maps[int(_suffix(r.name)) - 3]) if r.name in
                  ("conv3", "conv4", "conv5") else r for r in convs]
     if fc_units is not None:
-        if not isinstance(fc_units, int) or fc_units < 1:
+        if not is_count(fc_units):
             raise ValueError(f"{where}: `fc_units` must be a positive integer; got {fc_units!r}.")
         fcs = [dataclasses.replace(r, units=fc_units) for r in fcs]
     kept = []
