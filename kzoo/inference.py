@@ -217,12 +217,21 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
 def read_run_config(run_dir):
     """A training run's config.json (identity, config, dataset, stats)."""
     path = os.path.join(run_dir, "config.json")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"{run_dir!r} is a file, not a kzoo run directory; give the folder a training "
+                                f"command wrote (its --run-dir).")
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (it does not exist).")
-    config = kzoo.train.checkpoints.read_json(
-        path, "It describes the run: restore it from a copy of the run directory.")
+    advice = "It describes the run: restore it from a copy of the run directory."
+    config = kzoo.train.checkpoints.read_json(path, advice)
+    if config is None and os.path.isdir(os.path.join(run_dir, "checkpoints")):
+        raise FileNotFoundError(f"{run_dir!r} holds checkpoints but no config.json, which names the run's model, "
+                                f"data and preprocessing: restore config.json from a copy of the run directory.")
     if config is None:
         raise FileNotFoundError(f"{run_dir!r} is not a kzoo run directory (no config.json).")
+    if not isinstance(config, dict) or not all(isinstance(config.get(k), dict) for k in ("identity", "config",
+                                                                                         "dataset")):
+        raise ValueError(f"{path} is damaged (not a kzoo run record: no identity, config and dataset). {advice}")
     return config
 
 

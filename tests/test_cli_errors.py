@@ -340,6 +340,22 @@ def test_evaluate_warns_about_an_unfinished_run(digits_run, tmp_path, capsys):
     assert "warning" not in capsys.readouterr().err
 
 
+def test_evaluate_names_what_is_wrong_with_a_run_directory(digits_run, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert _refused(capsys, "evaluate", ["--run-dir", str(tmp_path / "notes.txt")]) == (
+        f"error: {str(tmp_path / 'notes.txt')!r} is a file, not a kzoo run directory; give the folder a training "
+        f"command wrote (its --run-dir).")
+    run_dir = _copy(digits_run, tmp_path)
+    (run_dir / "config.json").unlink()
+    assert _refused(capsys, "evaluate", ["--run-dir", str(run_dir)]) == (
+        f"error: {str(run_dir)!r} holds checkpoints but no config.json, which names the run's model, data and "
+        f"preprocessing: restore config.json from a copy of the run directory.")
+    for content in ("[]", "{}", '{"identity": 3}'):
+        (run_dir / "config.json").write_text(content)
+        assert _refused(capsys, "evaluate", ["--run-dir", str(run_dir)]).startswith(
+            f"error: {str(run_dir / 'config.json')} is damaged (not a kzoo run record: no identity, config and dataset)")
+
+
 def test_evaluate_names_a_checkpoint_of_another_model(digits_run, tmp_path, capsys, caplog):
     run_dir = _copy(digits_run, tmp_path)
     config = json.loads((run_dir / "config.json").read_text())

@@ -407,3 +407,8 @@ def test_damaged_config_json_is_named_and_kept(tmp_path):
     with pytest.raises(ValueError, match=r"config\.json is damaged .*will not resume into it"):
         run(config(tmp_path / "r"))
     assert (tmp_path / "r" / "config.json").read_text() == '{"identity": '
+    (tmp_path / "r" / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"config\.json is damaged \(not a kzoo run record: a list\)\. .*will not "
+                                         r"resume into it"):
+        run(config(tmp_path / "r"))
+    assert (tmp_path / "r" / "config.json").read_text() == "[1, 2]"

@@ -87,6 +87,16 @@ def _config(run_dir, **kw):
     return TrainConfig(run_dir=str(run_dir), **{**defaults, **kw})
 
 
+def test_flags_the_built_in_data_would_ignore_are_refused(tmp_path):
+    for kwargs, message in [
+        (dict(dataset="digits", data_dir=str(tmp_path)), r"--dataset digits is built in: --data-dir would be ignored"),
+        (dict(dataset="shapes", download=True), r"--dataset shapes is built in: --download would be ignored"),
+        (dict(download=True), r"--download lets tensorflow-datasets prepare a --dataset; give --dataset NAME"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            load_source(**kwargs)
+
+
 def test_missing_and_empty_data_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
         load_source(None, str(tmp_path / "nope"))
@@ -298,6 +308,8 @@ def test_a_run_checks_its_fields_as_the_command_line_does():
          "argument --input-size: 63 is too small for alexnet; expected an integer >= 64 (the paper uses 224)."),
         (dict(model="resnet20", options={"stride_placement": "v1.5"}),
          "argument --option: resnet20 has no option 'stride_placement'; its options are shortcut."),
+        (dict(run_dir=""), "argument --run-dir: expected a folder, got ''; leave --run-dir out for the default."),
+        (dict(data_dir=" "), "argument --data-dir: expected a folder, got ' '; leave --data-dir out for the default."),
     ]:
         with pytest.raises(ValueError) as err:
             Run(**fields)

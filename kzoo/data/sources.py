@@ -329,6 +329,13 @@ def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None)
     if boxes is not None and (dataset is not None or data_dir is None):
         raise ValueError("--boxes goes with --data-dir (a folder of class sub-folders), not with --dataset; "
                          "the built-in --dataset shapes has its boxes.")
+    if dataset in BUILTIN and (data_dir is not None or download):
+        given = " and ".join(f for f, v in (("--data-dir", data_dir is not None), ("--download", download)) if v)
+        raise ValueError(f"--dataset {dataset} is built in: {given} would be ignored. Leave {given} out, or give "
+                         f"--data-dir alone for a folder of class sub-folders.")
+    if download and dataset is None:
+        raise ValueError("--download lets tensorflow-datasets prepare a --dataset; give --dataset NAME with it "
+                         "(a --data-dir folder of images needs no download).")
     if dataset is None and data_dir is not None and os.path.exists(os.path.join(data_dir, "manifest.json")):
         if boxes is not None:
             raise ValueError(f"--boxes goes with a folder of images; {data_dir!r} holds prepared shards, "

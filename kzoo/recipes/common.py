@@ -99,6 +99,9 @@ class Run:
         for name in ("data_dir", "run_dir"):  # a pathlib.Path is a path too
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, os.fspath(getattr(self, name)))
+                if not getattr(self, name).strip():  # '' would be taken for "not given"
+                    raise ValueError(f"argument {_flag(name)}: expected a folder, got {getattr(self, name)!r}; "
+                                     f"leave {_flag(name)} out for the default.")
         check_choice(self.strategy, STRATEGIES, "--strategy")
         if not isinstance(self.options, dict):
             raise ValueError(f"argument --option: expected a dict of the builder's options, got {self.options!r}")

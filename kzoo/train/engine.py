@@ -104,6 +104,14 @@ _CONFIG_ADVICE = ("It names the run kept in this folder, so kzoo will not resume
                   "pick another --run-dir.")
 
 
+def _recorded(path):
+    """A run directory's config.json (None if there is none), checked to be a run record."""
+    previous = read_json(path, _CONFIG_ADVICE)
+    if previous is not None and not isinstance(previous, dict):
+        raise ValueError(f"{path} is damaged (not a kzoo run record: a {type(previous).__name__}). {_CONFIG_ADVICE}")
+    return previous
+
+
 @contextlib.contextmanager
 def _claim_run_dir(config, source):
     """Check that the run directory is new or holds this run, hold its lock while training,
@@ -131,7 +139,7 @@ def _claim_run_dir(config, source):
         )
     with run_dir_lock(config.run_dir):
         remove_leftovers(config.run_dir)
-        previous = read_json(path, _CONFIG_ADVICE)
+        previous = _recorded(path)
         if previous is None:
             with atomic_write(path) as f:
                 json.dump(resolved, f, indent=2)
@@ -298,7 +306,7 @@ def _check_resumed_precision(config):
     """A run resumes in the precision it started in: a float32 checkpoint does not hold the
     loss scale of mixed precision (nor the reverse), and that mismatch is not damage."""
     path = os.path.join(config.run_dir, "config.json")
-    previous = read_json(path, _CONFIG_ADVICE) if os.path.isfile(path) else None
+    previous = _recorded(path) if os.path.isfile(path) else None
     before = ((previous or {}).get("config") or {}).get("mixed_precision")
     if before is not None and bool(before) != config.mixed_precision:
         name = {True: "mixed precision (float16)", False: "float32"}
@@ -313,7 +321,7 @@ def _check_resumed_log_every(config):
     evenly spaced for the curves and first_step_below. Runs started before --log-every
     (no log_every in config.json) resume as they are."""
     path = os.path.join(config.run_dir, "config.json")
-    previous = read_json(path, _CONFIG_ADVICE) if os.path.isfile(path) else None  # else _claim_run_dir says why
+    previous = _recorded(path) if os.path.isfile(path) else None  # else _claim_run_dir says why
     every = ((previous or {}).get("config") or {}).get("log_every")
     if every is not None and every != config.log_every:
         raise ValueError(f"run directory {config.run_dir!r} logs with --log-every {every} (its config.json); this "
