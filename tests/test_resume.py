@@ -213,6 +213,30 @@ def test_a_checkpoint_whose_record_was_cut_short_is_set_aside_and_the_run_equals
     assert (folder / f"unfinished-ckpt-{cut}.index").exists()
 
 
+def test_a_full_disk_while_checkpointing_is_one_line_and_the_run_resumes_once_there_is_space(tmp_path, monkeypatch):
+    import errno
+
+    run(config(tmp_path / "whole"))
+    real, writes = tf.train.Checkpoint.write, []
+
+    def full(self, prefix, *args, **kwargs):
+        writes.append(prefix)
+        if len(writes) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, prefix, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.Checkpoint, "write", full)
+    with pytest.raises(CheckpointError) as err:
+        run(config(tmp_path / "full"))
+    assert str(err.value) == (
+        f"no space left on the disk of {tmp_path / 'full' / 'checkpoints'} while writing the checkpoint of step 3: "
+        f"the run stopped there. Its newest complete checkpoint (step 2) is kept; free some space and rerun the "
+        f"same command to resume from it.")
+    monkeypatch.setattr(tf.train.Checkpoint, "write", real)
+    assert run(config(tmp_path / "full"))["steps_this_run"] == 6  # from step 2
+    assert_same_run(tmp_path / "whole", tmp_path / "full")
+
+
 def test_a_record_that_names_tensors_outside_its_run_is_refused(tmp_path):
     run(config(tmp_path / "other", epochs=1))
     run(config(tmp_path / "r", epochs=1))

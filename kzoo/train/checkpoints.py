@@ -9,6 +9,7 @@ any moment leaves at worst leftovers, which the next run removes. A damaged newe
 checkpoint falls back to the previous one (two are kept) and is moved aside.
 """
 
+import errno
 import json
 import os
 import re
@@ -50,12 +51,21 @@ class Checkpoints:
             self.checkpoint.write(os.path.join(scratch, "ckpt"))
             shutil.rmtree(scratch, ignore_errors=True)
             return
-        os.makedirs(self.folder, exist_ok=True)
-        prefix = self.checkpoint.write(os.path.join(self.folder, f"ckpt-{step}"))
-        record = {**state, "prefix": os.path.basename(prefix)}
-        for name in (f"ckpt-{step}.json", "latest.json"):
-            with atomic_write(os.path.join(self.folder, name)) as f:
-                json.dump(record, f, indent=1)
+        kept = self.latest()
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            prefix = self.checkpoint.write(os.path.join(self.folder, f"ckpt-{step}"))
+            record = {**state, "prefix": os.path.basename(prefix)}
+            for name in (f"ckpt-{step}.json", "latest.json"):
+                with atomic_write(os.path.join(self.folder, name)) as f:
+                    json.dump(record, f, indent=1)
+        except (OSError, tf.errors.OpError) as err:
+            if not _out_of_space(err):
+                raise
+            raise CheckpointError(
+                f"no space left on the disk of {self.folder} while writing the checkpoint of step {step}: the run "
+                f"stopped there. Its newest complete checkpoint ({'step ' + str(kept['step']) if kept else 'none yet'}) "
+                f"is kept; free some space and rerun the same command to resume from it.") from None
         self._prune(keep_newest=self.keep)
 
     def restore(self):
@@ -223,6 +233,13 @@ def read_record(path, step=None, advice=_RESUME_ADVICE):
         err.foreign = True
         raise err
     return record
+
+
+def _out_of_space(err):
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(getattr(err, "message", err))
+    return "No space left on device" in text or "Disk quota exceeded" in text
 
 
 def _first_line(err):
