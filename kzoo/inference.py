@@ -45,6 +45,10 @@ class TrainedModel:
     origin: str  # "run DIR", "weights NAME", "file PATH" or "random weights"
     run_config: dict = None  # a run's config.json
 
+    def __repr__(self):  # the mean image and the class list are data, not a description
+        return (f"TrainedModel({self.name}, {self.classes} classes, input {self.input_size} px, {self.origin}, "
+                f"trained on {self.dataset or 'nothing (random weights)'})")
+
     @property
     def input_size(self):
         return self.model.inputs[0].shape[1]

@@ -286,3 +286,11 @@ def test_the_python_api_refuses_what_the_commands_refuse():
             kzoo.load("resnet20", mean=mean)
     with pytest.raises(ValueError, match=r"resnet20/digits subtracts a 32x32 mean image, but the batch is 40x40: "):
         kzoo.preprocess_input(np.zeros((1, 40, 40, 3)), "resnet20", "digits")
+
+
+def test_a_trained_model_says_what_it_is_in_one_line():
+    trained = kzoo.load("resnet20", weights="digits")
+    assert repr(trained) == ("TrainedModel(resnet20, 10 classes, input 32 px, weights digits, trained on scikit-learn's "
+                             "handwritten digits, the built-in demo data (1,438 training images, 10 classes))")
+    assert repr(kzoo.load("resnet20")) == ("TrainedModel(resnet20, 10 classes, input 32 px, random weights, trained on "
+                                           "nothing (random weights))")

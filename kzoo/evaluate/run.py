@@ -42,7 +42,10 @@ def main(argv=None):
                         "none: random weights (said explicitly)")
     parser.add_argument("--dataset", help="tfds name; default: a run's own built-in data, else the digits")
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
-    parser.add_argument("--protocol", default="center", choices=PROTOCOLS)
+    parser.add_argument("--protocol", default="center", choices=PROTOCOLS,
+                        help="the test views: center (one crop), 10crop (AlexNet's corners, centre and flips), "
+                             "dense / dense-single (OverFeat's offset-pooled maps at six scales / one), multiscale "
+                             "(ResNet's fully convolutional scores at five sizes); default: %(default)s")
     parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
                         help="mean colour a --weights file expects (registered weights and runs bring theirs)")
     parser.add_argument("--limit", type=positive_int, help="evaluate the first N validation images only")
