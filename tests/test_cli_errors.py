@@ -102,7 +102,8 @@ PARSE_ERRORS = [
     ("prepare", ["--center", "0"], "--center", f"{INT1} '0'"),
     ("prepare", ["--images-per-shard", "0"], "--images-per-shard", f"{INT1} '0'"),
     ("prepare", ["--quality", "101"], "--quality", "expected an integer in [1, 100], got '101'"),
-    ("prepare", ["--val-fraction", "1.5"], "--val-fraction", "expected a number in [0, 1], got '1.5'"),
+    ("prepare", ["--val-fraction", "1.5"], "--val-fraction", "expected a number in [0, 1), got '1.5'"),
+    ("prepare", ["--val-fraction", "1.0"], "--val-fraction", "expected a number in [0, 1), got '1.0'"),
     ("prepare", ["--seed", "-2"], "--seed", f"{INT0} '-2'"),
 ]
 

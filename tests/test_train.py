@@ -97,6 +97,17 @@ def test_flags_the_built_in_data_would_ignore_are_refused(tmp_path):
             load_source(**kwargs)
 
 
+def test_a_run_directory_inside_its_data_folder_is_refused(tmp_path, capsys):
+    for name in ("a", "b"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(4):
+            tf.io.write_file(str(tmp_path / "data" / name / f"{i}.png"), tf.io.encode_png(np.zeros((8, 8, 3), "uint8")))
+    with pytest.raises(SystemExit) as exit_:
+        main(resnet_cifar.RECIPE, ["--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "data" / "run")])
+    assert exit_.value.code == 2 and "lies inside --data-dir" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a", "b"]  # nothing written there
+
+
 def test_missing_and_empty_data_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
         load_source(None, str(tmp_path / "nope"))

@@ -20,7 +20,7 @@ import argparse
 import sys
 
 from kzoo import data
-from kzoo.utils.cli import (add_verbose_flag, float_between, int_between, non_negative_int, positive_int,
+from kzoo.utils.cli import (add_verbose_flag, fraction_below, int_between, non_negative_int, positive_int,
                             quiet_tensorflow)
 
 
@@ -43,7 +43,7 @@ def build_parser():
     parser.add_argument("--quality", type=int_between(1, 100), default=95, help="JPEG quality for --encoding jpeg")
     parser.add_argument("--images-per-shard", type=positive_int, default=1024,
                         help="images per shard file (default 1024: about 200-270 MB of 256-pixel raw images)")
-    parser.add_argument("--val-fraction", type=float_between(0, 1), default=0.1,
+    parser.add_argument("--val-fraction", type=fraction_below(1), default=0.1,
                         help="validation share when DIR has no train/ and val/ (the recipes' 0.1)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="the split's seed when DIR has no train/ and val/ (the recipe's --seed)")

@@ -238,6 +238,16 @@ def _given(*values):
     return next((v for v in values if v is not None), None)
 
 
+def _check_run_dir_outside_data(run_dir, data_dir):
+    """A run directory inside the data folder would be read as a class of images next time."""
+    if data_dir is None:
+        return
+    data, run_path = os.path.realpath(data_dir), os.path.realpath(run_dir)
+    if os.path.commonpath([data, run_path]) == data:
+        raise ValueError(f"the run directory {run_dir!r} lies inside --data-dir {data_dir!r}: its files would be "
+                         f"read as a class of images. Pick a --run-dir outside the data folder.")
+
+
 def run_dir_for(recipe, run, source):
     return run.run_dir or os.path.join("runs", f"{recipe.name}-{resolve_run(recipe, run).model}-{source.name}"
                                        + (f"-val{run.val_split}" if run.val_split else "")
@@ -251,6 +261,7 @@ def train_recipe(recipe, run, source=None):
     kzoo.train.strategies.get_strategy(run.strategy)  # before any dataset: multi-worker set-up must come first
     check_model_options(run.model, run.options, build=True)  # before the data and the run directory
     source = source or kzoo.data.sources.load_source(run.dataset, run.data_dir, run.download, seed=run.seed)
+    _check_run_dir_outside_data(run_dir_for(recipe, run, source), run.data_dir)
     if run.val_split:  # before the run directory: a too large N is refused first
         source = kzoo.data.sources.hold_out(source, run.val_split, _given(run.split_seed, run.seed))
         print(f"Validating on {run.val_split} held-out training images of {source.name} (--val-split); "

@@ -61,6 +61,11 @@ def float_between(low, high):
     return _number(float, f"in [{low:g}, {high:g}]", lambda v: low <= v <= high, "float_between")
 
 
+def fraction_below(high):
+    """A number in [0, high) (e.g. the share of images held out: all of them leaves no training set)."""
+    return _number(float, f"in [0, {high:g})", lambda v: 0 <= v < high, "fraction_below")
+
+
 def int_between(low, high):
     """An integer in [low, high] (e.g. a JPEG quality in [1, 100])."""
     return _number(int, f"in [{low}, {high}]", lambda v: low <= v <= high, "int_between")
