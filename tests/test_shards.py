@@ -239,3 +239,20 @@ def test_visualize_refuses_shards_resized_otherwise_than_the_model_evaluates(tmp
     assert exit_.value.code == 2
     assert f"--data-dir {str(fixed)!r} holds images resized to a shorter side of 27" in capsys.readouterr().err
     assert not (tmp_path / "figures").exists()
+
+
+def test_two_preparations_of_the_same_folder_are_the_same_bytes(tmp_path):
+    """Another process too (a record's features map was written in a per-process order)."""
+    import os
+    import subprocess
+    import sys
+
+    data = write_folder(tmp_path / "data", per_class=4)
+    first, second = prepare(data, tmp_path / "one"), tmp_path / "two"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-m", "kzoo.data.prepare", "--data-dir", str(data), "--out", str(second), "--quiet"],
+                   check=True, cwd=root, env={**os.environ, "PYTHONHASHSEED": "12345"}, capture_output=True, timeout=300)
+    names = sorted(p.name for p in first.iterdir() if p.suffix == ".tfrecord")
+    assert names and names == sorted(p.name for p in second.iterdir() if p.suffix == ".tfrecord")
+    for name in names:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name

@@ -139,7 +139,8 @@ def _example(encoded, label, shape):
     feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(shape)))}
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # The features map in a fixed order: the same data gives the same bytes (comparable hashes).
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def _write_shards(out, todo, splits, encode, verbose):
