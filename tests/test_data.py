@@ -242,6 +242,19 @@ def test_bad_box_files_name_the_problem(tmp_path):
     (tmp_path / "n.csv").write_text("image,x1,y1,x2,y2\na,5,five,8,9\n")
     with pytest.raises(ValueError, match=r"n.csv:2: box coordinates must be numbers"):
         read_boxes(str(tmp_path / "n.csv"))
+    for name, row in (("inf", "a,1,1,inf,9"), ("nan", "a,nan,1,5,9"), ("neg", "a,-3,1,5,9"), ("big", "a,1,1,1e400,9")):
+        (tmp_path / f"{name}.csv").write_text(f"image,x1,y1,x2,y2\n{row}\n")
+        with pytest.raises(ValueError, match=rf"{name}\.csv:2: box coordinates must be finite pixel positions >= 0"):
+            read_boxes(str(tmp_path / f"{name}.csv"))
+    (tmp_path / "latin1.csv").write_bytes("image,x1,y1,x2,y2\ncaf\u00e9.jpg,1,1,5,9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.csv' is not UTF-8 text \(invalid continuation byte at byte 21\); "
+                                         r"save it as UTF-8 CSV\."):
+        read_boxes(str(tmp_path / "latin1.csv"))
+    (tmp_path / "xml").mkdir()
+    (tmp_path / "xml" / "a.xml").write_text("<annotation><filename>a.jpg</filename><object><bndbox><xmin>1</xmin>"
+                                            "<ymin>1</ymin><xmax>inf</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    with pytest.raises(ValueError, match=r"a\.xml: <bndbox>: box coordinates must be finite"):
+        read_boxes(str(tmp_path / "xml"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no .xml annotations"):
         read_boxes(str(tmp_path / "empty"))
@@ -289,7 +302,7 @@ def test_box_files_reject_shared_names_and_bad_xml(tmp_path):
         load_source(None, str(tmp_path / "data"), boxes=str(tmp_path / "b.csv"))
     (tmp_path / "xml").mkdir()
     (tmp_path / "xml" / "a.xml").write_text("<annotation><object><bndbox><xmin>1</xmin></bndbox></object></annotation>")
-    with pytest.raises(ValueError, match="a.xml: a <bndbox> needs numeric"):
+    with pytest.raises(ValueError, match=r"a\.xml: <bndbox>: box coordinates must be numbers, got \[.1., None, None, None\]"):
         read_boxes(str(tmp_path / "xml"))
     (tmp_path / "xml" / "a.xml").write_text("<annotation><object>")
     with pytest.raises(ValueError, match="a.xml: not a readable XML"):

@@ -7,6 +7,7 @@ an image with several objects keeps its largest, as in single-object localizatio
 """
 
 import csv
+import math
 import os
 import pathlib
 import xml.etree.ElementTree as ET
@@ -37,18 +38,34 @@ def csv_box_rows(path, columns=(), header="image,x1,y1,x2,y2"):
     """(where, row, box) for each row of a box CSV, the one reader of kzoo's box files: the
     columns image,x1,y1,x2,y2 and `columns` must be in the header (the error shows `header`),
     coordinates must be numbers and boxes not empty. `where`: "path:line" for messages."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if not {"image", "x1", "y1", "x2", "y2", *columns} <= set(reader.fieldnames or ()):
-            raise ValueError(f"box file {path!r} needs the header {header}; it has {reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            try:
-                box = tuple(float(row[k]) for k in ("x1", "y1", "x2", "y2"))
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}:{line}: box coordinates must be numbers, got {row}.") from None
-            if not box[2] > box[0] or not box[3] > box[1]:
-                raise ValueError(f"{path}:{line}: empty box {list(box)} (need x2 > x1 and y2 > y1).")
-            yield f"{path}:{line}", row, box
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            yield from _rows(path, csv.DictReader(f), columns, header)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"box file {path!r} is not UTF-8 text ({err.reason} at byte {err.start}); save it as "
+                         f"UTF-8 CSV.") from None
+
+
+def _rows(path, reader, columns, header):
+    if not {"image", "x1", "y1", "x2", "y2", *columns} <= set(reader.fieldnames or ()):
+        raise ValueError(f"box file {path!r} needs the header {header}; it has {reader.fieldnames}.")
+    for line, row in enumerate(reader, start=2):
+        yield f"{path}:{line}", row, checked_box(row, ("x1", "y1", "x2", "y2"), f"{path}:{line}")
+
+
+def checked_box(values, keys, where):
+    """(x1, y1, x2, y2) from `values[key]` for `keys`: finite pixel coordinates, not negative,
+    a box that is not empty; a ValueError naming `where` otherwise."""
+    try:
+        box = tuple(float(values[k]) for k in keys)
+    except (TypeError, ValueError, KeyError):
+        raise ValueError(f"{where}: box coordinates must be numbers, got {[values.get(k) for k in keys]}.") from None
+    if not all(math.isfinite(v) for v in box) or min(box) < 0:
+        raise ValueError(f"{where}: box coordinates must be finite pixel positions >= 0 in the image, got "
+                         f"{list(box)}.")
+    if not box[2] > box[0] or not box[3] > box[1]:
+        raise ValueError(f"{where}: empty box {list(box)} (need x2 > x1 and y2 > y1).")
+    return box
 
 
 def _csv_boxes(path):
@@ -73,10 +90,8 @@ def _xml_boxes(folder):
             bb = obj.find("bndbox")
             if bb is None:
                 continue
-            try:
-                box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}: a <bndbox> needs numeric xmin, ymin, xmax, ymax.") from None
+            keys = ("xmin", "ymin", "xmax", "ymax")
+            box = list(checked_box({k: bb.findtext(k) for k in keys}, keys, f"{path}: <bndbox>"))
             _add(boxes, name, box, str(path))
     return boxes
 
