@@ -213,8 +213,9 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         raise ValueError(f"mean must be a colour (R, G, B) or a {preprocess.center}x{preprocess.center}x3 image; "
                          f"got shape {mean.shape}.")
     if not np.isfinite(mean).all() or mean.min() < 0 or mean.max() > 255:
+        odd = "" if np.isfinite(mean).all() else " and NaN or infinity"
         raise ValueError(f"mean must hold 0-255 values (the training images' mean, RGB); got values from "
-                         f"{np.nanmin(mean):g} to {np.nanmax(mean):g}{' and NaN or infinity' if not np.isfinite(mean).all() else ''}.")
+                         f"{np.nanmin(mean):g} to {np.nanmax(mean):g}{odd}.")
     return TrainedModel(model, name, preprocess, mean, list(class_names), dataset, origin)
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import warnings
 
 import keras
@@ -638,3 +639,30 @@ def test_caffe_converter_names_the_layer_whose_blobs_do_not_fit():
         caffe_alexnet(blobs)
     assert str(err.value) == ("the caffemodel: layer 'conv3' has a weight blob of shape (384, 2304); kzoo's alexnet "
                               "needs 4 dimensions (out, in, h, w).")
+
+
+def test_a_weights_file_with_external_arrays_is_named_for_what_it_is(tmp_path):
+    """HDF5 can keep a dataset's values in another file; Keras refuses those, and the error
+    says so (not that the arrays are stored under other names)."""
+    import h5py
+
+    kzoo.resnet20().save_weights(str(tmp_path / "r.weights.h5"))
+    with h5py.File(tmp_path / "r.weights.h5", "r") as src, h5py.File(tmp_path / "ext.weights.h5", "w") as out:
+        out.attrs.update(src.attrs)
+        moved = []
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                out.require_group(name).attrs.update(obj.attrs)
+            elif not moved:
+                moved.append(name)
+                np.asarray(obj).tofile(tmp_path / "raw.bin")
+                out.create_dataset(name, shape=obj.shape, dtype=obj.dtype,
+                                   external=[(str(tmp_path / "raw.bin"), 0, h5py.h5f.UNLIMITED)])
+            else:
+                out.create_dataset(name, data=obj[()])
+
+        src.visititems(copy)
+    with pytest.raises(ValueError, match=rf"keeps its arrays \({re.escape(moved[0])}\) in files outside it \(HDF5 "
+                                         r"external storage\), which Keras does not read: save the weights into one"):
+        kzoo.resnet20(weights=str(tmp_path / "ext.weights.h5"))

@@ -223,12 +223,26 @@ def load_weights(model, path):
     # Keras warns, and may go on, when part of the file has no place in the model: the layers
     # it skips would keep their random weights. Both are the same misfit.
     skipped = [w for w in caught if "freshly-initialized" in str(w.message)]
+    external = _external_arrays(path) if error is not None and kind == "keras3" else []
+    if external:
+        which = external[0] + (" and others" if len(external) > 1 else "")
+        raise ValueError(f"weights file {path!r} keeps its arrays ({which}) in files outside it (HDF5 external "
+                         f"storage), which Keras does not read: save the weights into one file again "
+                         f"(model.save_weights).") from None
     if error is not None or skipped:
-        raise ValueError(f"weights file {path!r} does not fit {model.name!r}: {_mismatch(model, path, kind)}. "
+        raise ValueError(f"weights file {path!r} does not fit {model.name!r}: {_mismatch(model, path, kind, error)}. "
                          f"Build the model the file was saved from (the same builder, input_shape, classes "
                          f"and options).") from error
     for w in caught:  # the others, as Keras gave them
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _external_arrays(path):
+    """The datasets of an HDF5 file whose values live in other files."""
+    found = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) and obj.external else None)
+    return found
 
 
 def _weights_h5_name(path):
@@ -236,7 +250,7 @@ def _weights_h5_name(path):
     return root + ".weights.h5"
 
 
-def _mismatch(model, path, kind):
+def _mismatch(model, path, kind, error=None):
     if kind in ("other", "unreadable", "hdf5"):
         return "it is not a readable .weights.h5 file (corrupt or another format)"
     if kind == "legacy":
@@ -253,7 +267,13 @@ def _mismatch(model, path, kind):
             notes.append(f"the model's {name} {shape} has no array of that shape in the file")
             break
         remaining.remove(shape)
+    if not notes and error is not None:  # every shape has its array: Keras' own reason
+        return f"Keras could not read it ({_first_line(error)})"
     return "; ".join(notes) or "its arrays are stored under other names"
+
+
+def _first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
 _KERAS_PARAMS = [

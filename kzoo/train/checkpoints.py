@@ -62,10 +62,11 @@ class Checkpoints:
         except (OSError, tf.errors.OpError) as err:
             if not _out_of_space(err):
                 raise
+            newest = f"step {kept['step']}" if kept else "none yet"
             raise CheckpointError(
                 f"no space left on the disk of {self.folder} while writing the checkpoint of step {step}: the run "
-                f"stopped there. Its newest complete checkpoint ({'step ' + str(kept['step']) if kept else 'none yet'}) "
-                f"is kept; free some space and rerun the same command to resume from it.") from None
+                f"stopped there. Its newest complete checkpoint ({newest}) is kept; free some space and rerun the "
+                f"same command to resume from it.") from None
         self._prune(keep_newest=self.keep)
 
     def restore(self):
