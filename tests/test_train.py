@@ -502,3 +502,12 @@ def test_val_split_reaches_the_config_and_the_identity_only_when_given(tmp_path,
         main(resnet_cifar.RECIPE, ["--val-split", "1438", "--run-dir", too_many])
     assert exit_info.value.code == 2 and not os.path.exists(too_many)
     assert "[1, 1437] ('digits' has 1438 training images" in capsys.readouterr().err
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(resnet_cifar.RECIPE, ["--smoke", "--input-size", "8", "--val-split", "100",
+                                          "--run-dir", str(tmp_path / "held")]) == 0
+    assert not [w for w in caught if "deterministic" in str(w.message)]
+    done = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Done:")]
+    assert len(done) == 1 and " on 100 held-out training images of digits. Run directory: " in done[0]

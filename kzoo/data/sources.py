@@ -310,7 +310,7 @@ def hold_out(source, n, seed=0):
 
     def part(keep):
         ds = source.train.enumerate().filter(lambda i, _: tf.equal(tf.gather(mask, i), keep))
-        return ds.map(lambda _, example: example, deterministic=True)
+        return ds.map(lambda _, example: example)  # sequential: in order (no `deterministic`, which warns here)
 
     # The boxed splits (localization) would no longer match the classification split: dropped.
     fingerprint = source.fingerprint and _digest(np.frombuffer(source.fingerprint.encode(), np.uint8),

@@ -280,8 +280,10 @@ def train_recipe(recipe, run, source=None):
         callbacks.append(kzoo.visualize.top9.FeatureEvolution(images, None, os.path.join(run_dir, "evolution.png"),
                                                               seed=run.seed))
     metrics, _ = kzoo.train.engine.train(config, source, callbacks=callbacks)
+    where = (f"{run.val_split} held-out training images of {source.name}" if run.val_split else
+             f"{source.name} validation")
     print(f"Done: top-1 error {metrics.get('val_top1_err', float('nan')):.2%}, top-5 error "
-          f"{metrics.get('val_top5_err', float('nan')):.2%} on {source.name} validation. Run directory: {run_dir}")
+          f"{metrics.get('val_top5_err', float('nan')):.2%} on {where}. Run directory: {run_dir}")
     if demo:
         print(paper_data_hint(recipe))
     return metrics
