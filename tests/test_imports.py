@@ -12,9 +12,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Installed only for some uses (extras, or another Keras backend without TensorFlow).
 OPTIONAL = {"tensorflow", "tensorflow_datasets", "sklearn", "matplotlib", "keras_tuner", "torch", "jax"}
-# Loaded by `python -m kzoo.predict --help`, which must not load Keras: TrainedModel.export imports it;
-# `python -m kzoo.data.overlap --help` neither: its progress bar imports it.
-KERAS_IN_FUNCTIONS = {"kzoo/inference.py", "kzoo/data/overlap.py"}
+# Loaded by `python -m kzoo.predict --help`, which must not load Keras: TrainedModel.export imports it.
+KERAS_IN_FUNCTIONS = {"kzoo/inference.py"}
 
 
 def _function_imports(path):

@@ -56,3 +56,19 @@ def test_model_option_reads_python_literals_and_lower_case_words():
     for text in ("towers", "=1", ""):
         with pytest.raises(argparse.ArgumentTypeError, match=f"expected KEY=VALUE \\(e.g. towers=1\\), got {text!r}"):
             model_option(text)
+
+
+def test_progress_bars_are_one_line_in_a_log(capsys):
+    """Output that is not a terminal (a log file, a pipe, capsys) gets the finished bar as one
+    line, not a line or backspaces per update."""
+    from kzoo.utils.progress import progress_bar, rate
+
+    assert rate(363, 2.0) == 181.5
+    bar = progress_bar(100, unit_name="image", stateful_metrics=["images/s"])
+    for done in range(1, 101):
+        bar.update(done, [("images/s", rate(done, 0.5517))])
+    out = capsys.readouterr().out
+    assert "\b" not in out and out.count("\n") == 1, repr(out)
+    assert out.startswith("100/100 - ") and "images/s: 181.2579" in out
+    progress_bar(10, verbose=0).update(10)
+    assert capsys.readouterr().out == ""

@@ -128,9 +128,7 @@ def _progress(total, unit, enabled):
     """kzoo's progress bar (keras' Progbar, as the evaluation's), with a rate: None when off."""
     if not enabled:
         return None
-    import keras  # only when working: --help stays cheap
-
-    bar = keras.utils.Progbar(total, unit_name=unit, stateful_metrics=[f"{unit}s/s"])
+    bar = kzoo.utils.progress.progress_bar(total, unit_name=unit, stateful_metrics=[f"{unit}s/s"])  # Keras: on use
     bar.start, bar.done = time.perf_counter(), 0
     return bar
 
@@ -138,7 +136,8 @@ def _progress(total, unit, enabled):
 def _advance(bar, n):
     if bar is not None:
         bar.done += n
-        bar.update(bar.done, [(f"{bar.unit_name}s/s", bar.done / max(time.perf_counter() - bar.start, 1e-9))])
+        per_second = kzoo.utils.progress.rate(bar.done, time.perf_counter() - bar.start)
+        bar.update(bar.done, [(f"{bar.unit_name}s/s", per_second)])
 
 
 def _count(n):

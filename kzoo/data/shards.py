@@ -18,11 +18,11 @@ import json
 import os
 import time
 
-import keras
 import tensorflow as tf
 
 from kzoo.data import sources, transforms
 from kzoo.utils.files import atomic_path, atomic_write, sha256
+from kzoo.utils.progress import progress_bar, rate
 
 MANIFEST = "manifest.json"
 PROGRESS = ".progress.json"  # the shards done so far, while a preparation runs (gone when it completes)
@@ -151,7 +151,7 @@ def _write_shards(out, todo, splits, encode, verbose):
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int64)))
     images = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
     images = images.as_numpy_iterator()
-    bar = keras.utils.Progbar(len(paths), verbose=verbose, unit_name="image", stateful_metrics=["images/s"])
+    bar = progress_bar(len(paths), verbose=verbose, unit_name="image", stateful_metrics=["images/s"])
     start, seen = time.perf_counter(), 0
     for name, file, idx in todo:
         path = os.path.join(out, file)
@@ -168,7 +168,7 @@ def _write_shards(out, todo, splits, encode, verbose):
                                          f"kept).") from None
                     writer.write(_example(encoded, label, shape))
                     seen += 1
-                    bar.update(seen, [("images/s", seen / max(time.perf_counter() - start, 1e-9))])
+                    bar.update(seen, [("images/s", rate(seen, time.perf_counter() - start))])
         yield file, {"file": file, "count": len(idx), "bytes": os.path.getsize(path), "sha256": sha256(path)}
 
 

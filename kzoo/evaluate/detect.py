@@ -42,6 +42,7 @@ from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 from kzoo.registry import create_model
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
+from kzoo.utils.progress import progress_bar
 from kzoo.weights.record import save_weights_atomic
 
 BACKGROUND = "background"
@@ -318,7 +319,7 @@ def evaluate_detector(detector, scenes, scales=(1.0,), min_score=0.5, merge=True
 def _evaluate(detector, scenes, scales, min_score, merges, match, threshold, weighted, progress):
     """`evaluate_detector`'s result for each value of merge in `merges`, the network run once."""
     detections = [[] for _ in merges]
-    bar = keras.utils.Progbar(len(scenes.images), unit_name="image") if progress else None
+    bar = progress_bar(len(scenes.images), unit_name="image") if progress else None
     for i in range(len(scenes.images)):
         candidates = detector.candidates(scenes.read(i), scales, min_score)
         for found, merge in zip(detections, merges):

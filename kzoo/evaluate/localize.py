@@ -22,6 +22,7 @@ from kzoo.inference import load
 from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
+from kzoo.utils.progress import progress_bar
 from kzoo.weights.record import save_weights_atomic
 
 
@@ -308,7 +309,7 @@ def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific
     val_images, val_boxes, val_labels = boxed_examples(source, "val", limit)
     prepared, _, ratios = _prepared(val_images, val_boxes, trained)
     errors, ious = [], []
-    progress = keras.utils.Progbar(len(prepared), unit_name="image")
+    progress = progress_bar(len(prepared), unit_name="image")
     top5s = []
     for i in range(0, len(val_images), 64):  # the validated centre views, 64 images a call
         top5s += list(np.argsort(-_in_batches(model, trained.preprocess(val_images[i : i + 64])), axis=1)[:, :5])

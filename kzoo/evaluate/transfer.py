@@ -19,6 +19,7 @@ from kzoo.data.caltech import mean_per_class_accuracy, protocol_folds
 from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
+from kzoo.utils.progress import progress_bar
 from kzoo.visualize.common import figure, hidden_layer, save_figure
 from kzoo.weights.record import save_weights_atomic
 
@@ -61,7 +62,7 @@ def extract_features(trained, collection, layers, cache_dir=None, identity=None,
                 return {layer: cached[layer] for layer in layers}
     extractor = feature_extractor(model, layers)
     chunks = {layer: [] for layer in layers}
-    progress = keras.utils.Progbar(len(collection.images), unit_name="image")
+    progress = progress_bar(len(collection.images), unit_name="image")
     for start in range(0, len(collection.images), batch_size):
         idx = range(start, min(start + batch_size, len(collection.images)))
         batch = trained.preprocess([collection.read(i) for i in idx])

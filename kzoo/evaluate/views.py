@@ -13,6 +13,7 @@ from kzoo import preprocessing
 from kzoo.evaluate.dense import DenseEvaluator
 from kzoo.evaluate.fcn import fully_convolutional
 from kzoo.evaluate.protocols import FLIPPED, PROTOCOLS, VIEWS, view_sizes
+from kzoo.utils.progress import progress_bar, rate
 
 CHUNK = {"center": 256, "10crop": 64, "dense": 8, "dense-single": 8, "multiscale": 8}  # images per step
 
@@ -148,14 +149,14 @@ def _stream(members, images, protocol, progress, total):
         raise ValueError(f"unknown --protocol {protocol!r}; expected one of {PROTOCOLS}.")
     steps = [_protocol_step(trained, protocol) for trained in members]
     total = len(images) if total is None and hasattr(images, "__len__") else total
-    bar = keras.utils.Progbar(total, unit_name="image", stateful_metrics=["images/s"]) if progress else None
+    bar = progress_bar(total, unit_name="image", stateful_metrics=["images/s"]) if progress else None
     scores, done, start, images = [[] for _ in steps], 0, time.perf_counter(), iter(images)
     while chunk := list(itertools.islice(images, CHUNK[protocol])):
         for step, own in zip(steps, scores):
             own.extend(step(chunk))
         done += len(chunk)
         if bar is not None:
-            bar.update(done, [("images/s", done / (time.perf_counter() - start))])
+            bar.update(done, [("images/s", rate(done, time.perf_counter() - start))])
     if not done:
         raise ValueError("no images to evaluate.")
     return [np.stack(own) for own in scores]

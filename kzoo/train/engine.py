@@ -31,6 +31,7 @@ from kzoo.train.strategies import get_strategy, is_chief
 from kzoo.utils.cli import paper_options
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
+from kzoo.utils.progress import progress_bar
 
 
 class TrainingDiverged(RuntimeError):
@@ -447,7 +448,7 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
         start = state["batch_in_epoch"] if state["epoch"] == epoch else 0
         ds = _train_dataset(source, config, stats, epoch, start, global_batch, transform)
         # The bar shows the epoch's running means (as the epoch's summary line) and the lr in use.
-        bar = keras.utils.Progbar(steps, verbose=config.verbose, stateful_metrics=["loss", "top1_err", "lr"])
+        bar = progress_bar(steps, verbose=config.verbose, stateful_metrics=["loss", "top1_err", "lr"])
         if config.verbose:
             print(f"Epoch {epoch + 1}/{config.epochs}")
         bar.update(start)
