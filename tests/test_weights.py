@@ -666,3 +666,22 @@ def test_a_weights_file_with_external_arrays_is_named_for_what_it_is(tmp_path):
     with pytest.raises(ValueError, match=rf"keeps its arrays \({re.escape(moved[0])}\) in files outside it \(HDF5 "
                                          r"external storage\), which Keras does not read: save the weights into one"):
         kzoo.resnet20(weights=str(tmp_path / "ext.weights.h5"))
+
+
+def test_weights_offline_is_one_error_with_the_way_in(tmp_path, monkeypatch):
+    """No network: one exception (no chain), the URL once, the cache folder to put the file in
+    and the convert command."""
+    entries = {m: dict(v) for m, v in registry.manifest().items()}
+    url = "http://127.0.0.1:9/resnet50_weights_tf_dim_ordering_tf_kernels.h5"  # nothing listens there
+    entries["resnet50"] = {"imagenet": {**entries["resnet50"]["imagenet"], "url": url}}
+    monkeypatch.setattr(registry, "manifest", lambda: entries)
+    monkeypatch.setenv("KZOO_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ValueError) as err:
+        kzoo.resnet50(weights="imagenet")
+    text = str(err.value)
+    assert err.value.__suppress_context__ and err.value.__cause__ is None
+    assert text.startswith(f"could not download the resnet50 'imagenet' weights from {url} (")
+    assert text.count(url) == 1 and "None --" not in text and "\n" not in text
+    assert f"Put that file in {tmp_path / 'cache' / 'kzoo' / 'downloads'} under the name " \
+           f"'resnet50_weights_tf_dim_ordering_tf_kernels.h5'" in text
+    assert "python -m kzoo.weights convert keras-applications resnet50 FILE OUT.weights.h5" in text

@@ -231,6 +231,14 @@ def download(item):
             os.remove(target)
         raise ValueError(f"{item['url']}: the downloaded file is truncated or corrupt ({err}); it was removed, "
                          f"run again to download it afresh.") from err
-    except Exception as err:
-        raise ValueError(f"could not download {item['url']}: {err}. Check the network, or pass "
-                         f"weights=PATH to a file you have.") from err
+    except Exception as err:  # one error, the URL once: not Keras' chain of four
+        cause = err
+        while cause.__cause__ or cause.__context__:
+            cause = cause.__cause__ or cause.__context__
+        reason = (str(cause).replace(item["url"], "").strip(" :-") or type(cause).__name__).splitlines()[0][:200]
+        kind = item["converter"].replace("_resnet", "").replace("_alexnet", "").replace("_", "-")  # the command's
+        raise ValueError(
+            f"could not download the {item['model']} '{item['name']}' weights from {item['url']} ({reason}). Offline? "
+            f"Put that file in {folder} under the name {item['file_name']!r}, or convert a copy you have: python -m "
+            f"kzoo.weights convert {kind} {item['model']} FILE OUT.weights.h5, then weights='OUT.weights.h5'."
+        ) from None
