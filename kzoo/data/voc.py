@@ -21,6 +21,10 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
 SPLITS = ("train", "val")
 _DEVKIT_PARTS = ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main"))
 
+# The classifiers the VOC protocol trains on frozen features (kzoo.evaluate.voc): here, where
+# `python -m kzoo.recipes.voc2012 --help` reads them without loading Keras.
+LOSSES = ("softmax", "logistic")
+
 
 def read_annotation(path):
     """[(class name, (x1, y1, x2, y2), difficult)] of one VOC/ILSVRC XML annotation."""

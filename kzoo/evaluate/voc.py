@@ -14,13 +14,13 @@ import os
 
 import numpy as np
 
+from kzoo.data.voc import LOSSES
 from kzoo.evaluate.precision import mean_average_precision
 from kzoo.evaluate.transfer import extract_features, train_logistic, train_softmax, transfer_model, write_results
 from kzoo.visualize.common import hidden_layer
 from kzoo.weights.record import save_weights_atomic
 
 PAPER_MEAN_AP = 79.0  # ZFNet Table 5, VOC 2012 test, 20-way softmax on layers 1-7
-LOSSES = ("softmax", "logistic")
 
 
 def spread_targets(labels):
