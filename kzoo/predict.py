@@ -43,17 +43,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
     try:
-        rows = run(args)
+        trained, rows = run(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
+    if not args.json:  # what the model expects: the first thing to check when its answers surprise
+        print(f"{trained.name} ({trained.origin}), trained on {trained.dataset or 'nothing: random weights'}.")
     for path, classes in rows:
         if args.json:
             print(json.dumps({"image": path, "top": [{"index": i, "name": n, "probability": p}
                                                      for i, n, p in classes]}))
             continue
         print(path)
+        print("  probability  class")
         for index, name, probability in classes:
-            print(f"  {probability:7.2%}  {index:4d}  {name}")
+            print(f"  {probability:11.2%}  {name if name == str(index) else f'{name} ({index})'}")
     return 0
 
 
@@ -68,7 +71,7 @@ def run(args):
         trained = load(run_dir=args.run_dir)
     else:
         trained = load(args.model, weights=model_weights(args.model, args.weights), mean=args.mean)
-    return predict(paths, trained, top=args.top)
+    return trained, predict(paths, trained, top=args.top)
 
 
 if __name__ == "__main__":

@@ -291,6 +291,36 @@ def test_the_python_api_refuses_what_the_commands_refuse():
 def test_a_trained_model_says_what_it_is_in_one_line():
     trained = kzoo.load("resnet20", weights="digits")
     assert repr(trained) == ("TrainedModel(resnet20, 10 classes, input 32 px, weights digits, trained on scikit-learn's "
-                             "handwritten digits, the built-in demo data (1,438 training images, 10 classes))")
+                             "handwritten digits, the built-in demo data (1,438 training images, 10 classes; light "
+                             "strokes on a black background, 8x8 px))")
     assert repr(kzoo.load("resnet20")) == ("TrainedModel(resnet20, 10 classes, input 32 px, random weights, trained on "
                                            "nothing (random weights))")
+
+
+def test_the_predict_table_says_what_the_model_was_trained_on(tmp_path, digits, capsys):
+    from PIL import Image
+
+    from kzoo.predict import main
+
+    Image.fromarray(digits[0][0]).save(tmp_path / "d.png")
+    assert main([str(tmp_path / "d.png"), "--model", "resnet20", "--weights", "digits", "--top", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("resnet20 (weights digits), trained on scikit-learn's handwritten digits")
+    assert "light strokes on a black background" in lines[0]
+    assert lines[1:3] == [str(tmp_path / "d.png"), "  probability  class"]
+    expected = kzoo.load("resnet20", weights="digits").decode(kzoo.load("resnet20", weights="digits").predict(
+        digits[0][:1]), top=2)[0]
+    assert [line.split() for line in lines[3:]] == [[f"{p:.2%}", name] for _, name, p in expected]
+
+
+def test_the_readmes_drawn_seven_reads_as_seven_once_inverted():
+    """A 7 drawn dark on white, bold and filling the frame: the digits weights read its negative
+    (their own look) as 7, and the drawing itself as something else (README)."""
+    from PIL import Image, ImageDraw
+
+    drawing = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(drawing).line([(10, 10), (54, 10), (26, 58)], fill="black", width=12)
+    drawn = np.asarray(drawing)
+    model = kzoo.load("resnet20", weights="digits")
+    assert model.decode(model.predict(255 - drawn), top=1)[0][0][1] == "7"
+    assert model.decode(model.predict(drawn), top=1)[0][0][1] != "7"

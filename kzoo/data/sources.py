@@ -71,7 +71,7 @@ def builtin_digits(val_fraction=0.2, seed=0):
         class_names=[str(d) for d in range(10)],
         builtin=True,
         fingerprint=_digest(images[train], labels[train]),
-        description="scikit-learn's 1,797 handwritten digits (8x8, 10 classes)",
+        description="scikit-learn's 1,797 handwritten digits (8x8, 10 classes; light strokes on a black background)",
     )
 
 
