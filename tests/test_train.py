@@ -108,6 +108,27 @@ def test_a_run_directory_inside_its_data_folder_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a", "b"]  # nothing written there
 
 
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_anything_is_written(tmp_path, capsys):
+    """Its lower bound (weights, momentum, one batch's layer outputs, from a shape-only build)
+    against the free memory: the flags to lower are named, nothing is allocated or written."""
+    from kzoo.recipes.common import Run, recipe_config
+    from kzoo.train.engine import check_memory
+
+    digits = builtin_digits()
+    config = recipe_config(resnet_cifar.RECIPE, Run(input_size=64, run_dir=str(tmp_path / "r")), digits)
+    check_memory(config, 10, available=2**30)  # resnet20 at 64 px, batch 64: ~0.7 GiB
+    with pytest.raises(ValueError) as err:
+        check_memory(config, 10, available=2**27)
+    # 271,098 weights (BN statistics included) x 2 x 4 B; every layer's 64 px outputs x 64 images x 4 B
+    assert str(err.value) == ("resnet20 at 64 px, batch 64, needs at least 0.7 GiB (weights and momentum 0.0 GiB for "
+                              "271,098 parameters; one batch's layer outputs 0.7 GiB), but 0.1 GiB of memory is free: "
+                              "lower --batch-size or --input-size.")
+    with pytest.raises(SystemExit) as exit_:
+        main(alexnet.RECIPE, ["--option", "fc_units=1000000000", "--run-dir", str(tmp_path / "huge")])
+    assert exit_.value.code == 2 and not (tmp_path / "huge").exists()
+    assert "1,000,001,036,002,334,090 parameters" in capsys.readouterr().err
+
+
 def test_missing_and_empty_data_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
         load_source(None, str(tmp_path / "nope"))

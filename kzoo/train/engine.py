@@ -7,6 +7,7 @@ MirroredStrategy and MultiWorkerMirroredStrategy.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -22,6 +23,7 @@ from kzoo.data.shards import check_fit
 from kzoo.data.sources import naming_bad_images
 from kzoo.data.stats import cached_stats, stats_name
 from kzoo.data.transforms import eval_map, train_map
+from kzoo.models.common import shape_only
 from kzoo.preprocessing import Preprocess
 from kzoo.train import runlog
 from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers
@@ -247,10 +249,52 @@ def _check_labels(source, classes):
         )
 
 
-def build_model(config, classes):
+def build_model(config, classes, build=None):
     size = config.preprocess.crop
-    return registry.create_model(config.model, input_shape=(size, size, 3), classes=classes,
-                                 classifier_activation=None, **config.model_options)
+    return (build or registry.create_model)(config.model, input_shape=(size, size, 3), classes=classes,
+                                            classifier_activation=None, **config.model_options)
+
+
+def check_memory(config, classes, available=None):
+    """Refuse a run whose smallest footprint cannot fit in this machine's free memory: the
+    weights and their momentum, and one batch's layer outputs (a lower bound: the gradients
+    and TensorFlow's own buffers come on top). Runs on a GPU are not checked here."""
+    if tf.config.list_physical_devices("GPU"):
+        return
+    available = available or _available_bytes()
+    if not available:
+        return
+    model = build_model(config, classes, build=functools.partial(shape_only, registry.create_model))
+    params = sum(math.prod(w.shape) for w in model.weights)
+    outputs = sum(math.prod(t.shape[1:]) for layer in model.layers for t in _outputs(layer))
+    weights, activations = 4 * 2 * params, 4 * config.batch_size * outputs
+    if weights + activations > available:
+        options = "".join(f" --option {k}={v}" for k, v in config.model_options.items())
+        raise ValueError(
+            f"{config.model}{options} at {config.preprocess.crop} px, batch {config.batch_size}, needs at least "
+            f"{_gb(weights + activations)} (weights and momentum {_gb(weights)} for {params:,} parameters; one "
+            f"batch's layer outputs {_gb(activations)}), but {_gb(available)} of memory is free: lower --batch-size "
+            f"or --input-size{' or the --option values' if options else ''}.")
+
+
+def _outputs(layer):
+    out = layer.output
+    return out if isinstance(out, (list, tuple)) else [out]
+
+
+def _gb(n):
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40)):
+        if n >= size:
+            return f"{n / size:,.0f} {unit}"
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _available_bytes():
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None  # not Linux: not checked
 
 
 def _seed_states(model):
@@ -342,6 +386,8 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     classes = classes or source.classes
     _check_labels(source, classes)
     check_fit(source, config.preprocess)  # prepared shards: resized as this recipe resizes
+    if model_fn is None:
+        check_memory(config, classes)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas:
         raise ValueError(f"--batch-size {config.batch_size} is not divisible by the {replicas} replicas.")
