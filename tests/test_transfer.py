@@ -222,11 +222,19 @@ def test_several_training_sizes_draw_fig7_from_results_json(caltech, tmp_path, m
     containers = {c.get_label(): c for c in figures[0].axes[0].containers}
     assert (containers["paper, pretrained (ZFNet Table 3)"].lines[0].get_color()
             == containers["softmax(avg_pool)"].lines[0].get_color())
-    # one training size: a point, not a curve; the earlier curve would contradict results.json
-    assert main("caltech101", [*common, "--per-class", "5"]) == 0
-    assert not (out / "curve.png").exists() and len(figures) == 1
+    # other flags into the same --out: refused before any work, the finished results kept as they are
+    kept = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main("caltech101", [*common, "--per-class", "5"])
+    assert exit_.value.code == 2 and "holds the results of another run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == kept
+    # one training size: a point, not a curve
+    other = [*common[:-1], str(tmp_path / "one-size")]
+    assert main("caltech101", [*other, "--per-class", "5"]) == 0
+    assert not (tmp_path / "one-size" / "curve.png").exists() and len(figures) == 1
     assert "curve.png" not in capsys.readouterr().out
-    assert {r["per_class"] for r in json.loads((out / "results.json").read_text())["rows"]} == {5}
+    assert {r["per_class"] for r in json.loads((tmp_path / "one-size" / "results.json").read_text())["rows"]} == {5}
 
 
 def test_caltech256_curve_shows_table4_beside_the_softmax_only():
@@ -248,3 +256,26 @@ def test_caltech256_curve_shows_table4_beside_the_softmax_only():
     np.testing.assert_array_equal(x, [15, 30, 45, 60])
     np.testing.assert_allclose(y, [65.7, 70.6, 72.7, 74.2])
     assert np.isnan(high[:3]).all() and high[3] - y[3] == pytest.approx(0.3)  # SPEC gives the last std only
+
+
+def test_a_results_folder_is_never_replaced_by_another_run(tmp_path):
+    """The one writer of results.json/.md refuses a folder holding another run's results or a
+    results.md of the user's, and lets the same settings write again (a rerun)."""
+    from kzoo.evaluate.transfer import claim_results, write_results
+    from kzoo.tune.search import check_settings
+
+    folder = tmp_path / "out"
+    settings = {"identity": ["resnet20", {}], "seed": 0, "per_class": (5, 10)}
+    claim_results(str(folder), settings)  # nothing there yet
+    write_results(str(folder), {"settings": {"identity": ["resnet20", {}], "seed": 0, "per_class": [5, 10]}}, "| t |")
+    claim_results(str(folder), settings)  # the same run again
+    with pytest.raises(ValueError, match=r"holds the results of another run .*settings .*'seed': 0.*Pick another --out"):
+        claim_results(str(folder), {**settings, "seed": 1})
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my notes")
+    with pytest.raises(ValueError, match=r"holds a results\.md without kzoo's results\.json beside it"):
+        claim_results(str(mine), settings)
+    with pytest.raises(ValueError, match=r"holds files that are not a kzoo study \(results\.md\); its report would"):
+        check_settings(str(mine), {"study": "alexnet-design", "space": "rows", "run": {}})
+    assert (mine / "results.md").read_text() == "my notes"

@@ -180,10 +180,15 @@ def run_protocol(trained, collection, per_class, test_max, folds=5, seed=0, laye
     layers = per_layer_names(model) if per_layer else [layer]
     if layer not in layers:
         layers.append(layer)
+    settings = {"identity": identity, "dataset": collection.name, "images": len(collection.images),
+                "per_class": list(per_class), "test_max": test_max, "folds": folds, "seed": seed, "layer": layer,
+                "C": C, "per_layer": per_layer, "from_scratch": bool(scratch_fn), "scratch_epochs": scratch_epochs}
+    claim_results(run_dir, settings)  # before the features: a refused run costs nothing
     features = extract_features(trained, collection, layers, run_dir, identity)
     classes = len(collection.class_names)
     results = {"dataset": collection.name, "classes": classes, "images": len(collection.images), "layer": layer,
-               "folds": folds, "seed": seed, "test_max": test_max, "rows": []}
+               "folds": folds, "seed": seed, "test_max": test_max, "rows": [],
+               "settings": json.loads(json.dumps(settings, default=str))}
     for n in per_class:
         splits = protocol_folds(collection.labels, collection.class_names, n, test_max, folds, seed)
         # row label -> (classifier, feature layer); the §5.2 result comes first, whatever else is asked
@@ -217,6 +222,28 @@ def run_protocol(trained, collection, per_class, test_max, folds=5, seed=0, laye
     if run_dir:
         write_results(run_dir, results, results_table(results))
     return results
+
+
+def claim_results(run_dir, settings):
+    """Refuse a results folder that holds other results (another run's results.json, or a
+    results.md without kzoo's results.json beside it): nothing finished is replaced. The same
+    settings may write again (a rerun)."""
+    if not run_dir:
+        return
+    path, table = os.path.join(run_dir, "results.json"), os.path.join(run_dir, "results.md")
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                previous = json.load(f)
+        except (OSError, ValueError):
+            previous = None
+        before = previous.get("settings") if isinstance(previous, dict) else None
+        if before != json.loads(json.dumps(settings, default=str)):
+            raise ValueError(f"--out {run_dir!r} holds the results of another run ({path}: settings {before}); this "
+                             f"one would replace them. Pick another --out, or move them away.")
+    elif os.path.exists(table):
+        raise ValueError(f"--out {run_dir!r} holds a results.md without kzoo's results.json beside it; this run "
+                         f"would replace it. Pick another --out.")
 
 
 def write_results(run_dir, results, table):

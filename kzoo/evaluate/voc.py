@@ -10,13 +10,15 @@ rest, difficult images of that class left out). The paper reports the test serve
 numbers; the test labels are not public, so ours are on the val split.
 """
 
+import json
 import os
 
 import numpy as np
 
 from kzoo.data.voc import LOSSES
 from kzoo.evaluate.precision import mean_average_precision
-from kzoo.evaluate.transfer import extract_features, train_logistic, train_softmax, transfer_model, write_results
+from kzoo.evaluate.transfer import (claim_results, extract_features, train_logistic, train_softmax, transfer_model,
+                                    write_results)
 from kzoo.visualize.common import hidden_layer
 from kzoo.weights.record import save_weights_atomic
 
@@ -51,6 +53,9 @@ def run_voc(trained, data, layer=None, loss="softmax", C=1.0, seed=0, run_dir=No
     weights in `run_dir`. Returns the results dict."""
     model = trained.model
     layer = layer or hidden_layer(model)
+    settings = {"identity": identity, "layer": layer, "loss": loss, "C": C, "seed": seed,
+                "images": [len(data[split].images) for split in ("train", "val")]}
+    claim_results(run_dir, settings)  # before the features: a refused run costs nothing
     features = {split: extract_features(trained, data[split], [layer], run_dir, identity)[layer]
                 for split in ("train", "val")}
     head = train_classifier(features["train"], data["train"].labels, loss, C, seed)
@@ -61,7 +66,8 @@ def run_voc(trained, data, layer=None, loss="softmax", C=1.0, seed=0, run_dir=No
     results = {"dataset": "voc2012", "layer": layer, "loss": loss, "C": C, "seed": seed,
                "train_images": len(data["train"].images), "val_images": len(labels),
                "average_precision": {name: (None if np.isnan(ap) else float(ap)) for name, ap in zip(names, aps)},
-               "mean_average_precision": mean, "paper_mean_average_precision": PAPER_MEAN_AP / 100}
+               "mean_average_precision": mean, "paper_mean_average_precision": PAPER_MEAN_AP / 100,
+               "settings": json.loads(json.dumps(settings, default=str))}
     if run_dir:
         os.makedirs(run_dir, exist_ok=True)
         save_weights_atomic(transfer_model(model, layer, head), os.path.join(run_dir, f"voc2012-{loss}.weights.h5"))

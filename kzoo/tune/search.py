@@ -147,6 +147,10 @@ def check_settings(out, settings):
     """Refuse (ValueError) an OUT whose study.json records other settings; True if it records none yet."""
     path = os.path.join(out, "study.json")
     if not os.path.exists(path):
+        if os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, "tuner")):
+            found = ", ".join(sorted(os.listdir(out))[:5])
+            raise ValueError(f"--out {out!r} holds files that are not a kzoo study ({found}); its report would replace "
+                             f"them. Pick another --out.")
         return True
     try:
         with open(path, encoding="utf-8") as f:
