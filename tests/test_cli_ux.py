@@ -110,7 +110,9 @@ def test_demo_says_its_data_its_lr_and_once_that_it_finished(trained_run, copied
     lines = out.splitlines()
     hint = "For the paper's data use --dataset cifar10 --data-dir DIR"
     assert lines[0].startswith("Training on the built-in demo data") and hint in lines[0]
-    assert lines[-2].startswith("Done: top-1 error") and lines[-1].startswith(hint)
+    assert lines[-3].startswith("Done: top-1 error") and lines[-1].startswith(hint)
+    assert lines[-2] == (f"Next: python -m kzoo.evaluate --run-dir {run_dir} (the papers' test views); python -m "
+                         f"kzoo.predict IMAGE --run-dir {run_dir}; python -m kzoo.visualize curves {run_dir}")
     # smoke batch 8 against the paper's 128: lr 0.1 (§4.2) x 8/128
     assert ("Learning rate 0.00625 where the paper's schedule gives 0.1: every lr is scaled by batch 8 / the "
             "paper's batch 128 = 0.0625 (linear scaling).") in lines

@@ -227,7 +227,7 @@ def test_recipe_pipelines_follow_the_model_input():
     assert (demo.crop, demo.resize, demo.center) == (96, 110, 110)
 
 
-def test_recipe_trains_on_a_folder_of_class_images(tmp_path):
+def test_recipe_trains_on_a_folder_of_class_images(tmp_path, capsys):
     rng = np.random.default_rng(0)
     for name in ("a", "b", "c"):
         (tmp_path / "data" / name).mkdir(parents=True)
@@ -239,6 +239,9 @@ def test_recipe_trains_on_a_folder_of_class_images(tmp_path):
                                       "--batch-size", "8", "--run-dir", run_dir]) == 0
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["dataset"]["classes"] == 3 and config["dataset"]["train_size"] == 32
+    out = capsys.readouterr().out
+    assert "Training on data: 32 training and 4 validation images, 3 classes, at 32 px.\n" in out  # said first
+    assert f"Next: python -m kzoo.evaluate --run-dir {run_dir} " in out
     assert read_metrics(run_dir)["steps"] == 4
 
 

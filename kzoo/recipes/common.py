@@ -272,6 +272,9 @@ def train_recipe(recipe, run, source=None):
               f"{_given(run.input_size, recipe.demo_crop)}px"
               + (f", with {recipe.demo_options}" if recipe.demo_options else "") + ". " + paper_data_hint(recipe))
     config = recipe_config(recipe, run, source)
+    if not demo:
+        print(f"Training on {source.name}: {source.train_size:,} training and {source.val_size:,} validation images, "
+              f"{source.classes} classes, at {config.preprocess.crop} px.")
     _check_resumed_pca(config)
     run_dir = config.run_dir
     callbacks = []
@@ -284,6 +287,8 @@ def train_recipe(recipe, run, source=None):
              f"{source.name} validation")
     print(f"Done: top-1 error {metrics.get('val_top1_err', float('nan')):.2%}, top-5 error "
           f"{metrics.get('val_top5_err', float('nan')):.2%} on {where}. Run directory: {run_dir}")
+    print(f"Next: python -m kzoo.evaluate --run-dir {run_dir} (the papers' test views); python -m kzoo.predict "
+          f"IMAGE --run-dir {run_dir}; python -m kzoo.visualize curves {run_dir}")
     if demo:
         print(paper_data_hint(recipe))
     return metrics
