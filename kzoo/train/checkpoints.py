@@ -51,7 +51,6 @@ class Checkpoints:
             self.checkpoint.write(os.path.join(scratch, "ckpt"))
             shutil.rmtree(scratch, ignore_errors=True)
             return
-        kept = self.latest()
         try:
             os.makedirs(self.folder, exist_ok=True)
             prefix = self.checkpoint.write(os.path.join(self.folder, f"ckpt-{step}"))
@@ -62,6 +61,7 @@ class Checkpoints:
         except (OSError, tf.errors.OpError) as err:
             if not _out_of_space(err):
                 raise
+            kept = self.latest()  # only a failed write reads it: the record is written whole or not at all
             newest = f"step {kept['step']}" if kept else "none yet"
             raise CheckpointError(
                 f"no space left on the disk of {self.folder} while writing the checkpoint of step {step}: the run "

@@ -347,12 +347,18 @@ def _check_no_finished_work(run_dir):
             f"--run-dir, or move those files away to train here from the start.")
 
 
+def _recorded_settings(config):
+    """The settings config.json records for the run directory ({} before its first run;
+    _claim_run_dir says why where the path is not a file)."""
+    path = os.path.join(config.run_dir, "config.json")
+    previous = _recorded(path) if os.path.isfile(path) else None
+    return (previous or {}).get("config") or {}
+
+
 def _check_resumed_precision(config):
     """A run resumes in the precision it started in: a float32 checkpoint does not hold the
     loss scale of mixed precision (nor the reverse), and that mismatch is not damage."""
-    path = os.path.join(config.run_dir, "config.json")
-    previous = _recorded(path) if os.path.isfile(path) else None
-    before = ((previous or {}).get("config") or {}).get("mixed_precision")
+    before = _recorded_settings(config).get("mixed_precision")
     if before is not None and bool(before) != config.mixed_precision:
         name = {True: "mixed precision (float16)", False: "float32"}
         flag = "with --mixed-precision" if before else "without --mixed-precision"
@@ -365,9 +371,7 @@ def _check_resumed_log_every(config):
     """A resumed run keeps the --log-every its config.json records: steps.csv's rows must be
     evenly spaced for the curves and first_step_below. Runs started before --log-every
     (no log_every in config.json) resume as they are."""
-    path = os.path.join(config.run_dir, "config.json")
-    previous = _recorded(path) if os.path.isfile(path) else None  # else _claim_run_dir says why
-    every = ((previous or {}).get("config") or {}).get("log_every")
+    every = _recorded_settings(config).get("log_every")
     if every is not None and every != config.log_every:
         raise ValueError(f"run directory {config.run_dir!r} logs with --log-every {every} (its config.json); this "
                          f"command gives {config.log_every}. Rerun with --log-every {every} to resume it, "
