@@ -14,7 +14,7 @@ import json
 import sys
 
 from kzoo.inference import load
-from kzoo.preprocessing import image_files, read_image
+from kzoo.data import images
 from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
 
 def predict(paths, trained, top=5, batch_size=32):
@@ -22,7 +22,7 @@ def predict(paths, trained, top=5, batch_size=32):
     rows = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start : start + batch_size]
-        probabilities = trained.predict([read_image(p) for p in chunk], batch_size=batch_size)
+        probabilities = trained.predict([images.read(p) for p in chunk], batch_size=batch_size)
         rows += list(zip(chunk, trained.decode(probabilities, top=top)))
     return rows
 
@@ -66,7 +66,7 @@ def run(args):
     if args.run_dir and (args.weights or args.mean):
         raise ValueError(f"{'--weights' if args.weights else '--mean'} goes with --model; --run-dir "
                          f"{args.run_dir} brings its own.")
-    paths = image_files(args.images)
+    paths = images.files(args.images)
     if args.run_dir:
         trained = load(run_dir=args.run_dir)
     else:

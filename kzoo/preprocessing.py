@@ -11,10 +11,10 @@ quantized pixel can differ by one where the resize lands within ~1e-4 of a half)
 """
 
 import dataclasses
-import pathlib
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from kzoo.data import images as image_files  # the one image reader
 
 CROPS = ("random", "ten")  # Preprocess.crops: where training crops are cut
 
@@ -238,38 +238,6 @@ def ten_views(image, p, mean):
     return ten_crops(base_image(image, p, mean), p.crop)
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-
-
-def image_files(paths, what="image"):
-    """The files named, and the images found in folders named (sorted), as strings; `what`
-    names the argument in errors."""
-    files = []
-    for p in map(pathlib.Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{what} {str(p)!r} does not exist.")
-    if not files:
-        raise ValueError(f"{what} {list(map(str, paths))} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
-    return [str(f) for f in files]
-
-
-def read_image(path):
-    """An image file -> (H, W, 3) uint8 RGB (Pillow, as keras.utils.load_img; greyscale and
-    RGBA become RGB). A file that is no image is named."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image {str(path)!r} does not exist.") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"{str(path)!r} is not a readable image ({err}); give JPEG, PNG, BMP or GIF "
-                         f"files.") from None
-
-
 def _check_pixels(image):
     """8-bit values, whatever the array's type: the models were trained on 0-255 pixels."""
     if image.dtype.kind not in "uif":
@@ -292,7 +260,8 @@ def as_images(images):
         images = [images]
     out = []
     for item in images:
-        item = read_image(item) if isinstance(item, (str, bytes)) or hasattr(item, "__fspath__") else np.asarray(item)
+        is_path = isinstance(item, (str, bytes)) or hasattr(item, "__fspath__")
+        item = image_files.read(item) if is_path else np.asarray(item)
         if item.ndim == 2:
             item = np.repeat(item[..., None], 3, axis=-1)
         if item.ndim != 3 or item.shape[-1] != 3 or 0 in item.shape:

@@ -231,7 +231,7 @@ def test_predict_command_prints_the_top_classes_of_image_files(tmp_path, digits)
     assert [r["top"][0]["index"] for r in rows] == list(expected.argmax(1))
     assert all(len(r["top"]) == 2 and r["top"][0]["name"] == str(r["top"][0]["index"]) for r in rows)
     assert np.mean([r["top"][0]["index"] == label for r, label in zip(rows, labels)]) >= 0.6
-    assert bad.returncode == 2 and "notes.txt' is not a readable image" in bad_err
+    assert bad.returncode == 2 and "notes.txt' is not a JPEG, PNG, BMP or GIF image" in bad_err
 
 
 def test_export_carries_the_preprocessing(tmp_path, digits):

@@ -15,7 +15,7 @@ import kzoo
 from kzoo.data import overlap
 from kzoo.data.caltech import load_collection
 from kzoo.data.overlap import correlate, find_overlap, main, read_list, thumbnails
-from kzoo.data.sources import decode_file
+from kzoo.data.images import read
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,7 +93,7 @@ def folders(tmp_path_factory):
             _save(root / "A" / name, np.full((h, w, 3), 90, np.uint8))
         else:
             _save(root / "A" / name, image)
-        images[name] = decode_file(str(root / "A" / name)).numpy()  # as the tool reads it
+        images[name] = read(root / "A" / name)  # as the tool reads it
     for k in range(12):
         h, w = rng.integers((48, 64), (151, 201))
         _save(root / "B" / ("more" if k % 3 else "") / f"b{k:02d}.jpg", _smooth(rng, h, w))
@@ -126,7 +126,7 @@ def _area_mean(grey, size):
 
 
 def _independent_thumbnail(path):
-    grey = decode_file(str(path)).numpy().astype(np.float64) @ [0.299, 0.587, 0.114]
+    grey = read(path).astype(np.float64) @ [0.299, 0.587, 0.114]
     return _area_mean(_area_mean(grey, 32).T, 32).T
 
 
@@ -195,7 +195,7 @@ def test_the_cache_is_reused_and_follows_changed_files(folders, tmp_path, monkey
     # a file that fails stops the pass; what was computed before it is kept for the rerun
     _save(root / "a0.jpg", _smooth(rng, 48, 64))
     (root / "c" / "bad.jpg").write_bytes(b"\xff\xd8\xff not a JPEG")
-    with pytest.raises(ValueError, match=r"c/bad.jpg' cannot be decoded as an image .*remove or replace it"):
+    with pytest.raises(ValueError, match=r"c/bad.jpg' cannot be decoded as an image \(.*\); remove or replace it"):
         run()
     assert len(calls) == 1  # a0.jpg, before the bad file
     (root / "c" / "bad.jpg").unlink()
@@ -237,7 +237,7 @@ def test_help_loads_no_tensorflow():
 @pytest.mark.parametrize("argv, message", [
     (["--data-dir", "{tmp}/nowhere"], "--data-dir '{tmp}/nowhere' is not a folder"),
     (["--against", "{tmp}/empty"], "--against '{tmp}/empty' holds no images"),
-    (["--data-dir", "{tmp}/broken"], "'{tmp}/broken/x/bad.jpg' cannot be decoded as an image"),
+    (["--data-dir", "{tmp}/broken"], "'{tmp}/broken/x/bad.jpg' is not a JPEG, PNG, BMP or GIF image"),
     (["--threshold", "0"], "argument --threshold: expected a number in (0, 1], got '0'"),
     (["--threshold", "1.5"], "argument --threshold: expected a number in (0, 1], got '1.5'"),
     (["--threshold", "nan"], "argument --threshold: expected a number in (0, 1], got 'nan'"),

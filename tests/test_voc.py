@@ -203,8 +203,9 @@ def test_recipe_reports_each_class_ap_as_the_devkit_computes_it(devkit, tmp_path
     root, truth = devkit
     keras.utils.set_random_seed(0)
     kzoo.resnet20(classes=10).save_weights(str(tmp_path / "src.weights.h5"))
-    jpegs = {split: [tf.io.decode_jpeg(tf.io.read_file(str(root / "VOCdevkit/VOC2012/JPEGImages" / f"{i}.jpg")))
-                     .numpy() for i in truth[split][0]] for split in ("train", "val")}
+    jpegs = {split: [tf.io.decode_jpeg(tf.io.read_file(str(root / "VOCdevkit/VOC2012/JPEGImages" / f"{i}.jpg")),
+                                       dct_method="INTEGER_ACCURATE").numpy()  # libjpeg's exact IDCT
+                     for i in truth[split][0]] for split in ("train", "val")}
     train_mean = np.mean([image.reshape(-1, 3).mean(0) for image in jpegs["train"]], axis=0)  # every image
     source = kzoo.load("resnet20", weights=str(tmp_path / "src.weights.h5"), classes=10, mean=train_mean)
     features = source.preprocess(jpegs["val"])

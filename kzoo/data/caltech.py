@@ -43,7 +43,7 @@ class Collection:
 
     def read(self, i):
         item = self.images[i]
-        return item() if callable(item) else kzoo.data.sources.decode_file(item).numpy()
+        return item() if callable(item) else kzoo.data.images.read(item)
 
 
 def _spec(name):

@@ -18,6 +18,7 @@ threshold's evidence and the cost.
 """
 
 import argparse
+import concurrent.futures
 import csv
 import dataclasses
 import functools
@@ -31,8 +32,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
-import kzoo  # kzoo.data.sources (TensorFlow) loads when images are decoded: --help stays light
-from kzoo.preprocessing import IMAGE_SUFFIXES
+import kzoo
+from kzoo.data import images
 from kzoo.utils.cli import add_verbose_flag, positive_int, quiet_tensorflow
 from kzoo.utils.files import atomic_write
 
@@ -60,15 +61,10 @@ def list_images(root, flag="--data-dir"):
     paths relative to `root` with "/" separators."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"{flag} {root!r} is not a folder; give a folder of images (sub-folders are searched).")
-    found = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        rel = os.path.relpath(folder, root)
-        found += [name if rel == "." else f"{rel}/{name}".replace(os.sep, "/") for name in names
-                  if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
-    if not found:
-        raise ValueError(f"{flag} {root!r} holds no images ({', '.join(IMAGE_SUFFIXES)}, in it or its sub-folders).")
-    return sorted(found)
+    files = sorted(os.path.relpath(path, root).replace(os.sep, "/") for path in images.found(root))
+    if not files:
+        raise ValueError(f"{flag} {root!r} holds no images ({', '.join(images.SUFFIXES)}, in it or its sub-folders).")
+    return files
 
 
 @functools.lru_cache(maxsize=256)
@@ -179,22 +175,13 @@ def _save_cache(path, root, size, files, sizes, mtimes, thumbs):
 
 
 def _decoded(root, files, workers):
-    """(index, uint8 image) for each file, decoded in parallel as kzoo.data.sources.decode_file
-    does (tf.data: eager decoding holds the GIL); a file that fails is named."""
-    import tensorflow as tf
-
+    """(index, uint8 image) for each file, read in parallel by kzoo.data.images (Pillow
+    decodes without the GIL); a file that fails is named."""
     paths = [os.path.join(root, f) for f in files]
-    dataset = tf.data.Dataset.from_tensor_slices(paths).map(
-        kzoo.data.sources.decode_file, num_parallel_calls=workers, deterministic=True).prefetch(2 * workers)
-    images = dataset.as_numpy_iterator()
-    for k, path in enumerate(paths):
-        try:
-            image = next(images)
-        except tf.errors.OpError as err:  # the failing file is the next in order: decoding it alone names it
-            kzoo.data.sources.decode_file(path)
-            raise ValueError(f"{path!r} failed to decode ({err.message.splitlines()[0]}); "
-                             f"remove or replace it.") from None
-        yield k, image
+    chunk = 4 * workers  # a few images ahead of the consumer, not the whole folder in memory
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(paths), chunk):
+            yield from enumerate(pool.map(images.read, paths[start:start + chunk]), start)
 
 
 def thumbnails(root, files=None, size=SIZE, cache_dir=None, workers=None, progress=True, flag="--data-dir"):

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 
 from kzoo.data.boxes import SHAPE_COLOURS, csv_box_rows
-from kzoo.data.sources import IMAGE_SUFFIXES, decode_file
+from kzoo.data import images as image_files
 from kzoo.data.voc import read_annotation
 
 @dataclasses.dataclass
@@ -31,7 +31,7 @@ class Scenes:
         item = self.images[i]
         if isinstance(item, np.ndarray):
             return item
-        return decode_file(item).numpy()
+        return image_files.read(item)
 
 
 def generated_scenes(n, size=192, seed=0, empty=0.15, most=3, sides=(0.15, 0.25), distractors=2, bars=2):
@@ -158,7 +158,7 @@ def folder_scenes(data_dir, boxes, val_fraction=0.2, seed=0):
     root = pathlib.Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"--data-dir {data_dir!r} is not a folder of images.")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files.found(root)
     if len(files) < 2:
         raise ValueError(f"--data-dir {data_dir!r} holds {len(files)} image(s); detection needs images to train "
                          f"on and to validate on.")

@@ -119,7 +119,7 @@ def _encoder(settings):
         data = tf.io.read_file(path)
         if encoding == "original":
             return data, label, tf.zeros([3], tf.int64)  # the file's own bytes; its shape is in them
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = sources.decode_bytes(data)
         if short_side:
             image = transforms.resized(image, short_side)
             if center:
@@ -283,11 +283,11 @@ def _decoder(encoding):
         if encoding == "png":
             image = tf.io.decode_png(data, channels=3)
         elif encoding == "jpeg":
-            image = tf.io.decode_jpeg(data, channels=3)
+            image = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")  # libjpeg's exact IDCT, as Pillow
         elif encoding == "raw":
             image = tf.io.parse_tensor(data, tf.uint8)
         else:
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            image = sources.decode_bytes(data)  # the file's own bytes: the one reader
         return tf.ensure_shape(image, [None, None, 3]), tf.cast(example["label"], tf.int32)
 
     return fn

@@ -16,11 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 import kzoo  # kzoo.data.boxes, which reads images through this module, on first use
-from kzoo.preprocessing import IMAGE_SUFFIXES
-
-# Leading bytes of the formats tf.io.decode_image reads: a cheap check that
-# catches non-images before a long run starts.
-MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"GIF8")
+from kzoo.data import images
 
 
 @dataclasses.dataclass
@@ -115,46 +111,43 @@ def class_folders(root):
     _check_classes(f"{str(root)!r}", classes, "add a sub-folder of images per class")
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        found = images.found(root / name)
         if not found:
             raise ValueError(
-                f"class folder {str(root / name)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                f"class folder {str(root / name)!r} holds no images ({', '.join(images.SUFFIXES)}); "
                 f"add images or remove the folder."
             )
         for path in found:
-            with open(path, "rb") as f:
-                if not f.read(8).startswith(MAGIC):
-                    raise ValueError(f"{str(path)!r} is not a JPEG, PNG, BMP or GIF image; remove or replace it.")
+            images.check_file(path)
         files += [str(p) for p in found]
         labels += [label] * len(found)
     return classes, files, labels
 
 
 def decode_file(path):
-    """An image file (path string or tensor) -> uint8 RGB tensor (works inside tf.data maps).
+    """An image file's path (a string tensor) -> its uint8 RGB pixels, read by
+    kzoo.data.images (the one reader), inside tf.data maps. Eager code calls
+    `images.read` itself."""
+    return _pixels(tf.numpy_function(_read_path, [path], tf.uint8, stateful=False))
 
-    Called eagerly on a path, a missing or undecodable file is an error naming it
-    (inside tf.data, `naming_bad_images` names it)."""
-    if not (tf.executing_eagerly() and isinstance(path, (str, os.PathLike))):
-        return _decode_image(path)
-    try:
-        return _decode_image(str(path))
-    except tf.errors.NotFoundError:
-        raise FileNotFoundError(f"image file {str(path)!r} does not exist.") from None
-    except tf.errors.InvalidArgumentError as err:
-        reason = _op_message(err)
-        raise ValueError(f"{str(path)!r} cannot be decoded as an image ({reason}); "
-                         f"remove or replace it.") from None
+
+def decode_bytes(data):
+    """Encoded image bytes (a string tensor) -> uint8 RGB pixels, by kzoo.data.images."""
+    return _pixels(tf.numpy_function(images.decode, [data], tf.uint8, stateful=False))
+
+
+def _read_path(path):
+    return images.read(os.fsdecode(path))
+
+
+def _pixels(image):
+    return tf.ensure_shape(image, [None, None, 3])
 
 
 def _op_message(err):
     """A TF op error's own words, without the op's node name and call site."""
     text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*", "", err.message.strip().splitlines()[0])
     return text.strip().rstrip(".")
-
-
-def _decode_image(path):
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
 def _decode(path, label):
@@ -219,26 +212,29 @@ def _boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root)
 
 
 def find_undecodable(files):
-    """The first file tf.io.decode_image rejects, or None."""
+    """The first file the reader rejects, or None."""
     for path in files:
         try:
-            decode_file(path)
-        except ValueError:
+            images.read(path)
+        except (ValueError, OSError):
             return path
     return None
 
 
 @contextlib.contextmanager
 def naming_bad_images(source):
-    """Turn tf.data's anonymous decode failure (or a shard's failed checksum) into an error
+    """Turn tf.data's failure to read an image (or a shard's failed checksum) into an error
     that names the file."""
     try:
         yield
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.UnknownError) as err:
         if source.prepared:
             kzoo.data.shards.verify(source.prepared["root"], source.prepared)  # names a changed shard
             raise ValueError(f"a record of the prepared shards {source.prepared['root']!r} failed "
                              f"({_op_message(err)}); prepare them again.") from err
+        said = re.search(r"(?:ValueError|FileNotFoundError): (.*)", err.message)
+        if said:  # the reader's own words, naming the file
+            raise ValueError(f"an image of {source.name!r} failed: {said.group(1)}") from err
         bad = find_undecodable(source.files or [])
         what = f"{bad!r} cannot be decoded; remove or replace it" if bad else _op_message(err)
         raise ValueError(f"an image of {source.name!r} failed: {what}.") from err
@@ -270,10 +266,16 @@ def tfds_source(name, data_dir=None, download=False):
     label = builder.info.features["label"]
     _check_classes(f"tfds dataset {name!r}", list(label.names), "pick a dataset with several classes")
 
+    feature = builder.info.features["image"]
+    # 8-bit images stay encoded in the records: the one reader decodes them, as it decodes files.
+    encoded = isinstance(feature, tfds.features.Image) and feature.dtype == tf.uint8
+    decoders = {"image": tfds.decode.SkipDecoding()} if encoded else None
+
     def pairs(split):
-        ds = builder.as_dataset(split=split, shuffle_files=False, read_config=tfds.ReadConfig(
-            interleave_cycle_length=1))
-        return ds.map(lambda ex: (_rgb(ex["image"]), tf.cast(ex["label"], tf.int32)))
+        ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders,
+                                read_config=tfds.ReadConfig(interleave_cycle_length=1))
+        image = decode_bytes if encoded else _rgb
+        return ds.map(lambda ex: (image(ex["image"]), tf.cast(ex["label"], tf.int32)))
 
     return Source(
         name=name,

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from kzoo.data import images
 from kzoo.data.caltech import Collection
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -89,9 +90,7 @@ def devkit_split(root, split):
 
 
 def _decoded(jpeg):
-    import tensorflow as tf
-
-    return tf.io.decode_image(jpeg, channels=3, expand_animations=False).numpy()
+    return images.decode(jpeg, "a VOC image")
 
 
 def tfds_split(data_dir, split):

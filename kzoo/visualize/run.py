@@ -27,7 +27,7 @@ import numpy as np
 
 import kzoo
 from kzoo.inference import load
-from kzoo.preprocessing import image_files
+from kzoo.data import images as image_files
 from kzoo.utils.cli import (add_verbose_flag, flag_error, float_between, non_negative_float, non_negative_int,
                             positive_float, positive_int, quiet_tensorflow)
 
@@ -41,7 +41,7 @@ PER_PAGE = 8  # deconv: images per figure file
 
 
 def _read_images(paths):
-    return [kzoo.data.sources.decode_file(f).numpy() for f in image_files(paths, "--images")], None
+    return [image_files.read(f) for f in image_files.files(paths, "--images")], None
 
 
 def read_images(args, trained, split="val", limit=None, label=None):
@@ -51,7 +51,7 @@ def read_images(args, trained, split="val", limit=None, label=None):
     sources = kzoo.data.sources  # TensorFlow: after the arguments are parsed
     files = None
     if args.images:
-        files = image_files(args.images, "--images")
+        files = image_files.files(args.images, "--images")
         images, labels = _read_images(args.images)
     else:
         source = sources.load_source(args.dataset, args.data_dir)
@@ -142,7 +142,7 @@ def given_labels(args, trained):
     if not args.images:
         raise ValueError("--labels names the correct classes of --images; validation images of a "
                          "dataset bring their own labels.")
-    files = image_files(args.images, "--images")
+    files = image_files.files(args.images, "--images")
     if len(args.labels) != len(files):
         raise ValueError(f"argument --labels: {len(args.labels)} labels for {len(files)} --images files; "
                          f"give one per file, in the order they are read (folders sorted).")
@@ -152,7 +152,7 @@ def given_labels(args, trained):
 def image_names(args, count):
     """Names of the first `count` images: the --images files' names, else "val I"."""
     if args.images:
-        return [os.path.basename(f) for f in image_files(args.images, "--images")[:count]]
+        return [os.path.basename(f) for f in image_files.files(args.images, "--images")[:count]]
     return [f"val {i}" for i in range(count)]
 
 
@@ -162,7 +162,7 @@ def _predictions(args, trained, out):
     images, labels, pictures = load_inputs(args, trained, pictures=True)
     if given is not None:
         labels = given[: len(images)]
-    titles = [os.path.basename(f) for f in image_files(args.images, "--images")[: len(images)]] if args.images else None
+    titles = [os.path.basename(f) for f in image_files.files(args.images, "--images")[: len(images)]] if args.images else None
     probabilities = trained.model.predict(images, batch_size=32, verbose=0)
     return kzoo.visualize.predictions.predictions_figure(pictures, trained.decode(probabilities, top=5),
                                                         os.path.join(out, "predictions.png"), labels=labels,

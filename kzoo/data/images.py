@@ -1,0 +1,175 @@
+"""The one image reader: a file's bytes -> (H, W, 3) uint8 RGB, the same pixels for
+training, evaluation, prediction and visualization, in every format the folder loader accepts.
+
+NumPy and Pillow only (no TensorFlow), so prediction reads files on any Keras backend;
+tf.data pipelines call it through `kzoo.data.sources.decode_file`. What it does with each
+kind of file (docs/training.md, "Data"):
+- JPEG, PNG, BMP and GIF, told by their leading bytes, whatever the file's suffix;
+- EXIF orientation applied (the image as a viewer shows it);
+- greyscale, palette and 1-bit images become RGB; 16-bit samples keep their high byte;
+- transparency is laid over white (a drawing with a transparent background looks as drawn);
+- CMYK JPEGs are converted to RGB (Adobe's inverted CMYK included);
+- an animated GIF is read as its first frame;
+- an image of more pixels than Pillow's `Image.MAX_IMAGE_PIXELS` (a decompression bomb) is
+  refused before it is decoded.
+"""
+
+import io
+import os
+import pathlib
+import struct
+
+import numpy as np
+from PIL import Image, ImageOps
+
+SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Leading bytes -> format: a cheap check that catches non-images before a long run starts.
+MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP", b"GIF87a": "GIF", b"GIF89a": "GIF"}
+FORMATS = "JPEG, PNG, BMP or GIF"
+_JPEG_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # SOFn markers
+
+
+def image_format(head):
+    """The format the leading bytes `head` announce ("JPEG", ...), or None."""
+    return next((fmt for magic, fmt in MAGIC.items() if head.startswith(magic)), None)
+
+
+def _jpeg_size(data):
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            raise ValueError("a damaged JPEG marker")
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_FRAMES:
+            height, width = struct.unpack(">HH", data[i + 5:i + 9])
+            return width, height
+        if marker == 0xDA:
+            break
+        if 0xD0 <= marker <= 0xD9 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    raise ValueError("a JPEG without a frame header")
+
+
+def pixel_size(data):
+    """(format, width, height) from the header alone (no decoding)."""
+    fmt = image_format(data[:8])
+    if fmt is None:
+        raise ValueError(f"not a {FORMATS} image (its leading bytes are {data[:8]!r})")
+    try:
+        if fmt == "PNG":
+            width, height = struct.unpack(">II", data[16:24])
+        elif fmt == "GIF":
+            width, height = struct.unpack("<HH", data[6:10])
+        elif fmt == "BMP":
+            width, height = struct.unpack("<ii", data[18:26])
+            if int.from_bytes(data[14:18], "little") == 12:  # OS/2 header: 16-bit sizes
+                width, height = struct.unpack("<HH", data[18:22])
+        else:
+            width, height = _jpeg_size(data)
+    except struct.error:
+        raise ValueError(f"a {fmt} file cut short in its header") from None
+    return fmt, abs(width), abs(height)
+
+
+def _check_size(fmt, width, height):
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        raise ValueError(f"a {fmt} of {width} x {height} pixels ({width * height / 1e6:.0f} megapixels) is over the "
+                         f"{limit / 1e6:.0f}-megapixel limit that guards against decompression bombs; scale it down, "
+                         f"or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
+
+
+def _rgb(im):
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale: keep the high byte
+        grey = (np.asarray(im, np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+def decode(data, name="the image"):
+    """Encoded image bytes -> (H, W, 3) uint8 RGB; `name` (a path) names the file in errors."""
+    data = bytes(data)
+    if image_format(data[:8]) is None:
+        raise ValueError(f"{name} is not a {FORMATS} image; remove or replace it.")
+    try:
+        fmt, width, height = pixel_size(data)
+        _check_size(fmt, width, height)
+        with Image.open(io.BytesIO(data), formats=(fmt,)) as im:
+            im = ImageOps.exif_transpose(im)  # loads the first frame; a copy only when rotated
+            image = _rgb(im)
+    except (ValueError, OSError, SyntaxError, Image.DecompressionBombError, EOFError) as err:
+        reason = str(err).strip() or type(err).__name__
+        raise ValueError(f"{name} cannot be decoded as an image ({reason}); remove or replace it.") from None
+    if 0 in image.shape:
+        raise ValueError(f"{name} has no pixels ({width} x {height}); remove or replace it.")
+    return np.ascontiguousarray(image, np.uint8)
+
+
+def read(path):
+    """An image file -> (H, W, 3) uint8 RGB (see the module's note); a missing or unreadable
+    file is an error naming it."""
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path!r} is a folder, not an image file.")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {path!r} does not exist.") from None
+    except OSError as err:
+        raise ValueError(f"image file {path!r} cannot be read ({err.strerror or err}).") from None
+    return decode(data, repr(path))
+
+
+def check_file(path):
+    """A cheap check of a file's leading bytes: a ValueError naming it unless it is a JPEG,
+    PNG, BMP or GIF image."""
+    with open(path, "rb") as f:
+        if image_format(f.read(8)) is None:
+            raise ValueError(f"{str(path)!r} is not a {FORMATS} image; remove or replace it.")
+
+
+def found(root):
+    """The image files under folder `root` (sorted paths, sub-folders and linked folders
+    included, each folder once, so a link loop ends): files with an image suffix; hidden
+    files and folders, and folders named like images, are skipped."""
+    out, seen = [], set()
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        seen.add(os.path.realpath(folder))
+        keep = []
+        for d in sorted(dirs):
+            real = os.path.realpath(os.path.join(folder, d))
+            if not d.startswith(".") and real not in seen:
+                seen.add(real)
+                keep.append(d)
+        dirs[:] = keep
+        out += [pathlib.Path(folder, n) for n in names
+                if not n.startswith(".") and n.lower().endswith(SUFFIXES) and os.path.isfile(os.path.join(folder, n))]
+    return sorted(out)
+
+
+def files(paths, what="image"):
+    """The files named, and the images found in folders named (sorted), as strings; `what`
+    names the argument in errors."""
+    out = []
+    for p in map(pathlib.Path, paths):
+        if p.is_dir():
+            out += found(p)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{what} {str(p)!r} does not exist.")
+    if not out:
+        raise ValueError(f"{what} {list(map(str, paths))} holds no images ({', '.join(SUFFIXES)}).")
+    return [str(f) for f in out]
