@@ -244,7 +244,11 @@ def run_stats_path(run_dir, config):
     """The statistics file a run subtracts its mean from: config.json names it; runs made
     before it did have exactly one stats-*.npz beside it."""
     if "stats" in config:
-        path = os.path.join(run_dir, config["stats"])
+        name = config["stats"]
+        if not isinstance(name, str) or os.path.isabs(name) or os.path.normpath(name).startswith(".."):
+            raise ValueError(f"{os.path.join(run_dir, 'config.json')} is damaged: its \"stats\" entry ({name!r}) "
+                             f"names no file inside the run. Restore it from a copy of the run directory.")
+        path = os.path.join(run_dir, name)
         if not os.path.exists(path):
             raise FileNotFoundError(f"run {run_dir!r}: its statistics file {config['stats']!r} (the training mean) "
                                     f"is missing; restore it, or rerun the training command, which recomputes it.")
@@ -264,8 +268,7 @@ def load_run(run_dir):
     config = read_run_config(run_dir)
     identity, dataset = config["identity"], config["dataset"]
     preprocess = Preprocess.from_dict(config["config"]["preprocess"], f"{run_dir}/config.json")
-    with np.load(run_stats_path(run_dir, config)) as stats:
-        mean = stats["mean"]
+    mean = kzoo.data.stats.read_stats(run_stats_path(run_dir, config))["mean"]
     crop = identity["crop"]
     model = registry.create_model(identity["model"], input_shape=(crop, crop, 3), classes=dataset["classes"],
                                   **identity["model_options"])

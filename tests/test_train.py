@@ -535,3 +535,79 @@ def test_val_split_reaches_the_config_and_the_identity_only_when_given(tmp_path,
     assert not [w for w in caught if "deterministic" in str(w.message)]
     done = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Done:")]
     assert len(done) == 1 and " on 100 held-out training images of digits. Run directory: " in done[0]
+
+
+def _png_folder(root, shade, count=8):
+    """Two classes of `count` flat 12x12 PNGs: class a at grey `shade`, class b at 255 - shade."""
+    for c, value in (("a", shade), ("b", 255 - shade)):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            tf.io.write_file(str(root / c / f"{i}.png"), tf.io.encode_png(np.full((12, 12, 3), value, "uint8")))
+    return root
+
+
+def test_a_folders_fingerprint_follows_its_content_not_its_place(tmp_path):
+    first = image_folder(_png_folder(tmp_path / "one" / "data", 40), val_fraction=0.25)
+    same = image_folder(_png_folder(tmp_path / "two" / "data", 40), val_fraction=0.25)
+    other = image_folder(_png_folder(tmp_path / "three" / "data", 41), val_fraction=0.25)
+    assert first.fingerprint == same.fingerprint and len(first.fingerprint) == 32
+    assert other.fingerprint != first.fingerprint  # same names, sizes and classes; other pixels
+    assert (other.train_size, other.val_size) == (first.train_size, first.val_size) == (12, 4)
+
+
+def test_a_run_resumed_on_other_data_says_so_and_keeps_its_statistics(tmp_path, capsys):
+    run = tmp_path / "run"
+    config = _config(run, steps_per_epoch=1, val_steps=1, batch_size=4)
+    train(config, image_folder(_png_folder(tmp_path / "one" / "data", 40), val_fraction=0.25))
+    recorded = json.loads((run / "config.json").read_text())
+    stats = run / recorded["stats"]
+    assert recorded["dataset"]["fingerprint"] and stats.is_file()
+    before = stats.read_bytes()
+    capsys.readouterr()
+    # another folder of the same name and size: the run's mean stays, and the change is said
+    train(dataclasses.replace(config, epochs=2), image_folder(_png_folder(tmp_path / "two" / "data", 200),
+                                                              val_fraction=0.25))
+    err = capsys.readouterr().err
+    assert (f"warning: the data under run {str(run)!r} has changed since it started (their content differs); it "
+            f"resumes on the data given now, with the mean and colour statistics it started with "
+            f"({recorded['stats']})") in err
+    assert stats.read_bytes() == before and sorted(p.name for p in stats.parent.iterdir()) == [stats.name]
+    # images added: the counts are named
+    data = _png_folder(tmp_path / "two" / "data", 200, count=12)
+    train(dataclasses.replace(config, epochs=3), image_folder(data, val_fraction=0.25))
+    assert "(12 -> 18 training images; 4 -> 6 validation images; their content differs)" in capsys.readouterr().err
+    # the data it started on, from another place: nothing said (content, not place)
+    train(dataclasses.replace(config, epochs=4), image_folder(_png_folder(tmp_path / "three" / "data", 40),
+                                                              val_fraction=0.25))
+    err = capsys.readouterr().err
+    assert "changed" not in err and json.loads((run / "metrics.json").read_text())["epochs_run"] == 4
+
+
+def test_damaged_statistics_and_metrics_are_recovered_or_named(tmp_path, capsys):
+    import kzoo
+
+    run = tmp_path / "run"
+    data = _png_folder(tmp_path / "data", 40)
+    config = _config(run, steps_per_epoch=1, val_steps=1, batch_size=4)
+    metrics, _ = train(config, image_folder(data, val_fraction=0.25))
+    stats = run / json.loads((run / "config.json").read_text())["stats"]
+    good = stats.read_bytes()
+    stats.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError) as err:
+        kzoo.load(run_dir=str(run))
+    assert str(err.value).startswith(f"the statistics file {stats} is damaged (")
+    assert str(err.value).endswith("; delete it and rerun the training command, which computes it again from the "
+                                   "same data")
+    capsys.readouterr()
+    train(dataclasses.replace(config, epochs=2), image_folder(data, val_fraction=0.25))  # recomputed, and said
+    assert f"warning: the statistics file {stats} is damaged (" in capsys.readouterr().err
+    assert stats.read_bytes() == good  # the same data gives the same statistics
+    # a finished run's metrics.json cut short: written again from the checkpoint's history
+    kept = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text('{"top1_err": 0.')
+    again, _ = train(dataclasses.replace(config, epochs=2), image_folder(data, val_fraction=0.25))
+    assert f"warning: {run / 'metrics.json'} is damaged; writing it again" in capsys.readouterr().err
+    rewritten = json.loads((run / "metrics.json").read_text())
+    for key in ("val_top1_err", "val_loss", "train_loss", "epochs_run", "steps"):
+        assert rewritten[key] == kept[key] == again[key]
+    assert kept["epochs_run"] == 2 and metrics["epochs_run"] == 1

@@ -73,7 +73,7 @@ def load_collection(name, data_dir, background=None, exclude=None):
                              f"data_dir. Give the {spec['folder']} folder as --data-dir (the overlap list is "
                              f"made from it).")
         return tfds_collection(str(root), "caltech101", spec["tfds_background"], background)
-    classes, files, labels = kzoo.data.sources.class_folders(folder)
+    classes, files, labels, _ = kzoo.data.sources.class_folders(folder)
     excluded = ()
     if isinstance(exclude, (str, os.PathLike)):
         exclude = kzoo.data.overlap.read_list(exclude)

@@ -190,7 +190,7 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
     if center and center > short_side:
         raise ValueError(f"argument --center: {center} is larger than --short-side {short_side}; the square must "
                          f"fit in the resized image.")
-    classes, splits = sources.folder_splits(data_dir, val_fraction, seed)
+    classes, splits, _ = sources.folder_splits(data_dir, val_fraction, seed)
     split = "folders" if os.path.isdir(os.path.join(data_dir, "train")) else {"val_fraction": val_fraction,
                                                                              "seed": seed}
     settings = settings_of(data_dir, classes, splits, short_side=short_side, center=center, encoding=encoding,
@@ -319,6 +319,8 @@ def read(root):
         val_size=manifest["counts"]["val"],
         class_names=list(manifest["classes"]),
         prepared={**manifest, "root": str(root)},
+        fingerprint=hashlib.sha256(json.dumps([item["sha256"] for item in manifest["shards"]["train"]])
+                                   .encode()).hexdigest()[:32],  # the training shards' bytes
     )
 
 

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import difflib
 import hashlib
+import json
 import os
 import pathlib
 import re
@@ -32,7 +33,7 @@ class Source:
     description: str = ""  # what a built-in source is, said when a demo starts
     boxed: dict = None  # "train"/"val" -> (image, box, label) datasets, where boxes are known
     prepared: dict = None  # prepared shards (kzoo.data.shards): their manifest, with "root"
-    fingerprint: str = None  # a digest of the training images and labels, where it is cheap (built-in data)
+    fingerprint: str = None  # a digest of the training images and labels, where it is cheap (not tfds)
 
     @property
     def classes(self):
@@ -109,7 +110,7 @@ def class_folders(root):
     if not classes:
         raise ValueError(f"{str(root)!r} has no class sub-folders; expected {root}/<class>/<image>.jpg.")
     _check_classes(f"{str(root)!r}", classes, "add a sub-folder of images per class")
-    files, labels = [], []
+    files, labels, signatures = [], [], []
     for label, name in enumerate(classes):
         found = images.found(root / name)
         if not found:
@@ -117,11 +118,10 @@ def class_folders(root):
                 f"class folder {str(root / name)!r} holds no images ({', '.join(images.SUFFIXES)}); "
                 f"add images or remove the folder."
             )
-        for path in found:
-            images.check_file(path)
+        signatures += [images.signature(path) for path in found]
         files += [str(p) for p in found]
         labels += [label] * len(found)
-    return classes, files, labels
+    return classes, files, labels, signatures
 
 
 def decode_file(path):
@@ -160,31 +160,37 @@ def _files_dataset(files, labels):
 
 
 def folder_splits(root, val_fraction=0.1, seed=0):
-    """(classes, {"train": (files, labels), "val": (files, labels)}) of `root/train/<class>/*` and
-    `root/val/<class>/*`, or of `root/<class>/*` split by `val_fraction` (shuffled by `seed`)."""
+    """(classes, {"train": (files, labels), "val": (files, labels)}, fingerprint) of
+    `root/train/<class>/*` and `root/val/<class>/*`, or of `root/<class>/*` split by
+    `val_fraction` (shuffled by `seed`). `fingerprint`: a digest of the training images
+    (their paths under `root`, classes, sizes and end bytes, `images.signature`)."""
     root = pathlib.Path(root)
     if (root / "train").is_dir():
-        classes, train_files, train_labels = class_folders(root / "train")
+        classes, train_files, train_labels, train_signatures = class_folders(root / "train")
         val_dir = next((root / d for d in ("val", "validation") if (root / d).is_dir()), None)
         if val_dir is None:
             raise FileNotFoundError(f"{str(root / 'train')!r} exists but no val/ or validation/ beside it.")
-        val_classes, val_files, val_labels = class_folders(val_dir)
+        val_classes, val_files, val_labels, _ = class_folders(val_dir)
         if val_classes != classes:
             raise ValueError(f"{str(val_dir)!r} has classes {val_classes}, train/ has {classes}; they must match.")
     else:
-        classes, files, labels = class_folders(root)
+        classes, files, labels, signatures = class_folders(root)
         order = np.random.default_rng(seed).permutation(len(files))
         n_val = max(1, int(round(len(files) * val_fraction)))
         pick = lambda idx: ([files[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
         (val_files, val_labels), (train_files, train_labels) = pick(order[:n_val]), pick(order[n_val:])
-    return classes, {"train": (train_files, train_labels), "val": (val_files, val_labels)}
+        train_signatures = [signatures[i] for i in order[n_val:]]
+    digest = hashlib.sha256(json.dumps(classes).encode())
+    for path, label, mark in zip(train_files, train_labels, train_signatures):
+        digest.update(f"{os.path.relpath(path, root)}\0{label}\0".encode() + mark)
+    return classes, {"train": (train_files, train_labels), "val": (val_files, val_labels)}, digest.hexdigest()[:32]
 
 
 def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
     """`root/train/<class>/*` and `root/val/<class>/*`, or `root/<class>/*` split by `val_fraction`.
     `boxes`: {file stem: box} (`kzoo.data.boxes.read_boxes`) for localization."""
     root = pathlib.Path(root)
-    classes, splits = folder_splits(root, val_fraction, seed)
+    classes, splits, fingerprint = folder_splits(root, val_fraction, seed)
     (train_files, train_labels), (val_files, val_labels) = splits["train"], splits["val"]
     return Source(
         name=root.name,
@@ -194,6 +200,7 @@ def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
         val_size=len(val_files),
         class_names=classes,
         files=train_files + val_files,
+        fingerprint=fingerprint,
         boxed=_boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root),
     )
 

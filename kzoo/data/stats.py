@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import zipfile
 
 import numpy as np
@@ -72,12 +73,15 @@ def cached_stats(dataset, preprocess, cache_dir, key, limit=None, fingerprint=No
     `write=False` reads the caches but writes neither (a worker that is not the chief)."""
     path = os.path.join(cache_dir, stats_name(preprocess, key, limit))
     if os.path.exists(path):
-        return _read(path)
+        try:
+            return read_stats(path)
+        except ValueError as err:  # computed again below, from the same data
+            print(f"warning: {err.args[0].split(';')[0]}; computing it again.", file=sys.stderr)
     shared = fingerprint and kzoo_cache_dir("stats", stats_name(preprocess, ["data", fingerprint], limit))
     stats = None
     if shared and os.path.exists(shared):
-        with contextlib.suppress(OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: computed again
-            stats = _read(shared)
+        with contextlib.suppress(ValueError):  # damaged: computed again
+            stats = read_stats(shared)
     if stats is None:
         stats = compute_stats(dataset, preprocess, limit=limit)
         if shared and write:
@@ -88,9 +92,22 @@ def cached_stats(dataset, preprocess, cache_dir, key, limit=None, fingerprint=No
     return stats
 
 
-def _read(path):
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+KEYS = ("mean", "eigvals", "eigvecs", "count")
+
+
+def read_stats(path):
+    """The statistics saved in `path`; a file cut short or not kzoo's is a ValueError naming it."""
+    try:
+        with np.load(path) as data:
+            stats = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"the statistics file {path} is damaged ({str(err) or type(err).__name__}); delete it and "
+                         f"rerun the training command, which computes it again from the same data") from None
+    if set(KEYS) - set(stats) or np.shape(stats["eigvecs"]) != (3, 3) or not np.isfinite(stats["mean"]).all():
+        raise ValueError(f"the statistics file {path} is damaged (it holds {sorted(stats)}, not a finite mean and a "
+                         f"3x3 colour PCA); delete it and rerun the training command, which computes it again from "
+                         f"the same data")
+    return stats
 
 
 def _write(path, stats):

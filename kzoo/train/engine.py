@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 
@@ -21,7 +22,7 @@ import tensorflow as tf
 from kzoo import registry
 from kzoo.data.shards import check_fit
 from kzoo.data.sources import naming_bad_images
-from kzoo.data.stats import cached_stats, stats_name
+from kzoo.data.stats import cached_stats, read_stats, stats_name
 from kzoo.data.transforms import eval_map, train_map
 from kzoo.models.common import shape_only
 from kzoo.preprocessing import Preprocess
@@ -132,7 +133,8 @@ def _claim_run_dir(config, source):
         "lr_scale": config.lr_scale,
         "dataset": {"name": source.name, "classes": source.classes, "train_size": source.train_size,
                     "val_size": source.val_size, "builtin": source.builtin,
-                    "class_names": [str(n) for n in source.class_names]},
+                    "class_names": [str(n) for n in source.class_names],
+                    "fingerprint": source.fingerprint},  # the training images' digest, where known
         "stats": stats_file(config, source),  # the mean and PCA the run subtracts (kzoo.load reads it)
     }
     _check_run_dir(config.run_dir)
@@ -151,7 +153,26 @@ def _claim_run_dir(config, source):
                 f"run directory {config.run_dir!r} holds another run ({previous.get('identity')}); "
                 f"this one is {resolved['identity']}. Pick a new --run-dir; kzoo never overwrites a run."
             )
+        else:
+            _say_changed_data(config.run_dir, previous, resolved)
         yield
+
+
+def _say_changed_data(run_dir, previous, resolved):
+    """A run resumed on other training images than it started on (another folder of the same
+    name, files added or replaced) goes on, with the statistics it started with: said."""
+    before = previous.get("dataset") if isinstance(previous.get("dataset"), dict) else {}
+    now = resolved["dataset"]
+    changed = [f"{before[k]} -> {now[k]} {what}" for k, what in (("train_size", "training images"),
+                                                                 ("val_size", "validation images"))
+               if isinstance(before.get(k), int) and before[k] != now[k]]
+    if before.get("fingerprint") and now["fingerprint"] and before["fingerprint"] != now["fingerprint"]:
+        changed.append("their content differs")
+    if changed:
+        print(f"warning: the data under run {run_dir!r} has changed since it started ({'; '.join(changed)}); it "
+              f"resumes on the data given now, with the mean and colour statistics it started with "
+              f"({previous.get('stats') or 'stats-*.npz'}). Give the original data to resume as it began, or pick "
+              f"a new --run-dir to start on this data.", file=sys.stderr)
 
 
 def _resolved_options(identity):
@@ -206,6 +227,16 @@ def _stats_key(source):
     return [source.name, source.train_size]
 
 
+def _recorded_stats(run_dir):
+    """The statistics file config.json names, where it exists inside the run directory."""
+    path = os.path.join(run_dir, "config.json")
+    name = (_recorded(path) or {}).get("stats") if os.path.isfile(path) else None
+    if not isinstance(name, str) or os.path.isabs(name) or os.path.normpath(name).startswith(".."):
+        return None
+    name = os.path.join(run_dir, name)
+    return name if os.path.isfile(name) else None
+
+
 def stats_file(config, source):
     """Where a run keeps its training set's statistics, relative to the run directory
     (config.json names it, so readers never guess)."""
@@ -213,6 +244,10 @@ def stats_file(config, source):
 
 
 def _run_stats(config, source):
+    recorded = _recorded_stats(config.run_dir)
+    if recorded:  # a resumed run keeps the statistics it started with, whatever the data now
+        with contextlib.suppress(ValueError):  # damaged: cached_stats below says so and computes them again
+            return read_stats(recorded)
     cache = os.path.dirname(os.path.join(config.run_dir, stats_file(config, source)))
     with naming_bad_images(source):
         # Only the chief writes into the run directory: another worker racing ahead of the
@@ -460,8 +495,13 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
             print(f"{config.run_dir} has already finished ({epochs}, {state['step']} steps): "
                   f"nothing to train. To train longer, {longer}; to start afresh, pick another --run-dir.")
         if finished and os.path.exists(metrics_path):
-            with open(metrics_path, encoding="utf-8") as f:
-                return json.load(f), model
+            kept = None
+            with contextlib.suppress(CheckpointError):
+                kept = read_json(metrics_path)
+            if isinstance(kept, dict):
+                return kept, model
+            print(f"warning: {metrics_path} is damaged; writing it again from the last checkpoint's history "
+                  f"(this run's images/s is not recorded there).", file=sys.stderr)
         if config.verbose and not finished:
             print(f"Resuming {config.run_dir} at epoch {state['epoch'] + 1}, step {state['step']}.")
     state = state or {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "schedule": {}}
