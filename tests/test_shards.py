@@ -256,3 +256,36 @@ def test_two_preparations_of_the_same_folder_are_the_same_bytes(tmp_path):
     assert names and names == sorted(p.name for p in second.iterdir() if p.suffix == ".tfrecord")
     for name in names:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_an_edited_or_missing_manifest_is_named_and_the_shards_can_be_made_again(tmp_path):
+    import json
+
+    data = write_folder(tmp_path / "data", per_class=4)
+    out = prepare(data, tmp_path / "shards", "--short-side", "27", "--images-per-shard", "4")
+    manifest = out / "manifest.json"
+    good = json.loads(manifest.read_text())
+    for edit, names in [
+        (lambda m: [m], None),  # a list: not a manifest at all
+        (lambda m: {**m, "counts": {"train": "ten", "val": 2}}, "counts, shards"),
+        (lambda m: {**m, "classes": ["only"]}, "classes"),
+        (lambda m: {**m, "shards": {**m["shards"], "train": [{**m["shards"]["train"][0], "file": "../../x.tfrecord"},
+                                                             *m["shards"]["train"][1:]]}}, "shards"),
+        (lambda m: {**m, "encoding": "webp"}, "encoding"),
+    ]:
+        manifest.write_text(json.dumps(edit(good)))
+        with pytest.raises(ValueError) as err:
+            load_source(None, str(out))
+        if names is None:
+            assert str(err.value) == (f"{str(manifest)!r} is not a kzoo shards manifest (format None, expected "
+                                      f"'kzoo-shards-1'); prepare the shards again with python -m kzoo.data.prepare.")
+        else:
+            assert str(err.value) == (f"{str(manifest)!r} is damaged or was edited ({names}); restore it from a copy, "
+                                      f"or rerun python -m kzoo.data.prepare --out {out} with the flags it was "
+                                      f"prepared with (complete shards are kept).")
+    manifest.unlink()  # deleted: named, not read as a folder of class sub-folders
+    with pytest.raises(ValueError, match=rf"--data-dir '{out}' holds prepared shards but no manifest.json"):
+        load_source(None, str(out))
+    prepare(data, out, "--short-side", "27", "--images-per-shard", "4")  # made again in place
+    assert json.loads(manifest.read_text()) == good
+    assert load_source(None, str(out)).train_size == good["counts"]["train"]

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 
 import tensorflow as tf
@@ -98,7 +99,7 @@ def _check_out(out, settings):
     for path, what in ((manifest, "shards prepared"), (progress, "an interrupted preparation")):
         if os.path.exists(path):
             record = _read_json(path)
-            if record.get("format") != FORMAT or "settings" not in record:
+            if not isinstance(record, dict) or record.get("format") != FORMAT or "settings" not in record:
                 raise ValueError(f"{path!r} is not a kzoo shards manifest; pick another --out.")
             if record["settings"] != settings:
                 changed = "; ".join(_differences(record["settings"], settings))
@@ -106,9 +107,12 @@ def _check_out(out, settings):
                                  f"overwrite them: give another --out, rerun with the settings they were made "
                                  f"with, or delete {out!r} first.")
             return {item["file"]: item for split in record.get("shards", {}).values() for item in split}
-    if os.path.isdir(out) and [f for f in os.listdir(out) if not f.startswith(".tmp-")]:
-        raise ValueError(f"--out {out!r} holds files that are not kzoo shards; give a new or empty folder.")
-    return {}
+    others = [f for f in os.listdir(out) if not f.startswith(".tmp-") and not SHARD_FILE.fullmatch(f)] \
+        if os.path.isdir(out) else []
+    if others:
+        raise ValueError(f"--out {out!r} holds files that are not kzoo shards ({', '.join(sorted(others)[:3])}); "
+                         f"give a new or empty folder.")
+    return {}  # shards without a manifest (deleted) are written again: nothing records what they hold
 
 
 def _encoder(settings):
@@ -160,11 +164,12 @@ def _write_shards(out, todo, splits, encode, verbose):
                 for _ in idx:
                     try:
                         encoded, label, shape = next(images)
-                    except tf.errors.InvalidArgumentError as err:
-                        files = [splits[name][0][i] for i in idx]
-                        bad = sources.find_undecodable(files)
-                        what = f"{bad!r} cannot be decoded" if bad else sources._op_message(err)
-                        raise ValueError(f"{what}; remove or replace it, then rerun (finished shards are "
+                    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
+                        said = sources.reader_error(err)
+                        if said is None:
+                            bad = sources.find_undecodable([splits[name][0][i] for i in idx])
+                            said = f"{bad!r} cannot be decoded" if bad else sources._op_message(err)
+                        raise ValueError(f"{said.rstrip('.')}, then rerun (finished shards are "
                                          f"kept).") from None
                     writer.write(_example(encoded, label, shape))
                     seen += 1
@@ -247,17 +252,58 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
     return manifest
 
 
+SHARD_FILE = re.compile(r"(train|val)-\d{5}-of-\d{5}\.tfrecord")
+
+
+def holds_shards(folder):
+    """Whether `folder` holds shard files (made by `prepare`), with or without their manifest."""
+    return os.path.isdir(folder) and any(SHARD_FILE.fullmatch(f) for f in os.listdir(folder))
+
+
 def _manifest(root):
     path = os.path.join(root, MANIFEST)
     manifest = _read_json(path)
-    if manifest.get("format") != FORMAT:
-        raise ValueError(f"{path!r} is not a kzoo shards manifest (format {manifest.get('format')!r}, expected "
+    fmt = manifest.get("format") if isinstance(manifest, dict) else None
+    if fmt != FORMAT:
+        raise ValueError(f"{path!r} is not a kzoo shards manifest (format {fmt!r}, expected "
                          f"{FORMAT!r}); prepare the shards again with python -m kzoo.data.prepare.")
+    wrong = _wrong_entries(manifest)
+    if wrong:
+        raise ValueError(f"{path!r} is damaged or was edited ({wrong}); restore it from a copy, or rerun python -m "
+                         f"kzoo.data.prepare --out {root} with the flags it was prepared with (complete shards are "
+                         f"kept).")
     return manifest
 
 
+def _wrong_entries(m):
+    """What in a manifest is not as `prepare` writes it (shards must be files of the folder)."""
+    def shards_ok(items, count):
+        return (isinstance(items, list) and items and all(
+            isinstance(i, dict) and isinstance(i.get("file"), str) and SHARD_FILE.fullmatch(i["file"])
+            and _is_int(i.get("bytes")) and _is_int(i.get("count")) and isinstance(i.get("sha256"), str)
+            for i in items) and sum(i["count"] for i in items) == count)
+
+    counts, shards_ = m.get("counts"), m.get("shards")
+    checks = {
+        "name": isinstance(m.get("name"), str) and m.get("name"),
+        "classes": isinstance(m.get("classes"), list) and len(m["classes"]) >= 2
+        and all(isinstance(c, str) for c in m["classes"]),
+        "encoding": m.get("encoding") in ENCODINGS,
+        "read_cycle": _is_int(m.get("read_cycle")) and m["read_cycle"] >= 1,
+        "counts": isinstance(counts, dict) and all(_is_int(counts.get(k)) and counts[k] > 0 for k in ("train", "val")),
+        "settings": isinstance(m.get("settings"), dict) and isinstance(m["settings"].get("data"), dict),
+    }
+    checks["shards"] = checks["counts"] and isinstance(shards_, dict) and all(
+        shards_ok(shards_.get(k), counts[k]) for k in ("train", "val"))
+    return ", ".join(k for k, ok in checks.items() if not ok)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _again(root, manifest):
-    return (f"python -m kzoo.data.prepare --data-dir {manifest['settings']['data']['root']} --out {root} "
+    return (f"python -m kzoo.data.prepare --data-dir {manifest['settings']['data'].get('root')} --out {root} "
             f"(with the flags it was prepared with) rewrites the damaged shards")
 
 

@@ -228,6 +228,12 @@ def find_undecodable(files):
     return None
 
 
+def reader_error(err):
+    """The image reader's own words (naming the file) inside a tf.data error, or None."""
+    said = re.search(r"(?:ValueError|FileNotFoundError): (.*)", err.message)
+    return said and said.group(1)
+
+
 @contextlib.contextmanager
 def naming_bad_images(source):
     """Turn tf.data's failure to read an image (or a shard's failed checksum) into an error
@@ -239,9 +245,9 @@ def naming_bad_images(source):
             kzoo.data.shards.verify(source.prepared["root"], source.prepared)  # names a changed shard
             raise ValueError(f"a record of the prepared shards {source.prepared['root']!r} failed "
                              f"({_op_message(err)}); prepare them again.") from err
-        said = re.search(r"(?:ValueError|FileNotFoundError): (.*)", err.message)
-        if said:  # the reader's own words, naming the file
-            raise ValueError(f"an image of {source.name!r} failed: {said.group(1)}") from err
+        said = reader_error(err)
+        if said:
+            raise ValueError(f"an image of {source.name!r} failed: {said}") from err
         bad = find_undecodable(source.files or [])
         what = f"{bad!r} cannot be decoded; remove or replace it" if bad else _op_message(err)
         raise ValueError(f"an image of {source.name!r} failed: {what}.") from err
@@ -345,6 +351,11 @@ def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None)
     if download and dataset is None:
         raise ValueError("--download lets tensorflow-datasets prepare a --dataset; give --dataset NAME with it "
                          "(a --data-dir folder of images needs no download).")
+    if dataset is None and data_dir is not None and not os.path.exists(os.path.join(data_dir, "manifest.json")) \
+            and kzoo.data.shards.holds_shards(data_dir):
+        raise ValueError(f"--data-dir {data_dir!r} holds prepared shards but no manifest.json (deleted, or a "
+                         f"preparation that did not finish); restore it, or rerun python -m kzoo.data.prepare "
+                         f"--out {data_dir} with the flags it was prepared with.")
     if dataset is None and data_dir is not None and os.path.exists(os.path.join(data_dir, "manifest.json")):
         if boxes is not None:
             raise ValueError(f"--boxes goes with a folder of images; {data_dir!r} holds prepared shards, "
