@@ -10,7 +10,7 @@ import os as _os
 import sys as _sys
 
 from kzoo.registry import BUILDER_MODULES
-from kzoo.utils import lazy_exports
+from kzoo.utils import lazy_exports, quiet_tensorflow
 
 __version__ = "0.1.0"
 
@@ -36,4 +36,10 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+_export, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:  # the Python API's first model or function: Keras (and TensorFlow) load now, quietly
+        quiet_tensorflow(module="keras")
+    return _export(name)

@@ -68,6 +68,16 @@ def test_tensorflow_is_quiet_unless_asked():
     assert _python(check.format(False), env={"TF_CPP_MIN_LOG_LEVEL": "1"}).stdout.split() == ["1", "False"]
 
 
+def test_the_python_api_is_as_quiet_as_the_commands_unless_asked():
+    code = ("import kzoo\nmodel = kzoo.resnet20(classes=10)\nprint(model.count_params())\n"
+            "trained = kzoo.load('resnet20', weights='digits')\nprint(trained.predict([[[0, 0, 0]]]).shape)")
+    quiet = _python(code)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.split() == ["271098", "(1,", "10)"] and quiet.stderr == ""  # no TensorFlow log line
+    loud = _python(code, env={"TF_CPP_MIN_LOG_LEVEL": "0"})  # the user's own setting: TensorFlow's logs as they are
+    assert loud.returncode == 0 and "oneDNN custom operations are on" in loud.stderr
+
+
 def test_lazy_package_names():
     import kzoo
     import kzoo.models

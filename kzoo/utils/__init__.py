@@ -3,8 +3,10 @@ atomic files, the command-line helpers, TensorFlow bookkeeping that must not out
 run (kzoo.utils.graphs), and `lazy_exports`, with which every kzoo
 package imports its modules on first use."""
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 
 
@@ -31,6 +33,34 @@ def lazy_exports(package, exports):
         return sorted({*vars(sys.modules[package]), *exports})
 
     return __getattr__, __dir__
+
+
+def quiet_tensorflow(verbose=False, module="tensorflow"):
+    """Import `module` (TensorFlow, or Keras, which loads it under its TensorFlow backend)
+    without TensorFlow's start-up log lines (CUDA probing on machines without a GPU, CPU
+    features) and keep its C++ logs quiet. The commands call it once they know they need
+    TensorFlow, after their arguments are parsed (so --help never loads it); the Python API
+    when its first model or function is asked for. --verbose, or an explicit
+    TF_CPP_MIN_LOG_LEVEL, leaves TensorFlow's logging as it is."""
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules or module in sys.modules:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # read once, when TensorFlow loads
+    # Some lines are written at load time whatever the level (TF 2.19+): hide stderr meanwhile.
+    with _stderr_to_devnull():
+        importlib.import_module(module)
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 # Imported on first use (PEP 562): the command-line helpers in kzoo.utils.cli load no Keras.

@@ -11,15 +11,13 @@ same words, as a ValueError.
 
 import argparse
 import ast
-import contextlib
 import difflib
 import inspect
 import math
-import os
-import sys
 
 import kzoo
 from kzoo import registry
+from kzoo.utils import quiet_tensorflow  # noqa: F401  (the commands import it from here)
 
 
 def _number(kind, accepted, test, name):
@@ -166,27 +164,3 @@ def add_verbose_flag(parser):
                         help="show TensorFlow's own log lines (hidden otherwise, unless TF_CPP_MIN_LOG_LEVEL is set)")
 
 
-def quiet_tensorflow(verbose=False):
-    """Import TensorFlow without its start-up log lines (CUDA probing on machines without
-    a GPU, CPU features) and keep its C++ logs quiet: call it once a command knows it
-    needs TensorFlow, after its arguments are parsed (so --help never loads it).
-    --verbose, or an explicit TF_CPP_MIN_LOG_LEVEL, leaves TensorFlow's logging as it is."""
-    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ or "tensorflow" in sys.modules:
-        return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # read once, when TensorFlow loads
-    # Some lines are written at load time whatever the level (TF 2.19+): hide stderr meanwhile.
-    with _stderr_to_devnull():
-        import tensorflow  # noqa: F401
-
-
-@contextlib.contextmanager
-def _stderr_to_devnull():
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
