@@ -112,6 +112,19 @@ class TrainedModel:
         return path
 
 
+class Prediction(tuple):
+    """(class index, class name, probability): a plain tuple whose printed form rounds the
+    probability to 4 digits for a reader (the value itself is exact)."""
+
+    __slots__ = ()
+
+    def __new__(cls, index, name, probability):
+        return super().__new__(cls, (index, name, probability))
+
+    def __repr__(self):
+        return f"({self[0]}, {self[1]!r}, {self[2]:.4f})"
+
+
 def decode(probabilities, class_names, top=5):
     probabilities = np.asarray(probabilities)
     if probabilities.ndim != 2 or probabilities.shape[1] != len(class_names):
@@ -121,7 +134,7 @@ def decode(probabilities, class_names, top=5):
                          f"{probabilities.shape[1]} lists them all); got {top!r}.")
     top = min(int(top), probabilities.shape[1])
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top]
-    return [[(int(i), class_names[i], float(row[i])) for i in idx] for row, idx in zip(probabilities, order)]
+    return [[Prediction(int(i), class_names[i], float(row[i])) for i in idx] for row, idx in zip(probabilities, order)]
 
 
 def registered_preprocess(model, weights):

@@ -107,6 +107,9 @@ def test_registered_weights_bring_preprocessing_mean_and_names(digits):
         assert [i for i, _, _ in row] == list(np.argsort(-probs)[:3])
         assert row[0][1] == str(row[0][0]) and row[0][2] == pytest.approx(probs.max())
     assert kzoo.decode_predictions(probabilities[:2], "resnet20", "digits", top=3) == top
+    first = top[0][0]  # a plain tuple, exact, printed rounded for a reader
+    assert first == (first[0], first[1], float(probabilities[0].max())) and isinstance(first, tuple)
+    assert repr(first) == f"({first[0]}, {first[1]!r}, {float(probabilities[0].max()):.4f})"
     resized = [np.clip(np.round(preprocessing.resize_shorter(im, 32)), 0, 255) for im in images[:4]]  # 8 bits
     batch = np.stack([preprocessing.center_crop(im, 32) for im in resized])
     np.testing.assert_allclose(kzoo.preprocess_input(batch, "resnet20", "digits"), trained.preprocess(images[:4]),
