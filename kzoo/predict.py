@@ -15,7 +15,8 @@ import sys
 
 from kzoo.inference import load
 from kzoo.data import images
-from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
+from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, float_between, model_weights, positive_int,
+                            quiet_tensorflow)
 
 def predict(paths, trained, top=5, batch_size=32):
     """[(path, [(class index, class name, probability), ...]), ...] for image files `paths`."""
@@ -28,7 +29,7 @@ def predict(paths, trained, top=5, batch_size=32):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kzoo.predict", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", help="image files or folders")
     parser.add_argument("--run-dir", help="a training run (model, weights, preprocessing, class names)")

@@ -421,3 +421,35 @@ def test_visualize_curves_may_come_after_its_out_flag(tmp_path, capsys):
     line = _refused(capsys, "visualize", ["--out", str(tmp_path / "c.png"), "curves", str(tmp_path / "none")])
     assert line.endswith(f"error: '{tmp_path / 'none'}' is not a kzoo run directory (it does not exist); give the "
                          f"--run-dir of a training command.")
+
+
+@pytest.mark.parametrize("command, argv, flag", [
+    ("resnet_cifar", ["--run-dir", ""], "--run-dir"),
+    ("resnet_cifar", ["--dataset", " "], "--dataset"),
+    ("overfeat", ["--localize", "--dataset", ""], "--dataset"),
+    ("caltech101", ["--model", "resnet20", "--data-dir", "c", "--exclude", ""], "--exclude"),
+    ("ablation", ["resnet-cifar-depth", "--out", ""], "--out"),
+    ("prepare", ["--data-dir", "x", "--out", ""], "--out"),
+    ("evaluate", ["--model", "resnet20", "--weights", "digits", "--json", ""], "--json"),
+    ("evaluate", ["--model", "resnet20", "--weights", ""], "--weights"),
+    ("visualize", ["deconv", "--model", "resnet20", "--weights", "digits", "--out", ""], "--out"),
+    ("visualize", ["deconv", "--model", "resnet20", "--weights", "digits", "--images", "a.png", ""], "--images"),
+    ("predict", ["", "--model", "resnet20", "--weights", "digits"], "images"),
+    ("overlap", ["--data-dir", "a", "--against", "b", "--out", ""], "--out"),
+    ("report", ["--check", ""], "--check"),
+])
+def test_an_empty_value_is_refused_by_name_not_taken_for_the_default(command, argv, flag, capsys, tmp_path,
+                                                                      monkeypatch):
+    """'' would be "not given" (`x or default`) or the current folder (`Path('')`): every
+    command's parser refuses it before any work (nothing is written into the current folder)."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    modules = {"predict": "kzoo.predict", "overlap": "kzoo.data.overlap", "report": "kzoo.utils.report"}
+    main = importlib.import_module(modules[command]).main if command in modules else _main(command)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"error: argument {flag}: expected a value, got an empty one (" in line
+    assert list(tmp_path.iterdir()) == []

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
 import kzoo
 from kzoo.data import images
-from kzoo.utils.cli import add_verbose_flag, positive_int, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, positive_int, quiet_tensorflow
 from kzoo.utils.files import atomic_write
 
 SIZE = 32  # thumbnail side: distinct photographs correlate less than at 16x16 (docs/transfer.md)
@@ -322,7 +322,7 @@ def read_list(path):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m kzoo.data.overlap", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.data.overlap", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="the images to check (e.g. 101_ObjectCategories)")
     parser.add_argument("--against", required=True, help="the images to look for them in (e.g. ImageNet's train/)")

@@ -20,12 +20,12 @@ import argparse
 import sys
 
 from kzoo import data
-from kzoo.utils.cli import (add_verbose_flag, fraction_below, int_between, non_negative_int, positive_int,
-                            quiet_tensorflow)
+from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, fraction_below, int_between, non_negative_int,
+                            positive_int, quiet_tensorflow)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m kzoo.data.prepare", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.data.prepare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="a folder of class sub-folders (optionally train/ and val/)")
     parser.add_argument("--out", required=True, help="the folder the shards and manifest.json go to (new, or "

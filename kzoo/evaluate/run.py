@@ -28,12 +28,13 @@ import sys
 import kzoo
 from kzoo.evaluate.protocols import PROTOCOLS
 from kzoo.inference import load
-from kzoo.utils.cli import add_verbose_flag, float_between, model_weights, positive_int, quiet_tensorflow
+from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, float_between, model_weights, positive_int,
+                            quiet_tensorflow)
 from kzoo.utils.files import atomic_write
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kzoo.evaluate", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", nargs="+", metavar="RUN", help="a training run (model, weights, mean); "
                         "several: their ensemble (scores averaged, each run with its own preprocessing)")

@@ -17,11 +17,11 @@ import sys
 import kzoo
 from kzoo.recipes.common import Run
 from kzoo.tune.studies import STUDIES, TUNERS
-from kzoo.utils.cli import add_verbose_flag, check_input_size, non_negative_int, positive_int, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, check_input_size, non_negative_int, positive_int, quiet_tensorflow
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m kzoo.recipes.ablation", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.recipes.ablation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=sorted(STUDIES))
     parser.add_argument("--tuner", default="grid", choices=TUNERS, help="grid (default: every row) or a search")

@@ -17,12 +17,12 @@ from kzoo import registry
 from kzoo.data.caltech import DATASETS, load_collection
 from kzoo.data.overlap import read_list
 from kzoo.recipes.transfer import add_model_flags, check_model_flags, load_trained, mean_colour
-from kzoo.utils.cli import add_verbose_flag, non_negative_int, positive_float, positive_int, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, positive_int, quiet_tensorflow
 
 
 def build_parser(dataset):
     spec = DATASETS[dataset]
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"python -m kzoo.recipes.{dataset}", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_flags(parser)

@@ -6,7 +6,6 @@ is the plain function behind the command line: a `Run` holds one typed field per
 (tests, the tuner and the ablation command build it directly).
 """
 
-import argparse
 import dataclasses
 import functools
 import inspect
@@ -17,8 +16,9 @@ from typing import Callable
 import kzoo
 from kzoo import registry
 from kzoo.preprocessing import CROPS, Preprocess
-from kzoo.utils.cli import (add_verbose_flag, check_choice, check_input_size, check_model_options, float_between,
-                            model_option, non_negative_float, non_negative_int, positive_int, quiet_tensorflow)
+from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, check_choice, check_input_size, check_model_options,
+                            float_between, model_option, non_negative_float, non_negative_int, positive_int,
+                            quiet_tensorflow)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 LOG_EVERY = 100  # steps.csv: a row every 100 steps (ResNet's CIFAR runs: 640 points over 64k iterations)
@@ -158,7 +158,7 @@ def describe(recipe, model_name, options=None, pca_std=None, crops=None):
 
 
 def build_parser(recipe):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"python -m kzoo.recipes.{recipe.name}",
         description=f"Train with the schedule of {recipe.paper}. With no arguments: a few-minute demo "
                     f"on the built-in handwritten digits (scikit-learn), at a reduced input size.",

@@ -12,7 +12,7 @@ import numpy as np
 
 import kzoo
 from kzoo import registry
-from kzoo.utils.cli import add_verbose_flag, model_option, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, model_option, quiet_tensorflow
 
 
 def train_command(entry):
@@ -48,7 +48,7 @@ def summarize(name, options=None, layers=False, batch=2, print_fn=print):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kzoo.recipes.summary", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.recipes.summary", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     # Checked after parsing (the registry loads Keras; --help does not): a wrong name lists them all.
     parser.add_argument("model", metavar="MODEL", help="a registered model: alexnet, zfnet, overfeat_fast, "

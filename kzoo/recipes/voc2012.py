@@ -17,11 +17,11 @@ import sys
 import kzoo  # kzoo.evaluate.voc (Keras) when the protocol runs: --help stays light
 from kzoo.data.voc import LOSSES, load_voc
 from kzoo.recipes.transfer import add_model_flags, check_model_flags, load_trained, mean_colour
-from kzoo.utils.cli import add_verbose_flag, non_negative_int, positive_float, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, quiet_tensorflow
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m kzoo.recipes.voc2012", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.recipes.voc2012", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_flags(parser)
     parser.add_argument("--data-dir", help="a VOC devkit folder, or a tfds data_dir with voc/2012 prepared "

@@ -159,6 +159,22 @@ def check_model_options(model_name, options, build=False, flag="--option"):
             raise ValueError(f"argument {flag}: {message}") from None
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """Every kzoo command's parser (and its sub-commands'): an empty or blank value is refused
+    by name, never taken for "not given" (`--run-dir ''`) or for the current folder (`Path('')`)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(namespace, action.dest, None)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if value is not action.default and any(isinstance(v, str) and not v.strip() for v in values):
+                name = "/".join(action.option_strings) or action.metavar or action.dest
+                fix = f"leave {name} out for its default" if action.option_strings else f"give {name}"
+                self.error(f"argument {name}: expected a value, got an empty one ({value!r}); {fix}.")
+        return namespace, extras
+
+
 def add_verbose_flag(parser):
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own log lines (hidden otherwise, unless TF_CPP_MIN_LOG_LEVEL is set)")

@@ -5,12 +5,12 @@ checked-in table; `--check` fails if the file is stale (CI runs the same check
 as a test).
 """
 
-import argparse
 import math
 import sys
 
 import kzoo  # kzoo.utils.flops (Keras) when a report is built: --help stays light
 from kzoo import registry
+from kzoo.utils.cli import ArgumentParser
 
 HEADER = """# Architectures: the papers' numbers beside kzoo's
 
@@ -85,7 +85,7 @@ def render(build=registry.create_model):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kzoo.utils.report", description=__doc__)
+    parser = ArgumentParser(prog="python -m kzoo.utils.report", description=__doc__)
     parser.add_argument("--output", help="write the report to this file (default: print it)")
     parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the report")
     args = parser.parse_args(argv)

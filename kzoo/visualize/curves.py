@@ -18,7 +18,7 @@ import json
 import os
 
 from kzoo.train import runlog
-from kzoo.utils.cli import add_verbose_flag
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag
 from kzoo.utils.files import atomic_write
 
 
@@ -140,7 +140,7 @@ def plot(run_dirs, out=None, title=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m kzoo.visualize curves", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.visualize curves", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="training run directories, drawn in this order")
     parser.add_argument("--out", help="the PNG to write, or a folder for curves.png (default: RUN/figures/"

@@ -28,8 +28,8 @@ import numpy as np
 import kzoo
 from kzoo.inference import load
 from kzoo.data import images as image_files
-from kzoo.utils.cli import (add_verbose_flag, flag_error, float_between, non_negative_float, non_negative_int,
-                            positive_float, positive_int, quiet_tensorflow)
+from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, flag_error, float_between, non_negative_float,
+                            non_negative_int, positive_float, positive_int, quiet_tensorflow)
 
 COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses", "predictions", "curves",
             "invariance", "correspondence")
@@ -259,7 +259,7 @@ COMMAND_FLAGS = {
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m kzoo.visualize", description=__doc__,
+    parser = ArgumentParser(prog="python -m kzoo.visualize", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=COMMANDS)
     parser.add_argument("--run-dir", nargs="+", help="training run(s): model, weights, mean (responses: several)")

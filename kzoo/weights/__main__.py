@@ -1,12 +1,11 @@
 """`python -m kzoo.weights list` | `convert SOURCE_KIND MODEL SOURCE_FILE OUT.weights.h5 [--overwrite]`."""
 
-import argparse
 import os
 import sys
 import textwrap
 
 import kzoo
-from kzoo.utils.cli import add_verbose_flag, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, quiet_tensorflow
 from kzoo.weights.record import save_weights_atomic
 
 KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
@@ -45,7 +44,7 @@ def list_table(entries, data_width=44):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m kzoo.weights", description=__doc__)
+    parser = ArgumentParser(prog="python -m kzoo.weights", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the registered weights")
     convert = commands.add_parser("convert", help="a public checkpoint -> a kzoo .weights.h5 file")
