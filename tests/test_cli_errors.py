@@ -453,3 +453,47 @@ def test_an_empty_value_is_refused_by_name_not_taken_for_the_default(command, ar
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert f"error: argument {flag}: expected a value, got an empty one (" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    ("resnet_cifar", ["--print-schedule", "--epochs", "3"],
+     "--print-schedule prints the paper's schedule and trains nothing: --epochs would be ignored; leave it out."),
+    ("resnet_cifar", ["--evolution-images", "3"],
+     "--evolution-images goes with --evolution (the figure it sizes); add --evolution or leave it out."),
+    ("resnet", ["--plain", "--depth", "18", "--shortcut", "A"],
+     "--shortcut A is for residual nets; --plain nets have no shortcuts: drop --shortcut."),
+    ("resnet", ["--shortcut", "A", "--option", "shortcut=C"],
+     "--shortcut A and --option shortcut=C both set shortcut; give one of them."),
+    ("alexnet", ["--option", "towers=1", "--option", "towers=2"],
+     "argument --option: towers is given 2 times; give each option once."),
+    ("evaluate", ["--model", "resnet20", "--weights", "digits", "--overwrite"],
+     "--overwrite replaces a --json file; give --json PATH, or leave --overwrite out."),
+    ("overlap", ["--data-dir", "a", "--against", "b", "--overwrite"],
+     "--overwrite replaces an --out file; give --out FILE, or leave --overwrite out."),
+    ("prepare", ["--data-dir", "d", "--out", "o", "--quality", "80"],
+     "--quality is the JPEG quality of --encoding jpeg; add --encoding jpeg or leave --quality out."),
+    ("prepare", ["--data-dir", "split", "--out", "o", "--seed", "3"],
+     "split/train/ and its val/ are the split: --seed would be ignored; leave it out."),
+    ("report", ["--check", "a.md", "--output", "b.md"], "give --check FILE (compare) or --output FILE (write), not both."),
+    ("visualize", ["deconv", "--run-dir", "r1", "r2"],
+     "--run-dir takes several values for responses only (it compares models); give one for deconv."),
+    ("visualize", ["deconv", "--model", "resnet20", "--images", "a.png", "--dataset", "digits"],
+     "--images replaces the dataset: give --images, or --dataset, not both."),
+    ("visualize", ["filters", "--model", "resnet20", "--limit", "3"],
+     "filters draws the first layer's filters and reads no images: leave --limit out."),
+    ("visualize", ["responses", "--model", "resnet20", "plain20", "--layer", "conv1"],
+     "--layer is for "),
+])
+def test_a_flag_another_flag_makes_void_is_refused(command, argv, message, capsys, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "split" / "train").mkdir(parents=True)
+    modules = {"overlap": "kzoo.data.overlap", "report": "kzoo.utils.report"}
+    main = importlib.import_module(modules[command]).main if command in modules else _main(command)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.endswith("error: " + message) if not message.endswith(" ") else ("error: " + message) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split"]

@@ -343,6 +343,8 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.overwrite and not args.out:
+        parser.error("--overwrite replaces an --out file; give --out FILE, or leave --overwrite out.")
     quiet_tensorflow(args.verbose)
     try:
         find_overlap(args.data_dir, args.against, args.threshold, args.out, args.cache, args.overwrite,

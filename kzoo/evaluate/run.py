@@ -55,6 +55,8 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     add_verbose_flag(parser)
     args = parser.parse_args(argv)
+    if args.overwrite and not args.json:
+        parser.error("--overwrite replaces a --json file; give --json PATH, or leave --overwrite out.")
     quiet_tensorflow(args.verbose)
     try:
         if args.json:

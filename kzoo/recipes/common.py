@@ -128,6 +128,15 @@ def run_from_args(recipe, args):
     """The parsed command line as a `Run`: the recipe's own flags choose the model through
     `recipe.model`, and --option's pairs go over the options it sets."""
     flags = {name: getattr(args, name) for name in inspect.signature(recipe.model).parameters}
+    keys = [key for key, _ in args.option]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:  # only the last would count
+        raise ValueError(f"argument --option: {twice[0]} is given {keys.count(twice[0])} times; give each option once.")
+    both = [key for key in keys if flags.get(key) not in (None, False)]
+    if both:
+        flag = "--" + both[0].replace("_", "-")
+        raise ValueError(f"{flag} {flags[both[0]]} and --option {both[0]}={dict(args.option)[both[0]]} both set "
+                         f"{both[0]}; give one of them.")
     name, options = recipe.model(**flags)
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Run)
               if f.name not in ("model", "options", "split_seed")}  # split_seed: no flag (the split is --seed's)
@@ -354,6 +363,7 @@ def paper_data_hint(recipe):
 def main(recipe, argv=None):
     parser = build_parser(recipe)
     args = parser.parse_args(argv)
+    _check_void_flags(parser, args, recipe)
     quiet_tensorflow(args.verbose)
     try:
         run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
@@ -364,6 +374,21 @@ def main(recipe, argv=None):
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
     return 0
+
+
+def _check_void_flags(parser, args, recipe):
+    """Flags another flag makes void: refused, not ignored."""
+    if args.evolution_images != parser.get_default("evolution_images") and not args.evolution:
+        parser.error("--evolution-images goes with --evolution (the figure it sizes); add --evolution or leave "
+                     "it out.")
+    if args.print_schedule:  # prints the schedule of the model these flags choose; trains nothing
+        shown = {*inspect.signature(recipe.model).parameters, "option", "pca_std", "crops", "print_schedule",
+                 "verbose", "help"}
+        void = [action.option_strings[-1] for action in parser._actions if action.option_strings
+                and action.dest not in shown and getattr(args, action.dest, None) != action.default]
+        if void:
+            parser.error(f"--print-schedule prints the paper's schedule and trains nothing: {', '.join(void)} "
+                         f"would be ignored; leave {'it' if len(void) == 1 else 'them'} out.")
 
 
 def run_module(recipe):

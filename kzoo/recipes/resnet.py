@@ -13,6 +13,9 @@ def _arguments(parser):
 
 def _model(depth=50, shortcut="B", plain=False):
     if plain:
+        if shortcut:  # given: plain nets have none, so it would be dropped
+            raise ValueError(f"--shortcut {shortcut} is for residual nets; --plain nets have no shortcuts: drop "
+                             f"--shortcut.")
         if depth not in (18, 34):
             raise ValueError(f"--plain exists for --depth 18 and 34 only (§4.1); got {depth}.")
         return f"plain{depth}", {}

@@ -89,6 +89,8 @@ def main(argv=None):
     parser.add_argument("--output", help="write the report to this file (default: print it)")
     parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the report")
     args = parser.parse_args(argv)
+    if args.check and args.output:
+        parser.error("give --check FILE (compare) or --output FILE (write), not both.")
     text = render()
     if args.check:
         with open(args.check, encoding="utf-8") as f:

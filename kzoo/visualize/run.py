@@ -254,7 +254,8 @@ COMMAND_FLAGS = {
     "--angles": ("invariance",), "--layers": ("invariance", "correspondence"), "--boxes": ("correspondence",),
     "--draws": ("correspondence",), "--seed": ("correspondence",), "--size": ("occlusion",),
     "--stride": ("occlusion",), "--radius": ("filters",), "--k": ("neighbours",), "--train-limit": ("neighbours",),
-    "--layer": tuple(c for c in COMMANDS if c not in ("invariance", "correspondence", "predictions", "curves")),
+    "--layer": tuple(c for c in COMMANDS if c not in ("invariance", "correspondence", "predictions", "curves",
+                                                      "responses")),
 }
 
 
@@ -308,6 +309,21 @@ def build_parser():
     return parser
 
 
+def _check_combinations(parser, args):
+    """Flags that another flag or the command would make void: refused, not ignored."""
+    several = [flag for flag, value in (("--run-dir", args.run_dir), ("--model", args.model)) if len(value or []) > 1]
+    if several and args.command != "responses":
+        parser.error(f"{several[0]} takes several values for responses only (it compares models); give one for "
+                     f"{args.command}.")
+    if args.images and (args.dataset or args.data_dir):
+        parser.error(f"--images replaces the dataset: give --images, or {'--dataset' if args.dataset else '--data-dir'}"
+                     f", not both.")
+    given = [flag for flag, value in (("--images", args.images), ("--dataset", args.dataset),
+                                      ("--data-dir", args.data_dir), ("--limit", args.limit)) if value is not None]
+    if args.command == "filters" and given:
+        parser.error(f"filters draws the first layer's filters and reads no images: leave {', '.join(given)} out.")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     words = [a for a in argv if not a.startswith("-")]
@@ -327,6 +343,7 @@ def main(argv=None):
         where = "; ".join(f"{flag} is for {', '.join(COMMAND_FLAGS[flag])}" for flag in unused)
         parser.error(f"{where}, not {args.command}: leave {'it' if len(unused) == 1 else 'them'} out"
                      + (" (--layers names its layers)" if "--layer" in unused else "") + ".")
+    _check_combinations(parser, args)
     quiet_tensorflow(args.verbose)
     default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
     try:
