@@ -406,7 +406,7 @@ def test_an_unknown_dataset_is_one_line_with_suggestions(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["predictions", "--draws", "4", "--scales", "2"],
      "--scales is for invariance; --draws is for correspondence, not predictions: leave them out."),
-    (["invariance", "--layer", "relu1"], "--layer is for deconv, top9, occlusion, filters, neighbours, responses, "
+    (["invariance", "--layer", "relu1"], "--layer is for deconv, top9, occlusion, filters, neighbours, "
                                          "not invariance: leave it out (--layers names its layers)."),
     (["deconv", "--radius", "0.1"], "--radius is for filters, not deconv: leave it out."),
 ], ids=["predictions", "invariance", "deconv"])

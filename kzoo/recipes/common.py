@@ -132,7 +132,8 @@ def run_from_args(recipe, args):
     twice = sorted({key for key in keys if keys.count(key) > 1})
     if twice:  # only the last would count
         raise ValueError(f"argument --option: {twice[0]} is given {keys.count(twice[0])} times; give each option once.")
-    both = [key for key in keys if flags.get(key) not in (None, False)]
+    defaults = {name: p.default for name, p in inspect.signature(recipe.model).parameters.items()}
+    both = [key for key in keys if key in flags and flags[key] not in (None, False, defaults[key])]
     if both:
         flag = "--" + both[0].replace("_", "-")
         raise ValueError(f"{flag} {flags[both[0]]} and --option {both[0]}={dict(args.option)[both[0]]} both set "

@@ -11,7 +11,7 @@ def _arguments(parser):
     parser.add_argument("--plain", action="store_true", help="plain-18/34: no shortcuts (§4.1)")
 
 
-def _model(depth=50, shortcut="B", plain=False):
+def _model(depth=50, shortcut=None, plain=False):
     if plain:
         if shortcut:  # given: plain nets have none, so it would be dropped
             raise ValueError(f"--shortcut {shortcut} is for residual nets; --plain nets have no shortcuts: drop "
@@ -19,7 +19,7 @@ def _model(depth=50, shortcut="B", plain=False):
         if depth not in (18, 34):
             raise ValueError(f"--plain exists for --depth 18 and 34 only (§4.1); got {depth}.")
         return f"plain{depth}", {}
-    return f"resnet{depth}", {"shortcut": shortcut}
+    return f"resnet{depth}", {"shortcut": shortcut or "B"}  # §3.3's B unless --shortcut says otherwise
 
 
 RECIPE = Recipe(
