@@ -51,7 +51,6 @@ def test_print_schedule_states_the_paper(capsys):
     assert "  model                        alexnet (towers=1, lrn=False)\n" in capsys.readouterr().out
 
 
-@pytest.mark.large
 def _documented_demo_errors():
     """The ResNet-20 demo's errors docs/training.md gives, by CPU kind ({"Intel": 18.94, ...})."""
     import re
@@ -61,6 +60,7 @@ def _documented_demo_errors():
     return {kind: float(value) for value, kind in re.findall(r"([0-9.]+)% \((Intel|AMD)", row.split("|")[3])}
 
 
+@pytest.mark.large
 def test_resnet20_learns_the_digits(tmp_path):
     """The demo as a new user runs it (its own process), and the figure the docs give for it."""
     import subprocess
