@@ -182,11 +182,17 @@ def test_log_every_and_target_error_flags():
         assert str(err.value) == message
 
 
-def test_curves_draw_each_run_as_resnet_does(runs, tmp_path, capsys):
+def test_curves_draw_each_run_as_resnet_does(runs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "fig" / "curves.png"
     assert visualize_main(["curves", str(runs["resnet20"]), str(runs["plain20"]), "--out", str(out)]) == 0
     assert capsys.readouterr().out == f"wrote {out}\n"
     assert out.read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:  # several runs have no folder of their own: never ./figures unasked
+        visualize_main(["curves", str(runs["resnet20"]), str(runs["plain20"])])
+    assert exit_.value.code == 2 and not (tmp_path / "figures").exists()
+    assert capsys.readouterr().err == ("error: --out FILE.png (or a folder): where the figure of these 2 runs goes; "
+                                       "one run's goes into RUN/figures by default.\n")
 
     path, fig = curves.plot([runs["resnet20"], runs["plain20"]], tmp_path / "again.png")
     ax = fig.axes[0]

@@ -85,6 +85,20 @@ def test_resnet20_learns_the_digits(tmp_path):
         assert min(documented.values()) - 1 <= error <= max(documented.values()) + 1, (error, documented)
 
 
+def test_a_run_without_its_config_json_is_named_not_called_no_run(trained_run, copied_run, tmp_path, capsys):
+    run_dir = copied_run(trained_run("resnet_cifar", "--smoke")[0], tmp_path)
+    (run_dir / "config.json").unlink()
+    before = sorted(p.name for p in run_dir.iterdir())
+    with pytest.raises(SystemExit) as exit_:
+        main(resnet_cifar.RECIPE, ["--smoke", "--run-dir", str(run_dir), "--epochs", "2"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: run directory {str(run_dir)!r} holds checkpoints but no config.json, which names the run's model, "
+        f"data and settings, so kzoo cannot tell whether this command continues it: restore config.json from a copy "
+        f"of the run directory, or pick a new --run-dir.")
+    assert sorted(p.name for p in run_dir.iterdir()) == before  # nothing written, nothing set aside
+
+
 def test_rerun_resumes_and_other_models_are_refused(trained_run, copied_run, tmp_path, capsys):
     from tensorflow.python.framework.config import is_op_determinism_enabled
 
@@ -635,3 +649,37 @@ def test_damaged_statistics_and_metrics_are_recovered_or_named(tmp_path, capsys)
     for key in ("val_top1_err", "val_loss", "train_loss", "epochs_run", "steps"):
         assert rewritten[key] == kept[key] == again[key]
     assert kept["epochs_run"] == 2 and metrics["epochs_run"] == 1
+
+
+def test_a_keras_users_fit_of_alexnet_learns_from_the_first_steps_with_glorot_init():
+    """The paper's start (N(0, 0.01), biases 1) sits at chance through a plain model.fit's
+    first epoch; init="glorot" (Keras' own start) is offered for that and learns in it."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    import kzoo
+
+    digits = load_digits()
+    x = np.repeat(np.round(digits.images * 255 / 16)[..., None], 3, -1).astype("float32")
+    x = tf.image.resize(x, (64, 64)).numpy()
+    x -= x.mean((0, 1, 2))
+    order = np.random.default_rng(0).permutation(len(x))
+    x, y = x[order], digits.target[order]
+    accuracy = {}
+    for init in ("paper", "glorot"):
+        keras.utils.set_random_seed(0)
+        model = kzoo.alexnet(classes=10, input_shape=(64, 64, 3), init=init)
+        model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        history = model.fit(x[:1438], y[:1438], batch_size=32, epochs=1, verbose=0, validation_data=(x[1438:], y[1438:]))
+        accuracy[init] = history.history["val_accuracy"][-1]
+    assert accuracy["paper"] < 0.2 and accuracy["glorot"] > 0.4, accuracy  # chance: 0.1; measured 0.08, 0.56
+
+
+def test_a_schedule_that_ends_before_the_epochs_asked_says_so(tmp_path, capsys):
+    schedule = StepsAt(0.1, (), 1.0, unit="step", stop_at=3)
+    metrics, _ = train(_config(tmp_path / "run", schedule=schedule, epochs=5, verbose=1), builtin_digits())
+    assert (metrics["epochs_run"], metrics["steps"]) == (2, 4)  # 2 steps per epoch: stops past step 3
+    out = capsys.readouterr().out
+    assert ("The schedule ended at step 4 (epoch 2 of the 5 asked; lr 0.1, x1 at steps , stop at step 3): a larger "
+            "--epochs does not extend it.") in out

@@ -255,3 +255,29 @@ def test_one_tower_nets_draw_one_grid(cifar):
         assert len(panels) == 1 and panels[0][0] == f"{conv}: {n} filters"
         columns = int(np.ceil(np.sqrt(n)))
         np.testing.assert_array_equal(panels[0][1], grid([to_display(kernel[..., k]) for k in range(n)], columns))
+
+
+def test_filters_still_at_their_random_start_are_said_to_be(alex):
+    """A fresh net's conv1 (N(0, 0.01) draws) is noise; smooth kernels (a learned net's kind)
+    are not. The correlation is checked against numpy's on the adjacent pairs."""
+    rng = np.random.default_rng(0)
+    fresh = analysis.first_layer_filters(alex)
+    r = analysis.neighbour_correlation(fresh)
+    assert abs(r) < 0.05
+    note = analysis.noise_note(alex)
+    assert note.startswith(f"note: these filters are still close to their random start (neighbouring weights "
+                           f"correlate at r = {r:.2f};")
+    # smooth kernels: a random field blurred by a 3-tap box along both axes
+    field = rng.normal(size=(96, 13, 13, 3))
+    smooth = sum(field[:, i:i + 11, j:j + 11] for i in range(3) for j in range(3))
+    r = analysis.neighbour_correlation(smooth)
+    centred = smooth - smooth.mean(axis=(1, 2, 3), keepdims=True)
+    pairs = np.array([(f[y, x, c], f[y, x + 1, c]) for f in centred for y in range(11) for x in range(10)
+                      for c in range(3)] + [(f[y, x, c], f[y + 1, x, c]) for f in centred for y in range(10)
+                                            for x in range(11) for c in range(3)])
+    assert r == pytest.approx(np.corrcoef(pairs.T)[0, 1]) and r > 0.5
+    model = kzoo.alexnet(classes=10, input_shape=(67, 67, 3))
+    kernel = model.get_layer("conv1").kernel
+    kernel.assign(np.transpose(smooth, (1, 2, 3, 0)).astype("float32") * 0.01)
+    assert analysis.noise_note(model) is None
+    assert analysis.neighbour_correlation(np.zeros((4, 1, 1, 3))) is None  # 1x1 kernels: no neighbours

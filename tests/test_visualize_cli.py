@@ -43,8 +43,12 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
               "--out", str(tmp_path)])
     assert "argument --size: 64 is out of range; expected 1..32 (the model's 32px input)" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["deconv", "--model", "resnet20", "--images", str(tmp_path / "none.jpg")])
+        main(["deconv", "--model", "resnet20", "--images", str(tmp_path / "none.jpg"), "--out", str(tmp_path)])
     assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # never ./figures unasked
+        main(["deconv", "--model", "resnet20", "--weights", "digits"])
+    assert capsys.readouterr().err.strip().endswith("error: --out FOLDER: where the figures go; give it with --model "
+                                                    "(with --run-dir they go into RUN/figures).")
 
 
 def test_registered_weights_bring_their_mean(tmp_path, capsys):
@@ -91,7 +95,11 @@ def test_deconv_titles_name_the_unit_in_plain_integers():
     pictures, projections = np.zeros((2, 8, 8, 3)), np.random.default_rng(0).normal(size=(2, 8, 8, 3))
     fig = deconv_figure(pictures, projections, np.array([[5, 4, 12], [0, 7, 3]], np.int64), "relu5")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == ["relu5 map 12 at (5, 4)", "relu5 map 3 at (0, 7)"]
+    assert titles == ["image 1", "relu5 map 12 at (5, 4)", "image 2", "relu5 map 3 at (0, 7)"]
+    assert fig._suptitle.get_text() == "relu5: deconvnet projections to pixel space (ZFNet §2.1), one unit per image"
+    named = deconv_figure(pictures, projections, np.array([[5, 4, 12], [0, 7, 3]], np.int64), "relu5",
+                          names=["cat.jpg", "val 1"])
+    assert [ax.get_title() for ax in named.axes][::2] == ["cat.jpg", "val 1"]
 
 
 def test_occlusion_draws_the_picture_and_no_offset_over_the_title():

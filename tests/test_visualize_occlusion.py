@@ -192,3 +192,26 @@ def test_panel_c_through_pooling_and_the_cli(tmp_path, monkeypatch):
     assert main(["occlusion", "--model", "resnet20", "--classes", "10", "--limit", "2", "--size", "16",
                  "--stride", "16", "--out", str(tmp_path)]) == 0
     assert len(drawn) == 2 and all(_panel(fig, "c").images for fig in drawn)
+
+
+def test_a_misclassified_image_is_marked_and_panel_e_names_at_most_eight_classes(model, image):
+    from kzoo.visualize.occlusion import LEGEND, occlusion_plot
+
+    right = occlusion_maps(model, image, label=1, size=8, stride=4)  # class 1 wins on the whole image (9 vs 8)
+    assert right["unoccluded_label"] == 1
+    fig = occlusion_plot(to_display(image), right, class_names=["plain", "green square"])
+    assert _panel(fig, "a").get_title() == "(a) input: green square"
+    wrong = occlusion_maps(model, image, label=0, size=8, stride=4)  # told the answer is class 0: misclassified
+    fig = occlusion_plot(to_display(image), wrong, class_names=["plain", "green square"])
+    panel = _panel(fig, "a")
+    assert panel.get_title() == "(a) input: MISCLASSIFIED\nas green square" and panel.title.get_color() == "red"
+    # a 1000-class answer map: the true class first, then the 7 largest areas, the rest one grey entry
+    many = dict(right, label=np.arange(20).reshape(4, 5) % 12, true_label=11)
+    many["label"][:2] = 3  # class 3 covers the most cells
+    names = [f"kind {k}, a synonym, another one" for k in range(1000)]
+    names[11] = "a class name longer than the panel, and a synonym"
+    fig = occlusion_plot(to_display(image), many, class_names=names)
+    texts = [t.get_text() for t in _panel(fig, "e").get_legend().get_texts()]
+    assert len(np.unique(many["label"])) == 10  # classes 0-7, 10, 11 and 3
+    assert len(texts) == LEGEND + 1 == 9 and texts[-1] == "2 other classes"
+    assert texts[:2] == ["a class name longer tha… (true)", "kind 3"]

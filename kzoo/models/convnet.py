@@ -146,11 +146,15 @@ def _conv_block(x, row, kernel_init, constraint, lrn_kwargs, devices, activation
 def build_stack(x, head, convs, fcs, classifier, *, init_std=0.01, classifier_bias=0.0,
                 filter_constraint=None, lrn_kwargs=None, tower_devices=None, activation="relu", where="convnet"):
     """conv rows -> (flatten -> fc rows -> classifier `classifier`) or the head's pooling.
-    `activation` ("relu" or "tanh") follows every conv and hidden FC layer, not the classifier."""
+    `activation` ("relu" or "tanh") follows every conv and hidden FC layer, not the classifier.
+    `init_std` "glorot": Keras' own default kernels (Glorot & Bengio's uniform), rows' stds ignored."""
     check_activation(activation, where)
+
     def kernel_init(std=init_std):
         # One instance per layer: an unseeded Keras initializer repeats the same draws on
         # every call, so a shared one would start every kernel as a prefix of one stream.
+        if init_std == "glorot":
+            return keras.initializers.GlorotUniform()
         return keras.initializers.RandomNormal(stddev=std)
 
     for row in convs:

@@ -17,8 +17,8 @@ import kzoo
 from kzoo import registry
 from kzoo.preprocessing import CROPS, Preprocess
 from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, check_choice, check_input_size, check_model_options,
-                            float_between, model_option, non_negative_float, non_negative_int, positive_int,
-                            quiet_tensorflow)
+                            float_between, model_option, non_negative_float, non_negative_int, options_dict,
+                            positive_int, quiet_tensorflow)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 LOG_EVERY = 100  # steps.csv: a row every 100 steps (ResNet's CIFAR runs: 640 points over 64k iterations)
@@ -128,20 +128,17 @@ def run_from_args(recipe, args):
     """The parsed command line as a `Run`: the recipe's own flags choose the model through
     `recipe.model`, and --option's pairs go over the options it sets."""
     flags = {name: getattr(args, name) for name in inspect.signature(recipe.model).parameters}
-    keys = [key for key, _ in args.option]
-    twice = sorted({key for key in keys if keys.count(key) > 1})
-    if twice:  # only the last would count
-        raise ValueError(f"argument --option: {twice[0]} is given {keys.count(twice[0])} times; give each option once.")
+    given = options_dict(args.option)
     defaults = {name: p.default for name, p in inspect.signature(recipe.model).parameters.items()}
-    both = [key for key in keys if key in flags and flags[key] not in (None, False, defaults[key])]
+    both = [key for key in given if key in flags and flags[key] not in (None, False, defaults[key])]
     if both:
         flag = "--" + both[0].replace("_", "-")
-        raise ValueError(f"{flag} {flags[both[0]]} and --option {both[0]}={dict(args.option)[both[0]]} both set "
-                         f"{both[0]}; give one of them.")
+        raise ValueError(f"{flag} {flags[both[0]]} and --option {both[0]}={given[both[0]]} both set {both[0]}; give "
+                         f"one of them.")
     name, options = recipe.model(**flags)
     fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Run)
               if f.name not in ("model", "options", "split_seed")}  # split_seed: no flag (the split is --seed's)
-    return Run(model=name, options={**options, **dict(args.option)}, **fields)
+    return Run(model=name, options={**options, **given}, **fields)
 
 
 def describe(recipe, model_name, options=None, pca_std=None, crops=None):

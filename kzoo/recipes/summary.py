@@ -12,7 +12,7 @@ import numpy as np
 
 import kzoo
 from kzoo import registry
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, model_option, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, model_option, options_dict, quiet_tensorflow
 
 
 def train_command(entry):
@@ -61,7 +61,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
     try:
-        summarize(args.model, dict(args.option), layers=args.layers)
+        summarize(args.model, options_dict(args.option), layers=args.layers)
     except (ValueError, TypeError) as err:
         parser.exit(2, f"error: {err}\n")
     return 0

@@ -138,6 +138,11 @@ def _claim_run_dir(config, source):
         "stats": stats_file(config, source),  # the mean and PCA the run subtracts (kzoo.load reads it)
     }
     _check_run_dir(config.run_dir)
+    if not os.path.exists(path) and os.path.isdir(os.path.join(config.run_dir, "checkpoints")):
+        raise ValueError(
+            f"run directory {config.run_dir!r} holds checkpoints but no config.json, which names the run's model, "
+            f"data and settings, so kzoo cannot tell whether this command continues it: restore config.json from a "
+            f"copy of the run directory, or pick a new --run-dir.")
     if not os.path.exists(path) and set(os.listdir(config.run_dir)) - {".lock"}:
         raise ValueError(
             f"run directory {config.run_dir!r} exists, is not empty and holds no kzoo run; pick a new --run-dir."
@@ -580,6 +585,9 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
         log.epoch_end(history)
         if config.verbose:
             print("  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+    if epoch < config.epochs and step > first_step and config.verbose:  # the schedule ended first: said
+        print(f"The schedule ended at step {step} (epoch {epoch} of the {config.epochs} asked; "
+              f"{config.schedule.describe()}): a larger --epochs does not extend it.")
     seconds = time.time() - started
     ran = step - first_step
     if not ran and history:  # killed between the last checkpoint and its logs

@@ -111,6 +111,16 @@ def check_choice(value, choices, flag):
 _WORDS = {"true": True, "false": False, "none": None}
 
 
+def options_dict(pairs):
+    """--option's (key, value) pairs as a dict; a key given twice is refused (only the last
+    would count)."""
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise ValueError(f"argument --option: {twice[0]} is given {keys.count(twice[0])} times; give each option once.")
+    return dict(pairs)
+
+
 def model_option(text):
     """--option KEY=VALUE -> (key, value): the value as a Python literal (1, (3, 4), False),
     true/false/none in any case, else the text itself (init=caffe)."""

@@ -40,6 +40,33 @@ def first_layer_filters(model, layer=None):
     return np.transpose(_kernel(_conv_layer(model, layer)), (3, 0, 1, 2))
 
 
+NOISE_CORRELATION = 0.1  # below it, filters look like their random start (learned ones are smooth)
+
+
+def neighbour_correlation(filters):
+    """The correlation of horizontally and vertically adjacent weights of (N, kh, kw, c_in)
+    filters, each filter's mean removed: about 0 for a random start (independent draws),
+    clearly positive for learned filters (edges, blobs, colour patches are smooth); None for
+    1x1 kernels."""
+    f = np.asarray(filters, np.float64)
+    if f.shape[1] < 2 and f.shape[2] < 2:
+        return None
+    f = f - f.mean(axis=(1, 2, 3), keepdims=True)
+    a = np.concatenate([f[:, :, :-1].ravel(), f[:, :-1].ravel()])
+    b = np.concatenate([f[:, :, 1:].ravel(), f[:, 1:].ravel()])
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def noise_note(model, layer=None):
+    """A line saying that the filters are still noise-like (a short run), or None."""
+    r = neighbour_correlation(first_layer_filters(model, layer))
+    if r is None or r >= NOISE_CORRELATION:
+        return None
+    return (f"note: these filters are still close to their random start (neighbouring weights correlate at "
+            f"r = {r:.2f}; learned filters are smooth, r above {NOISE_CORRELATION}): the run is short. ZFNet's "
+            f"Fig. 5 shows filters after 70 epochs of ImageNet.")
+
+
 def _consumer(model, tensor):
     """The first layer (graph order) that reads `tensor` and how many inputs it has, or (None, 0)."""
     for layer in model.layers:

@@ -120,10 +120,13 @@ def save_png(fig, path):
 
 def out_path(out, run_dirs):
     """--out as a PNG path: a file ending .png, or a folder (curves.png in it); by default
-    RUN/figures/curves.png for one run, figures/curves.png for several."""
+    RUN/figures/curves.png for one run. Several runs have no folder of their own: --out is
+    needed (never ./figures unasked)."""
     if out is None:
-        folder = os.path.join(run_dirs[0], "figures") if len(run_dirs) == 1 else "figures"
-        return os.path.join(folder, "curves.png")
+        if len(run_dirs) > 1:
+            raise ValueError(f"--out FILE.png (or a folder): where the figure of these {len(run_dirs)} runs goes; "
+                             f"one run's goes into RUN/figures by default.")
+        return os.path.join(run_dirs[0], "figures", "curves.png")
     out = os.fspath(out)
     if os.path.isdir(out):
         return os.path.join(out, "curves.png")
@@ -134,8 +137,9 @@ def out_path(out, run_dirs):
 
 def plot(run_dirs, out=None, title=None):
     """Draw `run_dirs` in one figure and write it; returns (the path written, the figure)."""
+    runs = [read_run(r) for r in run_dirs]  # a run that cannot be drawn is named first
     path = out_path(out, [os.fspath(r) for r in run_dirs])
-    fig = curves_figure([read_run(r) for r in run_dirs], title)
+    fig = curves_figure(runs, title)
     return save_png(fig, path), fig
 
 
@@ -143,8 +147,8 @@ def build_parser():
     parser = ArgumentParser(prog="python -m kzoo.visualize curves", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="training run directories, drawn in this order")
-    parser.add_argument("--out", help="the PNG to write, or a folder for curves.png (default: RUN/figures/"
-                                      "curves.png for one run, figures/curves.png for several)")
+    parser.add_argument("--out", help="the PNG to write, or a folder for curves.png (default for one run: "
+                                      "RUN/figures/curves.png; needed for several)")
     add_verbose_flag(parser)
     return parser
 

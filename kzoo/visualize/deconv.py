@@ -152,13 +152,16 @@ class Deconvnet:
         return units
 
 
-def deconv_figure(pictures, projections, units, layer):
-    """A row per image: the picture (RGB in [0, 1]) beside its projection, titled with the
-    projected unit ("relu5 map 12 at (5, 4)": feature map, then (y, x)). Returns the figure."""
+def deconv_figure(pictures, projections, units, layer, names=None):
+    """A row per image: the picture (RGB in [0, 1]), titled with its name (`names`, else
+    "image I"), beside its projection, titled with the projected unit ("relu5 map 12 at
+    (5, 4)": feature map, then (y, x)); the figure's title says what is shown. Returns it."""
     fig, axes = figure(len(pictures), 2)
+    fig.suptitle(f"{layer}: deconvnet projections to pixel space (ZFNet §2.1), one unit per image", fontsize=10)
     for row, (picture, projection, unit) in enumerate(zip(pictures, projections, units)):
         y, x, channel = (int(v) for v in unit)
         axes[row][0].imshow(picture)
+        axes[row][0].set_title(names[row] if names is not None else f"image {row + 1}", fontsize=8)
         axes[row][1].imshow(to_display(projection))
         axes[row][1].set_title(f"{layer} map {channel} at {(y, x)}", fontsize=8)
         for ax in axes[row]:

@@ -51,7 +51,8 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
     Returns a dict: "activation", "probability", "label" (arrays of shape (rows, cols),
     one entry per occluder position), "feature_map" (the map index used for
     "activation"), "layer" (its layer's name), "positions" ((rows, cols, 2) top-left corners (y, x)), "size",
-    "stride", "true_label", "unoccluded_probability" (of `label`).
+    "stride", "true_label", "unoccluded_probability" (of `label`), "unoccluded_label" (the
+    most probable class of the whole image: a misclassified image is marked in the figure).
     """
     image = np.asarray(image, np.float32)
     expected = tuple(model.inputs[0].shape[1:])
@@ -113,6 +114,7 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
         "stride": stride,
         "true_label": label,
         "unoccluded_probability": float(to_prob(outputs)[0, label]),
+        "unoccluded_label": int(np.argmax(to_prob(outputs)[0])),  # the model's answer on the whole image
     }
 
 
@@ -128,6 +130,9 @@ def strongest_map_projection(model, image, maps, deconvnet=None):
     projections, units, _ = deconvnet.project(np.asarray(image, np.float32)[None], maps["layer"],
                                               feature_map=maps["feature_map"])
     return {"projection": projections[0], "projected_unit": tuple(int(v) for v in units[0])}
+
+
+LEGEND = 8  # panel (e): classes given their own colour (the true class first, then by area)
 
 
 def occlusion_figure(image_display, maps, path, class_names=None):
@@ -147,8 +152,9 @@ def occlusion_plot(image_display, maps, class_names=None):
     from matplotlib.patches import Patch
     from matplotlib.ticker import ScalarFormatter
 
-    def name(c):
-        return str(class_names[c]) if class_names is not None else f"class {c}"
+    def name(c, width=24):  # ImageNet's long names: the first synonym, cut, so legends stay in their panel
+        text = str(class_names[c]).split(",")[0].strip() if class_names is not None else f"class {c}"
+        return text if len(text) <= width else text[: width - 1] + "…"
 
     centres = maps["positions"] + maps["size"] / 2
     half = maps["stride"] / 2  # each cell spans one stride around its centre
@@ -157,7 +163,13 @@ def occlusion_plot(image_display, maps, class_names=None):
     fig, axes = figure(1, 5 if projected else 4, size=3.2)
     axes = list(axes[0])
     axes[0].imshow(np.clip(image_display, 0, 1))
-    axes[0].set_title("(a) input", fontsize=9)
+    answer = maps.get("unoccluded_label", maps["true_label"])
+    if answer != maps["true_label"]:  # misclassified: said in red, the panel framed
+        axes[0].set_title(f"(a) input: MISCLASSIFIED\nas {name(answer)}", fontsize=9, color="red")
+        for side in axes[0].spines.values():
+            side.set_color("red"), side.set_linewidth(3)
+    else:
+        axes[0].set_title(f"(a) input: {name(answer)}", fontsize=9)
     if projected:
         c = axes.pop(2)  # (c) sits between (b) and (d), as in Fig. 6
         c.imshow(to_display(maps["projection"]))
@@ -173,13 +185,24 @@ def occlusion_plot(image_display, maps, class_names=None):
         ticks.set_scientific(False)
         bar.ax.yaxis.set_major_formatter(ticks)
         ax.set_title(title, fontsize=9)
-    # Categorical: index into the classes that occur, so colours stay distinct (tab20 cycles past 20).
-    present = np.unique(maps["label"])
-    colours = [plt.get_cmap("tab20")(i % 20) for i in range(len(present))]
-    axes[3].imshow(np.searchsorted(present, maps["label"]), cmap=ListedColormap(colours), vmin=-0.5,
-                   vmax=len(present) - 0.5, extent=extent, interpolation="nearest")
-    axes[3].legend(handles=[Patch(color=c, label=name(k)) for c, k in zip(colours, present)],
-                   loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=7, frameon=False)
+    # Categorical: the LEGEND classes covering most cells get distinct colours, the rest one grey,
+    # so the panel and its legend stay readable with 1000 classes.
+    present, counts = np.unique(maps["label"], return_counts=True)
+    shown = present[np.argsort(-counts, kind="stable")[:LEGEND]]
+    shown = np.concatenate([[maps["true_label"]], shown[shown != maps["true_label"]]])[:LEGEND] \
+        if maps["true_label"] in present else shown
+    colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(shown))] + [(0.75, 0.75, 0.75, 1.0)]
+    index = np.full(maps["label"].shape, len(shown))
+    for i, k in enumerate(shown):
+        index[maps["label"] == k] = i
+    axes[3].imshow(index, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(shown) + 0.5, extent=extent,
+                   interpolation="nearest")
+    handles = [Patch(color=c, label=name(k) + (" (true)" if k == maps["true_label"] else ""))
+               for c, k in zip(colours, shown)]
+    others = len(present) - len(shown)
+    if others:
+        handles.append(Patch(color=colours[-1], label=f"{others} other class{'es' if others > 1 else ''}"))
+    axes[3].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
     axes[3].set_title("(e) most probable class", fontsize=9)
     for ax in fig.axes[: 5 if projected else 4]:  # the panels, not the colour bars
         ax.set_xlim(-0.5, image_display.shape[1] - 0.5)  # imshow's pixel-centre convention

@@ -16,7 +16,8 @@ for training; default: a run's own built-in data, else the built-in digits), fir
 --limit. Each is prepared as the model was validated (kzoo.load: the run's or the
 registered weights' resize, centre crop and mean; a weights file needs --mean R G B;
 random weights get a zero mean).
-Figures go to --out (default: RUN/figures, or ./figures); each path is printed.
+Figures go to --out (default with --run-dir: RUN/figures; with --model, --out is needed); each
+path is printed.
 """
 
 import argparse
@@ -99,7 +100,7 @@ def load_model(args, index=0):
     if len(weights) != len(names):
         raise ValueError(f"--weights names {len(weights)} files for {len(names)} --model names; give one per model.")
     options = {"classes": args.classes} if args.classes else {}
-    return load(names[index], weights=weights[index], mean=args.mean, **options), args.out or "figures"
+    return load(names[index], weights=weights[index], mean=args.mean, **options), args.out
 
 
 def _check_unit(args, model, layer):
@@ -189,7 +190,8 @@ def run(args):
         paths = []
         for number, start in enumerate(pages, 1):  # files of PER_PAGE rows, numbered when several
             end = start + PER_PAGE
-            fig = visualize.deconv.deconv_figure(pictures[start:end], projections[start:end], units[start:end], layer)
+            fig = visualize.deconv.deconv_figure(pictures[start:end], projections[start:end], units[start:end], layer,
+                                                 names=image_names(args, len(images))[start:end])
             name = f"deconv-{layer}-{number}.png" if len(pages) > 1 else f"deconv-{layer}.png"
             paths.append(common.save_figure(fig, os.path.join(out, name)))
         return paths
@@ -224,6 +226,9 @@ def run(args):
     if args.command == "filters":
         analysis = visualize.analysis
         print(analysis.rms_report(analysis.filter_rms(model), radius=args.radius))
+        note = analysis.noise_note(model, layer)
+        if note:
+            print(note)
         return [analysis.filter_grid_figure(model, os.path.join(out, "filters.png"), layer=layer)]
     if args.command == "neighbours":
         analysis = visualize.analysis
@@ -274,7 +279,8 @@ def build_parser():
     parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
     parser.add_argument("--limit", type=positive_int, help="images to use (default: 8 for deconv and occlusion, "
                         "a figure each, deconv's 8 to a file; 64 for the others)")
-    parser.add_argument("--out", help="folder for the figures (default RUN/figures or ./figures)")
+    parser.add_argument("--out", help="folder for the figures (default with --run-dir: RUN/figures; needed with "
+                        "--model)")
     parser.add_argument("--layer", help="layer name (default: the last ReLU feature map; filters: the first conv)")
     parser.add_argument("--feature-map", type=non_negative_int, help="deconv: the map to project (default: the strongest)")
     parser.add_argument("--position", type=non_negative_int, nargs=2, metavar=("Y", "X"), help="deconv: the unit in the map")
@@ -322,6 +328,9 @@ def _check_combinations(parser, args):
                                       ("--data-dir", args.data_dir), ("--limit", args.limit)) if value is not None]
     if args.command == "filters" and given:
         parser.error(f"filters draws the first layer's filters and reads no images: leave {', '.join(given)} out.")
+    if args.model and not args.out:  # never into the current folder unasked
+        parser.error("--out FOLDER: where the figures go; give it with --model (with --run-dir they go into "
+                     "RUN/figures).")
 
 
 def main(argv=None):
