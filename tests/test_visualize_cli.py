@@ -133,6 +133,20 @@ def test_occlusion_defaults_to_eight_images_and_the_pictures_are_the_inputs_plus
                  "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == [f"occlusion-{i}.png" for i in range(8)]
     assert "(at most 8 images by default; --limit N draws N)" in capsys.readouterr().out
+    files = tmp_path / "mine"
+    files.mkdir()
+    for i in range(9):  # 9 files: the default draws 8 and says so; 2 files: all drawn, nothing said
+        np.save(files / f"{i}.npy", 0)  # not images: never listed
+        from PIL import Image
+
+        Image.fromarray(np.full((20, 20, 3), 20 * i, np.uint8)).save(files / f"{i}.png")
+    for count, said in ((9, True), (2, False)):
+        paths = [str(files / f"{i}.png") for i in range(count)]
+        out = tmp_path / f"figs{count}"
+        assert main(["occlusion", "--model", "resnet20", "--classes", "10", "--size", "16", "--stride", "16",
+                     "--label", "0", "--images", *paths, "--out", str(out)]) == 0
+        assert len(list(out.iterdir())) == min(count, 8)
+        assert ("(at most 8 images by default" in capsys.readouterr().out) is said
     args = build_parser().parse_args(["occlusion", "--model", "resnet20", "--weights", "digits", "--limit", "3"])
     trained, _ = load_model(args)
     mean = trained.mean

@@ -41,10 +41,6 @@ DEFAULT_LIMIT = {"deconv": 8, "occlusion": 8, "predictions": 8,  # predictions: 
 PER_PAGE = 8  # deconv: images per figure file
 
 
-def _read_images(paths):
-    return [image_files.read(f) for f in image_files.files(paths, "--images")], None
-
-
 def read_images(args, trained, split="val", limit=None, label=None):
     """(raw images, labels or None, files or None) of --images or the dataset's `split`, the
     first `limit` (default --limit); `label`: only the dataset images of that class ("first":
@@ -52,8 +48,8 @@ def read_images(args, trained, split="val", limit=None, label=None):
     sources = kzoo.data.sources  # TensorFlow: after the arguments are parsed
     files = None
     if args.images:
-        files = image_files.files(args.images, "--images")
-        images, labels = _read_images(args.images)
+        files = image_files.files(args.images, "--images")[: limit or args.limit]  # only the files drawn are read
+        images, labels = [image_files.read(f) for f in files], None
     else:
         source = sources.load_source(args.dataset, args.data_dir)
         kzoo.data.shards.check_protocol(source, trained.preprocessing, "center")  # shards resized otherwise
@@ -355,6 +351,8 @@ def main(argv=None):
     _check_combinations(parser, args)
     quiet_tensorflow(args.verbose)
     default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
+    if default_limit and args.images:  # said only where the default left files out
+        default_limit = len(image_files.files(args.images, "--images")) > default_limit and default_limit
     try:
         paths = run(args)
     except (ValueError, FileNotFoundError) as err:
