@@ -238,3 +238,21 @@ def test_class_folders_refuse_a_file_that_is_no_image_by_name(tmp_path):
     with pytest.raises(ValueError) as err:
         image_folder(root)
     assert str(err.value) == f"{str(root / 'b' / 'y.gif')!r} is not a JPEG, PNG, BMP or GIF image; remove or replace it."
+
+
+def test_damaged_files_are_named_with_a_reason_a_person_can_act_on(tmp_path):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    empty = tmp_path / "empty.png"  # a header of 0 x 5 pixels
+    empty.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 5, 8, 2, 0, 0, 0))
+                      + chunk(b"IEND", b""))
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(_encoded(RGB, "PNG")[:20])
+    for path, reason in ((empty, "a damaged or unsupported PNG file"), (cut, "a PNG file cut short in its header")):
+        with pytest.raises(ValueError) as err:
+            images.read(path)
+        assert str(err.value) == f"{str(path)!r} cannot be decoded as an image ({reason}); remove or replace it."
+    mpo = tmp_path / "phone.jpg"  # a phone's multi-picture JPEG: its first picture
+    Image.fromarray(RGB).save(mpo, "MPO", save_all=True, append_images=[Image.fromarray(255 - RGB)], quality=95)
+    np.testing.assert_array_equal(images.read(mpo), _jpeg_reference(mpo))

@@ -20,7 +20,7 @@ import pathlib
 import struct
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Leading bytes -> format: a cheap check that catches non-images before a long run starts.
@@ -108,6 +108,8 @@ def decode(data, name="the image"):
             image = _rgb(im)
     except (ValueError, OSError, SyntaxError, Image.DecompressionBombError, EOFError) as err:
         reason = str(err).strip() or type(err).__name__
+        if isinstance(err, UnidentifiedImageError):  # its text names an in-memory buffer, not the file
+            reason = f"a damaged or unsupported {fmt} file"
         raise ValueError(f"{name} cannot be decoded as an image ({reason}); remove or replace it.") from None
     if 0 in image.shape:
         raise ValueError(f"{name} has no pixels ({width} x {height}); remove or replace it.")
