@@ -351,9 +351,9 @@ def main(argv=None):
     _check_combinations(parser, args)
     quiet_tensorflow(args.verbose)
     default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
-    if default_limit and args.images:  # said only where the default left files out
-        default_limit = len(image_files.files(args.images, "--images")) > default_limit and default_limit
     try:
+        if default_limit and args.images:  # said only where the default left files out
+            default_limit = len(image_files.files(args.images, "--images")) > default_limit and default_limit
         paths = run(args)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"error: {err}\n")
