@@ -18,7 +18,7 @@ import json
 import os
 
 from kzoo.train import runlog
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag
+from kzoo.utils.cli import ArgumentParser
 from kzoo.utils.files import atomic_write
 
 
@@ -149,8 +149,7 @@ def build_parser():
     parser.add_argument("runs", nargs="+", metavar="RUN", help="training run directories, drawn in this order")
     parser.add_argument("--out", help="the PNG to write, or a folder for curves.png (default for one run: "
                                       "RUN/figures/curves.png; needed for several)")
-    add_verbose_flag(parser)
-    return parser
+    return parser  # no --verbose: curves loads no TensorFlow, whose logs it would show
 
 
 def main(argv=None):
