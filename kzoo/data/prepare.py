@@ -56,10 +56,9 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.quality != parser.get_default("quality") and args.encoding != "jpeg":
+    if "quality" in parser.given and args.encoding != "jpeg":
         parser.error("--quality is the JPEG quality of --encoding jpeg; add --encoding jpeg or leave --quality out.")
-    split = [flag for flag, dest in (("--val-fraction", "val_fraction"), ("--seed", "seed"))
-             if getattr(args, dest) != parser.get_default(dest)]
+    split = [flag for flag, dest in (("--val-fraction", "val_fraction"), ("--seed", "seed")) if dest in parser.given]
     if split and os.path.isdir(os.path.join(args.data_dir, "train")):
         parser.error(f"{args.data_dir}/train/ and its val/ are the split: {', '.join(split)} would be ignored; "
                      f"leave {'it' if len(split) == 1 else 'them'} out.")

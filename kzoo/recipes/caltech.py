@@ -80,7 +80,7 @@ def main(dataset, argv=None):
     parser = build_parser(dataset)
     args = parser.parse_args(argv)
     quiet_tensorflow(args.verbose)
-    if args.scratch_epochs != parser.get_default("scratch_epochs") and not args.from_scratch:
+    if "scratch_epochs" in parser.given and not args.from_scratch:
         parser.error("--scratch-epochs is for the scratch baseline; add --from-scratch.")
     try:
         run(dataset, args)

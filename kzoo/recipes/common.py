@@ -376,14 +376,14 @@ def main(recipe, argv=None):
 
 def _check_void_flags(parser, args, recipe):
     """Flags another flag makes void: refused, not ignored."""
-    if args.evolution_images != parser.get_default("evolution_images") and not args.evolution:
+    if "evolution_images" in parser.given and not args.evolution:
         parser.error("--evolution-images goes with --evolution (the figure it sizes); add --evolution or leave "
                      "it out.")
     if args.print_schedule:  # prints the schedule of the model these flags choose; trains nothing
         shown = {*inspect.signature(recipe.model).parameters, "option", "pca_std", "crops", "print_schedule",
                  "verbose", "help"}
         void = [action.option_strings[-1] for action in parser._actions if action.option_strings
-                and action.dest not in shown and getattr(args, action.dest, None) != action.default]
+                and action.dest not in shown and action.dest in parser.given]
         if void:
             parser.error(f"--print-schedule prints the paper's schedule and trains nothing: {', '.join(void)} "
                          f"would be ignored; leave {'it' if len(void) == 1 else 'them'} out.")

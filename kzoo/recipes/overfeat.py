@@ -100,7 +100,7 @@ RECIPE = Recipe(
 )
 
 def _given(parser, args, flags):
-    return [flag for flag, dest in flags if getattr(args, dest) != parser.get_default(dest)]
+    return [flag for flag, dest in flags if dest in parser.given]
 
 
 def _say(flags, what, fix):
@@ -151,7 +151,7 @@ def detect_main(parser, args):
                                                 part.class_names) for split, part in data.items()}
         scenes_module.check_splits(data, "--seed or --limit" if args.data_dir else "--limit")
         smoke = SMOKE if args.smoke else {}
-        given = lambda dest: getattr(args, dest) != parser.get_default(dest)  # noqa: E731  (a flag beats --smoke)
+        given = parser.given.__contains__  # a flag on the command line beats --smoke, even at its default
         epochs = args.epochs or smoke.get("epochs") or DETECTION_DEFAULTS["epochs"]
         regressor_epochs = smoke.get("regressor_epochs", args.regressor_epochs) if not given("regressor_epochs") \
             else args.regressor_epochs

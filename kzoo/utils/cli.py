@@ -14,6 +14,7 @@ import ast
 import difflib
 import inspect
 import math
+import sys
 
 import kzoo
 from kzoo import registry
@@ -171,10 +172,22 @@ def check_model_options(model_name, options, build=False, flag="--option"):
 
 class ArgumentParser(argparse.ArgumentParser):
     """Every kzoo command's parser (and its sub-commands'): an empty or blank value is refused
-    by name, never taken for "not given" (`--run-dir ''`) or for the current folder (`Path('')`)."""
+    by name, never taken for "not given" (`--run-dir ''`) or for the current folder (`Path('')`).
+    After parsing, `given` holds the dests of the options on the command line, a default's
+    own value included (`--regressor-epochs 30` is given); flags are never abbreviated, so
+    the command line names each one whole."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.given = set()
 
     def parse_known_args(self, args=None, namespace=None):
+        tokens = list(sys.argv[1:] if args is None else args)
         namespace, extras = super().parse_known_args(args, namespace)
+        options = {option: action.dest for action in self._actions for option in action.option_strings}
+        words = tokens[: tokens.index("--")] if "--" in tokens else tokens
+        self.given = {options[w.split("=", 1)[0]] for w in words if w.split("=", 1)[0] in options}
         for action in self._actions:
             value = getattr(namespace, action.dest, None)
             values = value if isinstance(value, (list, tuple)) else [value]

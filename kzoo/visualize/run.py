@@ -342,8 +342,7 @@ def main(argv=None):
     if args.command == "curves":  # a flag with a value came first
         parser.error("curves comes first, then the runs: python -m kzoo.visualize curves RUN ... [--out FILE.png]")
     unused = [flag for flag, commands in COMMAND_FLAGS.items()
-              if args.command not in commands and getattr(args, flag[2:].replace("-", "_")) !=
-              parser.get_default(flag[2:].replace("-", "_"))]
+              if args.command not in commands and flag[2:].replace("-", "_") in parser.given]
     if unused:  # not silently ignored
         where = "; ".join(f"{flag} is for {', '.join(COMMAND_FLAGS[flag])}" for flag in unused)
         parser.error(f"{where}, not {args.command}: leave {'it' if len(unused) == 1 else 'them'} out"
