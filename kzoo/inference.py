@@ -124,6 +124,9 @@ class Prediction(tuple):
     def __repr__(self):
         return f"({self[0]}, {self[1]!r}, {self[2]:.4f})"
 
+    def __getnewargs__(self):  # pickle and copy rebuild it from its three values
+        return tuple(self)
+
 
 def decode(probabilities, class_names, top=5):
     probabilities = np.asarray(probabilities)

@@ -256,3 +256,50 @@ def test_damaged_files_are_named_with_a_reason_a_person_can_act_on(tmp_path):
     mpo = tmp_path / "phone.jpg"  # a phone's multi-picture JPEG: its first picture
     Image.fromarray(RGB).save(mpo, "MPO", save_all=True, append_images=[Image.fromarray(255 - RGB)], quality=95)
     np.testing.assert_array_equal(images.read(mpo), _jpeg_reference(mpo))
+
+
+def test_what_a_review_found_in_the_reader(tmp_path):
+    from kzoo.data.sources import decode_bytes, decode_file
+
+    # stray bytes between JPEG segments: libjpeg and Pillow skip them, so does the header reader
+    jpeg = _encoded(RGB, "JPEG", quality=90)
+    app0 = 4 + int.from_bytes(jpeg[4:6], "big")
+    stray = tmp_path / "stray.jpg"
+    stray.write_bytes(jpeg[:app0] + b"\x00\x00" + jpeg[app0:])
+    assert images.pixel_size(stray.read_bytes()) == ("JPEG", W, H)
+    np.testing.assert_array_equal(images.read(stray), _jpeg_reference(stray))
+    # a 16-bit greyscale PNG with a transparent value (tRNS): that value over white
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    grey = WIDE[..., 0].copy()
+    grey[0, :3] = 4242
+    raw = b"".join(b"\x00" + grey[y].astype(">u2").tobytes() for y in range(H))
+    clear = tmp_path / "clear16.png"
+    clear.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", W, H, 16, 0, 0, 0, 0))
+                      + chunk(b"tRNS", struct.pack(">H", 4242)) + chunk(b"IDAT", zlib.compress(raw))
+                      + chunk(b"IEND", b""))
+    expected = np.where(grey == 4242, 255, grey >> 8).astype(np.uint8)
+    np.testing.assert_array_equal(images.read(clear), _grey(expected))
+    # called eagerly, the tf.data wrappers read as the reader does
+    png = tmp_path / "x.png"
+    Image.fromarray(RGB).save(png)
+    np.testing.assert_array_equal(decode_bytes(tf.constant(png.read_bytes())).numpy(), RGB)
+    np.testing.assert_array_equal(decode_file(tf.constant(str(png))).numpy(), RGB)
+
+
+def test_prepare_names_the_file_it_cannot_read(tmp_path):
+    root = tmp_path / "data"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(RGB).save(root / c / f"{i}.png")
+    bad = root / "b" / "1.png"
+    bad.write_bytes(_encoded(RGB, "PNG")[:40])
+    with pytest.raises(ValueError) as err:
+        shards.prepare(str(root), str(tmp_path / "out"), short_side=0, encoding="png", verbose=0)
+    assert str(err.value).startswith(f"{str(bad)!r} cannot be decoded as an image (")
+    assert str(err.value).endswith("; remove or replace it, then rerun (finished shards are kept).")
+    assert image_folder(root, val_fraction=0.9).train_size == 1  # 5 of 6 held out: one left
+    with pytest.raises(ValueError, match=r"holds out 6, leaving none to train on"):
+        image_folder(root, val_fraction=0.95)

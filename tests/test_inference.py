@@ -110,6 +110,10 @@ def test_registered_weights_bring_preprocessing_mean_and_names(digits):
     first = top[0][0]  # a plain tuple, exact, printed rounded for a reader
     assert first == (first[0], first[1], float(probabilities[0].max())) and isinstance(first, tuple)
     assert repr(first) == f"({first[0]}, {first[1]!r}, {float(probabilities[0].max()):.4f})"
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(top)) == top and copy.deepcopy(first) == first  # as plain tuples would
     resized = [np.clip(np.round(preprocessing.resize_shorter(im, 32)), 0, 255) for im in images[:4]]  # 8 bits
     batch = np.stack([preprocessing.center_crop(im, 32) for im in resized])
     np.testing.assert_allclose(kzoo.preprocess_input(batch, "resnet20", "digits"), trained.preprocess(images[:4]),

@@ -272,6 +272,7 @@ def test_an_edited_or_missing_manifest_is_named_and_the_shards_can_be_made_again
         (lambda m: {**m, "shards": {**m["shards"], "train": [{**m["shards"]["train"][0], "file": "../../x.tfrecord"},
                                                              *m["shards"]["train"][1:]]}}, "shards"),
         (lambda m: {**m, "encoding": "webp"}, "encoding"),
+        (lambda m: {k: v for k, v in m.items() if k != "resize"}, "resize"),
     ]:
         manifest.write_text(json.dumps(edit(good)))
         with pytest.raises(ValueError) as err:

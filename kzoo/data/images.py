@@ -20,7 +20,7 @@ import pathlib
 import struct
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Leading bytes -> format: a cheap check that catches non-images before a long run starts.
@@ -37,8 +37,9 @@ def image_format(head):
 def _jpeg_size(data):
     i = 2
     while i + 9 <= len(data):
-        if data[i] != 0xFF:
-            raise ValueError("a damaged JPEG marker")
+        if data[i] != 0xFF:  # stray bytes between segments: skipped, as libjpeg and Pillow do
+            i += 1
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -84,9 +85,29 @@ def _check_size(fmt, width, height):
                          f"or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file")
 
 
+# EXIF orientation (tag 0x0112) -> the transpose that shows the image as a viewer does
+_ORIENTATIONS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                 4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _upright(im):
+    """The first frame, turned as its EXIF orientation says (ImageOps.exif_transpose also
+    rewrites the EXIF block, which fails on some phones' files in older Pillow)."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001  (a damaged EXIF block: the pixels are still the image's)
+        orientation = 1
+    im.load()
+    return im.transpose(_ORIENTATIONS[orientation]) if orientation in _ORIENTATIONS else im
+
+
 def _rgb(im):
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit greyscale: keep the high byte
-        grey = (np.asarray(im, np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+        values = np.asarray(im, np.uint32)
+        grey = (values >> 8).clip(0, 255).astype(np.uint8)
+        if isinstance(im.info.get("transparency"), int):  # tRNS: that value is transparent, laid over white
+            grey[values == im.info["transparency"]] = 255
         return np.repeat(grey[..., None], 3, axis=-1)
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
         rgba = im.convert("RGBA")
@@ -104,8 +125,7 @@ def decode(data, name="the image"):
         fmt, width, height = pixel_size(data)
         _check_size(fmt, width, height)
         with Image.open(io.BytesIO(data), formats=(fmt,)) as im:
-            im = ImageOps.exif_transpose(im)  # loads the first frame; a copy only when rotated
-            image = _rgb(im)
+            image = _rgb(_upright(im))
     except (ValueError, OSError, SyntaxError, Image.DecompressionBombError, EOFError) as err:
         reason = str(err).strip() or type(err).__name__
         if isinstance(err, UnidentifiedImageError):  # its text names an in-memory buffer, not the file

@@ -120,10 +120,9 @@ def _encoder(settings):
     encoding, short_side, center = settings["encoding"], settings["short_side"], settings["center"]
 
     def fn(path, label):
-        data = tf.io.read_file(path)
-        if encoding == "original":
-            return data, label, tf.zeros([3], tf.int64)  # the file's own bytes; its shape is in them
-        image = sources.decode_bytes(data)
+        if encoding == "original":  # the file's own bytes; its shape is in them
+            return tf.io.read_file(path), label, tf.zeros([3], tf.int64)
+        image = sources.decode_file(path)  # the reader names a file it cannot read
         if short_side:
             image = transforms.resized(image, short_side)
             if center:
@@ -292,6 +291,7 @@ def _wrong_entries(m):
         "read_cycle": _is_int(m.get("read_cycle")) and m["read_cycle"] >= 1,
         "counts": isinstance(counts, dict) and all(_is_int(counts.get(k)) and counts[k] > 0 for k in ("train", "val")),
         "settings": isinstance(m.get("settings"), dict) and isinstance(m["settings"].get("data"), dict),
+        "resize": isinstance(m.get("resize"), dict) and {"short_side", "center"} <= set(m["resize"]),
     }
     checks["shards"] = checks["counts"] and isinstance(shards_, dict) and all(
         shards_ok(shards_.get(k), counts[k]) for k in ("train", "val"))

@@ -133,11 +133,20 @@ def decode_file(path):
 
 def decode_bytes(data):
     """Encoded image bytes (a string tensor) -> uint8 RGB pixels, by kzoo.data.images."""
-    return _pixels(tf.numpy_function(images.decode, [data], tf.uint8, stateful=False))
+    return _pixels(tf.numpy_function(_decode_item, [data], tf.uint8, stateful=False))
 
 
 def _read_path(path):
-    return images.read(os.fsdecode(path))
+    return images.read(os.fsdecode(_item(path)))
+
+
+def _decode_item(data):
+    return images.decode(_item(data))
+
+
+def _item(value):
+    """A string tensor's bytes: tf.numpy_function passes bytes inside tf.data, a 0-d array eagerly."""
+    return value.item() if isinstance(value, np.ndarray) else value
 
 
 def _pixels(image):
@@ -177,6 +186,9 @@ def folder_splits(root, val_fraction=0.1, seed=0):
         classes, files, labels, signatures = class_folders(root)
         order = np.random.default_rng(seed).permutation(len(files))
         n_val = max(1, int(round(len(files) * val_fraction)))
+        if n_val >= len(files):
+            raise ValueError(f"--val-fraction {val_fraction} of {str(root)!r}'s {len(files)} images holds out "
+                             f"{n_val}, leaving none to train on; give a smaller fraction, or more images.")
         pick = lambda idx: ([files[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
         (val_files, val_labels), (train_files, train_labels) = pick(order[:n_val]), pick(order[n_val:])
         train_signatures = [signatures[i] for i in order[n_val:]]

@@ -183,7 +183,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.given = set()
 
     def parse_known_args(self, args=None, namespace=None):
-        tokens = list(sys.argv[1:] if args is None else args)
+        args = tokens = list(sys.argv[1:] if args is None else args)  # a generator is read once
         namespace, extras = super().parse_known_args(args, namespace)
         options = {option: action.dest for action in self._actions for option in action.option_strings}
         words = tokens[: tokens.index("--")] if "--" in tokens else tokens

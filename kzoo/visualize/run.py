@@ -2,13 +2,13 @@
 
     python -m kzoo.visualize deconv --run-dir runs/zfnet-zfnet-digits --layer relu5
     python -m kzoo.visualize top9 --run-dir RUN --layer relu2 --maps 0 1 2
-    python -m kzoo.visualize occlusion --model zfnet --weights W.weights.h5 --images cat.jpg --label 281
+    python -m kzoo.visualize occlusion --model zfnet --weights W.weights.h5 --images cat.jpg --label 281 --out figs
     python -m kzoo.visualize filters --run-dir RUN
     python -m kzoo.visualize neighbours --run-dir RUN
-    python -m kzoo.visualize responses --model resnet20 plain20 --weights R.weights.h5 P.weights.h5
-    python -m kzoo.visualize predictions --model resnet20 --weights digits --images a.png b.png --labels 3 7
+    python -m kzoo.visualize responses --model resnet20 plain20 --weights R.weights.h5 P.weights.h5 --out figs
+    python -m kzoo.visualize predictions --model resnet20 --weights digits --images a.png b.png --labels 3 7 --out figs
     python -m kzoo.visualize curves RUN1 RUN2 ... [--out FILE.png]    (ResNet Figs. 1, 4, 6)
-    python -m kzoo.visualize invariance --model resnet20 --weights digits [--transform rotate --angles 0 90 180]
+    python -m kzoo.visualize invariance --model resnet20 --weights digits --out figs [--transform rotate]
     python -m kzoo.visualize correspondence --run-dir RUN --images dogs/ --boxes parts.csv    (image,x1,y1,x2,y2,part)
 
 Images: --images FILE/FOLDER ..., or validation images (--dataset / --data-dir as
@@ -324,7 +324,7 @@ def _check_combinations(parser, args):
                                       ("--data-dir", args.data_dir), ("--limit", args.limit)) if value is not None]
     if args.command == "filters" and given:
         parser.error(f"filters draws the first layer's filters and reads no images: leave {', '.join(given)} out.")
-    if args.model and not args.out:  # never into the current folder unasked
+    if args.model and not args.run_dir and not args.out:  # never into the current folder unasked
         parser.error("--out FOLDER: where the figures go; give it with --model (with --run-dir they go into "
                      "RUN/figures).")
 
