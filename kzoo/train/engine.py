@@ -472,132 +472,179 @@ def lr_note(config, step=0, epoch=0):
 
 def _train(config, source, classes, model_fn, callbacks, strategy):
     stats = _run_stats(config, source)
-    global_batch = config.batch_size
-    lr_scale = config.lr_scale
+    model, optimizer = _build(config, classes, model_fn, strategy)
+    ckpt = Checkpoints(config.run_dir, verbose=config.verbose, model=model, optimizer=optimizer)
+    steps = _steps_per_epoch(source, config)
+    state, finished, kept = _resume(config, ckpt, steps)
+    if kept is not None:  # a finished run: its record as it is
+        return kept, model
+    if config.verbose and config.lr_scale != 1 and not finished:
+        print(lr_note(config, state["step"], state["epoch"]))
+    loop = _Loop(config, source, strategy, model, optimizer, ckpt, steps, stats, state, classes, callbacks)
+    loop.run()
+    return loop.finish(), model
+
+
+def _build(config, classes, model_fn, strategy):
+    """(model, optimizer), built under the strategy, the optimizer's slots made before any restore."""
     with strategy.scope():
         model = model_fn(classes) if model_fn else build_model(config, classes)
         optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=config.momentum)
         if config.mixed_precision:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
-    seed_states = _seed_states(model)
-    ckpt = Checkpoints(config.run_dir, verbose=config.verbose, model=model, optimizer=optimizer)
-    steps = _steps_per_epoch(source, config)
+    return model, optimizer
+
+
+def _resume(config, ckpt, steps):
+    """(loop state, finished, the finished run's metrics or None) from the newest checkpoint,
+    saying what happens: resuming, or already finished (a damaged metrics.json is written
+    again from the history)."""
     state = ckpt.restore()
     if state is None:
         _check_no_finished_work(config.run_dir)
-    metrics_path = os.path.join(config.run_dir, "metrics.json")
-    finished = False
-    if state is not None:
-        _check_position(state, steps, config)
-        config.schedule.load_state(state["schedule"])
-        by_epochs = state["epoch"] >= config.epochs
-        finished = by_epochs or config.schedule.stop(int(state["step"] * lr_scale), state["epoch"])
-        if finished and config.verbose:  # said once, instead of "Resuming"
-            longer = (f"rerun with --epochs N above {state['epoch']}" if by_epochs else
-                      "its schedule has ended (a larger --epochs does not extend it)")
-            epochs = f"{state['epoch']} epoch{'s' if state['epoch'] != 1 else ''}"
-            print(f"{config.run_dir} has already finished ({epochs}, {state['step']} steps): "
-                  f"nothing to train. To train longer, {longer}; to start afresh, pick another --run-dir.")
-        if finished and os.path.exists(metrics_path):
-            kept = None
-            with contextlib.suppress(CheckpointError):
-                kept = read_json(metrics_path)
-            if isinstance(kept, dict):
-                return kept, model
-            print(f"warning: {metrics_path} is damaged; writing it again from the last checkpoint's history "
-                  f"(this run's images/s is not recorded there).", file=sys.stderr)
-        if config.verbose and not finished:
+        return {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "schedule": {}}, False, None
+    _check_position(state, steps, config)
+    config.schedule.load_state(state["schedule"])
+    by_epochs = state["epoch"] >= config.epochs
+    finished = by_epochs or config.schedule.stop(int(state["step"] * config.lr_scale), state["epoch"])
+    if not finished:
+        if config.verbose:
             print(f"Resuming {config.run_dir} at epoch {state['epoch'] + 1}, step {state['step']}.")
-    state = state or {"step": 0, "epoch": 0, "batch_in_epoch": 0, "history": [], "schedule": {}}
-    if config.verbose and lr_scale != 1 and not finished:
-        print(lr_note(config, state["step"], state["epoch"]))
+        return state, False, None
+    if config.verbose:  # said once, instead of "Resuming"
+        longer = (f"rerun with --epochs N above {state['epoch']}" if by_epochs else
+                  "its schedule has ended (a larger --epochs does not extend it)")
+        epochs = f"{state['epoch']} epoch{'s' if state['epoch'] != 1 else ''}"
+        print(f"{config.run_dir} has already finished ({epochs}, {state['step']} steps): "
+              f"nothing to train. To train longer, {longer}; to start afresh, pick another --run-dir.")
+    metrics_path = os.path.join(config.run_dir, "metrics.json")
+    if os.path.exists(metrics_path):
+        kept = None
+        with contextlib.suppress(CheckpointError):
+            kept = read_json(metrics_path)
+        if isinstance(kept, dict):
+            return state, True, kept
+        print(f"warning: {metrics_path} is damaged; writing it again from the last checkpoint's history "
+              f"(this run's images/s is not recorded there).", file=sys.stderr)
+    return state, True, None
 
-    train_step, eval_step = make_steps(
-        model, optimizer, strategy, global_batch=global_batch, classes=classes,
-        weight_decay=config.weight_decay, decay_biases=config.decay_biases,
-        mixed_precision=config.mixed_precision, xla=config.xla)
 
-    log = runlog.RunLog(config.run_dir, enabled=is_chief())
-    step_log = runlog.StepLog(config.run_dir, config.log_every, enabled=is_chief())
-    step_log.resume(state["step"], state.get("step_sums"))
-    callbacks = list(callbacks) if is_chief() else []
-    for callback in callbacks:
-        callback.set_model(model)
-    history = state["history"]
-    step, epoch, first_step = state["step"], state["epoch"], state["step"]
-    started = time.time()
+class _Loop:
+    """The training loop of one command: epochs of distributed steps, a checkpoint at each
+    epoch's end (and every `checkpoint_every` steps), the logs, and the run's final record."""
 
-    def loop_state(batch_in_epoch, sums):
+    def __init__(self, config, source, strategy, model, optimizer, ckpt, steps, stats, state, classes, callbacks):
+        self.config, self.source, self.strategy, self.optimizer, self.ckpt = config, source, strategy, optimizer, ckpt
+        self.steps, self.stats, self.state = steps, stats, state
+        self.global_batch = config.batch_size
+        self.seed_states = _seed_states(model)
+        self.train_step, self.eval_step = make_steps(
+            model, optimizer, strategy, global_batch=self.global_batch, classes=classes,
+            weight_decay=config.weight_decay, decay_biases=config.decay_biases,
+            mixed_precision=config.mixed_precision, xla=config.xla)
+        self.log = runlog.RunLog(config.run_dir, enabled=is_chief())
+        self.step_log = runlog.StepLog(config.run_dir, config.log_every, enabled=is_chief())
+        self.step_log.resume(state["step"], state.get("step_sums"))
+        self.callbacks = list(callbacks) if is_chief() else []
+        for callback in self.callbacks:
+            callback.set_model(model)
+        self.history = state["history"]
+        self.step, self.epoch, self.first_step = state["step"], state["epoch"], state["step"]
+        self.transform = train_map(config.preprocess, stats)
+        self.started = time.time()
+
+    def _scaled_step(self):
+        return int(self.step * self.config.lr_scale)
+
+    def save(self, batch_in_epoch, sums):
         # The epoch's running sums travel with the checkpoint, so a resumed epoch logs all its batches.
-        return {"step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "steps_in_epoch": steps,
-                "steps_per_epoch_flag": config.steps_per_epoch, "epoch_sums": sums, "history": history,
-                "step_sums": step_log.sums, "schedule": config.schedule.state()}
+        self.step_log.sync()  # the rows this checkpoint counts are on disk first
+        self.ckpt.save({"step": self.step, "epoch": self.epoch, "batch_in_epoch": batch_in_epoch,
+                        "steps_in_epoch": self.steps, "steps_per_epoch_flag": self.config.steps_per_epoch,
+                        "epoch_sums": sums, "history": self.history, "step_sums": self.step_log.sums,
+                        "schedule": self.config.schedule.state()})
 
-    def save(batch_in_epoch, sums):
-        step_log.sync()  # the rows this checkpoint counts are on disk first
-        ckpt.save(loop_state(batch_in_epoch, sums))
+    def run(self):
+        config = self.config
+        while self.epoch < config.epochs and not config.schedule.stop(self._scaled_step(), self.epoch):
+            start = self.state["batch_in_epoch"] if self.state["epoch"] == self.epoch else 0
+            sums = self.state.get("epoch_sums", (0.0, 0.0, 0)) if start else (0.0, 0.0, 0)
+            lr, sums = self._epoch(start, sums)
+            self._end_epoch(lr, sums)
+        if self.epoch < config.epochs and self.step > self.first_step and config.verbose:  # the schedule ended first
+            print(f"The schedule ended at step {self.step} (epoch {self.epoch} of the {config.epochs} asked; "
+                  f"{config.schedule.describe()}): a larger --epochs does not extend it.")
 
-    transform = train_map(config.preprocess, stats)
-    while epoch < config.epochs and not config.schedule.stop(int(step * lr_scale), epoch):
-        start = state["batch_in_epoch"] if state["epoch"] == epoch else 0
-        ds = _train_dataset(source, config, stats, epoch, start, global_batch, transform)
+    def _epoch(self, start, sums):
+        """The epoch's batches from `start`; returns (the last lr, (loss sum, wrong sum, images))."""
+        config, scale = self.config, self.config.lr_scale
+        ds = _train_dataset(self.source, config, self.stats, self.epoch, start, self.global_batch, self.transform)
         # The bar shows the epoch's running means (as the epoch's summary line) and the lr in use.
-        bar = progress_bar(steps, verbose=config.verbose, stateful_metrics=["loss", "top1_err", "lr"])
+        bar = progress_bar(self.steps, verbose=config.verbose, stateful_metrics=["loss", "top1_err", "lr"])
         if config.verbose:
-            print(f"Epoch {epoch + 1}/{config.epochs}")
+            print(f"Epoch {self.epoch + 1}/{config.epochs}")
         bar.update(start)
-        loss_sum, wrong_sum, seen = state.get("epoch_sums", (0.0, 0.0, 0)) if start else (0.0, 0.0, 0)
-        lr = config.schedule.lr(int(step * lr_scale), epoch) * lr_scale
-        batches = iter(strategy.experimental_distribute_dataset(ds))
-        for i in range(start, steps):
-            with naming_bad_images(source):
+        loss_sum, wrong_sum, seen = sums
+        lr = config.schedule.lr(self._scaled_step(), self.epoch) * scale
+        batches = iter(self.strategy.experimental_distribute_dataset(ds))
+        for i in range(start, self.steps):
+            with naming_bad_images(self.source):
                 batch = next(batches)
-            lr = config.schedule.lr(int(step * lr_scale), epoch) * lr_scale
-            optimizer.learning_rate.assign(lr)
-            _reseed(seed_states, config.seed, step)
-            batch_loss, batch_wrong = (float(x) for x in train_step(batch))
+            lr = config.schedule.lr(self._scaled_step(), self.epoch) * scale
+            self.optimizer.learning_rate.assign(lr)
+            _reseed(self.seed_states, config.seed, self.step)
+            batch_loss, batch_wrong = (float(x) for x in self.train_step(batch))
             if not math.isfinite(batch_loss):
-                kept = ckpt.latest()
-                raise TrainingDiverged(
-                    f"loss became {batch_loss} at step {step + 1} (epoch {epoch + 1}, lr {lr:g}); stopped. "
-                    f"The last good checkpoint is kept: "
-                    f"{'step ' + str(kept['step']) if kept else 'none yet'} in {ckpt.folder}. "
-                    f"Lower the learning rate or check the data."
-                )
-            step += 1
-            loss_sum, wrong_sum, seen = loss_sum + batch_loss, wrong_sum + batch_wrong, seen + global_batch
-            step_log.add(step, epoch + 1, batch_loss, batch_wrong, global_batch, lr)
-            config.schedule.on_step_end(int(step * lr_scale), batch_wrong / global_batch)
+                self._diverged(batch_loss, lr)
+            self.step += 1
+            loss_sum, wrong_sum, seen = loss_sum + batch_loss, wrong_sum + batch_wrong, seen + self.global_batch
+            self.step_log.add(self.step, self.epoch + 1, batch_loss, batch_wrong, self.global_batch, lr)
+            config.schedule.on_step_end(self._scaled_step(), batch_wrong / self.global_batch)
             bar.update(i + 1, [("loss", loss_sum / seen), ("top1_err", wrong_sum / seen), ("lr", lr)])
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and i + 1 < steps:
-                save(i + 1, [loss_sum, wrong_sum, seen])
-        with naming_bad_images(source):
-            val = _evaluate(eval_step, strategy, _val_dataset(source, config, stats, global_batch))
-        record = {"epoch": epoch + 1, "step": step, "lr": lr, "train_loss": loss_sum / seen,
+            if config.checkpoint_every and self.step % config.checkpoint_every == 0 and i + 1 < self.steps:
+                self.save(i + 1, [loss_sum, wrong_sum, seen])
+        return lr, (loss_sum, wrong_sum, seen)
+
+    def _diverged(self, loss, lr):
+        kept = self.ckpt.latest()
+        raise TrainingDiverged(
+            f"loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}, lr {lr:g}); stopped. "
+            f"The last good checkpoint is kept: "
+            f"{'step ' + str(kept['step']) if kept else 'none yet'} in {self.ckpt.folder}. "
+            f"Lower the learning rate or check the data."
+        )
+
+    def _end_epoch(self, lr, sums):
+        """Validate, record the epoch, checkpoint it and write the logs."""
+        loss_sum, wrong_sum, seen = sums
+        with naming_bad_images(self.source):
+            val = _evaluate(self.eval_step, self.strategy,
+                            _val_dataset(self.source, self.config, self.stats, self.global_batch))
+        record = {"epoch": self.epoch + 1, "step": self.step, "lr": lr, "train_loss": loss_sum / seen,
                   "train_top1_err": wrong_sum / seen, **val}
-        history.append(record)
-        config.schedule.on_epoch_end(epoch, val["val_top1_err"])
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, logs=record)
-        epoch += 1
-        save(0, [0.0, 0.0, 0])
-        log.epoch_end(history)
-        if config.verbose:
+        self.history.append(record)
+        self.config.schedule.on_epoch_end(self.epoch, val["val_top1_err"])
+        for callback in self.callbacks:
+            callback.on_epoch_end(self.epoch, logs=record)
+        self.epoch += 1
+        self.save(0, [0.0, 0.0, 0])
+        self.log.epoch_end(self.history)
+        if self.config.verbose:
             print("  " + "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
-    if epoch < config.epochs and step > first_step and config.verbose:  # the schedule ended first: said
-        print(f"The schedule ended at step {step} (epoch {epoch} of the {config.epochs} asked; "
-              f"{config.schedule.describe()}): a larger --epochs does not extend it.")
-    seconds = time.time() - started
-    ran = step - first_step
-    if not ran and history:  # killed between the last checkpoint and its logs
-        log.epoch_end(history)
-    final = {**(history[-1] if history else {}), "epochs_run": len(history), "steps": step,
-             "steps_this_run": ran, "images_per_second": ran * global_batch / seconds if ran else None,
-             "replicas": strategy.num_replicas_in_sync, "dataset": source.name,
-             "first_step_below": runlog.first_below(config.target_error, step_log.rows, history)}
-    log.finish(final)
-    return final, model
+
+    def finish(self):
+        """The run's final record (metrics.json)."""
+        seconds = time.time() - self.started
+        ran = self.step - self.first_step
+        if not ran and self.history:  # killed between the last checkpoint and its logs
+            self.log.epoch_end(self.history)
+        final = {**(self.history[-1] if self.history else {}), "epochs_run": len(self.history), "steps": self.step,
+                 "steps_this_run": ran, "images_per_second": ran * self.global_batch / seconds if ran else None,
+                 "replicas": self.strategy.num_replicas_in_sync, "dataset": self.source.name,
+                 "first_step_below": runlog.first_below(self.config.target_error, self.step_log.rows, self.history)}
+        self.log.finish(final)
+        return final
 
 
 def make_steps(model, optimizer, strategy, *, global_batch, classes, weight_decay, decay_biases=True,
