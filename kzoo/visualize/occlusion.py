@@ -147,11 +147,6 @@ def occlusion_plot(image_display, maps, class_names=None):
     correct-class probability map, (e) the most-probable-class map (one colour per class,
     legend with `class_names` where given). Maps are drawn at the occluder centres, on
     the image's pixel scale."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import ScalarFormatter
-
     def name(c, width=24):  # ImageNet's long names: the first synonym, cut, so legends stay in their panel
         text = str(class_names[c]).split(",")[0].strip() if class_names is not None else f"class {c}"
         return text if len(text) <= width else text[: width - 1] + "…"
@@ -162,31 +157,56 @@ def occlusion_plot(image_display, maps, class_names=None):
     projected = "projection" in maps
     fig, axes = figure(1, 5 if projected else 4, size=3.2)
     axes = list(axes[0])
-    axes[0].imshow(np.clip(image_display, 0, 1))
-    answer = maps.get("unoccluded_label", maps["true_label"])
-    if answer != maps["true_label"]:  # misclassified: said in red, the panel framed
-        axes[0].set_title(f"(a) input: MISCLASSIFIED\nas {name(answer)}", fontsize=9, color="red")
-        for side in axes[0].spines.values():
-            side.set_color("red"), side.set_linewidth(3)
-    else:
-        axes[0].set_title(f"(a) input: {name(answer)}", fontsize=9)
+    _input_panel(axes[0], image_display, maps, name)
     if projected:
         c = axes.pop(2)  # (c) sits between (b) and (d), as in Fig. 6
         c.imshow(to_display(maps["projection"]))
         y, x, channel = maps["projected_unit"]
         c.set_title(f"(c) map {channel} at {(y, x)}, projected", fontsize=9)
-    panels = [(axes[1], maps["activation"], "viridis", f"(b) map {maps['feature_map']} total activation"),
-              (axes[2], maps["probability"], "jet", f"(d) p({name(maps['true_label'])})")]
-    for ax, values, cmap, title in panels:
-        shown = ax.imshow(values, cmap=cmap, extent=extent, interpolation="nearest")
-        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-        # Full tick values: an offset or a power ("+9.999e-1" when p ~ 1) would sit on the title.
-        ticks = ScalarFormatter(useOffset=False)
-        ticks.set_scientific(False)
-        bar.ax.yaxis.set_major_formatter(ticks)
-        ax.set_title(title, fontsize=9)
-    # Categorical: the LEGEND classes covering most cells get distinct colours, the rest one grey,
-    # so the panel and its legend stay readable with 1000 classes.
+    _map_panel(fig, axes[1], maps["activation"], "viridis", f"(b) map {maps['feature_map']} total activation",
+               extent)
+    _map_panel(fig, axes[2], maps["probability"], "jet", f"(d) p({name(maps['true_label'])})", extent)
+    _class_panel(axes[3], maps, name, extent)
+    for ax in fig.axes[: 5 if projected else 4]:  # the panels, not the colour bars
+        ax.set_xlim(-0.5, image_display.shape[1] - 0.5)  # imshow's pixel-centre convention
+        ax.set_ylim(image_display.shape[0] - 0.5, -0.5)
+        ax.set_xticks([]), ax.set_yticks([])  # as in Fig. 6; also keeps colourbars clear of the next panel
+    fig.subplots_adjust(wspace=0.3)
+    return fig
+
+
+def _input_panel(ax, image_display, maps, name):
+    """(a): the picture, titled with the model's answer; a misclassified one in red, framed."""
+    ax.imshow(np.clip(image_display, 0, 1))
+    answer = maps.get("unoccluded_label", maps["true_label"])
+    if answer != maps["true_label"]:
+        ax.set_title(f"(a) input: MISCLASSIFIED\nas {name(answer)}", fontsize=9, color="red")
+        for side in ax.spines.values():
+            side.set_color("red"), side.set_linewidth(3)
+    else:
+        ax.set_title(f"(a) input: {name(answer)}", fontsize=9)
+
+
+def _map_panel(fig, ax, values, cmap, title, extent):
+    """(b) or (d): a map with its colour bar, in full tick values."""
+    from matplotlib.ticker import ScalarFormatter
+
+    shown = ax.imshow(values, cmap=cmap, extent=extent, interpolation="nearest")
+    bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    # Full tick values: an offset or a power ("+9.999e-1" when p ~ 1) would sit on the title.
+    ticks = ScalarFormatter(useOffset=False)
+    ticks.set_scientific(False)
+    bar.ax.yaxis.set_major_formatter(ticks)
+    ax.set_title(title, fontsize=9)
+
+
+def _class_panel(ax, maps, name, extent):
+    """(e): the LEGEND classes covering most cells (the true class first) in distinct colours,
+    the rest one grey, so the panel and its legend stay readable with 1000 classes."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
     present, counts = np.unique(maps["label"], return_counts=True)
     shown = present[np.argsort(-counts, kind="stable")[:LEGEND]]
     shown = np.concatenate([[maps["true_label"]], shown[shown != maps["true_label"]]])[:LEGEND] \
@@ -195,18 +215,12 @@ def occlusion_plot(image_display, maps, class_names=None):
     index = np.full(maps["label"].shape, len(shown))
     for i, k in enumerate(shown):
         index[maps["label"] == k] = i
-    axes[3].imshow(index, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(shown) + 0.5, extent=extent,
-                   interpolation="nearest")
+    ax.imshow(index, cmap=ListedColormap(colours), vmin=-0.5, vmax=len(shown) + 0.5, extent=extent,
+              interpolation="nearest")
     handles = [Patch(color=c, label=name(k) + (" (true)" if k == maps["true_label"] else ""))
                for c, k in zip(colours, shown)]
     others = len(present) - len(shown)
     if others:
         handles.append(Patch(color=colours[-1], label=f"{others} other class{'es' if others > 1 else ''}"))
-    axes[3].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
-    axes[3].set_title("(e) most probable class", fontsize=9)
-    for ax in fig.axes[: 5 if projected else 4]:  # the panels, not the colour bars
-        ax.set_xlim(-0.5, image_display.shape[1] - 0.5)  # imshow's pixel-centre convention
-        ax.set_ylim(image_display.shape[0] - 0.5, -0.5)
-        ax.set_xticks([]), ax.set_yticks([])  # as in Fig. 6; also keeps colourbars clear of the next panel
-    fig.subplots_adjust(wspace=0.3)
-    return fig
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    ax.set_title("(e) most probable class", fontsize=9)
