@@ -221,6 +221,11 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         class_names = [str(i) for i in range(classes)]
     if len(class_names) != classes:
         raise ValueError(f"{len(class_names)} class names for a model with {classes} classes.")
+    return TrainedModel(model, name, preprocess, _checked_mean(mean, preprocess), list(class_names), dataset, origin)
+
+
+def _checked_mean(mean, preprocess):
+    """`mean` (None: zero) as float32 RGB or a centre-square image of 0-255 values; else a ValueError."""
     try:
         mean = np.zeros(3, np.float32) if mean is None else np.asarray(mean, np.float32)
     except (TypeError, ValueError):
@@ -232,7 +237,7 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         odd = "" if np.isfinite(mean).all() else " and NaN or infinity"
         raise ValueError(f"mean must hold 0-255 values (the training images' mean, RGB); got values from "
                          f"{np.nanmin(mean):g} to {np.nanmax(mean):g}{odd}.")
-    return TrainedModel(model, name, preprocess, mean, list(class_names), dataset, origin)
+    return mean
 
 
 def read_run_config(run_dir):

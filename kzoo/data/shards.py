@@ -176,6 +176,26 @@ def _write_shards(out, todo, splits, encode, verbose):
         yield file, {"file": file, "count": len(idx), "bytes": os.path.getsize(path), "sha256": sha256(path)}
 
 
+def _plan(out, splits, images_per_shard, cycle, done):
+    """(plan: split -> [(shard file, image indices)], records: split -> [a complete shard's
+    record kept, or None], todo: [(split, file, indices)] to write)."""
+    plan = {}
+    for name, (files, _) in splits.items():
+        groups = layout(len(files), images_per_shard, cycle)
+        plan[name] = [(shard_name(name, i, len(groups)), idx) for i, idx in enumerate(groups)]
+    records, todo = {name: [] for name in plan}, []
+    for name, shards in plan.items():
+        for file, idx in shards:
+            kept = done.get(file)
+            path = os.path.join(out, file)
+            if kept and kept["count"] == len(idx) and os.path.exists(path) and sha256(path) == kept["sha256"]:
+                records[name].append(kept)
+            else:
+                records[name].append(None)
+                todo.append((name, file, idx))
+    return plan, records, todo
+
+
 def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, quality=95, images_per_shard=1024,
             val_fraction=0.1, seed=0, verbose=1):
     """Write `data_dir`'s training and validation images into `out` as shards (module
@@ -203,20 +223,7 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
     os.makedirs(out, exist_ok=True)
     for leftover in (f for f in os.listdir(out) if f.startswith(".tmp-")):  # a killed run's partial shard
         os.remove(os.path.join(out, leftover))
-    plan = {}
-    for name, (files, _) in splits.items():
-        groups = layout(len(files), images_per_shard, settings["read_cycle"])
-        plan[name] = [(shard_name(name, i, len(groups)), idx) for i, idx in enumerate(groups)]
-    records, todo = {name: [] for name in plan}, []
-    for name, shards in plan.items():
-        for file, idx in shards:
-            kept = done.get(file)
-            path = os.path.join(out, file)
-            if kept and kept["count"] == len(idx) and os.path.exists(path) and sha256(path) == kept["sha256"]:
-                records[name].append(kept)
-            else:
-                records[name].append(None)
-                todo.append((name, file, idx))
+    plan, records, todo = _plan(out, splits, images_per_shard, settings["read_cycle"], done)
     progress = {"format": FORMAT, "settings": settings,
                 "shards": {n: [r for r in rs if r] for n, rs in records.items()}}
     if verbose:
