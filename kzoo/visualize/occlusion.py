@@ -32,6 +32,28 @@ def _is_probability(outputs):
     return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(-1), 1.0, atol=1e-3))
 
 
+def _checked(model, image, label, size, stride):
+    """(image as float32, occluder size, stride, label) with their defaults; a ValueError
+    naming what does not fit the model."""
+    image = np.asarray(image, np.float32)
+    expected = tuple(model.inputs[0].shape[1:])
+    if image.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, image.shape)):
+        raise ValueError(f"image shape {image.shape} != the model's input shape {expected}; pass one "
+                         f"(H, W, C) image resized and preprocessed for the model (no batch axis).")
+    height, width = image.shape[:2]
+    size = max(1, min(height, width) // 6) if size is None else int(size)
+    stride = max(1, size // 2) if stride is None else int(stride)
+    if size < 1 or stride < 1:
+        raise ValueError(f"occluder size ({size}) and stride ({stride}) must be >= 1.")
+    if size > height or size > width:
+        raise ValueError(f"occluder size {size} is larger than the image ({height}x{width}); "
+                         f"pass size <= {min(height, width)}.")
+    classes = model.outputs[0].shape[-1]
+    if not 0 <= int(label) < classes:
+        raise ValueError(f"label {label} is out of range: the model has {classes} classes (0..{classes - 1}).")
+    return image, size, stride, int(label)
+
+
 def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey=0.0, batch_size=64):
     """Occlusion maps of `image` (H, W, C) for class `label` (ZFNet Fig. 6 b, d, e).
 
@@ -54,23 +76,8 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
     "stride", "true_label", "unoccluded_probability" (of `label`), "unoccluded_label" (the
     most probable class of the whole image: a misclassified image is marked in the figure).
     """
-    image = np.asarray(image, np.float32)
-    expected = tuple(model.inputs[0].shape[1:])
-    if image.ndim != len(expected) or any(e is not None and e != s for e, s in zip(expected, image.shape)):
-        raise ValueError(f"image shape {image.shape} != the model's input shape {expected}; pass one "
-                         f"(H, W, C) image resized and preprocessed for the model (no batch axis).")
+    image, size, stride, label = _checked(model, image, label, size, stride)
     height, width = image.shape[:2]
-    size = max(1, min(height, width) // 6) if size is None else int(size)
-    stride = max(1, size // 2) if stride is None else int(stride)
-    if size < 1 or stride < 1:
-        raise ValueError(f"occluder size ({size}) and stride ({stride}) must be >= 1.")
-    if size > height or size > width:
-        raise ValueError(f"occluder size {size} is larger than the image ({height}x{width}); "
-                         f"pass size <= {min(height, width)}.")
-    classes = model.outputs[0].shape[-1]
-    if not 0 <= int(label) < classes:
-        raise ValueError(f"label {label} is out of range: the model has {classes} classes (0..{classes - 1}).")
-    label = int(label)
     layer = last_feature_layer(model) if layer is None else layer
     feature = get_layer(model, layer).output
     if len(feature.shape) != 4:
