@@ -168,83 +168,96 @@ def _predictions(args, trained, out):
 
 def run(args):
     """Make the figure(s) of `args.command`; returns the paths written."""
-    visualize = kzoo.visualize  # its modules (Keras) load as each command needs them
-    common = visualize.common
     trained, out = load_model(args)
-    model = trained.model
-    layer = args.layer
     if args.limit is None:
         args.limit = DEFAULT_LIMIT.get(args.command, 64)
-    if args.command == "deconv":
-        layer = layer or common.last_feature_layer(model)
-        _check_unit(args, model, layer)
-        images, _, pictures = load_inputs(args, trained, pictures=True)
-        position = tuple(args.position) if args.position else None
-        deconvnet = visualize.deconv.Deconvnet(model)
-        projections, units, values = deconvnet.project(images, layer, args.feature_map, position)
-        pages = range(0, len(images), PER_PAGE)
-        paths = []
-        for number, start in enumerate(pages, 1):  # files of PER_PAGE rows, numbered when several
-            end = start + PER_PAGE
-            fig = visualize.deconv.deconv_figure(pictures[start:end], projections[start:end], units[start:end], layer,
-                                                 names=image_names(args, len(images))[start:end])
-            name = f"deconv-{layer}-{number}.png" if len(pages) > 1 else f"deconv-{layer}.png"
-            paths.append(common.save_figure(fig, os.path.join(out, name)))
-        return paths
-    if args.command == "top9":
-        layer = layer or common.last_feature_layer(model)
-        _check_unit(args, model, layer)
-        images, _ = load_inputs(args, trained)
-        batches = (images[i : i + 32] for i in range(0, len(images), 32))
-        results = visualize.top9.top_activations(model, batches, layer, args.maps, k=9)
-        return [visualize.top9.top9_figure(results, os.path.join(out, f"top9-{layer}.png"),
-                                           title=f"{model.name} {layer}")]
-    if args.command == "occlusion":
-        _check_occlusion(args, model)
-        images, labels, pictures = load_inputs(args, trained, pictures=True)
-        occlusion = visualize.occlusion
-        deconvnet = _deconvnet(model)
-        paths = []
-        for i, image in enumerate(images):
-            label = args.label if args.label is not None else (
-                int(labels[i]) if labels is not None else int(np.argmax(model(image[None])[0])))
-            maps = occlusion.occlusion_maps(model, image, label, layer=layer, size=args.size, stride=args.stride)
-            if deconvnet is not None:  # panel (c)
-                maps.update(occlusion.strongest_map_projection(model, image, maps, deconvnet))
-            paths.append(occlusion.occlusion_figure(pictures[i], maps, os.path.join(out, f"occlusion-{i}.png"),
-                                                    class_names=trained.class_names))
-        return paths
-    if args.command == "predictions":
-        return [_predictions(args, trained, out)]
     if args.command in ("invariance", "correspondence"):  # ZFNet §4.2 Fig. 5, §4.3 Table 1 (arXiv numbering)
         # this module's image readers go along (they import each other's module otherwise)
-        return getattr(visualize, args.command).from_args(args, trained, out, sys.modules[__name__])
-    if args.command == "filters":
-        analysis = visualize.analysis
-        print(analysis.rms_report(analysis.filter_rms(model), radius=args.radius))
-        note = analysis.noise_note(model, layer)
-        if note:
-            print(note)
-        return [analysis.filter_grid_figure(model, os.path.join(out, "filters.png"), layer=layer)]
-    if args.command == "neighbours":
-        analysis = visualize.analysis
-        queries, _ = load_inputs(args, trained)
-        train, _ = load_inputs(args, trained, split="train", limit=args.train_limit)
-        if args.k > len(train):
-            raise flag_error("--k", args.k, f"at most the {len(train)} training images searched (--train-limit)")
-        idx, _ = analysis.nearest_neighbours(analysis.hidden_features(model, queries, layer),
-                                             analysis.hidden_features(model, train, layer), k=args.k)
-        return [analysis.neighbours_figure([common.to_display(q) for q in queries],
-                                           [common.to_display(t) for t in train], idx,
-                                           os.path.join(out, "neighbours.png"))]
+        return getattr(kzoo.visualize, args.command).from_args(args, trained, out, sys.modules[__name__])
+    return _FIGURES[args.command](args, trained, out)  # the visualize modules (Keras) load as each needs them
+
+
+def _deconv(args, trained, out):
+    common, model = kzoo.visualize.common, trained.model
+    layer = args.layer or common.last_feature_layer(model)
+    _check_unit(args, model, layer)
+    images, _, pictures = load_inputs(args, trained, pictures=True)
+    position = tuple(args.position) if args.position else None
+    deconvnet = kzoo.visualize.deconv.Deconvnet(model)
+    projections, units, values = deconvnet.project(images, layer, args.feature_map, position)
+    pages = range(0, len(images), PER_PAGE)
+    paths = []
+    for number, start in enumerate(pages, 1):  # files of PER_PAGE rows, numbered when several
+        end = start + PER_PAGE
+        fig = kzoo.visualize.deconv.deconv_figure(pictures[start:end], projections[start:end], units[start:end],
+                                                  layer, names=image_names(args, len(images))[start:end])
+        name = f"deconv-{layer}-{number}.png" if len(pages) > 1 else f"deconv-{layer}.png"
+        paths.append(common.save_figure(fig, os.path.join(out, name)))
+    return paths
+
+
+def _top9(args, trained, out):
+    model, top9 = trained.model, kzoo.visualize.top9
+    layer = args.layer or kzoo.visualize.common.last_feature_layer(model)
+    _check_unit(args, model, layer)
+    images, _ = load_inputs(args, trained)
+    batches = (images[i : i + 32] for i in range(0, len(images), 32))
+    results = top9.top_activations(model, batches, layer, args.maps, k=9)
+    return [top9.top9_figure(results, os.path.join(out, f"top9-{layer}.png"), title=f"{model.name} {layer}")]
+
+
+def _occlusion(args, trained, out):
+    model, occlusion = trained.model, kzoo.visualize.occlusion
+    _check_occlusion(args, model)
+    images, labels, pictures = load_inputs(args, trained, pictures=True)
+    deconvnet = _deconvnet(model)
+    paths = []
+    for i, image in enumerate(images):
+        label = args.label if args.label is not None else (
+            int(labels[i]) if labels is not None else int(np.argmax(model(image[None])[0])))
+        maps = occlusion.occlusion_maps(model, image, label, layer=args.layer, size=args.size, stride=args.stride)
+        if deconvnet is not None:  # panel (c)
+            maps.update(occlusion.strongest_map_projection(model, image, maps, deconvnet))
+        paths.append(occlusion.occlusion_figure(pictures[i], maps, os.path.join(out, f"occlusion-{i}.png"),
+                                                class_names=trained.class_names))
+    return paths
+
+
+def _filters(args, trained, out):
+    analysis, model = kzoo.visualize.analysis, trained.model
+    print(analysis.rms_report(analysis.filter_rms(model), radius=args.radius))
+    note = analysis.noise_note(model, args.layer)
+    if note:
+        print(note)
+    return [analysis.filter_grid_figure(model, os.path.join(out, "filters.png"), layer=args.layer)]
+
+
+def _neighbours(args, trained, out):
+    analysis, common, model = kzoo.visualize.analysis, kzoo.visualize.common, trained.model
+    queries, _ = load_inputs(args, trained)
+    train, _ = load_inputs(args, trained, split="train", limit=args.train_limit)
+    if args.k > len(train):
+        raise flag_error("--k", args.k, f"at most the {len(train)} training images searched (--train-limit)")
+    idx, _ = analysis.nearest_neighbours(analysis.hidden_features(model, queries, args.layer),
+                                         analysis.hidden_features(model, train, args.layer), k=args.k)
+    return [analysis.neighbours_figure([common.to_display(q) for q in queries],
+                                       [common.to_display(t) for t in train], idx,
+                                       os.path.join(out, "neighbours.png"))]
+
+
+def _responses(args, trained, out):
     results = {}
     for i in range(len(args.run_dir or args.model)):
         trained_i = load_model(args, i)[0] if i else trained
         model_i = trained_i.model
         images, _ = load_inputs(args, trained_i)
         label = model_i.name if model_i.name not in results else f"{model_i.name} ({i + 1})"
-        results[label] = visualize.analysis.layer_responses(model_i, images)
-    return [visualize.analysis.responses_figure(results, os.path.join(out, "responses.png"))]
+        results[label] = kzoo.visualize.analysis.layer_responses(model_i, images)
+    return [kzoo.visualize.analysis.responses_figure(results, os.path.join(out, "responses.png"))]
+
+
+_FIGURES = {"deconv": _deconv, "top9": _top9, "occlusion": _occlusion, "predictions": lambda a, t, o: [
+    _predictions(a, t, o)], "filters": _filters, "neighbours": _neighbours, "responses": _responses}
 
 
 # The flags of one or a few commands: given to another, they are refused rather than ignored.
