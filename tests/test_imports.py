@@ -107,3 +107,13 @@ def test_list_models_keeps_the_papers_order_whichever_builder_came_first(fresh_p
     assert names.split()[:6] == ["alexnet", "zfnet", "overfeat_fast", "overfeat_accurate", "resnet18", "plain18"]
     assert names.split()[-3:] == ["resnet110", "plain110", "resnet1202"] and len(names.split()) == 22
     assert overfeat.split() == ["overfeat_fast", "overfeat_accurate"]
+
+
+def test_no_function_is_over_60_lines():
+    """Issue 29's rule: a function that does one thing fits on a screen (docstring included)."""
+    long = []
+    for path in sorted((ROOT / "kzoo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert long == []

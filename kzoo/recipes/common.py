@@ -176,7 +176,12 @@ def build_parser(recipe):
     parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
                         help="a paper option of the model's builder (repeatable), e.g. towers=1, lrn=false, "
                              "shortcut=A, remove_layers=3,4; recorded in the run's config")
-    data = parser.add_argument_group("data")
+    _data_flags(parser.add_argument_group("data"), recipe)
+    _run_flags(parser.add_argument_group("run"))
+    return parser
+
+
+def _data_flags(data, recipe):
     data.add_argument("--dataset", help="tensorflow-datasets name (imagenet2012, imagenette, caltech101, "
                       "cifar10, ...); default: the built-in digits, or --data-dir's class folders")
     data.add_argument("--data-dir", help="tfds data_dir for --dataset, or a folder of class sub-folders "
@@ -195,7 +200,9 @@ def build_parser(recipe):
                            "train on the rest, leaving the data's own validation or test set unused (ResNet §4.2's "
                            "45k/5k split for tuning: --val-split 5000 on cifar10); recorded in the run's config "
                            "and identity")
-    run = parser.add_argument_group("run")
+
+
+def _run_flags(run):
     run.add_argument("--run-dir", help="where checkpoints, logs and curves go; rerunning the same "
                      "command resumes there (default runs/<recipe>-<model>-<dataset>)")
     run.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the paper's)")
@@ -228,7 +235,6 @@ def build_parser(recipe):
     run.add_argument("--smoke", action="store_true", help="a few steps, seconds long: checks the set-up")
     run.add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")
     add_verbose_flag(run)
-    return parser
 
 
 def recipe_preprocess(recipe, model_name, demo, input_size=None):

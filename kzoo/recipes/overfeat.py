@@ -107,9 +107,37 @@ def _say(flags, what, fix):
     return f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} {what}; {fix}."
 
 
+def _detection_run_dir(args, name):
+    """--run-dir, or runs/overfeat-MODEL-DATA-detect[-no-background][-seedN][-smoke]."""
+    data = os.path.basename(os.path.normpath(args.data_dir)) if args.data_dir else "scenes"
+    return args.run_dir or os.path.join(
+        "runs", f"overfeat-{name}-{data}-detect{'' if args.background else '-no-background'}"
+                f"{f'-seed{args.seed}' if args.seed else ''}" + ("-smoke" if args.smoke else ""))
+
+
+def _detection_scenes(args, entry):
+    """({"train", "val"} scenes, window size) of --data-dir/--boxes or the built-in scenes, cut
+    to --limit and checked to hold every class in both splits."""
+    scenes_module = kzoo.data.scenes  # loaded now: --help loads neither Keras nor TF
+    if args.data_dir:
+        if not args.boxes:
+            raise ValueError("--data-dir needs --boxes: a CSV (image,x1,y1,x2,y2,class) or a folder of "
+                             "VOC/ILSVRC XML annotations, several objects per image.")
+        data = scenes_module.folder_scenes(args.data_dir, args.boxes, seed=args.seed)
+        size = args.input_size or entry.default_size
+    else:
+        size = args.input_size or RECIPE.demo_crop
+        train, val = SMOKE["scenes"] if args.smoke else DETECTION_DEFAULTS["scenes"]
+        data = scenes_module.builtin_scenes(train, val, size=3 * size, seed=args.seed)  # objects: 0.45-0.75 window
+    if args.limit:
+        data = {split: scenes_module.Scenes(part.name, part.images[: args.limit], part.objects[: args.limit],
+                                            part.class_names) for split, part in data.items()}
+    scenes_module.check_splits(data, "--seed or --limit" if args.data_dir else "--limit")
+    return data, size
+
+
 def detect_main(parser, args):
     """--detect: train the detector on the scenes, save it and its metrics in RUN/detection."""
-    detect, scenes_module = kzoo.evaluate.detect, kzoo.data.scenes  # loaded now: --help loads neither Keras nor TF
     refused = _given(parser, args, NOT_FOR_DETECTION)
     if args.localize:
         parser.error("--localize and --detect are two tasks; give one.")
@@ -126,30 +154,14 @@ def detect_main(parser, args):
                      f"per side); expected at most {BUILTIN_MAX_INPUT}, or give --data-dir DIR --boxes BOXES.")
     name = f"overfeat_{args.model or 'fast'}"
     entry = kzoo.registry.get_entry(name)
-    run_dir = args.run_dir or os.path.join(
-        "runs", f"overfeat-{name}-{os.path.basename(os.path.normpath(args.data_dir)) if args.data_dir else 'scenes'}"
-        f"-detect{'' if args.background else '-no-background'}{f'-seed{args.seed}' if args.seed else ''}"
-        + ("-smoke" if args.smoke else ""))
-    folder = os.path.join(run_dir, "detection")
+    detect = kzoo.evaluate.detect  # loaded now: --help loads neither Keras nor TF
+    folder = os.path.join(_detection_run_dir(args, name), "detection")
     if os.path.exists(folder):  # a detector is minutes to hours of training: never replaced unasked
         parser.exit(2, f"error: {folder!r} already holds a detector; give another --run-dir, or move that folder "
                        f"away to train again.\n")
     try:
         check_input_size(args.input_size, [name])
-        if args.data_dir:
-            if not args.boxes:
-                raise ValueError("--data-dir needs --boxes: a CSV (image,x1,y1,x2,y2,class) or a folder of "
-                                 "VOC/ILSVRC XML annotations, several objects per image.")
-            data = scenes_module.folder_scenes(args.data_dir, args.boxes, seed=args.seed)
-            size = args.input_size or entry.default_size
-        else:
-            size = args.input_size or RECIPE.demo_crop
-            train, val = SMOKE["scenes"] if args.smoke else DETECTION_DEFAULTS["scenes"]
-            data = scenes_module.builtin_scenes(train, val, size=3 * size, seed=args.seed)  # objects: 0.45-0.75 window
-        if args.limit:
-            data = {split: scenes_module.Scenes(part.name, part.images[: args.limit], part.objects[: args.limit],
-                                                part.class_names) for split, part in data.items()}
-        scenes_module.check_splits(data, "--seed or --limit" if args.data_dir else "--limit")
+        data, size = _detection_scenes(args, entry)
         smoke = SMOKE if args.smoke else {}
         given = parser.given.__contains__  # a flag on the command line beats --smoke, even at its default
         epochs = args.epochs or smoke.get("epochs") or DETECTION_DEFAULTS["epochs"]
@@ -181,10 +193,14 @@ def detect_main(parser, args):
     metrics.update(settings, train_images=len(scenes.images), model=name, background=args.background)
     detect.save_detector(detector, folder, name, {}, settings,
                          results=(metrics, detect.results_table(metrics)))
-    print(detect.results_table(metrics))
-    print(f"Mean AP {metrics['mean_average_precision']:.1%} (IoU >= 0.5) on {metrics['val_images']} {scenes.name} "
-          f"validation images; without the merge {metrics['mean_ap_unmerged']:.1%}. Detector and results: {folder}/")
+    _report_detection(detect, metrics, scenes.name, folder)
     return 0
+
+
+def _report_detection(detect, metrics, data, folder):
+    print(detect.results_table(metrics))
+    print(f"Mean AP {metrics['mean_average_precision']:.1%} (IoU >= 0.5) on {metrics['val_images']} {data} "
+          f"validation images; without the merge {metrics['mean_ap_unmerged']:.1%}. Detector and results: {folder}/")
 
 
 def main(argv=None):

@@ -54,6 +54,21 @@ def _checked(model, image, label, size, stride):
     return image, size, stride, int(label)
 
 
+def _occluded(run, image, corners, size, grey, batch_size):
+    """`run`'s (per-map totals, outputs) for `image` with a `size` square of `grey` at each of
+    `corners` ((N, 2) top-left y, x), `batch_size` copies per pass."""
+    totals, outputs = [], []
+    for begin in range(0, len(corners), batch_size):
+        chunk = corners[begin : begin + batch_size]
+        batch = np.repeat(image[None], len(chunk), axis=0)
+        for copy, (y, x) in zip(batch, chunk):
+            copy[y : y + size, x : x + size] = grey
+        chunk_totals, chunk_outputs = run(batch)
+        totals.append(chunk_totals)
+        outputs.append(chunk_outputs)
+    return np.concatenate(totals), np.concatenate(outputs)
+
+
 def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey=0.0, batch_size=64):
     """Occlusion maps of `image` (H, W, C) for class `label` (ZFNet Fig. 6 b, d, e).
 
@@ -98,20 +113,11 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
 
     ys, xs = _starts(height, size, stride), _starts(width, size, stride)
     positions = np.array([[(y, x) for x in xs] for y in ys], np.int64)
-    flat = positions.reshape(-1, 2)
-    activation, probs = [], []
-    for begin in range(0, len(flat), batch_size):
-        chunk = flat[begin : begin + batch_size]
-        batch = np.repeat(image[None], len(chunk), axis=0)
-        for copy, (y, x) in zip(batch, chunk):
-            copy[y : y + size, x : x + size] = grey
-        chunk_totals, chunk_outputs = run(batch)
-        activation.append(chunk_totals[:, feature_map])
-        probs.append(to_prob(chunk_outputs))
-    probs = np.concatenate(probs)
+    activation, probs = _occluded(run, image, positions.reshape(-1, 2), size, grey, batch_size)
+    activation, probs = activation[:, feature_map], to_prob(probs)
     grid = positions.shape[:2]
     return {
-        "activation": np.concatenate(activation).reshape(grid),
+        "activation": activation.reshape(grid),
         "probability": probs[:, label].reshape(grid),
         "label": np.argmax(probs, axis=-1).reshape(grid),
         "feature_map": feature_map,
