@@ -117,3 +117,31 @@ def test_no_function_is_over_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
     assert long == []
+
+
+def _private_uses(path):
+    """`from kzoo... import _name`, and `module._name` or `kzoo...._name` for a kzoo module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
+    modules, found = {"kzoo"}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kzoo"):
+            modules.update(alias.asname or alias.name for alias in node.names)
+            found += [f"{node.lineno}: from {node.module} import {a.name}" for a in node.names if private(a.name)]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in modules:
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_private_name_is_used_across_modules(tmp_path):
+    offending = [f"{path.relative_to(ROOT)}:{use}" for path in sorted((ROOT / "kzoo").rglob("*.py"))
+                 for use in _private_uses(path)]
+    assert offending == []
+    sample = tmp_path / "m.py"  # the rule sees both forms
+    sample.write_text("from kzoo.data import sources\nfrom kzoo.evaluate.fcn import _x\nsources._op_message(1)\n")
+    assert _private_uses(sample) == ["2: from kzoo.evaluate.fcn import _x", "3: sources._op_message"]

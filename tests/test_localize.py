@@ -128,13 +128,13 @@ def test_overfeat_recipe_localizes_an_image_folder_with_a_box_file(tmp_path, sha
 
 
 def test_windows_are_scored_and_featured_in_one_pass_equal_to_two():
-    from kzoo.evaluate.localize import Localizer, _in_batches, box_regressor, feature_model
+    from kzoo.evaluate.localize import Localizer, in_batches, box_regressor, feature_model
 
     model = kzoo.overfeat_fast(input_shape=(80, 80, 3), classes=3)
     features = feature_model(model)
     localizer = Localizer(features, box_regressor(features.outputs[0].shape[1:], 3, (8,)), 80, 3, classifier=model)
     x = np.random.default_rng(0).normal(0, 50, (5, 80, 80, 3)).astype("float32")  # 5 rows: padded to 8
-    maps, probs = _in_batches(localizer._scored, x)
+    maps, probs = in_batches(localizer._scored, x)
     assert maps.shape == (5, *features.outputs[0].shape[1:]) and probs.shape == (5, 3)
     np.testing.assert_allclose(maps, keras.ops.convert_to_numpy(features(x)["pool5"]), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(probs, keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-6)

@@ -167,7 +167,7 @@ def _write_shards(out, todo, splits, encode, verbose):
                         said = sources.reader_error(err)
                         if said is None:
                             bad = sources.find_undecodable([splits[name][0][i] for i in idx])
-                            said = f"{bad!r} cannot be decoded" if bad else sources._op_message(err)
+                            said = f"{bad!r} cannot be decoded" if bad else sources.op_message(err)
                         raise ValueError(f"{said.rstrip('.')}, then rerun (finished shards are "
                                          f"kept).") from None
                     writer.write(_example(encoded, label, shape))

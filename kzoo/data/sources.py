@@ -153,7 +153,7 @@ def _pixels(image):
     return tf.ensure_shape(image, [None, None, 3])
 
 
-def _op_message(err):
+def op_message(err):
     """A TF op error's own words, without the op's node name and call site."""
     text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*", "", err.message.strip().splitlines()[0])
     return text.strip().rstrip(".")
@@ -256,12 +256,12 @@ def naming_bad_images(source):
         if source.prepared:
             kzoo.data.shards.verify(source.prepared["root"], source.prepared)  # names a changed shard
             raise ValueError(f"a record of the prepared shards {source.prepared['root']!r} failed "
-                             f"({_op_message(err)}); prepare them again.") from err
+                             f"({op_message(err)}); prepare them again.") from err
         said = reader_error(err)
         if said:
             raise ValueError(f"an image of {source.name!r} failed: {said}") from err
         bad = find_undecodable(source.files or [])
-        what = f"{bad!r} cannot be decoded; remove or replace it" if bad else _op_message(err)
+        what = f"{bad!r} cannot be decoded; remove or replace it" if bad else op_message(err)
         raise ValueError(f"an image of {source.name!r} failed: {what}.") from err
 
 

@@ -11,8 +11,9 @@ import numpy as np
 
 import keras
 
-from kzoo.evaluate.fcn import _layer_index, apply_chain, classifier_on_windows, cover_crop, feature_chain
+from kzoo.evaluate.fcn import apply_chain, classifier_on_windows, cover_crop, feature_chain, layer_index
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
+from kzoo.utils.values import as_pair
 
 # Table 5 (accurate model): input height x width per scale, and the classifier map each
 # offset gives there; dense_input_sizes derives the first from the second for any model.
@@ -20,9 +21,9 @@ TABLE5_SCALES = ((245, 245), (281, 317), (317, 389), (389, 461), (425, 497), (46
 TABLE5_MAPS = ((1, 1), (2, 3), (3, 5), (5, 7), (6, 8), (7, 10))
 
 
-def _last_pool(model):
+def last_pool(model):
     """(index of Flatten, the max-pooling before it), checked to be non-overlapping."""
-    flatten = _layer_index(model, "flatten", "dense evaluation")
+    flatten = layer_index(model, "flatten", "dense evaluation")
     pool = model.layers[flatten - 1]
     if not isinstance(pool, keras.layers.MaxPooling2D) or tuple(pool.pool_size) != tuple(pool.strides):
         raise ValueError(
@@ -36,7 +37,7 @@ def _last_pool(model):
 
 def dense_model(model):
     """OverFeat `model` (include_top=True) -> any input -> interleaved class-score map."""
-    flatten, pool = _last_pool(model)
+    flatten, pool = last_pool(model)
     size = tuple(pool.pool_size)
     inputs = keras.Input((None, None, model.inputs[0].shape[-1]))
     x = apply_chain(feature_chain(model, flatten - 1), inputs)
@@ -55,7 +56,7 @@ def dense_input_sizes(model, maps=TABLE5_MAPS):
     (3 * 5 + 2 = 17 for Table 5's first row); each layer below is inverted to the
     smallest input giving its output, so no stride drops a pixel.
     """
-    flatten, pool = _last_pool(model)
+    flatten, pool = last_pool(model)
     window = model.layers[flatten].input.shape[1:3]  # the classifier's receptive field, in pooled units
     sizes = []
     for row in maps:
@@ -77,8 +78,8 @@ def _smallest_input(layer, axis, length):
         return length - sum(layer.padding[axis])
     kernel = getattr(layer, "pool_size", None) or getattr(layer, "kernel_size", None)
     if kernel is not None and getattr(layer, "padding", None) in ("valid", "same"):
-        kernel, stride = _pair(kernel)[axis], _pair(layer.strides)[axis]
-        kernel = (kernel - 1) * _pair(getattr(layer, "dilation_rate", 1))[axis] + 1
+        kernel, stride = as_pair(kernel)[axis], as_pair(layer.strides)[axis]
+        kernel = (kernel - 1) * as_pair(getattr(layer, "dilation_rate", 1))[axis] + 1
         return (length - 1) * stride + (kernel if layer.padding == "valid" else 1)
     probe = (None, 9, 11, *layer.input.shape[3:])  # any other layer must keep the spatial size
     if tuple(layer.compute_output_shape(probe)[1:3]) != (9, 11):
@@ -86,10 +87,6 @@ def _smallest_input(layer, axis, length):
                          f"({type(layer).__name__}): it changes the spatial size and is not a convolution, "
                          f"pooling or ZeroPadding2D layer.")
     return length
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def dense_scores(dense, images, flips=True):

@@ -33,10 +33,11 @@ import keras
 import numpy as np
 
 from kzoo import preprocessing
-from kzoo.evaluate.dense import _last_pool, _pair
+from kzoo.evaluate.dense import last_pool
 from kzoo.evaluate.fcn import apply_chain, classifier_on_windows, feature_chain
-from kzoo.evaluate.localize import _in_batches, box_regressor, merge_boxes, train_regressor
+from kzoo.evaluate.localize import box_regressor, in_batches, merge_boxes, train_regressor
 from kzoo.evaluate.precision import detection_mean_average_precision
+from kzoo.utils.values import as_pair
 from kzoo.evaluate.transfer import write_results
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 from kzoo.registry import create_model
@@ -125,11 +126,11 @@ def sample_windows(images, objects, size, scales, per_object=4, negatives=4, bac
 def feature_stride(model):
     """Input pixels between neighbouring positions of the map before the last pooling: one
     step of the dense (offset-pooled, interleaved) map."""
-    flatten, _ = _last_pool(model)
+    flatten, _ = last_pool(model)
     stride = 1
     for layer in model.layers[1 : flatten - 1]:
         if hasattr(layer, "strides"):
-            stride *= _pair(layer.strides)[0]
+            stride *= as_pair(layer.strides)[0]
     return stride
 
 
@@ -162,7 +163,7 @@ class Detector:
         self.class_names = list(class_names)
         self.size = classifier.inputs[0].shape[1]
         self.stride = feature_stride(classifier)
-        flatten, pool = _last_pool(classifier)
+        flatten, pool = last_pool(classifier)
         self.shared = not pads(classifier, flatten - 1) if shared is None else bool(shared)
         self._chain = feature_chain(classifier, flatten - 1)
         self._pool_size = tuple(pool.pool_size)
@@ -192,7 +193,7 @@ class Detector:
             crops = np.stack([image[r * self.stride : r * self.stride + self.size,
                                     c * self.stride : c * self.stride + self.size]
                               for r in range(rows) for c in range(cols)])
-            probs, boxes = _in_batches(self._windows, crops)
+            probs, boxes = in_batches(self._windows, crops)
             probs, boxes = probs.reshape(rows, cols, -1), boxes.reshape(rows, cols, -1)
         rows, cols = probs.shape[:2]
         boxes = boxes.reshape(rows, cols, -1, 4) * self.size

@@ -27,7 +27,7 @@ def with_input_shape(model, shape=(None, None, 3)):
     return clone
 
 
-def _layer_index(model, name, what):
+def layer_index(model, name, what):
     names = [layer.name for layer in model.layers]
     if name not in names:
         raise ValueError(
@@ -97,7 +97,7 @@ def fully_convolutional(model):
         outputs = conv(features)
         conv.set_weights([kernel.reshape(1, 1, *kernel.shape), bias])
         return keras.Model(clone.inputs[0], outputs, name=f"{model.name}_fcn")
-    flatten = _layer_index(model, "flatten", "fully_convolutional")
+    flatten = layer_index(model, "flatten", "fully_convolutional")
     x = apply_chain(feature_chain(model, flatten), inputs)
     return keras.Model(inputs, classifier_on_windows(model, flatten)(x), name=f"{model.name}_fcn")
 

@@ -16,7 +16,7 @@ import keras
 
 from kzoo import preprocessing
 from kzoo.data.boxes import boxed_examples
-from kzoo.evaluate.fcn import _layer_index
+from kzoo.evaluate.fcn import layer_index
 from kzoo.evaluate.precision import iou
 from kzoo.inference import load
 from kzoo.models.features import feature_extractor
@@ -91,14 +91,14 @@ def merge_boxes(boxes, scores, threshold, match="paper", weighted=False):
 def feature_model(model):
     """`model`'s frozen layers up to its pooled layer-5 map (the input of `flatten`):
     a `feature_extractor` whose one output is that map."""
-    flatten = model.layers[_layer_index(model, "flatten", "localization")]
+    flatten = model.layers[layer_index(model, "flatten", "localization")]
     pooled = next(layer.name for layer in model.layers if layer.output is flatten.input)
     features = feature_extractor(model, [pooled])
     features.trainable = False
     return features
 
 
-def _in_batches(model, x, most=64):
+def in_batches(model, x, most=64):
     """`model`'s outputs on `x` (an array, or a list of arrays for several outputs), compiled,
     in batches of at most `most` rows, each padded to a power of two: a handful of input
     shapes whatever the number of windows (eager calls on a new batch size each image ran
@@ -199,14 +199,14 @@ class Localizer:
             classifier.inputs[0], [features.outputs[0], classifier.outputs[0]], name="scored_features")
 
     def _boxes(self, features, labels=None):
-        out = _in_batches(self.regressor, features)
+        out = in_batches(self.regressor, features)
         out = out.reshape(len(out), -1, 4)
         picks = np.zeros(len(out), int) if labels is None or not self.classes else np.asarray(labels)
         return out[np.arange(len(out)), picks] * self.size
 
     def predict(self, windows, labels=None):
         """Boxes (N, 4) in window pixels; the given (or only) class's box."""
-        return self._boxes(_in_batches(self.features, np.asarray(windows, "float32")), labels)
+        return self._boxes(in_batches(self.features, np.asarray(windows, "float32")), labels)
 
     def localize(self, image, label=0, scales=(1.0,), stride=None, threshold=None):
         """Slide windows over `image` at `scales`, predict a box per window (in image
@@ -248,9 +248,9 @@ class Localizer:
     def _merged(self, pending, crops, threshold, progress):
         crops = np.stack(crops)
         if self._scored is None:
-            features, probs = _in_batches(self.features, crops), None
+            features, probs = in_batches(self.features, crops), None
         else:
-            features, probs = _in_batches(self._scored, crops)
+            features, probs = in_batches(self._scored, crops)
         window_labels = np.concatenate([np.full(len(windows), label) for _, label, windows in pending])
         predicted = self._boxes(features, window_labels)
         threshold = self.size if threshold is None else threshold
@@ -312,7 +312,7 @@ def localize_run(run_dir, source, epochs=30, hidden=(4096, 1024), class_specific
     progress = progress_bar(len(prepared), unit_name="image")
     top5s = []
     for i in range(0, len(val_images), 64):  # the validated centre views, 64 images a call
-        top5s += list(np.argsort(-_in_batches(model, trained.preprocess(val_images[i : i + 64])), axis=1)[:, :5])
+        top5s += list(np.argsort(-in_batches(model, trained.preprocess(val_images[i : i + 64])), axis=1)[:, :5])
     boxes = localizer.localize_many(prepared, val_labels if classes else np.zeros(len(prepared), int),
                                     scales=scales, threshold=threshold, progress=progress)
     for box, ratio, true_box, label, top5 in zip(boxes, ratios, val_boxes, val_labels, top5s):

@@ -20,6 +20,7 @@ import keras
 
 from kzoo.layers import CeilPadding2D, LocalResponseNormalization, TowerConv2D, ZeroPadShortcut
 from kzoo.models.features import feature_extractor
+from kzoo.utils.values import as_pair
 from kzoo.visualize.common import figure, get_layer, to_display
 
 
@@ -169,10 +170,6 @@ def deconv_figure(pictures, projections, units, layer, names=None):
     return fig
 
 
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
 def _same_pad(length, k, s):
     out = -(-length // s)
     return max((out - 1) * s + k - length, 0) // 2
@@ -203,8 +200,8 @@ def _through(lyr, axis, field, length):
     jump, size, start = field
     if isinstance(lyr, (keras.layers.Conv2D, TowerConv2D, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
         cfg = lyr.get_config()
-        k = _pair(cfg["kernel_size"] if "kernel_size" in cfg else cfg["pool_size"])[axis]
-        s = _pair(cfg["strides"])[axis]
+        k = as_pair(cfg["kernel_size"] if "kernel_size" in cfg else cfg["pool_size"])[axis]
+        s = as_pair(cfg["strides"])[axis]
         pad = _same_pad(length, k, s) if cfg["padding"] == "same" else 0
         return jump * s, size + (k - 1) * jump, start + ((k - 1) / 2 - pad) * jump
     if isinstance(lyr, keras.layers.ZeroPadding2D):

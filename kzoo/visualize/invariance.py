@@ -32,7 +32,7 @@ import keras
 from kzoo.utils.files import atomic_write
 from kzoo.visualize.common import (feature_layers, figure, get_layer, grid, hidden_layer, save_figure,
                                    stage_layers)
-from kzoo.visualize.occlusion import _is_probability
+from kzoo.visualize.occlusion import is_probability
 
 TRANSFORMS = ("translate", "scale", "rotate")
 UNITS = {"translate": "vertical shift (pixels, + is down)", "scale": "scale factor",
@@ -153,7 +153,7 @@ def invariance(model, images, transforms=TRANSFORMS, values=None, layers=None, l
         raise ValueError("layers is empty; name at least one layer, or pass None for layers 1, 7 and the output.")
     probe = _probe(model, layers)
     originals = _run(probe, images, batch_size)
-    logits = not _is_probability(originals[-1])
+    logits = not is_probability(originals[-1])
     to_prob = (lambda o: keras.ops.convert_to_numpy(keras.ops.softmax(o, axis=-1))) if logits else (lambda o: o)
     classes = originals[-1].shape[-1]
     if labels is None:

@@ -28,7 +28,7 @@ def _starts(extent, size, stride):
     return starts
 
 
-def _is_probability(outputs):
+def is_probability(outputs):
     return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(-1), 1.0, atol=1e-3))
 
 
@@ -107,7 +107,7 @@ def occlusion_maps(model, image, label, layer=None, size=None, stride=None, grey
         return keras.ops.convert_to_numpy(totals), keras.ops.convert_to_numpy(outputs)
 
     totals, outputs = run(image[None])
-    logits = not _is_probability(outputs)
+    logits = not is_probability(outputs)
     to_prob = (lambda o: keras.ops.convert_to_numpy(keras.ops.softmax(o, axis=-1))) if logits else (lambda o: o)
     feature_map = int(np.argmax(totals[0]))
 
