@@ -159,7 +159,7 @@ def _predictions(args, trained, out):
     images, labels, pictures = load_inputs(args, trained, pictures=True)
     if given is not None:
         labels = given[: len(images)]
-    titles = [os.path.basename(f) for f in image_files.files(args.images, "--images")[: len(images)]] if args.images else None
+    titles = image_names(args, len(images)) if args.images else None
     probabilities = trained.model.predict(images, batch_size=32, verbose=0)
     return kzoo.visualize.predictions.predictions_figure(pictures, trained.decode(probabilities, top=5),
                                                         os.path.join(out, "predictions.png"), labels=labels,
@@ -185,12 +185,12 @@ def _deconv(args, trained, out):
     position = tuple(args.position) if args.position else None
     deconvnet = kzoo.visualize.deconv.Deconvnet(model)
     projections, units, values = deconvnet.project(images, layer, args.feature_map, position)
-    pages = range(0, len(images), PER_PAGE)
+    pages, names = range(0, len(images), PER_PAGE), image_names(args, len(images))  # the folders walked once
     paths = []
     for number, start in enumerate(pages, 1):  # files of PER_PAGE rows, numbered when several
         end = start + PER_PAGE
         fig = kzoo.visualize.deconv.deconv_figure(pictures[start:end], projections[start:end], units[start:end],
-                                                  layer, names=image_names(args, len(images))[start:end])
+                                                  layer, names=names[start:end])
         name = f"deconv-{layer}-{number}.png" if len(pages) > 1 else f"deconv-{layer}.png"
         paths.append(common.save_figure(fig, os.path.join(out, name)))
     return paths
