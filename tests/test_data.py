@@ -261,7 +261,8 @@ def test_bad_box_files_name_the_problem(tmp_path):
 
 
 def test_image_folder_with_boxes_pairs_each_image_with_its_box(tmp_path, shapes_folder):
-    from kzoo.data.boxes import SHAPE_COLOURS, boxed_examples
+    from kzoo.data.boxes import SHAPE_COLOURS
+    from kzoo.data.sources import boxed_examples
 
     shapes_folder(tmp_path / "data", tmp_path / "boxes.csv", n=24, with_box=20)
     source = load_source(None, str(tmp_path / "data"), boxes=str(tmp_path / "boxes.csv"))

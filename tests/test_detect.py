@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kzoo.evaluate.precision import detection_average_precision, detection_mean_average_precision, iou
+from kzoo.evaluate.metrics import detection_average_precision, detection_mean_average_precision, iou
 
 A, B = (0, 0, 10, 10), (20, 20, 30, 30)
 
@@ -111,9 +111,9 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kzoo.data.scenes import builtin_scenes, folder_scenes, generated_scenes  # noqa: E402
-from kzoo.evaluate.detect import (Detector, evaluate_detector, feature_stride, mine_hard_negatives,  # noqa: E402
+from kzoo.tasks.detection import (Detector, evaluate_detector, feature_stride, mine_hard_negatives,  # noqa: E402
                                   sample_windows, train_detector)
-from kzoo.evaluate.localize import box_regressor  # noqa: E402
+from kzoo.tasks.localization import box_regressor  # noqa: E402
 
 
 def tiny_overfeat(classes, size=64, seed=0, padding="valid"):
@@ -287,7 +287,7 @@ def test_a_trained_detector_finds_the_objects_and_the_merge_and_the_background_c
 def test_the_detect_recipe_on_builtin_scenes_saves_a_detector_that_reloads(tmp_path, capsys):
     import json
 
-    from kzoo.evaluate.detect import load_detector
+    from kzoo.tasks.detection import load_detector
     from kzoo.recipes import overfeat
 
     run = tmp_path / "run"

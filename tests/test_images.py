@@ -259,7 +259,7 @@ def test_damaged_files_are_named_with_a_reason_a_person_can_act_on(tmp_path):
 
 
 def test_what_a_review_found_in_the_reader(tmp_path):
-    from kzoo.data.sources import decode_bytes, decode_file
+    from kzoo.data.tfdata import decode_bytes, decode_file
 
     # stray bytes between JPEG segments: libjpeg and Pillow skip them, so does the header reader
     jpeg = _encoded(RGB, "JPEG", quality=90)

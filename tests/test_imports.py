@@ -145,3 +145,91 @@ def test_no_private_name_is_used_across_modules(tmp_path):
     sample = tmp_path / "m.py"  # the rule sees both forms
     sample.write_text("from kzoo.data import sources\nfrom kzoo.evaluate.fcn import _x\nsources._op_message(1)\n")
     assert _private_uses(sample) == ["2: from kzoo.evaluate.fcn import _x", "3: sources._op_message"]
+
+
+def _stub_names(path):
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign):
+            names.add(node.target.id)
+    return names
+
+
+def test_each_lazy_package_has_a_stub_naming_exactly_what_it_holds():
+    import importlib
+    import pkgutil
+
+    lazy = [p for p in sorted((ROOT / "kzoo").rglob("__init__.py")) if "lazy_exports(" in p.read_text()]
+    assert len(lazy) >= 10  # kzoo, data, evaluate, models, recipes, tasks, train, tune, utils, visualize, weights
+    for init in lazy:
+        package = ".".join(init.parent.relative_to(ROOT).parts)
+        module = importlib.import_module(package)
+        held = {m.name for m in pkgutil.iter_modules(module.__path__) if not m.name.startswith("_")}
+        held |= set(getattr(module, "_EXPORTS", {}))
+        held |= {name for name, value in vars(module).items() if not name.startswith("_")
+                 and getattr(value, "__module__", None) == package}
+        held |= {name for name in ("__version__",) if name in vars(module)}
+        stub = init.with_suffix(".pyi")
+        assert stub.is_file(), f"{stub} is missing: run python dev/stubs.py"
+        declared = _stub_names(stub)
+        assert declared >= held, f"{stub} lacks {sorted(held - declared)}: run python dev/stubs.py"
+        assert not declared - held - {"MANIFEST", "FIELDS"}, f"{stub} names {sorted(declared - held)}, gone"
+
+
+def _kzoo_edges():
+    """{module: modules it imports or names as kzoo.a.b attributes}, over every kzoo module."""
+    modules = {".".join(p.with_suffix("").relative_to(ROOT).parts).removesuffix(".__init__"): p
+               for p in (ROOT / "kzoo").rglob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        tree, found = ast.parse(path.read_text(encoding="utf-8")), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kzoo"):
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                          for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("kzoo.")}
+            elif isinstance(node, ast.Attribute):  # kzoo.data.sources.load_source, as lazy loading resolves it
+                parts, value = [node.attr], node.value
+                while isinstance(value, ast.Attribute):
+                    parts, value = [value.attr, *parts], value.value
+                if isinstance(value, ast.Name) and value.id == "kzoo":
+                    dotted = "kzoo." + ".".join(parts)
+                    while dotted not in modules and "." in dotted:
+                        dotted = dotted.rsplit(".", 1)[0]
+                    found.add(dotted)
+        edges[name] = {m for m in found if m in modules and m != name and m != "kzoo"
+                       and not name.startswith(m + ".")}  # a module's own package is its face
+    return edges
+
+
+def test_no_import_cycle_among_kzoo_modules_counting_lazy_references():
+    edges = _kzoo_edges()
+    state, cycles = {}, []
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == "open":
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_sees_a_lazy_reference(tmp_path, monkeypatch):
+    package = tmp_path / "kzoo"
+    package.mkdir()
+    (package / "a.py").write_text("import kzoo\n\ndef f():\n    return kzoo.b.g()\n")
+    (package / "b.py").write_text("from kzoo import a\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert _kzoo_edges() == {"kzoo.a": {"kzoo.b"}, "kzoo.b": {"kzoo.a"}}

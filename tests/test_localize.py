@@ -8,7 +8,8 @@ import pytest
 
 import kzoo
 from kzoo.data.boxes import generated_shapes
-from kzoo.evaluate.localize import iou, localization_error, match_score, merge_boxes, train_regressor
+from kzoo.evaluate.metrics import iou, localization_error
+from kzoo.tasks.localization import match_score, merge_boxes, train_regressor
 
 
 def test_iou_and_the_ilsvrc_error_rule():
@@ -106,7 +107,7 @@ def test_overfeat_recipe_localizes_the_builtin_shapes(tmp_path):
 
 
 def test_overfeat_recipe_localizes_an_image_folder_with_a_box_file(tmp_path, shapes_folder, capsys):
-    from kzoo.data.boxes import boxed_examples
+    from kzoo.data.sources import boxed_examples
     from kzoo.data.sources import load_source
     from kzoo.recipes import overfeat
 
@@ -128,7 +129,7 @@ def test_overfeat_recipe_localizes_an_image_folder_with_a_box_file(tmp_path, sha
 
 
 def test_windows_are_scored_and_featured_in_one_pass_equal_to_two():
-    from kzoo.evaluate.localize import Localizer, in_batches, box_regressor, feature_model
+    from kzoo.tasks.localization import Localizer, in_batches, box_regressor, feature_model
 
     model = kzoo.overfeat_fast(input_shape=(80, 80, 3), classes=3)
     features = feature_model(model)

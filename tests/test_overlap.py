@@ -307,7 +307,7 @@ def test_exclude_leaves_out_exactly_the_listed_images(caltech, tmp_path):
 
 def test_recipe_takes_exclude_and_the_features_cache_tells_exclusions_apart(caltech, tmp_path, capsys,
                                                                              monkeypatch):
-    from kzoo.evaluate import transfer
+    from kzoo.tasks import transfer
     from kzoo.recipes.caltech import main as recipe
 
     seen = []

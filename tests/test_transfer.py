@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import kzoo
 from kzoo.data.caltech import load_collection, mean_per_class_accuracy, protocol_folds
-from kzoo.evaluate.transfer import per_layer_names, transfer_model
+from kzoo.tasks.transfer import per_layer_names, transfer_model
 from kzoo.recipes.caltech import main
 
 COUNTS = {"accordion": 70, "brain": 40, "camera": 20, "BACKGROUND_Google": 25}
@@ -158,7 +158,7 @@ def test_per_layer_svm_table_on_alexnet(caltech, tmp_path):
 
 
 def test_two_class_softmax_predicts_both_classes():
-    from kzoo.evaluate.transfer import train_softmax
+    from kzoo.tasks.transfer import train_softmax
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(-2, 1, (20, 5)), rng.normal(2, 1, (20, 5))]).astype("float32")
@@ -182,7 +182,7 @@ def test_several_training_sizes_draw_fig7_from_results_json(caltech, tmp_path, m
     """ZFNet Fig. 7: OUT/curve.png shows exactly results.json's means and stds (recomputed here
     from its folds) per method, and the paper's Table 3 points beside the matching method; one
     --per-class draws no curve and removes the earlier one."""
-    from kzoo.evaluate import transfer
+    from kzoo.tasks import transfer
 
     figures, save = [], transfer.save_figure
     monkeypatch.setattr(transfer, "save_figure", lambda fig, path: (figures.append(fig), save(fig, path))[1])
@@ -241,7 +241,7 @@ def test_caltech256_curve_shows_table4_beside_the_softmax_only():
     """Without --from-scratch only the pretrained points of ZFNet Table 4 (SPEC §2: 65.7, 70.6,
     72.7, 74.2 ± 0.3 at 15, 30, 45, 60 per class) join the curve; the sizes come out sorted."""
     from kzoo.data.caltech import DATASETS
-    from kzoo.evaluate.transfer import curve_figure
+    from kzoo.tasks.transfer import curve_figure
 
     rows = [{"per_class": n, "method": "softmax(relu7)", "accuracy_mean": m, "accuracy_std": s}
             for n, m, s in ((30, 0.5, 0.02), (5, 0.25, 0.01))]
@@ -261,7 +261,7 @@ def test_caltech256_curve_shows_table4_beside_the_softmax_only():
 def test_a_results_folder_is_never_replaced_by_another_run(tmp_path):
     """The one writer of results.json/.md refuses a folder holding another run's results or a
     results.md of the user's, and lets the same settings write again (a rerun)."""
-    from kzoo.evaluate.transfer import claim_results, write_results
+    from kzoo.tasks.transfer import claim_results, write_results
     from kzoo.tune.search import check_settings
 
     folder = tmp_path / "out"

@@ -11,7 +11,7 @@ import tensorflow as tf
 import kzoo
 from kzoo.data.voc import VOC_CLASSES, load_voc
 from kzoo.evaluate import average_precision, mean_average_precision
-from kzoo.evaluate.voc import spread_targets
+from kzoo.tasks.voc import spread_targets
 
 # classes drawn in the generated scenes, and their colours
 DRAWN = {"aeroplane": (220, 40, 40), "bicycle": (40, 220, 40), "bird": (40, 40, 220), "boat": (15, 15, 15)}
@@ -197,7 +197,7 @@ def test_a_prepared_tfds_voc_is_read_in_image_order(tmp_path):
 def test_recipe_reports_each_class_ap_as_the_devkit_computes_it(devkit, tmp_path, capsys):
     """The recipe's APs equal the devkit's formula applied to the generator's labels and the
     scores of the saved transfer model, run here on the decoded files; they beat chance."""
-    from kzoo.evaluate.transfer import transfer_model
+    from kzoo.tasks.transfer import transfer_model
     from kzoo.recipes.voc2012 import main
 
     root, truth = devkit

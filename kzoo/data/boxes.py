@@ -1,9 +1,10 @@
-"""Bounding boxes for localization: the built-in shapes, box files, and boxed examples.
+"""Bounding boxes for localization and detection: the built-in shapes and box files, no TensorFlow.
 
 Boxes are (x1, y1, x2, y2) in pixels of the stored image. A box file is either a
 CSV with the header `image,x1,y1,x2,y2` (image: a file name, matched by its stem)
 or a folder of ILSVRC / Pascal VOC XML annotations (`<filename>`, `<object><bndbox>`);
-an image with several objects keeps its largest, as in single-object localization.
+an image with several objects keeps its largest, as in single-object localization. The
+boxed examples of a source (tf.data) are kzoo.data.sources'.
 """
 
 import csv
@@ -13,9 +14,6 @@ import pathlib
 import xml.etree.ElementTree as ET
 
 import numpy as np
-import tensorflow as tf
-
-from kzoo.data import sources
 
 SHAPE_COLOURS = ("red", "green", "blue")
 
@@ -75,24 +73,43 @@ def _csv_boxes(path):
     return boxes
 
 
-def _xml_boxes(folder):
-    boxes = {}
+def xml_files(folder):
+    """The .xml annotations under `folder`, sorted; a folder without any is refused."""
     files = sorted(pathlib.Path(folder).rglob("*.xml"))
     if not files:
         raise ValueError(f"box folder {str(folder)!r} holds no .xml annotations (ILSVRC / Pascal VOC format).")
-    for path in files:
-        try:
-            root = ET.parse(path).getroot()
-        except ET.ParseError as err:
-            raise ValueError(f"{path}: not a readable XML annotation ({err}).") from None
-        name = root.findtext("filename") or path.stem
-        for obj in root.iter("object"):
-            bb = obj.find("bndbox")
-            if bb is None:
-                continue
-            keys = ("xmin", "ymin", "xmax", "ymax")
-            box = list(checked_box({k: bb.findtext(k) for k in keys}, keys, f"{path}: <bndbox>"))
-            _add(boxes, name, box, str(path))
+    return files
+
+
+def read_xml(path, named=True, boxes=True):
+    """(image file name, [(class name, box, difficult)]) of one ILSVRC / Pascal VOC XML
+    annotation, the one reader of kzoo's XML boxes. The file name is <filename>, or the
+    annotation's own stem. `named`: an <object> without a <name> is refused (else its name
+    is ""); `boxes`: each <bndbox> is read and checked (`checked_box`; None where there is
+    none), else every box is None."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as err:
+        raise ValueError(f"{path}: not a readable XML annotation ({err}).") from None
+    objects = []
+    for obj in root.iter("object"):
+        name = (obj.findtext("name") or "").strip().lower()
+        if named and not name:
+            raise ValueError(f"{path}: an <object> has no <name>.")
+        bb = obj.find("bndbox") if boxes else None
+        keys = ("xmin", "ymin", "xmax", "ymax")
+        box = None if bb is None else checked_box({k: bb.findtext(k) for k in keys}, keys, f"{path}: <bndbox>")
+        objects.append((name, box, (obj.findtext("difficult") or "0").strip() == "1"))
+    return root.findtext("filename") or pathlib.Path(path).stem, objects
+
+
+def _xml_boxes(folder):
+    boxes = {}
+    for path in xml_files(folder):
+        name, objects = read_xml(path, named=False)
+        for _, box, _ in objects:
+            if box is not None:
+                _add(boxes, name, list(box), str(path))
     return boxes
 
 
@@ -113,48 +130,3 @@ def read_boxes(path):
         raise FileNotFoundError(f"box file {path!r} does not exist; give a CSV (image,x1,y1,x2,y2) "
                                 f"or a folder of ILSVRC/VOC XML files.")
     return _csv_boxes(path)
-
-
-def _decode_boxed(path, box, label):
-    return sources.decode_file(path), box, label
-
-
-def check_unique_names(files, boxes):
-    """Boxes are matched by file stem: two boxed images with one stem would share a box."""
-    stems = {}
-    for f in files:
-        stems.setdefault(pathlib.Path(f).stem, []).append(f)
-    shared = [(s, fs) for s, fs in stems.items() if s in boxes and len(fs) > 1]
-    if shared:
-        stem, fs = shared[0]
-        raise ValueError(f"boxes are matched by file name, and {len(fs)} images are named {stem!r} ({fs[0]}, "
-                         f"{fs[1]}, ...); give the images unique names.")
-
-
-def boxed_files(files, labels, boxes):
-    """(image, box, label) dataset over the `files` that have a box in `boxes`."""
-    keep = [(f, boxes[pathlib.Path(f).stem], l) for f, l in zip(files, labels) if pathlib.Path(f).stem in boxes]
-    if not keep:
-        return None
-    f, b, l = zip(*keep)
-    ds = tf.data.Dataset.from_tensor_slices((list(f), np.asarray(b, "float32"), np.asarray(l, "int32")))
-    return ds.map(_decode_boxed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def boxed_examples(source, split, limit=None):
-    """Lists (uint8 images, (N, 4) boxes, labels) of `source`'s boxed `split` ("train" or "val")."""
-    if not source.boxed or source.boxed.get(split) is None:
-        raise ValueError(f"dataset {source.name!r} has no boxes for its {split} images; give --boxes FILE "
-                         f"(CSV image,x1,y1,x2,y2 or a folder of ILSVRC/VOC XML) or use --dataset shapes.")
-    ds = source.boxed[split]
-    with sources.naming_bad_images(source):
-        triples = list(ds.take(limit) if limit else ds)
-    images = [t[0].numpy() for t in triples]
-    boxes = np.stack([t[1].numpy() for t in triples]).astype("float32")
-    labels = np.array([int(t[2]) for t in triples])
-    for image, box in zip(images, boxes):
-        h, w = image.shape[:2]
-        if box[0] < 0 or box[1] < 0 or box[2] > w + 1 or box[3] > h + 1:
-            raise ValueError(f"box {box.tolist()} lies outside its {w}x{h} image; boxes are "
-                             f"x1,y1,x2,y2 in pixels of the stored image.")
-    return images, boxes, labels

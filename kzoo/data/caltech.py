@@ -14,7 +14,8 @@ import pathlib
 
 import numpy as np
 
-import kzoo  # kzoo.data.sources (TensorFlow) loads on first use: the recipes' --help needs DATASETS only
+from kzoo.data import images, overlap
+from kzoo.data.images import class_folders
 
 DATASETS = {
     # per-class training sizes (ZFNet Tables 3, 4), test images per class, background class;
@@ -43,7 +44,7 @@ class Collection:
 
     def read(self, i):
         item = self.images[i]
-        return item() if callable(item) else kzoo.data.images.read(item)
+        return item() if callable(item) else images.read(item)
 
 
 def _spec(name):
@@ -73,10 +74,10 @@ def load_collection(name, data_dir, background=None, exclude=None):
                              f"data_dir. Give the {spec['folder']} folder as --data-dir (the overlap list is "
                              f"made from it).")
         return tfds_collection(str(root), "caltech101", spec["tfds_background"], background)
-    classes, files, labels, _ = kzoo.data.sources.class_folders(folder)
+    classes, files, labels, _ = class_folders(folder)
     excluded = ()
     if isinstance(exclude, (str, os.PathLike)):
-        exclude = kzoo.data.overlap.read_list(exclude)
+        exclude = overlap.read_list(exclude)
     if exclude is not None:
         files, labels, excluded = _exclude(folder, files, labels, exclude, spec["folder"])
     if not background and spec["background"] in classes:

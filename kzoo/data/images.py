@@ -1,8 +1,10 @@
-"""The one image reader: a file's bytes -> (H, W, 3) uint8 RGB, the same pixels for
-training, evaluation, prediction and visualization, in every format the folder loader accepts.
+"""Image files: the one reader (a file's bytes -> (H, W, 3) uint8 RGB, the same pixels for
+training, evaluation, prediction and visualization, in every format the folder loader accepts),
+and the one listing of a folder's images (`files`), of class sub-folders (`class_folders`) and
+of their training and validation split (`folder_splits`, with a fingerprint of the training images).
 
 NumPy and Pillow only (no TensorFlow), so prediction reads files on any Keras backend;
-tf.data pipelines call it through `kzoo.data.sources.decode_file`. What it does with each
+tf.data pipelines call it through `kzoo.data.tfdata.decode_file`. What it does with each
 kind of file (docs/training.md, "Data"):
 - JPEG, PNG, BMP and GIF, told by their leading bytes, whatever the file's suffix;
 - EXIF orientation applied (the image as a viewer shows it);
@@ -14,7 +16,9 @@ kind of file (docs/training.md, "Data"):
   refused before it is decoded.
 """
 
+import hashlib
 import io
+import json
 import os
 import pathlib
 import struct
@@ -200,3 +204,63 @@ def files(paths, what="image"):
     if not out:
         raise ValueError(f"{what} {list(map(str, paths))} holds no images ({', '.join(SUFFIXES)}).")
     return [str(f) for f in out]
+
+
+def check_classes(what, names, fix):
+    # One class "trains" to 0% error: every label is right.
+    if len(names) < 2:
+        raise ValueError(f"{what} has {len(names)} class{'' if len(names) == 1 else 'es'} "
+                         f"({', '.join(map(repr, names)) or 'none'}); a classifier needs at least 2: {fix}.")
+
+
+def class_folders(root):
+    """(classes, image paths, labels, signatures) of `root/<class>/<image>`."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {str(root)!r} does not exist (or is not a folder).")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{str(root)!r} has no class sub-folders; expected {root}/<class>/<image>.jpg.")
+    check_classes(f"{str(root)!r}", classes, "add a sub-folder of images per class")
+    paths, labels, signatures = [], [], []
+    for label, name in enumerate(classes):
+        listed = found(root / name)
+        if not listed:
+            raise ValueError(
+                f"class folder {str(root / name)!r} holds no images ({', '.join(SUFFIXES)}); "
+                f"add images or remove the folder."
+            )
+        signatures += [signature(path) for path in listed]
+        paths += [str(p) for p in listed]
+        labels += [label] * len(listed)
+    return classes, paths, labels, signatures
+
+
+def folder_splits(root, val_fraction=0.1, seed=0):
+    """(classes, {"train": (files, labels), "val": (files, labels)}, fingerprint) of
+    `root/train/<class>/*` and `root/val/<class>/*`, or of `root/<class>/*` split by
+    `val_fraction` (shuffled by `seed`). `fingerprint`: a digest of the training images
+    (their paths under `root`, classes, sizes and end bytes, `images.signature`)."""
+    root = pathlib.Path(root)
+    if (root / "train").is_dir():
+        classes, train_files, train_labels, train_signatures = class_folders(root / "train")
+        val_dir = next((root / d for d in ("val", "validation") if (root / d).is_dir()), None)
+        if val_dir is None:
+            raise FileNotFoundError(f"{str(root / 'train')!r} exists but no val/ or validation/ beside it.")
+        val_classes, val_files, val_labels, _ = class_folders(val_dir)
+        if val_classes != classes:
+            raise ValueError(f"{str(val_dir)!r} has classes {val_classes}, train/ has {classes}; they must match.")
+    else:
+        classes, files, labels, signatures = class_folders(root)
+        order = np.random.default_rng(seed).permutation(len(files))
+        n_val = max(1, int(round(len(files) * val_fraction)))
+        if n_val >= len(files):
+            raise ValueError(f"--val-fraction {val_fraction} of {str(root)!r}'s {len(files)} images holds out "
+                             f"{n_val}, leaving none to train on; give a smaller fraction, or more images.")
+        pick = lambda idx: ([files[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
+        (val_files, val_labels), (train_files, train_labels) = pick(order[:n_val]), pick(order[n_val:])
+        train_signatures = [signatures[i] for i in order[n_val:]]
+    digest = hashlib.sha256(json.dumps(classes).encode())
+    for path, label, mark in zip(train_files, train_labels, train_signatures):
+        digest.update(f"{os.path.relpath(path, root)}\0{label}\0".encode() + mark)
+    return classes, {"train": (train_files, train_labels), "val": (val_files, val_labels)}, digest.hexdigest()[:32]

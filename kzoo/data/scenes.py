@@ -11,13 +11,11 @@ by file name without extension) or a folder of VOC/ILSVRC XML annotations (sever
 import dataclasses
 import os
 import pathlib
-import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from kzoo.data.boxes import SHAPE_COLOURS, csv_box_rows
+from kzoo.data.boxes import SHAPE_COLOURS, csv_box_rows, read_xml, xml_files
 from kzoo.data import images as image_files
-from kzoo.data.voc import read_annotation
 
 @dataclasses.dataclass
 class Scenes:
@@ -97,16 +95,10 @@ def _csv_objects(path):
 
 def _xml_objects(folder):
     found = {}
-    files = sorted(pathlib.Path(folder).rglob("*.xml"))
-    if not files:
-        raise ValueError(f"box folder {str(folder)!r} holds no .xml annotations (VOC / ILSVRC format).")
-    for path in files:
-        try:
-            name = ET.parse(path).getroot().findtext("filename") or path.stem
-        except ET.ParseError as err:
-            raise ValueError(f"{path}: not a readable XML annotation ({err}).") from None
+    for path in xml_files(folder):
+        name, objects = read_xml(path)
         found.setdefault(pathlib.Path(name).stem, [])  # an annotation without objects: an empty scene
-        for label, box, difficult in read_annotation(path):
+        for label, box, difficult in objects:
             if box is None:
                 raise ValueError(f"{path}: object {label!r} has no <bndbox>.")
             _add(found, name, (box, label, difficult), str(path))

@@ -21,7 +21,8 @@ import time
 
 import tensorflow as tf
 
-from kzoo.data import sources, transforms
+from kzoo.data import tfdata, transforms
+from kzoo.data.images import folder_splits
 from kzoo.utils.files import atomic_path, atomic_write, sha256
 from kzoo.utils.progress import progress_bar, rate
 
@@ -122,7 +123,7 @@ def _encoder(settings):
     def fn(path, label):
         if encoding == "original":  # the file's own bytes; its shape is in them
             return tf.io.read_file(path), label, tf.zeros([3], tf.int64)
-        image = sources.decode_file(path)  # the reader names a file it cannot read
+        image = tfdata.decode_file(path)  # the reader names a file it cannot read
         if short_side:
             image = transforms.resized(image, short_side)
             if center:
@@ -164,10 +165,10 @@ def _write_shards(out, todo, splits, encode, verbose):
                     try:
                         encoded, label, shape = next(images)
                     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as err:
-                        said = sources.reader_error(err)
+                        said = tfdata.reader_error(err)
                         if said is None:
-                            bad = sources.find_undecodable([splits[name][0][i] for i in idx])
-                            said = f"{bad!r} cannot be decoded" if bad else sources.op_message(err)
+                            bad = tfdata.find_undecodable([splits[name][0][i] for i in idx])
+                            said = f"{bad!r} cannot be decoded" if bad else tfdata.op_message(err)
                         raise ValueError(f"{said.rstrip('.')}, then rerun (finished shards are "
                                          f"kept).") from None
                     writer.write(_example(encoded, label, shape))
@@ -214,7 +215,7 @@ def prepare(data_dir, out, *, short_side=256, center=None, encoding=None, qualit
     if center and center > short_side:
         raise ValueError(f"argument --center: {center} is larger than --short-side {short_side}; the square must "
                          f"fit in the resized image.")
-    classes, splits, _ = sources.folder_splits(data_dir, val_fraction, seed)
+    classes, splits, _ = folder_splits(data_dir, val_fraction, seed)
     split = "folders" if os.path.isdir(os.path.join(data_dir, "train")) else {"val_fraction": val_fraction,
                                                                              "seed": seed}
     settings = settings_of(data_dir, classes, splits, short_side=short_side, center=center, encoding=encoding,
@@ -340,7 +341,7 @@ def _decoder(encoding):
         elif encoding == "raw":
             image = tf.io.parse_tensor(data, tf.uint8)
         else:
-            image = sources.decode_bytes(data)  # the file's own bytes: the one reader
+            image = tfdata.decode_bytes(data)  # the file's own bytes: the one reader
         return tf.ensure_shape(image, [None, None, 3]), tf.cast(example["label"], tf.int32)
 
     return fn
@@ -364,7 +365,7 @@ def read(root):
         ds = tf.data.TFRecordDataset(files, num_parallel_reads=min(manifest["read_cycle"], len(files)))
         return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    return sources.Source(
+    return tfdata.Source(
         name=manifest["name"],
         train=split("train"),
         val=split("val"),

@@ -8,36 +8,15 @@ import contextlib
 import dataclasses
 import difflib
 import hashlib
-import json
 import os
 import pathlib
-import re
 
 import numpy as np
 import tensorflow as tf
 
-import kzoo  # kzoo.data.boxes, which reads images through this module, on first use
-from kzoo.data import images
-
-
-@dataclasses.dataclass
-class Source:
-    name: str
-    train: tf.data.Dataset
-    val: tf.data.Dataset
-    train_size: int
-    val_size: int
-    class_names: list
-    builtin: bool = False
-    files: list = None  # image files, where the source has them (to name an undecodable one)
-    description: str = ""  # what a built-in source is, said when a demo starts
-    boxed: dict = None  # "train"/"val" -> (image, box, label) datasets, where boxes are known
-    prepared: dict = None  # prepared shards (kzoo.data.shards): their manifest, with "root"
-    fingerprint: str = None  # a digest of the training images and labels, where it is cheap (not tfds)
-
-    @property
-    def classes(self):
-        return len(self.class_names)
+from kzoo.data import boxes as box_files, shards
+from kzoo.data.images import check_classes, folder_splits
+from kzoo.data.tfdata import Source, decode_bytes, decode_file, files_dataset, find_undecodable, op_message, reader_error
 
 
 def _digest(*arrays):
@@ -77,7 +56,7 @@ def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
     built-in localization data."""
     splits = {}
     for split, n, split_seed in (("train", train_size, seed), ("val", val_size, seed + 1)):
-        images, boxes, labels = kzoo.data.boxes.generated_shapes(n, size, split_seed)
+        images, boxes, labels = box_files.generated_shapes(n, size, split_seed)
         splits[split] = (tf.data.Dataset.from_tensor_slices((images, labels)),
                          tf.data.Dataset.from_tensor_slices((images, boxes, labels)), (images, labels))
     return Source(
@@ -86,7 +65,7 @@ def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
         val=splits["val"][0],
         train_size=train_size,
         val_size=val_size,
-        class_names=list(kzoo.data.boxes.SHAPE_COLOURS),
+        class_names=list(box_files.SHAPE_COLOURS),
         builtin=True,
         fingerprint=_digest(*splits["train"][2]),
         description=f"{train_size + val_size} generated {size}px noise images with one red, green or "
@@ -95,119 +74,16 @@ def builtin_shapes(train_size=1200, val_size=300, size=96, seed=0):
     )
 
 
-def _check_classes(what, names, fix):
-    # One class "trains" to 0% error: every label is right.
-    if len(names) < 2:
-        raise ValueError(f"{what} has {len(names)} class{'' if len(names) == 1 else 'es'} "
-                         f"({', '.join(map(repr, names)) or 'none'}); a classifier needs at least 2: {fix}.")
-
-
-def class_folders(root):
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"data folder {str(root)!r} does not exist (or is not a folder).")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise ValueError(f"{str(root)!r} has no class sub-folders; expected {root}/<class>/<image>.jpg.")
-    _check_classes(f"{str(root)!r}", classes, "add a sub-folder of images per class")
-    files, labels, signatures = [], [], []
-    for label, name in enumerate(classes):
-        found = images.found(root / name)
-        if not found:
-            raise ValueError(
-                f"class folder {str(root / name)!r} holds no images ({', '.join(images.SUFFIXES)}); "
-                f"add images or remove the folder."
-            )
-        signatures += [images.signature(path) for path in found]
-        files += [str(p) for p in found]
-        labels += [label] * len(found)
-    return classes, files, labels, signatures
-
-
-def decode_file(path):
-    """An image file's path (a string tensor) -> its uint8 RGB pixels, read by
-    kzoo.data.images (the one reader), inside tf.data maps. Eager code calls
-    `images.read` itself."""
-    return _pixels(tf.numpy_function(_read_path, [path], tf.uint8, stateful=False))
-
-
-def decode_bytes(data):
-    """Encoded image bytes (a string tensor) -> uint8 RGB pixels, by kzoo.data.images."""
-    return _pixels(tf.numpy_function(_decode_item, [data], tf.uint8, stateful=False))
-
-
-def _read_path(path):
-    return images.read(os.fsdecode(_item(path)))
-
-
-def _decode_item(data):
-    return images.decode(_item(data))
-
-
-def _item(value):
-    """A string tensor's bytes: tf.numpy_function passes bytes inside tf.data, a 0-d array eagerly."""
-    return value.item() if isinstance(value, np.ndarray) else value
-
-
-def _pixels(image):
-    return tf.ensure_shape(image, [None, None, 3])
-
-
-def op_message(err):
-    """A TF op error's own words, without the op's node name and call site."""
-    text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:.*", "", err.message.strip().splitlines()[0])
-    return text.strip().rstrip(".")
-
-
-def _decode(path, label):
-    return decode_file(path), label
-
-
-def _files_dataset(files, labels):
-    ds = tf.data.Dataset.from_tensor_slices((files, np.asarray(labels, "int32")))
-    return ds.map(_decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def folder_splits(root, val_fraction=0.1, seed=0):
-    """(classes, {"train": (files, labels), "val": (files, labels)}, fingerprint) of
-    `root/train/<class>/*` and `root/val/<class>/*`, or of `root/<class>/*` split by
-    `val_fraction` (shuffled by `seed`). `fingerprint`: a digest of the training images
-    (their paths under `root`, classes, sizes and end bytes, `images.signature`)."""
-    root = pathlib.Path(root)
-    if (root / "train").is_dir():
-        classes, train_files, train_labels, train_signatures = class_folders(root / "train")
-        val_dir = next((root / d for d in ("val", "validation") if (root / d).is_dir()), None)
-        if val_dir is None:
-            raise FileNotFoundError(f"{str(root / 'train')!r} exists but no val/ or validation/ beside it.")
-        val_classes, val_files, val_labels, _ = class_folders(val_dir)
-        if val_classes != classes:
-            raise ValueError(f"{str(val_dir)!r} has classes {val_classes}, train/ has {classes}; they must match.")
-    else:
-        classes, files, labels, signatures = class_folders(root)
-        order = np.random.default_rng(seed).permutation(len(files))
-        n_val = max(1, int(round(len(files) * val_fraction)))
-        if n_val >= len(files):
-            raise ValueError(f"--val-fraction {val_fraction} of {str(root)!r}'s {len(files)} images holds out "
-                             f"{n_val}, leaving none to train on; give a smaller fraction, or more images.")
-        pick = lambda idx: ([files[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
-        (val_files, val_labels), (train_files, train_labels) = pick(order[:n_val]), pick(order[n_val:])
-        train_signatures = [signatures[i] for i in order[n_val:]]
-    digest = hashlib.sha256(json.dumps(classes).encode())
-    for path, label, mark in zip(train_files, train_labels, train_signatures):
-        digest.update(f"{os.path.relpath(path, root)}\0{label}\0".encode() + mark)
-    return classes, {"train": (train_files, train_labels), "val": (val_files, val_labels)}, digest.hexdigest()[:32]
-
-
 def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
     """`root/train/<class>/*` and `root/val/<class>/*`, or `root/<class>/*` split by `val_fraction`.
-    `boxes`: {file stem: box} (`kzoo.data.boxes.read_boxes`) for localization."""
+    `boxes`: {file stem: box} (`box_files.read_boxes`) for localization."""
     root = pathlib.Path(root)
     classes, splits, fingerprint = folder_splits(root, val_fraction, seed)
     (train_files, train_labels), (val_files, val_labels) = splits["train"], splits["val"]
     return Source(
         name=root.name,
-        train=_files_dataset(train_files, train_labels),
-        val=_files_dataset(val_files, val_labels),
+        train=files_dataset(train_files, train_labels),
+        val=files_dataset(val_files, val_labels),
         train_size=len(train_files),
         val_size=len(val_files),
         class_names=classes,
@@ -220,9 +96,9 @@ def image_folder(root, val_fraction=0.1, seed=0, boxes=None):
 def _boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root):
     if boxes is None:
         return None
-    kzoo.data.boxes.check_unique_names(train_files + val_files, boxes)
-    boxed = {"train": kzoo.data.boxes.boxed_files(train_files, train_labels, boxes),
-             "val": kzoo.data.boxes.boxed_files(val_files, val_labels, boxes)}
+    _check_unique_names(train_files + val_files, boxes)
+    boxed = {"train": _boxed_files(train_files, train_labels, boxes),
+             "val": _boxed_files(val_files, val_labels, boxes)}
     if boxed["train"] is None and boxed["val"] is None:
         example = next(iter(boxes), "none")
         raise ValueError(f"no image under {str(root)!r} has a box in the box file (boxes are matched by "
@@ -230,20 +106,30 @@ def _boxed_splits(train_files, train_labels, val_files, val_labels, boxes, root)
     return boxed
 
 
-def find_undecodable(files):
-    """The first file the reader rejects, or None."""
-    for path in files:
-        try:
-            images.read(path)
-        except (ValueError, OSError):
-            return path
-    return None
+def _decode_boxed(path, box, label):
+    return decode_file(path), box, label
 
 
-def reader_error(err):
-    """The image reader's own words (naming the file) inside a tf.data error, or None."""
-    said = re.search(r"(?:ValueError|FileNotFoundError): (.*)", err.message)
-    return said and said.group(1)
+def _check_unique_names(files, boxes):
+    """Boxes are matched by file stem: two boxed images with one stem would share a box."""
+    stems = {}
+    for f in files:
+        stems.setdefault(pathlib.Path(f).stem, []).append(f)
+    shared = [(s, fs) for s, fs in stems.items() if s in boxes and len(fs) > 1]
+    if shared:
+        stem, fs = shared[0]
+        raise ValueError(f"boxes are matched by file name, and {len(fs)} images are named {stem!r} ({fs[0]}, "
+                         f"{fs[1]}, ...); give the images unique names.")
+
+
+def _boxed_files(files, labels, boxes):
+    """(image, box, label) dataset over the `files` that have a box in `boxes`."""
+    keep = [(f, boxes[pathlib.Path(f).stem], l) for f, l in zip(files, labels) if pathlib.Path(f).stem in boxes]
+    if not keep:
+        return None
+    f, b, l = zip(*keep)
+    ds = tf.data.Dataset.from_tensor_slices((list(f), np.asarray(b, "float32"), np.asarray(l, "int32")))
+    return ds.map(_decode_boxed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 @contextlib.contextmanager
@@ -254,7 +140,7 @@ def naming_bad_images(source):
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.UnknownError) as err:
         if source.prepared:
-            kzoo.data.shards.verify(source.prepared["root"], source.prepared)  # names a changed shard
+            shards.verify(source.prepared["root"], source.prepared)  # names a changed shard
             raise ValueError(f"a record of the prepared shards {source.prepared['root']!r} failed "
                              f"({op_message(err)}); prepare them again.") from err
         said = reader_error(err)
@@ -263,6 +149,25 @@ def naming_bad_images(source):
         bad = find_undecodable(source.files or [])
         what = f"{bad!r} cannot be decoded; remove or replace it" if bad else op_message(err)
         raise ValueError(f"an image of {source.name!r} failed: {what}.") from err
+
+
+def boxed_examples(source, split, limit=None):
+    """Lists (uint8 images, (N, 4) boxes, labels) of `source`'s boxed `split` ("train" or "val")."""
+    if not source.boxed or source.boxed.get(split) is None:
+        raise ValueError(f"dataset {source.name!r} has no boxes for its {split} images; give --boxes FILE "
+                         f"(CSV image,x1,y1,x2,y2 or a folder of ILSVRC/VOC XML) or use --dataset shapes.")
+    ds = source.boxed[split]
+    with naming_bad_images(source):
+        triples = list(ds.take(limit) if limit else ds)
+    images = [t[0].numpy() for t in triples]
+    boxes = np.stack([t[1].numpy() for t in triples]).astype("float32")
+    labels = np.array([int(t[2]) for t in triples])
+    for image, box in zip(images, boxes):
+        h, w = image.shape[:2]
+        if box[0] < 0 or box[1] < 0 or box[2] > w + 1 or box[3] > h + 1:
+            raise ValueError(f"box {box.tolist()} lies outside its {w}x{h} image; boxes are "
+                             f"x1,y1,x2,y2 in pixels of the stored image.")
+    return images, boxes, labels
 
 
 def tfds_source(name, data_dir=None, download=False):
@@ -289,7 +194,7 @@ def tfds_source(name, data_dir=None, download=False):
     if "train" not in splits or val_split is None:
         raise ValueError(f"tfds dataset {name!r} needs a train and a validation or test split; has {list(splits)}.")
     label = builder.info.features["label"]
-    _check_classes(f"tfds dataset {name!r}", list(label.names), "pick a dataset with several classes")
+    check_classes(f"tfds dataset {name!r}", list(label.names), "pick a dataset with several classes")
 
     feature = builder.info.features["image"]
     # 8-bit images stay encoded in the records: the one reader decodes them, as it decodes files.
@@ -364,7 +269,7 @@ def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None)
         raise ValueError("--download lets tensorflow-datasets prepare a --dataset; give --dataset NAME with it "
                          "(a --data-dir folder of images needs no download).")
     if dataset is None and data_dir is not None and not os.path.exists(os.path.join(data_dir, "manifest.json")) \
-            and kzoo.data.shards.holds_shards(data_dir):
+            and shards.holds_shards(data_dir):
         raise ValueError(f"--data-dir {data_dir!r} holds prepared shards but no manifest.json (deleted, or a "
                          f"preparation that did not finish); restore it, or rerun python -m kzoo.data.prepare "
                          f"--out {data_dir} with the flags it was prepared with.")
@@ -372,9 +277,9 @@ def load_source(dataset=None, data_dir=None, download=False, seed=0, boxes=None)
         if boxes is not None:
             raise ValueError(f"--boxes goes with a folder of images; {data_dir!r} holds prepared shards, "
                              f"whose images are resized: give the folder they were prepared from.")
-        return kzoo.data.shards.read(data_dir)
+        return shards.read(data_dir)
     if dataset is None and data_dir is not None:
-        return image_folder(data_dir, seed=seed, boxes=kzoo.data.boxes.read_boxes(boxes) if boxes else None)
+        return image_folder(data_dir, seed=seed, boxes=box_files.read_boxes(boxes) if boxes else None)
     if dataset is None or dataset in BUILTIN:
         return BUILTIN[dataset or "digits"](seed=seed)
     return tfds_source(dataset, data_dir=data_dir, download=download)

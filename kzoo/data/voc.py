@@ -9,11 +9,11 @@ tfds data_dir must already be there.
 
 import os
 import pathlib
-import xml.etree.ElementTree as ET
 
 import numpy as np
 
 from kzoo.data import images
+from kzoo.data.boxes import read_xml
 from kzoo.data.caltech import Collection
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -22,29 +22,9 @@ VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "
 SPLITS = ("train", "val")
 _DEVKIT_PARTS = ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main"))
 
-# The classifiers the VOC protocol trains on frozen features (kzoo.evaluate.voc): here, where
+# The classifiers the VOC protocol trains on frozen features (kzoo.tasks.voc): here, where
 # `python -m kzoo.recipes.voc2012 --help` reads them without loading Keras.
 LOSSES = ("softmax", "logistic")
-
-
-def read_annotation(path):
-    """[(class name, (x1, y1, x2, y2), difficult)] of one VOC/ILSVRC XML annotation."""
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as err:
-        raise ValueError(f"{path}: not a readable XML annotation ({err}).") from None
-    objects = []
-    for obj in root.iter("object"):
-        name = (obj.findtext("name") or "").strip().lower()
-        if not name:
-            raise ValueError(f"{path}: an <object> has no <name>.")
-        bb = obj.find("bndbox")
-        try:
-            box = tuple(float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")) if bb is not None else None
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}: a <bndbox> needs numeric xmin, ymin, xmax, ymax.") from None
-        objects.append((name, box, (obj.findtext("difficult") or "0").strip() == "1"))
-    return objects
 
 
 def image_labels(objects, where):
@@ -85,7 +65,7 @@ def devkit_split(root, split):
             if not path.is_file():
                 raise FileNotFoundError(f"{listing} lists {image_id!r} but its {what} {path} is missing.")
         files.append(str(image))
-        labels.append(image_labels(read_annotation(annotation), str(annotation)))
+        labels.append(image_labels(read_xml(annotation, boxes=False)[1], str(annotation)))
     return Collection(f"voc2012-{split}", files, np.stack(labels), list(VOC_CLASSES))
 
 

@@ -5,12 +5,11 @@ views: centre crop and 10-crop (AlexNet §4.1, ZFNet, ResNet Table 3); every pro
     (evaluate_ensemble, ensemble_scores).
 fcn: classifiers made fully convolutional; any input size -> a map of class scores.
 dense: OverFeat's dense evaluation with offset max-pooling (§3.3, Table 5).
-protocols: the views (and their input sizes) of every protocol, view_sizes.
-localize: OverFeat's box regressor and greedy box merging (§4).
-precision: average precision and its mean as PASCAL VOC 2012 defines them, for
-    classification and detection (boxes matched at IoU >= 0.5).
-detect: OverFeat detection, a background class and dense boxes over scales (§4.6).
-voc: ZFNet's PASCAL VOC 2012 transfer (§5.2).
+protocols: the protocols by name, their views and ResNet's test scales (no Keras).
+metrics: IoU, ILSVRC's localization error, and average precision and its mean as
+    PASCAL VOC 2012 defines them, for classification and detection (IoU >= 0.5).
+
+What is trained on a classifier's features (localization, detection, transfer) is kzoo.tasks.
 """
 
 from kzoo.utils import lazy_exports
@@ -18,7 +17,7 @@ from kzoo.utils import lazy_exports
 # Imported on first use (PEP 562): `python -m kzoo.evaluate --help` loads no Keras.
 _EXPORTS = {
     "PROTOCOLS": "kzoo.evaluate.protocols",
-    "view_sizes": "kzoo.evaluate.protocols",
+    "view_sizes": "kzoo.evaluate.views",
     "RESNET_SCALES": "kzoo.evaluate.protocols",
     "TABLE5_MAPS": "kzoo.evaluate.dense",
     "TABLE5_SCALES": "kzoo.evaluate.dense",
@@ -36,8 +35,8 @@ _EXPORTS = {
     "protocol_scores": "kzoo.evaluate.views",
     "ten_crops": "kzoo.evaluate.views",
     "with_input_shape": "kzoo.evaluate.fcn",
-    "average_precision": "kzoo.evaluate.precision",
-    "mean_average_precision": "kzoo.evaluate.precision",
+    "average_precision": "kzoo.evaluate.metrics",
+    "mean_average_precision": "kzoo.evaluate.metrics",
 }
 
 __all__ = list(_EXPORTS)

@@ -10,12 +10,33 @@ import keras
 import numpy as np
 
 from kzoo import preprocessing
-from kzoo.evaluate.dense import DenseEvaluator
+from kzoo.preprocessing import resized_shape
+from kzoo.evaluate.dense import DenseEvaluator, dense_input_sizes
 from kzoo.evaluate.fcn import fully_convolutional
-from kzoo.evaluate.protocols import FLIPPED, PROTOCOLS, VIEWS, view_sizes
+from kzoo.evaluate.protocols import FLIPPED, PROTOCOLS, RESNET_SCALES, VIEWS
 from kzoo.utils.progress import progress_bar, rate
 
 CHUNK = {"center": 256, "10crop": 64, "dense": 8, "dense-single": 8, "multiscale": 8}  # images per step
+
+
+def view_sizes(model, protocol, image_shape=None):
+    """(height, width) of each view's input under `protocol` for `model` (one entry per view,
+    a flip counting as a view, in the order evaluated). Multiscale views keep the image's
+    aspect: give `image_shape` (H, W, ...) for that image's sizes; without it they are a
+    square image's."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}.")
+    size = model.inputs[0].shape[1]
+    if protocol == "center":
+        return [(size, size)]
+    if protocol == "10crop":
+        return [(size, size)] * 10
+    if protocol in FLIPPED:
+        scales = dense_input_sizes(model)
+        return [hw for hw in (scales if protocol == "dense" else scales[:1]) for _flip in range(2)]
+    # ResNet's sides are for its 224 input; a smaller model (the digits demos) scales them.
+    height, width = image_shape[:2] if image_shape is not None else (1, 1)
+    return [resized_shape(height, width, max(size, round(s * size / 224))) for s in RESNET_SCALES]
 
 
 def _check(images, size):

@@ -11,7 +11,7 @@ As torchvision's `create_feature_extractor`, timm's `features_only` and keras-hu
   the maps ZFNet's deconvnet, occlusion and top-9 figures show and the sizes the papers'
   tables give (AlexNet 55x55x96, 27x27x256, 13x13x384, 13x13x384, 13x13x256). ZFNet's
   per-layer transfer (Table 6) uses the pooled maps instead: name them
-  (`kzoo.evaluate.transfer.per_layer_names`).
+  (`kzoo.tasks.transfer.per_layer_names`).
 - ResNets and their plain nets: the stem (`conv1_relu`, before the max pooling) and the
   last block of every stage (`conv2_blockN_out`.. `conv5_blockN_out`; CIFAR nets end at
   conv4).

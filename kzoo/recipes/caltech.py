@@ -16,7 +16,7 @@ import kzoo
 from kzoo import registry
 from kzoo.data.caltech import DATASETS, load_collection
 from kzoo.data.overlap import read_list
-from kzoo.recipes.transfer import add_model_flags, check_model_flags, load_trained, mean_colour
+from kzoo.recipes.backbone import add_model_flags, check_model_flags, load_trained, mean_colour
 from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, positive_int, quiet_tensorflow
 
 
@@ -67,11 +67,11 @@ def run(dataset, args):
     scratch_fn = functools.partial(registry.create_model, name, input_shape=(size, size, 3),
                                    classes=len(collection.class_names), **run_options) if args.from_scratch else None
     out = args.out or os.path.join("runs", f"{dataset}-{name}")
-    results = kzoo.evaluate.transfer.run_protocol(
+    results = kzoo.tasks.transfer.run_protocol(
         trained, collection, args.per_class, args.test_max, args.folds, args.seed, args.layer, args.C, out, identity,
         args.per_layer, scratch_fn, args.scratch_epochs)
-    print(kzoo.evaluate.transfer.results_table(results))
-    curve = kzoo.evaluate.transfer.write_curve(out, results, DATASETS[dataset]["paper"])  # Fig. 7: several sizes
+    print(kzoo.tasks.transfer.results_table(results))
+    curve = kzoo.tasks.transfer.write_curve(out, results, DATASETS[dataset]["paper"])  # Fig. 7: several sizes
     print(f"Results: {out}/results.json, {out}/results.md" + (f", {curve}" if curve else ""))
     return results
 

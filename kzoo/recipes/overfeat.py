@@ -154,7 +154,7 @@ def detect_main(parser, args):
                      f"per side); expected at most {BUILTIN_MAX_INPUT}, or give --data-dir DIR --boxes BOXES.")
     name = f"overfeat_{args.model or 'fast'}"
     entry = kzoo.registry.get_entry(name)
-    detect = kzoo.evaluate.detect  # loaded now: --help loads neither Keras nor TF
+    detect = kzoo.tasks.detection  # loaded now: --help loads neither Keras nor TF
     folder = os.path.join(_detection_run_dir(args, name), "detection")
     if os.path.exists(folder):  # a detector is minutes to hours of training: never replaced unasked
         parser.exit(2, f"error: {folder!r} already holds a detector; give another --run-dir, or move that folder "
@@ -229,7 +229,7 @@ def main(argv=None):
                                 "or use the built-in shapes (no data flags)."))
         train_recipe(RECIPE, run, source)
         run_dir = run_dir_for(RECIPE, run, source)
-        metrics = kzoo.evaluate.localize.localize_run(run_dir, source, epochs=args.regressor_epochs,
+        metrics = kzoo.tasks.localization.localize_run(run_dir, source, epochs=args.regressor_epochs,
                                class_specific=args.regressor == "class-specific",
                                threshold=args.merge_threshold, limit=args.limit, seed=args.seed)
     except (ValueError, FileNotFoundError) as err:

@@ -14,9 +14,9 @@ import argparse
 import os
 import sys
 
-import kzoo  # kzoo.evaluate.voc (Keras) when the protocol runs: --help stays light
+import kzoo  # kzoo.tasks.voc (Keras) when the protocol runs: --help stays light
 from kzoo.data.voc import LOSSES, load_voc
-from kzoo.recipes.transfer import add_model_flags, check_model_flags, load_trained, mean_colour
+from kzoo.recipes.backbone import add_model_flags, check_model_flags, load_trained, mean_colour
 from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, quiet_tensorflow
 
 
@@ -44,8 +44,8 @@ def run(args):
         print(f"voc2012 {split}: {len(collection.images)} images.")
     trained, identity, _ = load_trained(args, lambda: mean_colour(data["train"], seed=args.seed))
     out = args.out or os.path.join("runs", f"voc2012-{trained.name}")
-    results = kzoo.evaluate.voc.run_voc(trained, data, args.layer, args.loss, args.C, args.seed, out, identity)
-    print(kzoo.evaluate.voc.results_table(results))
+    results = kzoo.tasks.voc.run_voc(trained, data, args.layer, args.loss, args.C, args.seed, out, identity)
+    print(kzoo.tasks.voc.results_table(results))
     print(f"Results: {out}/results.json, {out}/results.md")
     return results
 

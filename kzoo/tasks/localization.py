@@ -15,9 +15,9 @@ import numpy as np
 import keras
 
 from kzoo import preprocessing
-from kzoo.data.boxes import boxed_examples
+from kzoo.data.sources import boxed_examples
 from kzoo.evaluate.fcn import layer_index
-from kzoo.evaluate.precision import iou
+from kzoo.evaluate.metrics import iou, localization_error
 from kzoo.inference import load
 from kzoo.models.features import feature_extractor
 from kzoo.utils.files import atomic_write
@@ -28,11 +28,6 @@ from kzoo.weights.record import save_weights_atomic
 
 class NoBoxPredicted(ValueError):
     """Every window of an image predicted an empty box."""
-
-
-def localization_error(top5, box, true_class, true_box):
-    """ILSVRC's rule: an error unless the true class is among the top 5 and IoU >= 0.5."""
-    return not (true_class in list(top5) and iou(box, true_box) >= 0.5)
 
 
 def match_score(a, b):

@@ -1,4 +1,5 @@
-"""Average precision as PASCAL VOC 2010-2012 defines it (devkit `VOCevalcls`, `VOCap`),
+"""The papers' metrics on boxes and rankings: IoU, ILSVRC's localization error, and
+average precision as PASCAL VOC 2010-2012 defines it (devkit `VOCevalcls`, `VOCap`),
 for classification and, with boxes matched at IoU >= 0.5, for detection (`VOCevaldet`).
 
 Images are ranked by score (highest first; equal scores keep their given order,
@@ -71,6 +72,11 @@ def iou(a, b):
     inter = ix * iy
     area = lambda r: (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])  # noqa: E731
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
+
+
+def localization_error(top5, box, true_class, true_box):
+    """ILSVRC's rule: an error unless the true class is among the top 5 and IoU >= 0.5."""
+    return not (true_class in list(top5) and iou(box, true_box) >= 0.5)
 
 
 def detection_average_precision(detections, truths, min_iou=0.5):

@@ -6,7 +6,7 @@ background class and negative examples, applied densely over all positions and s
   windows of its input size: windows holding most of one object (that object's class)
   and windows holding little of any (background), then on the hardest background
   windows it still scores as objects (bootstrapping: `hard_negatives` per round).
-- The box regressor is the localization one (kzoo.evaluate.localize), class-specific,
+- The box regressor is the localization one (kzoo.tasks.localization), class-specific,
   on the classifier's frozen layer-5 features, trained on each object of the scenes.
 - At test time both run densely with offset max-pooling (kzoo.evaluate.dense): every
   position of every scale is a window with class probabilities and a box per class.
@@ -35,14 +35,14 @@ import numpy as np
 from kzoo import preprocessing
 from kzoo.evaluate.dense import last_pool
 from kzoo.evaluate.fcn import apply_chain, classifier_on_windows, feature_chain
-from kzoo.evaluate.localize import box_regressor, in_batches, merge_boxes, train_regressor
-from kzoo.evaluate.precision import detection_mean_average_precision
-from kzoo.utils.values import as_pair
-from kzoo.evaluate.transfer import write_results
+from kzoo.evaluate.metrics import detection_mean_average_precision
 from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 from kzoo.registry import create_model
+from kzoo.tasks.localization import box_regressor, in_batches, merge_boxes, train_regressor
+from kzoo.tasks.transfer import write_results
 from kzoo.utils.files import atomic_write
 from kzoo.utils.graphs import released_custom_gradients
+from kzoo.utils.values import as_pair
 from kzoo.utils.progress import progress_bar
 from kzoo.weights.record import save_weights_atomic
 

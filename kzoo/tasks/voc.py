@@ -16,8 +16,8 @@ import os
 import numpy as np
 
 from kzoo.data.voc import LOSSES
-from kzoo.evaluate.precision import mean_average_precision
-from kzoo.evaluate.transfer import (claim_results, extract_features, train_logistic, train_softmax, transfer_model,
+from kzoo.evaluate.metrics import mean_average_precision
+from kzoo.tasks.transfer import (claim_results, extract_features, train_logistic, train_softmax, transfer_model,
                                     write_results)
 from kzoo.visualize.common import hidden_layer
 from kzoo.weights.record import save_weights_atomic
