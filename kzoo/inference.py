@@ -18,18 +18,15 @@ import json
 import os
 import re
 import sys
+import warnings
 
 import numpy as np
 
 import kzoo  # kzoo.weights and kzoo.data.labels load only when registered weights are asked for
 from kzoo import preprocessing, registry
 from kzoo.preprocessing import Preprocess
+from kzoo.utils.files import staged_path
 from kzoo.utils.values import is_count
-from kzoo.recipes.common import recipe_preprocess
-
-# Which recipe trains each paper's models: their pipeline is what random or foreign weights get.
-_RECIPES = {"alexnet": "alexnet", "zfnet": "zfnet", "overfeat": "overfeat", "resnet": "resnet"}
-_CIFAR = "resnet_cifar"
 
 
 @dataclasses.dataclass
@@ -88,28 +85,63 @@ class TrainedModel:
         """Per image, the `top` classes as (class index, class name, probability), best first."""
         return decode(probabilities, self.class_names, top)
 
-    def export(self, path):
-        """Write a SavedModel (TensorFlow backend) whose `serve` endpoint takes a uint8 batch
-        (N, H, W, 3) of raw images of one size and returns class probabilities: the
-        preprocessing travels inside. Returns `path`."""
+    def end_to_end(self):
+        """The Keras model of raw images: a uint8 batch (N, H, W, 3) of one size, any size, in;
+        class probabilities out. Its first layer (kzoo.layers.CenterView) takes the centre view
+        `preprocess` takes, its mean a weight, so the model alone classifies raw images: saved
+        as a .keras file (`save`) and loaded with `keras.saving.load_model` on any backend
+        (after `import kzoo`, which registers the layer), or exported (`export`)."""
         import keras  # here, not at the top: `python -m kzoo.predict --help` loads no Keras
-        import tensorflow as tf
 
-        if os.path.exists(path):
-            raise ValueError(f"{path!r} exists; kzoo does not overwrite it. Pick a new path.")
-        view = kzoo.data.transforms.eval_map(self.preprocessing, {"mean": np.asarray(self.mean, np.float32)})
-        model = self.model
+        if getattr(self, "_end_to_end", None) is None:
+            images = keras.Input((None, None, 3), dtype="uint8", name="images")
+            view = kzoo.layers.CenterView.of(self.preprocessing, self.mean, name="center_view")
+            self._end_to_end = keras.Model(images, self.model(view(images)), name=f"{self.model.name}_end_to_end")
+        return self._end_to_end
 
-        def serve(images):
-            batch = tf.map_fn(lambda im: view(im, 0)[0], tf.cast(images, tf.float32),
-                              fn_output_signature=tf.TensorSpec((self.input_size, self.input_size, 3), tf.float32))
-            return model(batch, training=False)
-
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serve", serve, input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
-        archive.write_out(path, verbose=False)
+    def save(self, path):
+        """Write `end_to_end()` as a .keras file at `path` (a new file, written whole or not at all)."""
+        if not str(path).endswith(".keras"):
+            raise ValueError(f"{path!r}: a saved model's file name ends in .keras (for other formats: export).")
+        _check_new(path)
+        with staged_path(str(path)) as partial:
+            self.end_to_end().save(partial)
         return path
+
+    def export(self, path, format="tf_saved_model"):
+        """Write `end_to_end()` for serving (Keras' `model.export` formats): "tf_saved_model" (a
+        folder; its `serve` endpoint), "onnx" (a .onnx file; `pip install tf2onnx onnxruntime`)
+        or "litert" (a .tflite file; `pip install ai-edge-litert` to run it). Each takes a uint8
+        batch (N, H, W, 3) of raw images of one size, any size, and returns class probabilities:
+        the preprocessing travels inside. Returns `path`."""
+        import keras
+
+        if format not in EXPORT_FORMATS:
+            raise ValueError(f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}.")
+        suffix = EXPORT_FORMATS[format]
+        if suffix and not str(path).endswith(suffix):
+            raise ValueError(f"{path!r}: a {format} file's name ends in {suffix}.")
+        _check_new(path)
+        signature = [keras.InputSpec(shape=(None, None, None, 3), dtype="uint8")]
+        with staged_path(str(path)) as partial, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # Keras' tf2onnx patch asks numpy for np.object
+            try:
+                self.end_to_end().export(partial, format=format, input_signature=signature, verbose=False)
+            except ImportError as err:
+                raise ImportError(f"export to {format} needs a package that is not installed ({err}); "
+                                  f"pip install {EXPORT_PACKAGES[format]}.") from None
+        return path
+
+
+# Keras' export formats: the file name's ending each needs (a SavedModel is a folder), and
+# what each needs installed.
+EXPORT_FORMATS = {"tf_saved_model": "", "onnx": ".onnx", "litert": ".tflite"}
+EXPORT_PACKAGES = {"tf_saved_model": "tensorflow", "onnx": "tf2onnx onnx", "litert": "tensorflow"}
+
+
+def _check_new(path):
+    if os.path.exists(path):
+        raise ValueError(f"{path!r} exists; kzoo does not overwrite it. Pick a new path.")
 
 
 class Prediction(tuple):
@@ -150,16 +182,6 @@ def registered_class_names(model, weights):
     """The class names of registered weights `model`/`weights`, in output order."""
     names = kzoo.weights.entry(model, weights)["class_names"]
     return kzoo.data.labels.named_classes(names) if isinstance(names, str) else list(names)
-
-
-def recipe_preprocessing(name, size=None):
-    """The paper's pipeline of registered model `name` (its recipe's), scaled to input `size`
-    when that differs from the paper's."""
-    entry = registry.get_entry(name)
-    recipe = _CIFAR if entry.paper == "resnet" and entry.default_size == 32 else _RECIPES[entry.paper]
-    recipe = getattr(kzoo.recipes, recipe).RECIPE
-    size = size or entry.default_size
-    return recipe_preprocess(recipe, name, demo=size != entry.default_size, input_size=size)
 
 
 def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=None, mean=None,
@@ -209,8 +231,8 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         raise ValueError(f"load gives a classifier; {name} built with {options} outputs feature maps. For "
                          f"features use kzoo.feature_extractor(kzoo.load(...).model) or the builder itself.")
     size = model.inputs[0].shape[1]
-    if preprocess is None:
-        preprocess = recipe_preprocessing(name, size)
+    if preprocess is None:  # the paper's pipeline, shrunk with the input at another size (as the demos train)
+        preprocess = entry.preprocess_at(size)
     elif isinstance(preprocess, dict):
         preprocess = Preprocess.from_dict(preprocess)
     if preprocess.crop != size:

@@ -1,4 +1,5 @@
-"""What a model expects as input: the `Preprocess` record, and the inference-time views.
+"""What a model expects as input: the inference-time views of the `Preprocess` record
+(defined in kzoo.registry with each paper's pipeline, PIPELINES; imported here too).
 
 The same record describes a recipe's training pipeline (kzoo.data.transforms
 adds the random augmentation in tf.data), is stored in every run's config.json
@@ -10,95 +11,13 @@ antialias=True)`, the resize of the training pipeline, to float rounding (so a
 quantized pixel can differ by one where the resize lands within ~1e-4 of a half).
 """
 
-import dataclasses
-
 import numpy as np
 
 from kzoo.data import images as image_files  # the one image reader
-
-CROPS = ("random", "ten")  # Preprocess.crops: where training crops are cut
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocess:
-    """One paper's preprocessing; sizes in pixels.
-
-    resize: shorter side after resizing; a (low, high) pair draws it at random
-        per training image (ResNet's scale augmentation); evaluation uses low.
-    center: centre square kept after resizing (AlexNet/ZFNet's 256x256), or None.
-    crop: training crop (random) and evaluation crop (centre).
-    crops: where training crops are cut: "random" (any position) or "ten" (ZFNet §3's
-        fixed sub-crops: one of the 4 corners and the centre at random, flipped as `flip`
-        says; the windows of `ten_crops`, the evaluation's 10 views).
-    pad: zero padding before the random crop (CIFAR's 4).
-    flip: random horizontal flips.
-    pca: std of AlexNet's PCA colour noise alpha (0.1), or 0.
-    mean: "pixel" (the mean image of the `center` squares) or "channel" (the
-        mean colour; used whenever images differ in size).
-    color: channel order the model takes ("RGB"; "BGR" for Caffe's weights).
-    scale: factor applied to the mean-free pixels (1: the papers' 0-255 range).
-    """
-
-    resize: object
-    crop: int
-    center: int = None
-    pad: int = 0
-    flip: bool = True
-    pca: float = 0.0
-    mean: str = "pixel"
-    color: str = "RGB"
-    scale: float = 1.0
-    crops: str = "random"
-
-    def __post_init__(self):
-        if isinstance(self.resize, list):  # from JSON
-            object.__setattr__(self, "resize", tuple(self.resize))
-        if self.mean not in ("pixel", "channel"):
-            raise ValueError(f"Preprocess mean must be 'pixel' or 'channel', got {self.mean!r}.")
-        if self.color not in ("RGB", "BGR"):
-            raise ValueError(f"Preprocess color must be 'RGB' or 'BGR', got {self.color!r}.")
-        if self.crops not in CROPS:
-            raise ValueError(f"Preprocess crops must be one of {CROPS}, got {self.crops!r}.")
-
-    @property
-    def pixel_mean(self):
-        """A mean image needs images of one size: a fixed resize and a centre square."""
-        return self.mean == "pixel" and self.center is not None and not isinstance(self.resize, tuple)
-
-    @property
-    def eval_resize(self):
-        """The shorter side evaluation resizes to (the low end of a random range)."""
-        return self.resize[0] if isinstance(self.resize, tuple) else self.resize
-
-    def scaled(self, crop):
-        """The same pipeline for a smaller model input (demo and smoke runs)."""
-        ratio = crop / self.crop
-        resize = tuple(max(crop, round(r * ratio)) for r in self.resize) if isinstance(
-            self.resize, tuple) else max(crop, round(self.resize * ratio))
-        center = None if self.center is None else max(crop, round(self.center * ratio))
-        return dataclasses.replace(self, resize=resize, crop=crop, center=center,
-                                   pad=round(self.pad * ratio))
-
-    def to_dict(self):
-        """The JSON record (config.json, manifest.json)."""
-        record = dataclasses.asdict(self)
-        if isinstance(self.resize, tuple):
-            record["resize"] = list(self.resize)
-        if self.crops == "random":  # the default: records (and the keys made of them) read as before the option
-            del record["crops"]
-        return record
-
-    @classmethod
-    def from_dict(cls, record, where="preprocess record"):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(record) - known)
-        if unknown or "resize" not in record or "crop" not in record:
-            raise ValueError(f"{where}: not a kzoo Preprocess record ({record}); expected the keys "
-                             f"{sorted(known)} (resize and crop required).")
-        return cls(**record)
+from kzoo.registry import CROPS, PIPELINES, Preprocess  # noqa: F401 (the record, imported from here too)
 
 
-def _resize_weights(in_size, out_size):
+def resize_weights(in_size, out_size):
     """(out_size, in_size) weights of TensorFlow's antialiased bilinear resize along one axis:
     its scale_and_translate with a triangle kernel widened by the downscaling factor, in
     float32 as TensorFlow computes them (so the two agree to float rounding)."""
@@ -128,7 +47,7 @@ def resized_shape(height, width, shorter):
 def resize(image, height, width):
     """(H, W, C) -> (height, width, C) float32, TensorFlow's antialiased bilinear resize."""
     image = np.asarray(image, np.float32)
-    rows, cols = _resize_weights(image.shape[0], height), _resize_weights(image.shape[1], width)
+    rows, cols = resize_weights(image.shape[0], height), resize_weights(image.shape[1], width)
     h, w, c = image.shape
     out = (rows @ image.reshape(h, w * c)).reshape(height, w, c)  # matmuls: BLAS, not einsum's loops
     return np.matmul(cols, out)

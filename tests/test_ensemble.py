@@ -24,14 +24,14 @@ def members():
 
     import keras
 
-    from kzoo.inference import recipe_preprocessing
+    from kzoo.registry import get_entry
 
     # Seeded, and pixels scaled down (a random ReLU net without biases scales its logits with
     # its input): on 0-255 pixels its logits differ by ~1e2 and every softmax row is one-hot,
     # hiding what an average of views does.
     keras.utils.set_random_seed(1)
     a = kzoo.load("resnet20", mean=(120, 110, 100),
-                  preprocess=dataclasses.replace(recipe_preprocessing("resnet20"), scale=2e-4))
+                  preprocess=dataclasses.replace(get_entry("resnet20").preprocess_at(), scale=2e-4))
     p = Preprocess(resize=20, crop=16, center=20, pad=2, mean="channel", color="BGR", scale=2e-4)
     b = kzoo.load("resnet20", input_shape=(16, 16, 3), preprocess=p, mean=(10, 200, 60))
     for member in (a, b):

@@ -132,8 +132,9 @@ def test_imagenet_class_names_come_from_tensorflow_datasets():
 
 
 def test_paper_preprocessing_for_random_weights():
-    from kzoo.inference import recipe_preprocessing
+    from kzoo.registry import get_entry
 
+    recipe_preprocessing = lambda name, size=None: get_entry(name).preprocess_at(size)  # noqa: E731
     assert recipe_preprocessing("overfeat_fast") == Preprocess(resize=256, crop=231, mean="channel")
     assert recipe_preprocessing("overfeat_accurate").crop == 221
     alexnet = recipe_preprocessing("alexnet")

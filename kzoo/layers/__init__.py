@@ -1,5 +1,6 @@
 """kzoo's custom layers: backend-neutral (keras.ops only), registered for `.keras` files."""
 
+from kzoo.layers.center_view import CenterView
 from kzoo.layers.constraints import FilterRMSNorm
 from kzoo.layers.grouped_conv import TowerConv2D
 from kzoo.layers.lrn import LocalResponseNormalization
@@ -8,6 +9,7 @@ from kzoo.layers.padding import CeilPadding2D, ZeroPadShortcut, ceil_mode_output
 
 __all__ = [
     "CeilPadding2D",
+    "CenterView",
     "FilterRMSNorm",
     "InterleaveOffsets",
     "LocalResponseNormalization",

@@ -306,8 +306,9 @@ ARGS_DOC = """
 
 
 def variant(name, family, *, paper, section, default_size, min_size, expected, options,
-            classes=1000, flat_head=True, doc="", **fixed):
+            classes=1000, flat_head=True, doc="", pipeline=None, **fixed):
     """Register `name` as a builder of `family` with `fixed` arguments, and return it.
+    `pipeline`: its key in kzoo.preprocessing.PIPELINES (default: `paper`).
 
     `options` maps each paper option the user may set to its default
     (keyword-only in the builder's signature).
@@ -342,6 +343,7 @@ def variant(name, family, *, paper, section, default_size, min_size, expected, o
             min_size=min_size,
             default_classes=classes,
             expected=expected,
+            preprocess=registry.PIPELINES[pipeline or paper],
         )
     )
     return builder

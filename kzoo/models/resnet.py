@@ -185,7 +185,7 @@ def _register():
         for plain in (False, True) if n in PLAIN_CIFAR else (False,):
             name = f"{'plain' if plain else 'resnet'}{6 * n + 2}"
             exports[name] = variant(
-                name, _resnet_cifar, paper="resnet", section="§4.2", default_size=32, min_size=8,
+                name, _resnet_cifar, paper="resnet", pipeline="resnet_cifar", section="§4.2", default_size=32, min_size=8,
                 classes=10, options={} if plain else dict(shortcut="A"), flat_head=False, n=n,
                 plain=plain, expected=Expected(
                     params=params, sizes=_cifar_sizes(n),

@@ -1,6 +1,6 @@
 """AlexNet's training (Krizhevsky et al. 2012, §4-§5): `python -m kzoo.recipes.alexnet`."""
 
-from kzoo.preprocessing import Preprocess
+from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
 
@@ -19,7 +19,7 @@ RECIPE = Recipe(
     momentum=0.9,
     weight_decay=5e-4,
     schedule=lambda model: DivideOnPlateau(0.01, factor=0.1, times=3),
-    preprocess=Preprocess(resize=256, center=256, crop=224, flip=True, pca=0.1, mean="pixel"),
+    preprocess=PIPELINES["alexnet"],
     sections={
         "batch size": "§5",
         "epochs": "§5: ~90 cycles",

@@ -15,7 +15,7 @@ import os
 import sys
 
 import kzoo
-from kzoo.preprocessing import Preprocess
+from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import Recipe, build_parser, run_dir_for, run_from_args, train_recipe
 from kzoo.recipes.common import main as train_main
 from kzoo.train.schedules import StepsAt
@@ -86,7 +86,7 @@ RECIPE = Recipe(
     momentum=0.6,
     weight_decay=1e-5,
     schedule=lambda model: StepsAt(5e-2, (30, 50, 60, 70, 80), 0.5, unit="epoch"),
-    preprocess=Preprocess(resize=256, crop=231, flip=True, mean="channel"),
+    preprocess=PIPELINES["overfeat"],
     sections={
         "batch size": "§3.1",
         "epochs": "not stated; 10 after the last halving",

@@ -1,6 +1,6 @@
 """ResNet's ImageNet training (He et al. 2015, §3.4): `python -m kzoo.recipes.resnet --depth 50`."""
 
-from kzoo.preprocessing import Preprocess
+from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
 
@@ -32,7 +32,7 @@ RECIPE = Recipe(
     momentum=0.9,
     weight_decay=1e-4,
     schedule=lambda model: DivideOnPlateau(0.1, factor=0.1, times=None, stop_at=600_000),
-    preprocess=Preprocess(resize=(256, 480), crop=224, flip=True, pca=0.1, mean="channel"),
+    preprocess=PIPELINES["resnet"],
     sections={
         "batch size": "§3.4",
         "epochs": "§3.4: 60e4 iterations (~120 epochs at 256)",

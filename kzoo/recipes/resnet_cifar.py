@@ -1,6 +1,6 @@
 """ResNet's CIFAR-10 training (He et al. 2015, §4.2): `python -m kzoo.recipes.resnet_cifar --depth 110`."""
 
-from kzoo.preprocessing import Preprocess
+from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import StepsAt, WarmupUntilError
 
@@ -35,7 +35,7 @@ RECIPE = Recipe(
     momentum=0.9,
     weight_decay=1e-4,
     schedule=_schedule,
-    preprocess=Preprocess(resize=32, center=32, crop=32, pad=4, flip=True, mean="pixel"),
+    preprocess=PIPELINES["resnet_cifar"],
     sections={
         "batch size": "§4.2",
         "epochs": "§4.2: stop at 64k iterations (~164 epochs)",

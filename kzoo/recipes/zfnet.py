@@ -5,7 +5,7 @@ and runs after every update. Training crops are random (AlexNet's scheme, the de
 every recipe); `--crops ten` takes §3's ten fixed sub-crops (corners + centre, flipped or not).
 """
 
-from kzoo.preprocessing import Preprocess
+from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
 
@@ -24,7 +24,7 @@ RECIPE = Recipe(
     momentum=0.9,
     weight_decay=0.0,
     schedule=lambda model: DivideOnPlateau(1e-2, factor=0.1, times=None),
-    preprocess=Preprocess(resize=256, center=256, crop=224, flip=True, mean="pixel"),
+    preprocess=PIPELINES["zfnet"],
     sections={
         "batch size": "§3",
         "epochs": "§3: stopped after 70 epochs",

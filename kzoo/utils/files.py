@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 
 
@@ -25,6 +26,22 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def staged_path(path):
+    """A path with `path`'s name in a new folder beside it, for writers that insist on a name
+    (`.keras`, `.onnx`) or write a folder (a SavedModel); on success what was written there
+    is renamed to `path` (refused if `path` appeared meanwhile), on failure removed."""
+    folder, name = os.path.split(os.path.abspath(path))
+    staging = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=folder)
+    try:
+        yield os.path.join(staging, name)
+        if os.path.exists(path):
+            raise FileExistsError(f"{path!r} appeared while it was written; nothing was replaced.")
+        os.rename(os.path.join(staging, name), path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager
