@@ -16,9 +16,9 @@ from typing import Callable
 import kzoo
 from kzoo import registry
 from kzoo.preprocessing import CROPS, Preprocess
-from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, check_choice, check_input_size, check_model_options,
-                            float_between, model_option, non_negative_float, non_negative_int, options_dict,
-                            positive_int, quiet_tensorflow)
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, check_input_size,
+                            check_model_options, flags_from, float_between, folder, model_option,
+                            non_negative_float, non_negative_int, option, options_dict, positive_int, run_command)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
 LOG_EVERY = 100  # steps.csv: a row every 100 steps (ResNet's CIFAR runs: 640 points over 64k iterations)
@@ -50,69 +50,75 @@ class Recipe:
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-    """One training run of a recipe, typed: a field per command-line flag (same name, same
-    default, same check and message), and the model: a registry name (None: the recipe's
-    default) with the builder's paper options (`--option`), e.g.
-    `Run(model="resnet20", options={"shortcut": "B"}, epochs=3)`."""
+    """One training run of a recipe, typed: each field that is a flag is declared here once
+    (`option`: its default, help and rule; the parser and the checks of a Run built in Python
+    come from it), and the model: a registry name (None: the recipe's default) with the
+    builder's paper options (`--option`), e.g. `Run(model="resnet20", options={"shortcut": "B"}, epochs=3)`."""
 
     model: str = None
     options: dict = dataclasses.field(default_factory=dict)
-    dataset: str = None
-    data_dir: str = None
-    download: bool = False
-    run_dir: str = None
-    epochs: int = None
-    batch_size: int = None
-    input_size: int = None
-    pca_std: float = None  # AlexNet §4.1's colour noise; None: the recipe's own (Preprocess.pca)
-    crops: str = None  # training crops, "random" or ZFNet §3's "ten"; None: the recipe's own (Preprocess.crops)
-    val_split: int = None  # N: validate on N held-out training images (ResNet §4.2's 45k/5k); None: the data's own
     split_seed: int = None  # seed of --val-split's held-out images; None: `seed` (a seed study's rows share the base's)
-    strategy: str = "default"
-    seed: int = 0
-    checkpoint_every: int = 0
-    log_every: int = None  # None: LOG_EVERY, or DEMO_LOG_EVERY on the built-in data
-    target_error: float = 0.25
-    steps_per_epoch: int = None
-    xla: bool = False
-    mixed_precision: bool = False
-    evolution: bool = False
-    evolution_images: int = EVOLUTION_IMAGES  # training images --evolution searches (0: all)
-    smoke: bool = False
+    dataset: str = option(group="data", help="tensorflow-datasets name (imagenet2012, imagenette, caltech101, "
+                          "cifar10, ...); default: the built-in digits, or --data-dir's class folders")
+    data_dir: str = option(group="data", rule=folder, help="tfds data_dir for --dataset, or a folder of class "
+                           "sub-folders (optionally train/ and val/) when --dataset is not given")
+    download: bool = option(False, group="data", help="let tfds download and prepare --dataset")
+    pca_std: float = option(group="data", rule=non_negative_float, metavar="S",
+                            help="std of AlexNet §4.1's PCA colour noise, 0 for none (default: the recipe's, "
+                                 "{pca:g}); recorded in the run's config")
+    crops: str = option(group="data", choices=CROPS,
+                        help="where training crops are cut: anywhere (random), or ZFNet §3's ten fixed sub-crops "
+                             "(ten: the 4 corners and the centre, with flips; one at random per image and pass) "
+                             "(default: the recipe's, {crops}); recorded in the run's config, and a run resumes "
+                             "only with the crops it started with")
+    val_split: int = option(group="data", rule=positive_int, metavar="N",
+                            help="hold out N training images (the same ones for the same --seed) as the validation "
+                                 "set and train on the rest, leaving the data's own validation or test set unused "
+                                 "(ResNet §4.2's 45k/5k split for tuning: --val-split 5000 on cifar10); recorded in "
+                                 "the run's config and identity")
+    run_dir: str = option(group="run", rule=folder, help="where checkpoints, logs and curves go; rerunning the same "
+                          "command resumes there (default runs/<recipe>-<model>-<dataset>)")
+    epochs: int = option(group="run", rule=positive_int, help="stop after this many epochs (default: the paper's)")
+    batch_size: int = option(group="run", rule=positive_int, help="global batch over all replicas (default: the "
+                             "paper's); the learning rate scales linearly with it")
+    input_size: int = option(group="run", rule=positive_int, help="model input (crop) size, at least the model's "
+                             "minimum; default: the paper's, or the demo size on the built-in data")
+    strategy: str = option("default", group="run", choices=STRATEGIES,
+                           help="one device, all local GPUs (MirroredStrategy), or several machines "
+                                "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG)")
+    seed: int = option(0, group="run", rule=non_negative_int, help="seed for initialization, shuffling, augmentation")
+    checkpoint_every: int = option(0, group="run", rule=non_negative_int,
+                                   help="also checkpoint every N steps (0: at epoch ends only)")
+    log_every: int = option(group="run", rule=non_negative_int,
+                            help=f"write the training error over the last N steps to RUN/steps.csv every N steps "
+                                 f"(default {LOG_EVERY}; {DEMO_LOG_EVERY} on the built-in digits; 0: off)")
+    target_error: float = option(0.25, group="run", rule=float_between(0, 1),
+                                 help="metrics.json's first_step_below: the first step and epoch whose training "
+                                      "error is below this (default 0.25, AlexNet's Fig. 1)")
+    steps_per_epoch: int = option(group="run", rule=positive_int, help="limit each epoch to N steps")
+    xla: bool = option(False, group="run", help="compile the train step with XLA")
+    mixed_precision: bool = option(False, group="run", help="mixed_float16 (GPUs)")
+    evolution: bool = option(False, group="run",
+                             help="record ZFNet's Fig. 4 in RUN/evolution.png: a block per layer (relu1..relu5; a "
+                                  "ResNet's stage outputs), for 4 random feature maps each the deconvnet projection "
+                                  "of its strongest activation over the training images at epochs 1, 2, 5, 10, 20, "
+                                  "30, 40, 64")
+    evolution_images: int = option(EVOLUTION_IMAGES, group="run", rule=non_negative_int, metavar="N",
+                                   help=f"--evolution searches the first N training images (centre views) at each "
+                                        f"of those epochs, one forward pass over them each time (default "
+                                        f"{EVOLUTION_IMAGES}; 0: all)")
+    smoke: bool = option(False, group="run", help="a few steps, seconds long: checks the set-up")
 
     def __post_init__(self):
-        for name, rule in (("epochs", positive_int), ("batch_size", positive_int), ("input_size", positive_int),
-                           ("steps_per_epoch", positive_int), ("val_split", positive_int), ("seed", non_negative_int),
-                           ("split_seed", non_negative_int),
-                           ("checkpoint_every", non_negative_int), ("log_every", non_negative_int),
-                           ("target_error", float_between(0, 1)), ("evolution_images", non_negative_int)):
-            if getattr(self, name) is not None or name in ("seed", "checkpoint_every", "target_error",
-                                                           "evolution_images"):
-                object.__setattr__(self, name, rule.check(getattr(self, name), _flag(name)))
-        if self.pca_std is not None:
-            object.__setattr__(self, "pca_std", non_negative_float.check(self.pca_std, "--pca-std"))
-        if self.crops is not None:
-            check_choice(self.crops, CROPS, "--crops")
-        for name in ("download", "xla", "mixed_precision", "evolution", "smoke"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"argument {_flag(name)}: expected True or False, got {getattr(self, name)!r}")
-        for name in ("data_dir", "run_dir"):  # a pathlib.Path is a path too
-            if getattr(self, name) is not None:
-                object.__setattr__(self, name, os.fspath(getattr(self, name)))
-                if not getattr(self, name).strip():  # '' would be taken for "not given"
-                    raise ValueError(f"argument {_flag(name)}: expected a folder, got {getattr(self, name)!r}; "
-                                     f"leave {_flag(name)} out for the default.")
-        check_choice(self.strategy, STRATEGIES, "--strategy")
+        check_flags(self)
+        if self.split_seed is not None:
+            object.__setattr__(self, "split_seed", non_negative_int.check(self.split_seed, "--split-seed"))
         if not isinstance(self.options, dict):
             raise ValueError(f"argument --option: expected a dict of the builder's options, got {self.options!r}")
         object.__setattr__(self, "options", dict(self.options))  # a copy: the run's own
         if self.model is not None:
             check_input_size(self.input_size, [self.model])  # also refuses an unknown model name
             check_model_options(self.model, self.options)
-
-
-def _flag(field):
-    return "--" + field.replace("_", "-")
 
 
 def resolve_run(recipe, run):
@@ -136,9 +142,7 @@ def run_from_args(recipe, args):
         raise ValueError(f"{flag} {flags[both[0]]} and --option {both[0]}={given[both[0]]} both set {both[0]}; give "
                          f"one of them.")
     name, options = recipe.model(**flags)
-    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(Run)
-              if f.name not in ("model", "options", "split_seed")}  # split_seed: no flag (the split is --seed's)
-    return Run(model=name, options={**options, **given}, **fields)
+    return flags_from(Run, args, model=name, options={**options, **given})
 
 
 def describe(recipe, model_name, options=None, pca_std=None, crops=None):
@@ -176,65 +180,11 @@ def build_parser(recipe):
     parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
                         help="a paper option of the model's builder (repeatable), e.g. towers=1, lrn=false, "
                              "shortcut=A, remove_layers=3,4; recorded in the run's config")
-    _data_flags(parser.add_argument_group("data"), recipe)
-    _run_flags(parser.add_argument_group("run"))
+    groups = {"data": parser.add_argument_group("data"), "run": parser.add_argument_group("run")}
+    add_flags(parser, Run, groups, context={"pca": recipe.preprocess.pca, "crops": recipe.preprocess.crops})
+    groups["run"].add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")
+    add_verbose_flag(groups["run"])
     return parser
-
-
-def _data_flags(data, recipe):
-    data.add_argument("--dataset", help="tensorflow-datasets name (imagenet2012, imagenette, caltech101, "
-                      "cifar10, ...); default: the built-in digits, or --data-dir's class folders")
-    data.add_argument("--data-dir", help="tfds data_dir for --dataset, or a folder of class sub-folders "
-                      "(optionally train/ and val/) when --dataset is not given")
-    data.add_argument("--download", action="store_true", help="let tfds download and prepare --dataset")
-    data.add_argument("--pca-std", type=non_negative_float, metavar="S",
-                      help=f"std of AlexNet §4.1's PCA colour noise, 0 for none (default: the recipe's, "
-                           f"{recipe.preprocess.pca:g}); recorded in the run's config")
-    data.add_argument("--crops", choices=CROPS,
-                      help=f"where training crops are cut: anywhere (random), or ZFNet §3's ten fixed sub-crops "
-                           f"(ten: the 4 corners and the centre, with flips; one at random per image and pass) "
-                           f"(default: the recipe's, {recipe.preprocess.crops}); recorded in the run's config, "
-                           f"and a run resumes only with the crops it started with")
-    data.add_argument("--val-split", type=positive_int, metavar="N",
-                      help="hold out N training images (the same ones for the same --seed) as the validation set and "
-                           "train on the rest, leaving the data's own validation or test set unused (ResNet §4.2's "
-                           "45k/5k split for tuning: --val-split 5000 on cifar10); recorded in the run's config "
-                           "and identity")
-
-
-def _run_flags(run):
-    run.add_argument("--run-dir", help="where checkpoints, logs and curves go; rerunning the same "
-                     "command resumes there (default runs/<recipe>-<model>-<dataset>)")
-    run.add_argument("--epochs", type=positive_int, help="stop after this many epochs (default: the paper's)")
-    run.add_argument("--batch-size", type=positive_int, help="global batch over all replicas (default: the paper's); "
-                     "the learning rate scales linearly with it")
-    run.add_argument("--input-size", type=positive_int, help="model input (crop) size, at least the model's "
-                     "minimum; default: the paper's, or the demo size on the built-in data")
-    run.add_argument("--strategy", default="default", choices=STRATEGIES,
-                     help="one device, all local GPUs (MirroredStrategy), or several machines "
-                          "(MultiWorkerMirroredStrategy, cluster from TF_CONFIG)")
-    run.add_argument("--seed", type=non_negative_int, default=0, help="seed for initialization, shuffling, augmentation")
-    run.add_argument("--checkpoint-every", type=non_negative_int, default=0,
-                     help="also checkpoint every N steps (0: at epoch ends only)")
-    run.add_argument("--log-every", type=non_negative_int,
-                     help=f"write the training error over the last N steps to RUN/steps.csv every N steps "
-                          f"(default {LOG_EVERY}; {DEMO_LOG_EVERY} on the built-in digits; 0: off)")
-    run.add_argument("--target-error", type=float_between(0, 1), default=0.25,
-                     help="metrics.json's first_step_below: the first step and epoch whose training error is "
-                          "below this (default 0.25, AlexNet's Fig. 1)")
-    run.add_argument("--steps-per-epoch", type=positive_int, help="limit each epoch to N steps")
-    run.add_argument("--xla", action="store_true", help="compile the train step with XLA")
-    run.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
-    run.add_argument("--evolution", action="store_true",
-                     help="record ZFNet's Fig. 4 in RUN/evolution.png: a block per layer (relu1..relu5; a ResNet's "
-                          "stage outputs), for 4 random feature maps each the deconvnet projection of its strongest "
-                          "activation over the training images at epochs 1, 2, 5, 10, 20, 30, 40, 64")
-    run.add_argument("--evolution-images", type=non_negative_int, default=EVOLUTION_IMAGES, metavar="N",
-                     help=f"--evolution searches the first N training images (centre views) at each of those "
-                          f"epochs, one forward pass over them each time (default {EVOLUTION_IMAGES}; 0: all)")
-    run.add_argument("--smoke", action="store_true", help="a few steps, seconds long: checks the set-up")
-    run.add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")
-    add_verbose_flag(run)
 
 
 def recipe_preprocess(recipe, model_name, demo, input_size=None):
@@ -321,30 +271,28 @@ def recipe_config(recipe, run, source):
     limits = SMOKE if run.smoke else {}
     batch = _given(run.batch_size, limits.get("batch_size"), recipe.demo_batch if demo else recipe.batch_size)
     epochs = _given(run.epochs, limits.get("epochs"), recipe.demo_epochs if demo else recipe.epochs)
-    return kzoo.train.engine.TrainConfig(
-        model=run.model,
-        model_options=options,
-        schedule=recipe.schedule(run.model),
-        preprocess=preprocess,
-        run_dir=run_dir_for(recipe, run, source),
-        batch_size=batch,
-        paper_batch=recipe.batch_size,
-        epochs=epochs,
-        momentum=recipe.momentum,
-        weight_decay=recipe.weight_decay,
-        decay_biases=recipe.decay_biases,
-        seed=run.seed,
-        strategy=run.strategy,
-        steps_per_epoch=_given(run.steps_per_epoch, limits.get("steps_per_epoch")),
-        val_steps=limits.get("val_steps"),
-        checkpoint_every=run.checkpoint_every,
-        log_every=_given(run.log_every, DEMO_LOG_EVERY if demo else LOG_EVERY),
-        target_error=run.target_error,
-        val_split=run.val_split or 0,
-        split_seed=run.split_seed,
-        xla=run.xla,
-        mixed_precision=run.mixed_precision,
-    )
+    engine = kzoo.train.engine
+    # A Run field the engine takes as it is (seed, strategy, checkpoint_every, target_error, xla,
+    # mixed_precision, split_seed) passes by its name: an option is written in Run and TrainConfig only.
+    passed = {f.name: getattr(run, f.name) for f in dataclasses.fields(engine.TrainConfig)
+              if f.name in {g.name for g in dataclasses.fields(Run)}}
+    return engine.TrainConfig(**{
+        **passed,
+        "model_options": options,
+        "schedule": recipe.schedule(run.model),
+        "preprocess": preprocess,
+        "run_dir": run_dir_for(recipe, run, source),
+        "batch_size": batch,
+        "paper_batch": recipe.batch_size,
+        "epochs": epochs,
+        "momentum": recipe.momentum,
+        "weight_decay": recipe.weight_decay,
+        "decay_biases": recipe.decay_biases,
+        "steps_per_epoch": _given(run.steps_per_epoch, limits.get("steps_per_epoch")),
+        "val_steps": limits.get("val_steps"),
+        "log_every": _given(run.log_every, DEMO_LOG_EVERY if demo else LOG_EVERY),
+        "val_split": run.val_split or 0,
+    })
 
 
 def _check_resumed_pca(config):
@@ -365,19 +313,15 @@ def paper_data_hint(recipe):
 
 
 def main(recipe, argv=None):
-    parser = build_parser(recipe)
-    args = parser.parse_args(argv)
-    _check_void_flags(parser, args, recipe)
-    quiet_tensorflow(args.verbose)
-    try:
+    def run(args):
         run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
         if args.print_schedule:
             print(describe(recipe, run.model, run.options, run.pca_std, run.crops))
-            return 0
+            return
         train_recipe(recipe, run)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
-    return 0
+
+    return run_command(build_parser(recipe), run, argv, checks=lambda parser, args: _check_void_flags(parser, args,
+                                                                                                      recipe))
 
 
 def _check_void_flags(parser, args, recipe):

@@ -1,4 +1,11 @@
-"""argparse types shared by every kzoo command line.
+"""Every kzoo command line: its options declared once, the argparse types, one runner.
+
+A command's options are the fields of a dataclass, each declared once with `option`
+(default, help, rule, choices): `add_flags` derives the flags and their help from them,
+`check_flags` applies the same rules to a value given in Python (with the command line's
+words), `flags_from` builds the dataclass from the parsed command line, and
+`dataclasses.asdict` is the record a run keeps. `run_command` is every command's `main`:
+parse, refuse void flags, quiet TensorFlow, run, and turn a refusal into one line and exit 2.
 
 A bad number is refused while the arguments are parsed, before anything is read
 or written, with argparse's own error (exit code 2): "argument --epochs: expected
@@ -11,9 +18,11 @@ same words, as a ValueError.
 
 import argparse
 import ast
+import dataclasses
 import difflib
 import inspect
 import math
+import os
 import sys
 
 import kzoo
@@ -202,4 +211,107 @@ def add_verbose_flag(parser):
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's own log lines (hidden otherwise, unless TF_CPP_MIN_LOG_LEVEL is set)")
 
+
+def _folder(text):
+    return text
+
+
+def _check_folder(value, flag):
+    """A folder given in Python (a str or a pathlib.Path): '' would be taken for "not given"."""
+    value = os.fspath(value)
+    if not value.strip():
+        raise ValueError(f"argument {flag}: expected a folder, got {value!r}; leave {flag} out for the default.")
+    return value
+
+
+_folder.check = _check_folder
+folder = _folder  # a path option's rule: the command line refuses '' itself (ArgumentParser)
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """How a dataclass field is given on the command line (`option`)."""
+
+    help: str
+    rule: object = None  # an argparse type with .check(value, flag) (positive_int, folder, ...)
+    choices: tuple = None
+    metavar: object = None
+    nargs: object = None
+    group: str = None  # the argument group it is listed under in --help
+
+
+def option(default=None, *, help, rule=None, choices=None, metavar=None, nargs=None, group=None):
+    """A dataclass field that is a command-line flag `--field-name`: its default, its help (a
+    format string: `add_flags`' context fills it), its rule (the parser's type, and the check
+    of a value given in Python) or its choices. A bool field is a switch (store_true)."""
+    spec = Flag(help, rule, choices, metavar, nargs, group)
+    return dataclasses.field(default=default, metadata={"flag": spec})
+
+
+def flag_of(field):
+    return "--" + field.name.replace("_", "-")
+
+
+def option_fields(config):
+    """The fields of dataclass `config` (a class or an instance) that are flags."""
+    return [f for f in dataclasses.fields(config) if "flag" in f.metadata]
+
+
+def add_flags(parser, config, groups=None, context=None):
+    """A flag for each `option` field of dataclass `config`, under `groups[spec.group]` (an
+    argument group) where given, its help formatted with `context`."""
+    for field in option_fields(config):
+        spec = field.metadata["flag"]
+        target = (groups or {}).get(spec.group, parser)
+        kwargs = {"dest": field.name, "help": spec.help.format(**(context or {}))}
+        if field.type in (bool, "bool"):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["default"] = field.default
+            kwargs.update({k: v for k, v in (("type", spec.rule), ("choices", spec.choices),
+                                             ("metavar", spec.metavar), ("nargs", spec.nargs)) if v is not None})
+        target.add_argument(flag_of(field), **kwargs)
+
+
+def check_flags(config):
+    """Apply each `option` field's rule to the value `config` holds, as the command line
+    applies it and in its words (a ValueError); for a dataclass built in Python. None is a
+    default's "not given" where the field's default is None."""
+    for field in option_fields(config):
+        spec, value, flag = field.metadata["flag"], getattr(config, field.name), flag_of(field)
+        if value is None and field.default is None:
+            continue
+        if field.type in (bool, "bool"):
+            if not isinstance(value, bool):
+                raise ValueError(f"argument {flag}: expected True or False, got {value!r}")
+        elif spec.rule is not None and hasattr(spec.rule, "check"):
+            values = [spec.rule.check(v, flag) for v in value] if spec.nargs else spec.rule.check(value, flag)
+            object.__setattr__(config, field.name, values)
+        elif spec.choices is not None:
+            check_choice(value, spec.choices, flag)
+
+
+def flags_from(config, args, **values):
+    """Dataclass `config` built from the parsed command line `args` (its `option` fields) and `values`."""
+    return config(**{f.name: getattr(args, f.name) for f in option_fields(config) if hasattr(args, f.name)}, **values)
+
+
+def run_command(parser, run, argv=None, *, checks=None, interrupted=None):
+    """Every kzoo command's main: parse `argv` with `parser`, refuse the flags that others make
+    void (`checks(parser, args)` calls parser.error), load TensorFlow quietly (unless
+    --verbose), then `run(args)`; a ValueError or FileNotFoundError it raises is one line,
+    "error: ...", and exit code 2. `interrupted(args)`: what Ctrl-C says (exit 130).
+    Returns `run`'s exit code (None: 0)."""
+    args = parser.parse_args(argv)
+    if checks is not None:
+        checks(parser, args)
+    quiet_tensorflow(getattr(args, "verbose", False))
+    try:
+        return run(args) or 0
+    except (ValueError, FileNotFoundError) as err:
+        parser.exit(2, f"error: {err}\n")
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        parser.exit(130, f"\ninterrupted: {interrupted(args)}\n")
 
