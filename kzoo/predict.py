@@ -16,7 +16,7 @@ import sys
 from kzoo.inference import load
 from kzoo.data import images
 from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, float_between, model_weights, positive_int,
-                            quiet_tensorflow)
+                            run_command)
 
 def predict(paths, trained, top=5, batch_size=32):
     """[(path, [(class index, class name, probability), ...]), ...] for image files `paths`."""
@@ -41,12 +41,11 @@ def main(argv=None):
     parser.add_argument("--top", type=positive_int, default=5, help="classes per image (default 5)")
     parser.add_argument("--json", action="store_true", help="one JSON object per image instead of a table")
     add_verbose_flag(parser)
-    args = parser.parse_args(argv)
-    quiet_tensorflow(args.verbose)
-    try:
-        trained, rows = run(args)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    return run_command(parser, _main, argv)
+
+
+def _main(args):
+    trained, rows = run(args)
     if not args.json:  # what the model expects: the first thing to check when its answers surprise
         print(f"{trained.name} ({trained.origin}), trained on {trained.dataset or 'nothing: random weights'}.")
     for path, classes in rows:
@@ -58,7 +57,6 @@ def main(argv=None):
         print("  probability  class")
         for index, name, probability in classes:
             print(f"  {probability:11.2%}  {name if name == str(index) else f'{name} ({index})'}")
-    return 0
 
 
 def run(args):

@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
 import kzoo
 from kzoo.data import images
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, positive_int, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, positive_int, run_command
 from kzoo.utils.files import atomic_write
 
 SIZE = 32  # thumbnail side: distinct photographs correlate less than at 16x16 (docs/transfer.md)
@@ -341,20 +341,19 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.overwrite and not args.out:
-        parser.error("--overwrite replaces an --out file; give --out FILE, or leave --overwrite out.")
-    quiet_tensorflow(args.verbose)
-    try:
+    def checks(parser, args):
+        if args.overwrite and not args.out:
+            parser.error("--overwrite replaces an --out file; give --out FILE, or leave --overwrite out.")
+
+    def run(args):
         find_overlap(args.data_dir, args.against, args.threshold, args.out, args.cache, args.overwrite,
                      block=args.block, workers=args.workers, progress=not args.quiet)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
-    except KeyboardInterrupt:
-        parser.exit(130, "\ninterrupted" + (f": the thumbnails so far are in --cache {args.cache}; rerun to resume"
-                                            if args.cache else "") + ".\n")
-    return 0
+
+    def interrupted(args):
+        return (f"the thumbnails so far are in --cache {args.cache}; rerun to resume." if args.cache else
+                "nothing was written.")
+
+    return run_command(build_parser(), run, argv, checks=checks, interrupted=interrupted)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 
 from kzoo import data
 from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, fraction_below, int_between, non_negative_int,
-                            positive_int, quiet_tensorflow)
+                            positive_int, run_command)
 
 
 def build_parser():
@@ -54,27 +54,29 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_command(build_parser(), _prepare, argv, checks=_check_flags, errors=(OSError,),
+                       interrupted=lambda args: f"the complete shards in {args.out} are kept; rerun the same command "
+                                                f"to finish.")
+
+
+def _check_flags(parser, args):
     if "quality" in parser.given and args.encoding != "jpeg":
         parser.error("--quality is the JPEG quality of --encoding jpeg; add --encoding jpeg or leave --quality out.")
     split = [flag for flag, dest in (("--val-fraction", "val_fraction"), ("--seed", "seed")) if dest in parser.given]
     if split and os.path.isdir(os.path.join(args.data_dir, "train")):
         parser.error(f"{args.data_dir}/train/ and its val/ are the split: {', '.join(split)} would be ignored; "
                      f"leave {'it' if len(split) == 1 else 'them'} out.")
-    quiet_tensorflow(args.verbose)
+
+
+def _prepare(args):
     try:
         data.shards.prepare(args.data_dir, args.out, short_side=args.short_side, center=args.center,
                             encoding=args.encoding, quality=args.quality, images_per_shard=args.images_per_shard,
                             val_fraction=args.val_fraction, seed=args.seed, verbose=0 if args.quiet else 1)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    except (ValueError, FileNotFoundError):
+        raise
     except OSError as err:  # e.g. an --out that cannot be written, a full disk
-        parser.exit(2, f"error: {err}; complete shards are kept, rerun once fixed.\n")
-    except KeyboardInterrupt:
-        parser.exit(130, f"\ninterrupted: the complete shards in {args.out} are kept; rerun the same command to "
-                         f"finish.\n")
-    return 0
+        raise OSError(f"{err}; complete shards are kept, rerun once fixed.") from err
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import kzoo
 from kzoo.evaluate.protocols import PROTOCOLS
 from kzoo.inference import load
 from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, float_between, model_weights, positive_int,
-                            quiet_tensorflow)
+                            run_command)
 from kzoo.utils.files import atomic_write
 
 
@@ -54,16 +54,18 @@ def main(argv=None):
                         "to this JSON file")
     parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     add_verbose_flag(parser)
-    args = parser.parse_args(argv)
+    return run_command(parser, _main, argv, checks=_check_flags)
+
+
+def _check_flags(parser, args):
     if args.overwrite and not args.json:
         parser.error("--overwrite replaces a --json file; give --json PATH, or leave --overwrite out.")
-    quiet_tensorflow(args.verbose)
-    try:
-        if args.json:
-            _check_output(args.json, args.overwrite)
-        result = run(args)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+
+
+def _main(args):
+    if args.json:
+        _check_output(args.json, args.overwrite)
+    result = run(args)
     ensemble = f", ensemble of {result['ensemble']} models" if "ensemble" in result else ""
     print(f"{result['protocol']}: {result['images']} images{ensemble}, top-1 error {result['top1_err']:.2%}, "
           f"top-5 error {result['top5_err']:.2%}")
@@ -75,7 +77,6 @@ def main(argv=None):
         with atomic_write(args.json) as f:
             json.dump(result, f, indent=2)
             f.write("\n")
-    return 0
 
 
 def _check_output(path, overwrite):

@@ -17,7 +17,7 @@ from kzoo import registry
 from kzoo.data.caltech import DATASETS, load_collection
 from kzoo.data.overlap import read_list
 from kzoo.recipes.backbone import add_model_flags, check_model_flags, load_trained, mean_colour
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, positive_int, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, positive_int, run_command
 
 
 def build_parser(dataset):
@@ -77,16 +77,11 @@ def run(dataset, args):
 
 
 def main(dataset, argv=None):
-    parser = build_parser(dataset)
-    args = parser.parse_args(argv)
-    quiet_tensorflow(args.verbose)
-    if "scratch_epochs" in parser.given and not args.from_scratch:
-        parser.error("--scratch-epochs is for the scratch baseline; add --from-scratch.")
-    try:
-        run(dataset, args)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
-    return 0
+    def checks(parser, args):
+        if "scratch_epochs" in parser.given and not args.from_scratch:
+            parser.error("--scratch-epochs is for the scratch baseline; add --from-scratch.")
+
+    return run_command(build_parser(dataset), lambda args: run(dataset, args), argv, checks=checks)
 
 
 def run_module(dataset):

@@ -313,18 +313,20 @@ def paper_data_hint(recipe):
 
 
 def main(recipe, argv=None):
-    def run(args):
-        run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
-        if args.print_schedule:
-            print(describe(recipe, run.model, run.options, run.pca_std, run.crops))
-            return
-        train_recipe(recipe, run)
-
-    return run_command(build_parser(recipe), run, argv, checks=lambda parser, args: _check_void_flags(parser, args,
-                                                                                                      recipe))
+    return run_command(build_parser(recipe), lambda args: run_recipe(recipe, args), argv,
+                       checks=lambda parser, args: check_recipe_flags(parser, args, recipe))
 
 
-def _check_void_flags(parser, args, recipe):
+def run_recipe(recipe, args):
+    """The recipe's command line, parsed: print its schedule, or train."""
+    run = run_from_args(recipe, args)  # what the parser's types cannot check: the model's own limits
+    if args.print_schedule:
+        print(describe(recipe, run.model, run.options, run.pca_std, run.crops))
+        return
+    train_recipe(recipe, run)
+
+
+def check_recipe_flags(parser, args, recipe):
     """Flags another flag makes void: refused, not ignored."""
     if "evolution_images" in parser.given and not args.evolution:
         parser.error("--evolution-images goes with --evolution (the figure it sizes); add --evolution or leave "

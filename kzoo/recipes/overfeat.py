@@ -16,11 +16,11 @@ import sys
 
 import kzoo
 from kzoo.preprocessing import PIPELINES
-from kzoo.recipes.common import Recipe, build_parser, run_dir_for, run_from_args, train_recipe
-from kzoo.recipes.common import main as train_main
+from kzoo.recipes.common import (Recipe, build_parser, check_recipe_flags, run_dir_for, run_from_args, run_recipe,
+                                 train_recipe)
 from kzoo.train.schedules import StepsAt
 from kzoo.utils.cli import check_input_size, float_between, non_negative_float, non_negative_int, positive_float
-from kzoo.utils.cli import positive_int, quiet_tensorflow
+from kzoo.utils.cli import positive_int, run_command
 
 
 def _arguments(parser):
@@ -136,8 +136,8 @@ def _detection_scenes(args, entry):
     return data, size
 
 
-def detect_main(parser, args):
-    """--detect: train the detector on the scenes, save it and its metrics in RUN/detection."""
+def _check_detect_flags(parser, args):
+    """--detect's flags: those of other tasks, and those it would ignore, refused."""
     refused = _given(parser, args, NOT_FOR_DETECTION)
     if args.localize:
         parser.error("--localize and --detect are two tasks; give one.")
@@ -152,40 +152,41 @@ def detect_main(parser, args):
     if not args.data_dir and args.input_size and args.input_size > BUILTIN_MAX_INPUT:
         parser.error(f"argument --input-size: {args.input_size} is too large for the built-in scenes (3x the window "
                      f"per side); expected at most {BUILTIN_MAX_INPUT}, or give --data-dir DIR --boxes BOXES.")
+
+
+def _detect(parser, args):
+    """--detect: train the detector on the scenes, save it and its metrics in RUN/detection."""
     name = f"overfeat_{args.model or 'fast'}"
     entry = kzoo.registry.get_entry(name)
     detect = kzoo.tasks.detection  # loaded now: --help loads neither Keras nor TF
     folder = os.path.join(_detection_run_dir(args, name), "detection")
     if os.path.exists(folder):  # a detector is minutes to hours of training: never replaced unasked
-        parser.exit(2, f"error: {folder!r} already holds a detector; give another --run-dir, or move that folder "
-                       f"away to train again.\n")
-    try:
-        check_input_size(args.input_size, [name])
-        data, size = _detection_scenes(args, entry)
-        smoke = SMOKE if args.smoke else {}
-        given = parser.given.__contains__  # a flag on the command line beats --smoke, even at its default
-        epochs = args.epochs or smoke.get("epochs") or DETECTION_DEFAULTS["epochs"]
-        regressor_epochs = smoke.get("regressor_epochs", args.regressor_epochs) if not given("regressor_epochs") \
-            else args.regressor_epochs
-        hard_negatives = smoke.get("hard_negatives", args.hard_negatives) if not given("hard_negatives") \
-            else args.hard_negatives
-        threshold = DETECTION_DEFAULTS["merge_threshold"] if args.merge_threshold is None else args.merge_threshold
-        scenes = data["train"]
-        classes = len(scenes.class_names)
-        print(f"Detection on {scenes.name}: {len(scenes.images)} training and {len(data['val'].images)} validation "
-              f"images, {classes} classes ({', '.join(scenes.class_names[:10])}{', ...' if classes > 10 else ''}), "
-              f"{name} on {size}x{size} windows" + (", no background class (ablation)" if not args.background else ""))
-        model = detect.new_classifier(name, size, classes, args.background, seed=args.seed)
-        detector = detect.train_detector(
-            model, scenes, scales=tuple(args.scales), epochs=epochs, rounds=args.rounds,
-            hard_negatives=hard_negatives, regressor_epochs=regressor_epochs,
-            negatives=args.negatives, batch_size=args.batch_size or DETECTION_DEFAULTS["batch_size"],
-            learning_rate=args.learning_rate, background=args.background,
-            class_specific=args.regressor == "class-specific", seed=args.seed, log=print)
-        print(f"Detecting on {len(data['val'].images)} validation images...")
-        metrics = detect.detection_metrics(detector, data["val"], tuple(args.scales), args.min_score, threshold)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+        raise ValueError(f"{folder!r} already holds a detector; give another --run-dir, or move that folder away "
+                         f"to train again.")
+    check_input_size(args.input_size, [name])
+    data, size = _detection_scenes(args, entry)
+    smoke = SMOKE if args.smoke else {}
+    given = parser.given.__contains__  # a flag on the command line beats --smoke, even at its default
+    epochs = args.epochs or smoke.get("epochs") or DETECTION_DEFAULTS["epochs"]
+    regressor_epochs = smoke.get("regressor_epochs", args.regressor_epochs) if not given("regressor_epochs") \
+        else args.regressor_epochs
+    hard_negatives = smoke.get("hard_negatives", args.hard_negatives) if not given("hard_negatives") \
+        else args.hard_negatives
+    threshold = DETECTION_DEFAULTS["merge_threshold"] if args.merge_threshold is None else args.merge_threshold
+    scenes = data["train"]
+    classes = len(scenes.class_names)
+    print(f"Detection on {scenes.name}: {len(scenes.images)} training and {len(data['val'].images)} validation "
+          f"images, {classes} classes ({', '.join(scenes.class_names[:10])}{', ...' if classes > 10 else ''}), "
+          f"{name} on {size}x{size} windows" + (", no background class (ablation)" if not args.background else ""))
+    model = detect.new_classifier(name, size, classes, args.background, seed=args.seed)
+    detector = detect.train_detector(
+        model, scenes, scales=tuple(args.scales), epochs=epochs, rounds=args.rounds,
+        hard_negatives=hard_negatives, regressor_epochs=regressor_epochs,
+        negatives=args.negatives, batch_size=args.batch_size or DETECTION_DEFAULTS["batch_size"],
+        learning_rate=args.learning_rate, background=args.background,
+        class_specific=args.regressor == "class-specific", seed=args.seed, log=print)
+    print(f"Detecting on {len(data['val'].images)} validation images...")
+    metrics = detect.detection_metrics(detector, data["val"], tuple(args.scales), args.min_score, threshold)
     settings = {"scales": list(args.scales), "min_score": args.min_score, "merge_threshold": threshold,
                 "epochs": epochs, "regressor_epochs": regressor_epochs, "rounds": args.rounds,
                 "negatives": args.negatives, "hard_negatives": hard_negatives, "learning_rate": args.learning_rate,
@@ -205,39 +206,45 @@ def _report_detection(detect, metrics, data, folder):
 
 def main(argv=None):
     parser = build_parser(RECIPE)
-    args = parser.parse_args(argv)
-    quiet_tensorflow(args.verbose)
+    return run_command(parser, lambda args: _run(parser, args), argv, checks=_check_flags)
+
+
+def _check_flags(parser, args):
+    """Flags of another task, or that the task given would ignore: refused, not ignored."""
     if args.detect:
-        return detect_main(parser, args)
+        return _check_detect_flags(parser, args)
     given = _given(parser, args, DETECTION_FLAGS)
     if given:
         parser.error(_say(given, "for detection", "add --detect"))
     if args.print_schedule or not args.localize:
         given = _given(parser, args, LOCALIZATION_FLAGS)
-        if given:  # not silently ignored
+        if given:
             parser.error(_say(given, "for localization or detection", "add --localize or --detect"))
-        return train_main(RECIPE, argv)
-    try:
-        run = run_from_args(RECIPE, args)
-        dataset = args.dataset or (None if args.data_dir else "shapes")
-        source = kzoo.data.sources.load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
-        missing = [split for split in ("train", "val") if not source.boxed or source.boxed.get(split) is None]
-        if missing:  # before hours of classifier training, not after
-            raise ValueError(f"dataset {source.name!r} has no boxes for its {' and '.join(missing)} images; "
-                             + ("the box file covers no image there." if args.boxes else
-                                "give --data-dir DIR --boxes FILE (CSV image,x1,y1,x2,y2 or ILSVRC/VOC XML) "
-                                "or use the built-in shapes (no data flags)."))
-        train_recipe(RECIPE, run, source)
-        run_dir = run_dir_for(RECIPE, run, source)
-        metrics = kzoo.tasks.localization.localize_run(run_dir, source, epochs=args.regressor_epochs,
-                               class_specific=args.regressor == "class-specific",
-                               threshold=args.merge_threshold, limit=args.limit, seed=args.seed)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
+    check_recipe_flags(parser, args, RECIPE)
+
+
+def _run(parser, args):
+    if args.detect:
+        return _detect(parser, args)
+    if args.print_schedule or not args.localize:
+        return run_recipe(RECIPE, args)
+    run = run_from_args(RECIPE, args)
+    dataset = args.dataset or (None if args.data_dir else "shapes")
+    source = kzoo.data.sources.load_source(dataset, args.data_dir, args.download, seed=args.seed, boxes=args.boxes)
+    missing = [split for split in ("train", "val") if not source.boxed or source.boxed.get(split) is None]
+    if missing:  # before hours of classifier training, not after
+        raise ValueError(f"dataset {source.name!r} has no boxes for its {' and '.join(missing)} images; "
+                         + ("the box file covers no image there." if args.boxes else
+                            "give --data-dir DIR --boxes FILE (CSV image,x1,y1,x2,y2 or ILSVRC/VOC XML) "
+                            "or use the built-in shapes (no data flags)."))
+    train_recipe(RECIPE, run, source)
+    run_dir = run_dir_for(RECIPE, run, source)
+    metrics = kzoo.tasks.localization.localize_run(run_dir, source, epochs=args.regressor_epochs,
+                                                   class_specific=args.regressor == "class-specific",
+                                                   threshold=args.merge_threshold, limit=args.limit, seed=args.seed)
     print(f"Localization error {metrics['localization_err']:.2%} (ILSVRC rule: true class in the top 5 and "
           f"IoU >= 0.5), boxes alone {metrics['box_err']:.2%}, mean IoU {metrics['mean_iou']:.3f} on "
           f"{metrics['images']} {source.name} validation images. Regressor: {run_dir}/localization/")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import numpy as np
 
 import kzoo
 from kzoo import registry
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, model_option, options_dict, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, model_option, options_dict, run_command
 
 
 def train_command(entry):
@@ -58,13 +58,8 @@ def main(argv=None):
                         help="builder argument, e.g. towers=1, shortcut=A, input_shape=(227,227,3)")
     parser.add_argument("--layers", action="store_true", help="print every layer (Keras summary)")
     add_verbose_flag(parser)
-    args = parser.parse_args(argv)
-    quiet_tensorflow(args.verbose)
-    try:
-        summarize(args.model, options_dict(args.option), layers=args.layers)
-    except (ValueError, TypeError) as err:
-        parser.exit(2, f"error: {err}\n")
-    return 0
+    return run_command(parser, lambda args: summarize(args.model, options_dict(args.option), layers=args.layers),
+                       argv, errors=(TypeError,))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 import kzoo  # kzoo.tasks.voc (Keras) when the protocol runs: --help stays light
 from kzoo.data.voc import LOSSES, load_voc
 from kzoo.recipes.backbone import add_model_flags, check_model_flags, load_trained, mean_colour
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, non_negative_int, positive_float, run_command
 
 
 def build_parser():
@@ -51,14 +51,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    quiet_tensorflow(args.verbose)
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
-    return 0
+    return run_command(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

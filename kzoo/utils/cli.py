@@ -257,10 +257,12 @@ def option_fields(config):
     return [f for f in dataclasses.fields(config) if "flag" in f.metadata]
 
 
-def add_flags(parser, config, groups=None, context=None):
-    """A flag for each `option` field of dataclass `config`, under `groups[spec.group]` (an
-    argument group) where given, its help formatted with `context`."""
+def add_flags(parser, config, groups=None, context=None, only=None):
+    """A flag for each `option` field of dataclass `config` (`only`: of those named), under
+    `groups[spec.group]` (an argument group) where given, its help formatted with `context`."""
     for field in option_fields(config):
+        if only is not None and field.name not in only:
+            continue
         spec = field.metadata["flag"]
         target = (groups or {}).get(spec.group, parser)
         kwargs = {"dest": field.name, "help": spec.help.format(**(context or {}))}
@@ -296,19 +298,22 @@ def flags_from(config, args, **values):
     return config(**{f.name: getattr(args, f.name) for f in option_fields(config) if hasattr(args, f.name)}, **values)
 
 
-def run_command(parser, run, argv=None, *, checks=None, interrupted=None):
+def run_command(parser, run, argv=None, *, checks=None, interrupted=None, errors=(), tensorflow=True, parse=None):
     """Every kzoo command's main: parse `argv` with `parser`, refuse the flags that others make
     void (`checks(parser, args)` calls parser.error), load TensorFlow quietly (unless
-    --verbose), then `run(args)`; a ValueError or FileNotFoundError it raises is one line,
-    "error: ...", and exit code 2. `interrupted(args)`: what Ctrl-C says (exit 130).
-    Returns `run`'s exit code (None: 0)."""
-    args = parser.parse_args(argv)
+    --verbose; `tensorflow`: False, or a test of `args`, for commands that need none), then `run(args)`; a ValueError
+    or FileNotFoundError it raises (and `errors`) is one line, "error: ...", and exit code 2.
+    `interrupted(args)`: what Ctrl-C says (exit 130); `parse(parser, argv)`: a parse of the
+    command's own. Returns `run`'s exit code (None: 0)."""
+    args = parse(parser, argv) if parse is not None else parser.parse_args(argv)
     if checks is not None:
         checks(parser, args)
-    quiet_tensorflow(getattr(args, "verbose", False))
+    if tensorflow(args) if callable(tensorflow) else tensorflow:
+        quiet_tensorflow(getattr(args, "verbose", False))
     try:
-        return run(args) or 0
-    except (ValueError, FileNotFoundError) as err:
+        code = run(args)
+        return code if isinstance(code, int) else 0  # a run function may return its result
+    except (ValueError, FileNotFoundError, *errors) as err:
         parser.exit(2, f"error: {err}\n")
     except KeyboardInterrupt:
         if interrupted is None:

@@ -10,7 +10,7 @@ import sys
 
 import kzoo  # kzoo.utils.flops (Keras) when a report is built: --help stays light
 from kzoo import registry
-from kzoo.utils.cli import ArgumentParser
+from kzoo.utils.cli import ArgumentParser, run_command
 
 HEADER = """# Architectures: the papers' numbers beside kzoo's
 
@@ -88,9 +88,15 @@ def main(argv=None):
     parser = ArgumentParser(prog="python -m kzoo.utils.report", description=__doc__)
     parser.add_argument("--output", help="write the report to this file (default: print it)")
     parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the report")
-    args = parser.parse_args(argv)
+    return run_command(parser, _report, argv, checks=_check_flags)
+
+
+def _check_flags(parser, args):
     if args.check and args.output:
         parser.error("give --check FILE (compare) or --output FILE (write), not both.")
+
+
+def _report(args):
     text = render()
     if args.check:
         with open(args.check, encoding="utf-8") as f:

@@ -257,30 +257,34 @@ def write_outputs(result, folder, pictures=None, parts=None, fill=None, names=No
     return paths
 
 
-def from_args(args, trained, out, run):
-    """`python -m kzoo.visualize correspondence`: the table (printed, markdown, json) and the
-    occluded images; returns the paths written.
-    `run`: the command line's image readers (kzoo.visualize.run, which imports this module).
-    """
-    model = trained.model
-    for name in args.layers or []:
+def check_table(model, boxes, layers, images, label):
+    """The command's settings, checked before any image is read: `layers` of `model`, a box
+    file (`boxes`), and `label` only for dataset images. Returns the box file's rows."""
+    for name in layers or []:
         get_layer(model, name)
-    if not args.boxes:
+    if not boxes:
         raise ValueError("correspondence needs --boxes FILE: a CSV with the header image,x1,y1,x2,y2,part giving, "
                          "for each image (file name or stem; validation images by index; * for all), the box of "
                          "each part to occlude, in pixels of the stored image.")
-    rows = read_parts(args.boxes)
-    if args.images and args.label is not None:
+    rows = read_parts(boxes)
+    if images and label is not None:
         raise ValueError("--label picks validation images of one class; --images are taken as given (all of "
                          "one class): drop --label, or drop --images.")
-    raw, labels, files = run.read_images(args, trained, label=None if args.images else
-                                         ("first" if args.label is None else args.label))
+    return rows
+
+
+def table_and_images(trained, raw, labels, files, rows, out, layers=None, draws=10, seed=0):
+    """`python -m kzoo.visualize correspondence`: Table 1 for the raw images `raw` (`files`
+    their paths, or None for validation images; `labels` their classes or None) with the part
+    boxes `rows` (check_table): printed, and written (markdown, json, the occluded images) to
+    `out`; returns the paths written."""
+    model = trained.model
     names = [pathlib.Path(f).name for f in files] if files else [str(i) for i in range(len(raw))]
     keys = [{pathlib.Path(f).name, pathlib.Path(f).stem} for f in files] if files else [{str(i)} for i in
                                                                                          range(len(raw))]
     parts = part_boxes(rows, keys, [im.shape[:2] for im in raw], trained.preprocessing, trained.input_size)
     images, pictures = trained.preprocess(raw), trained.pictures(raw)
-    result = correspondence(model, images, parts, layers=args.layers, draws=args.draws, seed=args.seed)
+    result = correspondence(model, images, parts, layers=layers, draws=draws, seed=seed)
     label = None if labels is None else trained.class_names[int(labels[0])]
     title = model.name + (f", class {label}" if label is not None else "")
     print(table_markdown(result, title))

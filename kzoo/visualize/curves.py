@@ -12,13 +12,11 @@ at the iteration it ends. Only the runs' CSV and JSON files are read (no TensorF
 so a run still training can be drawn.
 """
 
-import argparse
 import dataclasses
 import json
 import os
 
 from kzoo.train import runlog
-from kzoo.utils.cli import ArgumentParser
 from kzoo.utils.files import atomic_write
 
 
@@ -143,21 +141,8 @@ def plot(run_dirs, out=None, title=None):
     return save_png(fig, path), fig
 
 
-def build_parser():
-    parser = ArgumentParser(prog="python -m kzoo.visualize curves", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser):
+    """`python -m kzoo.visualize curves`' arguments (no --verbose: curves loads no TensorFlow)."""
     parser.add_argument("runs", nargs="+", metavar="RUN", help="training run directories, drawn in this order")
     parser.add_argument("--out", help="the PNG to write, or a folder for curves.png (default for one run: "
                                       "RUN/figures/curves.png; needed for several)")
-    return parser  # no --verbose: curves loads no TensorFlow, whose logs it would show
-
-
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        path, _ = plot(args.runs, args.out)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
-    print(f"wrote {path}")
-    return 0

@@ -239,26 +239,26 @@ def invariance_figure(result, path, pictures=None, names=None, fill=None):
     return save_figure(invariance_plot(result, pictures, names, fill), path)
 
 
-def from_args(args, trained, out, run):
-    """`python -m kzoo.visualize invariance`: the figure and the numbers; returns their paths.
-    `run`: the command line's image readers (kzoo.visualize.run, which imports this module)."""
-    model = trained.model
-    for name in args.layers or []:
+def check_sweep(model, transforms, values, layers):
+    """The command's settings, checked before any image is read: `layers` of `model`, and a
+    value list only for a transform that is swept. Returns the transforms (default: all three)."""
+    for name in layers or []:
         get_layer(model, name)  # an unknown layer is named before any image is read
-    values = {"translate": args.shifts, "scale": args.scales, "rotate": args.angles}
-    transforms = args.transform or TRANSFORMS
+    transforms = transforms or TRANSFORMS
     unused = [f"--{flag}" for flag, kind in (("shifts", "translate"), ("scales", "scale"), ("angles", "rotate"))
-              if values[kind] and kind not in transforms]
+              if values.get(kind) and kind not in transforms]
     if unused:
         raise ValueError(f"{', '.join(unused)} sweep{'s' if len(unused) == 1 else ''} a transform that --transform "
                          f"leaves out; add it to --transform ({' '.join(transforms)}), or drop {', '.join(unused)}.")
-    given = run.given_labels(args, trained)
-    images, labels, pictures = run.load_inputs(args, trained, pictures=True)
-    if given is not None:
-        labels = given[: len(images)]
-    names = run.image_names(args, len(images))
-    result = invariance(model, images, transforms=transforms, values=values,
-                        layers=args.layers, labels=labels)
+    return transforms
+
+
+def figure_and_numbers(trained, images, pictures, labels, names, out, transforms, values, layers=None):
+    """`python -m kzoo.visualize invariance`: Fig. 5 and its numbers for `images` (model-ready
+    views, `pictures` the same as pictures, `labels` the true classes or None, `names` to show)
+    of `trained` (kzoo.load) under `transforms` swept over `values`; returns the paths written."""
+    model = trained.model
+    result = invariance(model, images, transforms=transforms, values=values, layers=layers, labels=labels)
     fill = np.clip(np.asarray(trained.mean, np.float32).reshape(-1, 3).mean(0) / 255.0, 0, 1)  # the mean colour
     shown = [f"{name} ({trained.class_names[label]})" for name, label in zip(names, result["labels"])]
     return [invariance_figure(result, os.path.join(out, "invariance.png"), pictures, shown, fill),

@@ -30,10 +30,8 @@ import kzoo
 from kzoo.inference import load
 from kzoo.data import images as image_files
 from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, flag_error, float_between, non_negative_float,
-                            non_negative_int, positive_float, positive_int, quiet_tensorflow)
+                            non_negative_int, positive_float, positive_int, run_command)
 
-COMMANDS = ("deconv", "top9", "occlusion", "filters", "neighbours", "responses", "predictions", "curves",
-            "invariance", "correspondence")
 # --limit's default: deconv and occlusion draw a figure per image (a few to look at);
 # top9 and neighbours search the images.
 DEFAULT_LIMIT = {"deconv": 8, "occlusion": 8, "predictions": 8,  # predictions: Fig. 4's eight
@@ -171,10 +169,30 @@ def run(args):
     trained, out = load_model(args)
     if args.limit is None:
         args.limit = DEFAULT_LIMIT.get(args.command, 64)
-    if args.command in ("invariance", "correspondence"):  # ZFNet §4.2 Fig. 5, §4.3 Table 1 (arXiv numbering)
-        # this module's image readers go along (they import each other's module otherwise)
-        return getattr(kzoo.visualize, args.command).from_args(args, trained, out, sys.modules[__name__])
     return _FIGURES[args.command](args, trained, out)  # the visualize modules (Keras) load as each needs them
+
+
+def _invariance(args, trained, out):
+    """ZFNet §4.2, Fig. 5 (arXiv numbering)."""
+    invariance = kzoo.visualize.invariance
+    values = {"translate": args.shifts, "scale": args.scales, "rotate": args.angles}
+    transforms = invariance.check_sweep(trained.model, args.transform, values, args.layers)
+    given = given_labels(args, trained)
+    images, labels, pictures = load_inputs(args, trained, pictures=True)
+    if given is not None:
+        labels = given[: len(images)]
+    return invariance.figure_and_numbers(trained, images, pictures, labels, image_names(args, len(images)), out,
+                                         transforms, values, args.layers)
+
+
+def _correspondence(args, trained, out):
+    """ZFNet §4.3, Table 1 (arXiv numbering)."""
+    correspondence = kzoo.visualize.correspondence
+    rows = correspondence.check_table(trained.model, args.boxes, args.layers, args.images, args.label)
+    raw, labels, files = read_images(args, trained, label=None if args.images else
+                                     ("first" if args.label is None else args.label))
+    return correspondence.table_and_images(trained, raw, labels, files, rows, out, args.layers, args.draws,
+                                           args.seed)
 
 
 def _deconv(args, trained, out):
@@ -257,71 +275,112 @@ def _responses(args, trained, out):
 
 
 _FIGURES = {"deconv": _deconv, "top9": _top9, "occlusion": _occlusion, "predictions": lambda a, t, o: [
-    _predictions(a, t, o)], "filters": _filters, "neighbours": _neighbours, "responses": _responses}
+    _predictions(a, t, o)], "filters": _filters, "neighbours": _neighbours, "responses": _responses,
+    "invariance": _invariance, "correspondence": _correspondence}
 
 
-# The flags of one or a few commands: given to another, they are refused rather than ignored.
-COMMAND_FLAGS = {
-    "--feature-map": ("deconv",), "--position": ("deconv",), "--maps": ("top9",),
-    "--label": ("occlusion", "correspondence"), "--labels": ("predictions", "invariance"),
-    "--transform": ("invariance",), "--shifts": ("invariance",), "--scales": ("invariance",),
-    "--angles": ("invariance",), "--layers": ("invariance", "correspondence"), "--boxes": ("correspondence",),
-    "--draws": ("correspondence",), "--seed": ("correspondence",), "--size": ("occlusion",),
-    "--stride": ("occlusion",), "--radius": ("filters",), "--k": ("neighbours",), "--train-limit": ("neighbours",),
-    "--layer": tuple(c for c in COMMANDS if c not in ("invariance", "correspondence", "predictions", "curves",
-                                                      "responses")),
+# Each flag of the model commands, declared once; COMMANDS says which command takes which.
+SHARED = {
+    "--run-dir": dict(nargs="+", help="training run(s): model, weights, mean (responses: several)"),
+    "--model": dict(nargs="+", help="registered model name(s) (responses: several)"),
+    "--weights": dict(nargs="+", help="weights file(s), one per --model"),
+    "--classes": dict(type=positive_int, help="classes of --model (default: the registry's)"),
+    "--mean": dict(type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
+                   help="mean colour a --weights file expects (registered weights and runs bring theirs)"),
+    "--images": dict(nargs="+", help="image files or folders (default: the dataset's validation)"),
+    "--dataset": dict(help="tfds name (default: the built-in digits)"),
+    "--data-dir": dict(help="tfds data_dir, or a folder of class sub-folders"),
+    "--limit": dict(type=positive_int, help="images to use (default: 8 for deconv and occlusion, a figure each, "
+                    "deconv's 8 to a file; 64 for the others)"),
+    "--out": dict(help="folder for the figures (default with --run-dir: RUN/figures; needed with --model)"),
+}
+OWN = {
+    "--layer": dict(help="layer name (default: the last ReLU feature map; filters: the first conv)"),
+    "--feature-map": dict(type=non_negative_int, help="the map to project (default: the strongest)"),
+    "--position": dict(type=non_negative_int, nargs=2, metavar=("Y", "X"), help="the unit in the map"),
+    "--maps": dict(type=non_negative_int, nargs="+", help="feature maps (default: the first 8)"),
+    "--label": dict(type=non_negative_int, help="occlusion: the correct class (default: the dataset's label); "
+                    "correspondence: the class whose validation images are used (default: the first's)"),
+    "--labels": dict(nargs="+", metavar="LABEL", help="the correct class (name or index) of each --images file, in "
+                     "the order read (folders sorted)"),
+    "--transform": dict(nargs="+", choices=("translate", "scale", "rotate"),
+                        help="the transforms (default all three)"),
+    "--shifts": dict(type=float_between(-1000, 1000), nargs="+", metavar="PX", help="vertical shifts in pixels, + "
+                     "is down (default -60..60 by 10 at 224px, scaled to the input)"),
+    "--scales": dict(type=positive_float, nargs="+", help="scale factors about the centre (default 1.0..1.8 by 0.1)"),
+    "--angles": dict(type=float_between(-3600, 3600), nargs="+", metavar="DEG",
+                     help="rotations about the centre, degrees counter-clockwise (default 0..360 by 15)"),
+    "--layers": dict(nargs="+", help="invariance: layers whose distances are drawn (default layer 1, 7, output: "
+                     "relu1 relu7 fc8; ResNets conv1_relu avg_pool fc); correspondence: layers (default 5 and 7: "
+                     "relu5 relu7; ResNets the last block and avg_pool)"),
+    "--boxes": dict(help="CSV image,x1,y1,x2,y2,part (pixels of the stored image; image: file name or stem, "
+                    "validation index, or * for all)"),
+    "--draws": dict(type=positive_int, default=10, help="random-box draws per part (default 10)"),
+    "--seed": dict(type=non_negative_int, default=0, help="seed of the random boxes"),
+    "--size": dict(type=positive_int, help="side of the grey square (pixels)"),
+    "--stride": dict(type=positive_int, help="step of the square (pixels)"),
+    "--radius": dict(type=non_negative_float, help="report filters whose RMS exceeds this (ZFNet: 0.1)"),
+    "--k": dict(type=positive_int, default=5, help="how many (default 5)"),
+    "--train-limit": dict(type=positive_int, default=500, help="training images searched"),
+}
+COMMANDS = {
+    "deconv": ("ZFNet Fig. 3: deconvnet projections of a unit", ("--layer", "--feature-map", "--position")),
+    "top9": ("ZFNet Fig. 2: the 9 strongest activations of feature maps", ("--layer", "--maps")),
+    "occlusion": ("ZFNet Fig. 7: occlusion sensitivity", ("--layer", "--label", "--size", "--stride")),
+    "filters": ("ZFNet Fig. 6: first-layer filters and their RMS", ("--layer", "--radius")),
+    "neighbours": ("AlexNet Fig. 4 (right): nearest training images in feature space",
+                   ("--layer", "--k", "--train-limit")),
+    "responses": ("ResNet Fig. 7: layer response std of several models", ()),
+    "predictions": ("AlexNet Fig. 4 (left): top-5 predictions", ("--labels",)),
+    "invariance": ("ZFNet Fig. 5: invariance to translation, scale, rotation",
+                   ("--labels", "--transform", "--shifts", "--scales", "--angles", "--layers")),
+    "correspondence": ("ZFNet Table 1: correspondence of occluded parts",
+                       ("--label", "--layers", "--boxes", "--draws", "--seed")),
 }
 
 
 def build_parser():
     parser = ArgumentParser(prog="python -m kzoo.visualize", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=COMMANDS)
-    parser.add_argument("--run-dir", nargs="+", help="training run(s): model, weights, mean (responses: several)")
-    parser.add_argument("--model", nargs="+", help="registered model name(s) (responses: several)")
-    parser.add_argument("--weights", nargs="+", help="weights file(s), one per --model")
-    parser.add_argument("--classes", type=positive_int, help="classes of --model (default: the registry's)")
-    parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
-                        help="mean colour a --weights file expects (registered weights and runs bring theirs)")
-    parser.add_argument("--images", nargs="+", help="image files or folders (default: the dataset's validation)")
-    parser.add_argument("--dataset", help="tfds name (default: the built-in digits)")
-    parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
-    parser.add_argument("--limit", type=positive_int, help="images to use (default: 8 for deconv and occlusion, "
-                        "a figure each, deconv's 8 to a file; 64 for the others)")
-    parser.add_argument("--out", help="folder for the figures (default with --run-dir: RUN/figures; needed with "
-                        "--model)")
-    parser.add_argument("--layer", help="layer name (default: the last ReLU feature map; filters: the first conv)")
-    parser.add_argument("--feature-map", type=non_negative_int, help="deconv: the map to project (default: the strongest)")
-    parser.add_argument("--position", type=non_negative_int, nargs=2, metavar=("Y", "X"), help="deconv: the unit in the map")
-    parser.add_argument("--maps", type=non_negative_int, nargs="+", help="top9: feature maps (default: the first 8)")
-    parser.add_argument("--label", type=non_negative_int, help="occlusion: the correct class (default: the dataset's "
-                        "label); correspondence: the class whose validation images are used (default: the first's)")
-    parser.add_argument("--labels", nargs="+", metavar="LABEL", help="predictions, invariance: the correct class "
-                        "(name or index) of each --images file, in the order read (folders sorted)")
-    parser.add_argument("--transform", nargs="+", choices=("translate", "scale", "rotate"),
-                        help="invariance: the transforms (default all three)")
-    parser.add_argument("--shifts", type=float_between(-1000, 1000), nargs="+", metavar="PX",
-                        help="invariance: vertical shifts in pixels, + is down (default -60..60 by 10 at 224px, "
-                        "scaled to the input)")
-    parser.add_argument("--scales", type=positive_float, nargs="+", help="invariance: scale factors about the "
-                        "centre (default 1.0..1.8 by 0.1)")
-    parser.add_argument("--angles", type=float_between(-3600, 3600), nargs="+", metavar="DEG",
-                        help="invariance: rotations about the centre, degrees counter-clockwise (default 0..360 by 15)")
-    parser.add_argument("--layers", nargs="+", help="invariance: layers whose distances are drawn (default layer 1, "
-                        "7, output: relu1 relu7 fc8; ResNets conv1_relu avg_pool fc); correspondence: layers "
-                        "(default 5 and 7: relu5 relu7; ResNets the last block and avg_pool)")
-    parser.add_argument("--boxes", help="correspondence: CSV image,x1,y1,x2,y2,part (pixels of the stored image; "
-                        "image: file name or stem, validation index, or * for all)")
-    parser.add_argument("--draws", type=positive_int, default=10, help="correspondence: random-box draws per part "
-                        "(default 10)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="correspondence: seed of the random boxes")
-    parser.add_argument("--size", type=positive_int, help="occlusion: side of the grey square (pixels)")
-    parser.add_argument("--stride", type=positive_int, help="occlusion: step of the square (pixels)")
-    parser.add_argument("--radius", type=non_negative_float, help="filters: report filters whose RMS exceeds this (ZFNet: 0.1)")
-    parser.add_argument("--k", type=positive_int, default=5, help="neighbours: how many (default 5)")
-    parser.add_argument("--train-limit", type=positive_int, default=500, help="neighbours: training images searched")
-    add_verbose_flag(parser)
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command, (what, own) in COMMANDS.items():
+        sub = commands.add_parser(command, help=what, description=what)
+        for flag, spec in SHARED.items():
+            sub.add_argument(flag, **spec)
+        for flag in own:
+            sub.add_argument(flag, **OWN[flag])
+        # another command's settings read as not given (the figure functions share helpers)
+        sub.set_defaults(**{flag[2:].replace("-", "_"): None for flag in OWN if flag not in own})
+        add_verbose_flag(sub)
+    curves = commands.add_parser("curves", help="ResNet Figs. 1, 4, 6: training curves of runs",
+                                 description=kzoo.visualize.curves.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    kzoo.visualize.curves.add_arguments(curves)
     return parser
+
+
+def _command_first(argv):
+    """The command may come after flags (`--out c.png curves RUN`): put it first."""
+    named = [i for i, word in enumerate(argv) if word in COMMANDS or word == "curves"]
+    if named and named[0] > 0 and len(named) == 1 and argv[0].startswith("-"):
+        return [argv[named[0]], *argv[: named[0]], *argv[named[0] + 1 :]]
+    return argv
+
+
+def _parse(parser, argv):
+    """The command line; a flag of another command is named as such ("--k is for neighbours, not
+    deconv"), not as unknown."""
+    args, extras = parser.parse_known_args(argv)
+    flags = [w.split("=", 1)[0] for w in extras if w.startswith("--")]
+    owners = {flag: [c for c, (_, own) in COMMANDS.items() if flag in own] for flag in flags}
+    unused = sorted((flag for flag in set(flags) if owners[flag]), key=list(OWN).index)  # as declared
+    if unused:  # not silently ignored
+        where = "; ".join(f"{flag} is for {', '.join(owners[flag])}" for flag in unused)
+        parser.error(f"{where}, not {args.command}: leave {'it' if len(unused) == 1 else 'them'} out"
+                     + (" (--layers names its layers)" if "--layer" in unused else "") + ".")
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def _check_combinations(parser, args):
@@ -343,37 +402,24 @@ def _check_combinations(parser, args):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    words = [a for a in argv if not a.startswith("-")]
-    # curves has its own arguments (RUN ... [--out FILE]) and no model: kzoo.visualize.curves; it may
-    # come after its flags, unless another command is named (then "curves" is a flag's value)
-    if words[:1] == ["curves"] or ("curves" in words and not set(words) & (set(COMMANDS) - {"curves"})):
-        argv.remove("curves")
-        return kzoo.visualize.curves.main(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "curves":  # a flag with a value came first
-        parser.error("curves comes first, then the runs: python -m kzoo.visualize curves RUN ... [--out FILE.png]")
-    unused = [flag for flag, commands in COMMAND_FLAGS.items()
-              if args.command not in commands and flag[2:].replace("-", "_") in parser.given]
-    if unused:  # not silently ignored
-        where = "; ".join(f"{flag} is for {', '.join(COMMAND_FLAGS[flag])}" for flag in unused)
-        parser.error(f"{where}, not {args.command}: leave {'it' if len(unused) == 1 else 'them'} out"
-                     + (" (--layers names its layers)" if "--layer" in unused else "") + ".")
-    _check_combinations(parser, args)
-    quiet_tensorflow(args.verbose)
+    argv = _command_first(list(sys.argv[1:] if argv is None else argv))
+    return run_command(parser, _draw, argv, parse=_parse, checks=lambda parser, args: args.command == "curves" or
+                       _check_combinations(parser, args), tensorflow=lambda args: args.command != "curves")
+
+
+def _draw(args):
+    if args.command == "curves":
+        path, _ = kzoo.visualize.curves.plot(args.runs, args.out)
+        print(f"wrote {path}")
+        return
     default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
-    try:
-        if default_limit and args.images:  # said only where the default left files out
-            default_limit = len(image_files.files(args.images, "--images")) > default_limit and default_limit
-        paths = run(args)
-    except (ValueError, FileNotFoundError) as err:
-        parser.exit(2, f"error: {err}\n")
-    for path in paths:
+    if default_limit and args.images:  # said only where the default left files out
+        default_limit = len(image_files.files(args.images, "--images")) > default_limit and default_limit
+    for path in run(args):
         print(f"wrote {path}")
     if default_limit:
         print(f"(at most {default_limit} images by default; --limit N draws N)")
-    return 0
 
 
 if __name__ == "__main__":

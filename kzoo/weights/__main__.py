@@ -5,7 +5,7 @@ import sys
 import textwrap
 
 import kzoo
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, quiet_tensorflow
+from kzoo.utils.cli import ArgumentParser, add_verbose_flag, run_command
 from kzoo.weights.record import save_weights_atomic
 
 KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
@@ -54,24 +54,22 @@ def main(argv=None):
     convert.add_argument("out", help="where to write the kzoo weights (.weights.h5)")
     convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the source)")
     add_verbose_flag(convert)
-    args = parser.parse_args(argv)
+    return run_command(parser, _run, argv, errors=(OSError,), tensorflow=lambda args: args.command == "convert")
+
+
+def _run(args):
     if args.command == "list":
         print("\n".join(list_table(kzoo.weights.manifest())))
-        return 0
-    quiet_tensorflow(args.verbose)
-    try:
-        check_paths(args.source, args.out, args.overwrite)
-        model = kzoo.weights.convert.CONVERTERS[KINDS[args.kind]](args.source, args.model)
-    except (ValueError, OSError) as err:
-        parser.exit(2, f"error: {err}\n")
+        return
+    check_paths(args.source, args.out, args.overwrite)
+    model = kzoo.weights.convert.CONVERTERS[KINDS[args.kind]](args.source, args.model)
     try:
         save_weights_atomic(model, args.out)
     except OSError as err:
-        parser.exit(2, f"error: cannot write OUT {args.out!r}: {err.strerror or err}; check the folder exists "
-                       f"and is writable.\n")
+        raise ValueError(f"cannot write OUT {args.out!r}: {err.strerror or err}; check the folder exists and is "
+                         f"writable.") from err
     print(f"wrote {args.out} ({model.name}, {model.count_params():,} parameters, input "
           f"{tuple(model.inputs[0].shape[1:])})")
-    return 0
 
 
 if __name__ == "__main__":
