@@ -10,13 +10,14 @@ the registered weights' resize, centre crop and mean); a weights file needs
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from kzoo.inference import load
 from kzoo.data import images
-from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, float_between, model_weights, positive_int,
-                            run_command)
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, flags_from, float_between,
+                            folder, model_weights, option, positive_int, run_command)
 
 def predict(paths, trained, top=5, batch_size=32):
     """[(path, [(class index, class name, probability), ...]), ...] for image files `paths`."""
@@ -28,28 +29,38 @@ def predict(paths, trained, top=5, batch_size=32):
     return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class PredictOptions:
+    """One `python -m kzoo.predict` call, typed: each flag declared once."""
+
+    images: list = option(positional=True, nargs="+", help="image files or folders")
+    run_dir: str = option(rule=folder, help="a training run (model, weights, preprocessing, class names)")
+    model: str = option(help="a registered model name (with --weights)")
+    weights: str = option(help="weights for --model: a registered name (digits, imagenet) or a .weights.h5 file; "
+                          "none: random weights")
+    mean: list = option(rule=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
+                        help="mean colour a --weights file expects")
+    top: int = option(5, rule=positive_int, help="classes per image (default 5)")
+    json: bool = option(False, help="one JSON object per image instead of a table")
+
+    def __post_init__(self):
+        check_flags(self)
+
+
 def main(argv=None):
     parser = ArgumentParser(prog="python -m kzoo.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="+", help="image files or folders")
-    parser.add_argument("--run-dir", help="a training run (model, weights, preprocessing, class names)")
-    parser.add_argument("--model", help="a registered model name (with --weights)")
-    parser.add_argument("--weights", help="weights for --model: a registered name (digits, imagenet) or a "
-                        ".weights.h5 file; none: random weights")
-    parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
-                        help="mean colour a --weights file expects")
-    parser.add_argument("--top", type=positive_int, default=5, help="classes per image (default 5)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per image instead of a table")
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser, PredictOptions)
     add_verbose_flag(parser)
-    return run_command(parser, _main, argv)
+    return run_command(parser, lambda args: _main(flags_from(PredictOptions, args)), argv)
 
 
-def _main(args):
-    trained, rows = run(args)
-    if not args.json:  # what the model expects: the first thing to check when its answers surprise
+def _main(options):
+    trained, rows = run(options)
+    if not options.json:  # what the model expects: the first thing to check when its answers surprise
         print(f"{trained.name} ({trained.origin}), trained on {trained.dataset or 'nothing: random weights'}.")
     for path, classes in rows:
-        if args.json:
+        if options.json:
             print(json.dumps({"image": path, "top": [{"index": i, "name": n, "probability": p}
                                                      for i, n, p in classes]}))
             continue
@@ -59,18 +70,20 @@ def _main(args):
             print(f"  {probability:11.2%}  {name if name == str(index) else f'{name} ({index})'}")
 
 
-def run(args):
-    if bool(args.run_dir) == bool(args.model):
+def run(options):
+    """(the trained model, [(path, its top classes)]) of `options` (PredictOptions)."""
+    if bool(options.run_dir) == bool(options.model):
         raise ValueError("give either --run-dir RUN or --model NAME --weights WEIGHTS.")
-    if args.run_dir and (args.weights or args.mean):
-        raise ValueError(f"{'--weights' if args.weights else '--mean'} goes with --model; --run-dir "
-                         f"{args.run_dir} brings its own.")
-    paths = images.files(args.images)
-    if args.run_dir:
-        trained = load(run_dir=args.run_dir)
+    if options.run_dir and (options.weights or options.mean):
+        raise ValueError(f"{'--weights' if options.weights else '--mean'} goes with --model; --run-dir "
+                         f"{options.run_dir} brings its own.")
+    paths = images.files(options.images)
+    if options.run_dir:
+        trained = load(run_dir=options.run_dir)
     else:
-        trained = load(args.model, weights=model_weights(args.model, args.weights), mean=args.mean)
-    return trained, predict(paths, trained, top=args.top)
+        trained = load(options.model, weights=model_weights(options.model, options.weights),
+                       mean=options.mean)
+    return trained, predict(paths, trained, top=options.top)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ their classes; without --dataset/--data-dir, also their dataset.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -28,33 +29,43 @@ import sys
 import kzoo
 from kzoo.evaluate.protocols import PROTOCOLS
 from kzoo.inference import load
-from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, float_between, model_weights, positive_int,
-                            run_command)
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, flags_from, float_between,
+                            folder, model_weights, option, positive_int, run_command)
 from kzoo.utils.files import atomic_write
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateOptions:
+    """One evaluation, typed: each flag of `python -m kzoo.evaluate` declared once (its help,
+    rule and default; `check_flags` applies the rules to EvaluateOptions built in Python)."""
+
+    run_dir: list = option(nargs="+", metavar="RUN", rule=folder, help="a training run (model, weights, mean); "
+                           "several: their ensemble (scores averaged, each run with its own preprocessing)")
+    model: str = option(help="a registered model name (with --weights)")
+    weights: str = option(help="weights for --model: a .weights.h5 file or a weights name; none: random weights "
+                          "(said explicitly)")
+    dataset: str = option(help="tfds name; default: a run's own built-in data, else the digits")
+    data_dir: str = option(rule=folder, help="tfds data_dir, or a folder of class sub-folders")
+    protocol: str = option("center", choices=PROTOCOLS,
+                           help="the test views: center (one crop), 10crop (AlexNet's corners, centre and flips), "
+                                "dense / dense-single (OverFeat's offset-pooled maps at six scales / one), multiscale "
+                                "(ResNet's fully convolutional scores at five sizes); default: %(default)s")
+    mean: list = option(rule=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
+                        help="mean colour a --weights file expects (registered weights and runs bring theirs)")
+    limit: int = option(rule=positive_int, help="evaluate the first N validation images only")
+    json: str = option(metavar="PATH", help="also write the result (errors, views and their sizes) to this JSON file")
+    overwrite: bool = option(False, help="replace the --json file if it exists")
+
+    def __post_init__(self):
+        check_flags(self)
 
 
 def main(argv=None):
     parser = ArgumentParser(prog="python -m kzoo.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run-dir", nargs="+", metavar="RUN", help="a training run (model, weights, mean); "
-                        "several: their ensemble (scores averaged, each run with its own preprocessing)")
-    parser.add_argument("--model", help="a registered model name (with --weights)")
-    parser.add_argument("--weights", help="weights for --model: a .weights.h5 file or a weights name; "
-                        "none: random weights (said explicitly)")
-    parser.add_argument("--dataset", help="tfds name; default: a run's own built-in data, else the digits")
-    parser.add_argument("--data-dir", help="tfds data_dir, or a folder of class sub-folders")
-    parser.add_argument("--protocol", default="center", choices=PROTOCOLS,
-                        help="the test views: center (one crop), 10crop (AlexNet's corners, centre and flips), "
-                             "dense / dense-single (OverFeat's offset-pooled maps at six scales / one), multiscale "
-                             "(ResNet's fully convolutional scores at five sizes); default: %(default)s")
-    parser.add_argument("--mean", type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
-                        help="mean colour a --weights file expects (registered weights and runs bring theirs)")
-    parser.add_argument("--limit", type=positive_int, help="evaluate the first N validation images only")
-    parser.add_argument("--json", metavar="PATH", help="also write the result (errors, views and their sizes) "
-                        "to this JSON file")
-    parser.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser, EvaluateOptions)
     add_verbose_flag(parser)
-    return run_command(parser, _main, argv, checks=_check_flags)
+    return run_command(parser, lambda args: _main(flags_from(EvaluateOptions, args)), argv, checks=_check_flags)
 
 
 def _check_flags(parser, args):
@@ -62,10 +73,10 @@ def _check_flags(parser, args):
         parser.error("--overwrite replaces a --json file; give --json PATH, or leave --overwrite out.")
 
 
-def _main(args):
-    if args.json:
-        _check_output(args.json, args.overwrite)
-    result = run(args)
+def _main(options):
+    if options.json:
+        _check_output(options.json, options.overwrite)
+    result = run(options)
     ensemble = f", ensemble of {result['ensemble']} models" if "ensemble" in result else ""
     print(f"{result['protocol']}: {result['images']} images{ensemble}, top-1 error {result['top1_err']:.2%}, "
           f"top-5 error {result['top5_err']:.2%}")
@@ -73,8 +84,8 @@ def _main(args):
         print(f"  member {n}, run {member['run_dir']}: top-1 error {member['top1_err']:.2%}, "
               f"top-5 error {member['top5_err']:.2%}")
     print(json.dumps(result))
-    if args.json:
-        with atomic_write(args.json) as f:
+    if options.json:
+        with atomic_write(options.json) as f:
             json.dump(result, f, indent=2)
             f.write("\n")
 
@@ -90,33 +101,34 @@ def _check_output(path, overwrite):
         raise ValueError(f"--json {path!r} already exists; pass --overwrite to replace it, or choose another path.")
 
 
-def run(args):
+def run(options):
+    """The result of `options` (EvaluateOptions): errors, the views and their sizes."""
     sources = kzoo.data.sources  # TensorFlow: after the arguments are parsed
-    runs = args.run_dir or []
-    if len(runs) > 1 and args.model:
+    runs = options.run_dir or []
+    if len(runs) > 1 and options.model:
         raise ValueError(f"--model evaluates one model; the ensemble --run-dir {' '.join(runs)} takes each run's own "
                          f"model, weights and mean: drop --model (and --weights).")
-    if bool(runs) == bool(args.model):
+    if bool(runs) == bool(options.model):
         raise ValueError("give either --run-dir (a training run) or --model NAME --weights PATH.")
-    if runs and (args.weights or args.mean):
-        flag = "--weights" if args.weights else "--mean"
+    if runs and (options.weights or options.mean):
+        flag = "--weights" if options.weights else "--mean"
         raise ValueError(f"{flag} goes with --model; --run-dir {' '.join(runs)} brings its own weights and mean.")
     _check_distinct(runs)
-    dataset = args.dataset
+    dataset = options.dataset
     if runs:
         members = [load(run_dir=run_dir) for run_dir in runs]
         kzoo.evaluate.views.check_ensemble(members)
-        if not (args.dataset or args.data_dir):  # the (first) run's own data is the default
+        if not (options.dataset or options.data_dir):  # the (first) run's own data is the default
             dataset = _own_dataset(runs, members)
-        source = sources.load_source(dataset, args.data_dir)
+        source = sources.load_source(dataset, options.data_dir)
     else:
-        weights = model_weights(args.model, args.weights)
-        source = sources.load_source(dataset, args.data_dir)
-        members = [load(args.model, weights=weights, classes=source.classes, mean=args.mean)]
+        weights = model_weights(options.model, options.weights)
+        source = sources.load_source(dataset, options.data_dir)
+        members = [load(options.model, weights=weights, classes=source.classes, mean=options.mean)]
     for trained in members:
         _check_classes(source, trained.model)
-        kzoo.data.shards.check_protocol(source, trained.preprocessing, args.protocol)
-    val = source.val.take(args.limit) if args.limit else source.val
+        kzoo.data.shards.check_protocol(source, trained.preprocessing, options.protocol)
+    val = source.val.take(options.limit) if options.limit else source.val
     labels = []
 
     def images():  # streamed: a validation set need not fit in memory
@@ -128,8 +140,8 @@ def run(args):
     total = int(val.cardinality()) if val.cardinality() >= 0 else None
     views = kzoo.evaluate.views
     if len(members) == 1:
-        return views.evaluate(members[0], images(), labels, args.protocol, progress=True, total=total)
-    result = views.evaluate_ensemble(members, images(), labels, args.protocol, progress=True, total=total)
+        return views.evaluate(members[0], images(), labels, options.protocol, progress=True, total=total)
+    result = views.evaluate_ensemble(members, images(), labels, options.protocol, progress=True, total=total)
     result["members"] = [{"run_dir": run_dir, **member} for run_dir, member in zip(runs, result["members"])]
     return result
 

@@ -238,18 +238,20 @@ class Flag:
     metavar: object = None
     nargs: object = None
     group: str = None  # the argument group it is listed under in --help
+    positional: bool = False  # an argument named by its place, not a --flag
 
 
-def option(default=None, *, help, rule=None, choices=None, metavar=None, nargs=None, group=None):
-    """A dataclass field that is a command-line flag `--field-name`: its default, its help (a
-    format string: `add_flags`' context fills it), its rule (the parser's type, and the check
-    of a value given in Python) or its choices. A bool field is a switch (store_true)."""
-    spec = Flag(help, rule, choices, metavar, nargs, group)
+def option(default=None, *, help, rule=None, choices=None, metavar=None, nargs=None, group=None, positional=False):
+    """A dataclass field that is a command-line flag `--field-name` (`positional`: an argument
+    by its place): its default, its help (a format string: `add_flags`' context fills it),
+    its rule (the parser's type, and the check of a value given in Python) or its choices.
+    A bool field is a switch (store_true)."""
+    spec = Flag(help, rule, choices, metavar, nargs, group, positional)
     return dataclasses.field(default=default, metadata={"flag": spec})
 
 
 def flag_of(field):
-    return "--" + field.name.replace("_", "-")
+    return field.name if field.metadata["flag"].positional else "--" + field.name.replace("_", "-")
 
 
 def option_fields(config):
@@ -265,11 +267,13 @@ def add_flags(parser, config, groups=None, context=None, only=None):
             continue
         spec = field.metadata["flag"]
         target = (groups or {}).get(spec.group, parser)
-        kwargs = {"dest": field.name, "help": spec.help.format(**(context or {}))}
+        kwargs = {"help": spec.help.format(**(context or {}))} if spec.positional else {
+            "dest": field.name, "help": spec.help.format(**(context or {}))}
         if field.type in (bool, "bool"):
             kwargs["action"] = "store_true"
         else:
-            kwargs["default"] = field.default
+            if not spec.positional:
+                kwargs["default"] = field.default
             kwargs.update({k: v for k, v in (("type", spec.rule), ("choices", spec.choices),
                                              ("metavar", spec.metavar), ("nargs", spec.nargs)) if v is not None})
         target.add_argument(flag_of(field), **kwargs)
