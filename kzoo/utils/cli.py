@@ -239,14 +239,18 @@ class Flag:
     nargs: object = None
     group: str = None  # the argument group it is listed under in --help
     positional: bool = False  # an argument named by its place, not a --flag
+    required: bool = False  # the command line must give it
+    negatable: bool = False  # a bool with --no-flag too (argparse.BooleanOptionalAction); None: not given
 
 
-def option(default=None, *, help, rule=None, choices=None, metavar=None, nargs=None, group=None, positional=False):
+def option(default=None, *, help, rule=None, choices=None, metavar=None, nargs=None, group=None, positional=False,
+           required=False, negatable=False):
     """A dataclass field that is a command-line flag `--field-name` (`positional`: an argument
-    by its place): its default, its help (a format string: `add_flags`' context fills it),
-    its rule (the parser's type, and the check of a value given in Python) or its choices.
-    A bool field is a switch (store_true)."""
-    spec = Flag(help, rule, choices, metavar, nargs, group, positional)
+    by its place; `required`: one the command line must give): its default, its help (a format
+    string: `add_flags`' context fills it), its rule (the parser's type, and the check of a
+    value given in Python) or its choices. A bool field is a switch (store_true), or with
+    `negatable` a --flag / --no-flag pair."""
+    spec = Flag(help, rule, choices, metavar, nargs, group, positional, required, negatable)
     return dataclasses.field(default=default, metadata={"flag": spec})
 
 
@@ -269,13 +273,17 @@ def add_flags(parser, config, groups=None, context=None, only=None):
         target = (groups or {}).get(spec.group, parser)
         kwargs = {"help": spec.help.format(**(context or {}))} if spec.positional else {
             "dest": field.name, "help": spec.help.format(**(context or {}))}
-        if field.type in (bool, "bool"):
+        if spec.negatable:
+            kwargs.update(action=argparse.BooleanOptionalAction, default=field.default)
+        elif field.type in (bool, "bool"):
             kwargs["action"] = "store_true"
         else:
             if not spec.positional:
                 kwargs["default"] = field.default
             kwargs.update({k: v for k, v in (("type", spec.rule), ("choices", spec.choices),
                                              ("metavar", spec.metavar), ("nargs", spec.nargs)) if v is not None})
+            if spec.required:
+                kwargs["required"] = True
         target.add_argument(flag_of(field), **kwargs)
 
 
