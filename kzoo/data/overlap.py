@@ -34,7 +34,8 @@ from threadpoolctl import threadpool_limits  # scikit-learn's dependency
 
 import kzoo
 from kzoo.data import images
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, positive_int, run_command
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, flags_from, folder, option,
+                            positive_int, run_command)
 from kzoo.utils.files import atomic_write
 
 SIZE = 32  # thumbnail side: distinct photographs correlate less than at 16x16 (docs/transfer.md)
@@ -321,21 +322,34 @@ def read_list(path):
     return list(dict.fromkeys(entries))
 
 
+_threshold_arg.check = check_threshold  # the same rule for a value given in Python
+
+
+@dataclasses.dataclass(frozen=True)
+class OverlapOptions:
+    """One search for near-duplicates, typed: each flag declared once."""
+
+    data_dir: str = option(rule=folder, required=True, help="the images to check (e.g. 101_ObjectCategories)")
+    against: str = option(rule=folder, required=True, help="the images to look for them in (e.g. ImageNet's train/)")
+    threshold: float = option(THRESHOLD, rule=_threshold_arg, help=f"lowest correlation listed, in (0, 1] (default "
+                              f"{THRESHOLD})")
+    out: str = option(rule=folder, help="CSV file of the pairs (image, against, correlation, flipped); default: "
+                      "print the first 20")
+    overwrite: bool = option(False, help="replace an existing --out")
+    cache: str = option(rule=folder, help="folder for each folder's thumbnails, reused while its files are unchanged")
+    block: int = option(BLOCK, rule=positive_int, help=f"thumbnails per block of the comparison (default {BLOCK}: "
+                        f"about 150 MB of products)")
+    workers: int = option(rule=positive_int, help="parallel decoders (default: the CPU count)")
+    quiet: bool = option(False, help="no progress bars")
+
+    def __post_init__(self):
+        check_flags(self)
+
+
 def build_parser():
     parser = ArgumentParser(prog="python -m kzoo.data.overlap", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True, help="the images to check (e.g. 101_ObjectCategories)")
-    parser.add_argument("--against", required=True, help="the images to look for them in (e.g. ImageNet's train/)")
-    parser.add_argument("--threshold", type=_threshold_arg, default=THRESHOLD,
-                        help=f"lowest correlation listed, in (0, 1] (default {THRESHOLD})")
-    parser.add_argument("--out", help="CSV file of the pairs (image, against, correlation, flipped); default: "
-                        "print the first 20")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--cache", help="folder for each folder's thumbnails, reused while its files are unchanged")
-    parser.add_argument("--block", type=positive_int, default=BLOCK,
-                        help=f"thumbnails per block of the comparison (default {BLOCK}: about 150 MB of products)")
-    parser.add_argument("--workers", type=positive_int, help="parallel decoders (default: the CPU count)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser, OverlapOptions)
     add_verbose_flag(parser)
     return parser
 
@@ -346,8 +360,9 @@ def main(argv=None):
             parser.error("--overwrite replaces an --out file; give --out FILE, or leave --overwrite out.")
 
     def run(args):
-        find_overlap(args.data_dir, args.against, args.threshold, args.out, args.cache, args.overwrite,
-                     block=args.block, workers=args.workers, progress=not args.quiet)
+        o = flags_from(OverlapOptions, args)
+        find_overlap(o.data_dir, o.against, o.threshold, o.out, o.cache, o.overwrite, block=o.block, workers=o.workers,
+                     progress=not o.quiet)
 
     def interrupted(args):
         return (f"the thumbnails so far are in --cache {args.cache}; rerun to resume." if args.cache else

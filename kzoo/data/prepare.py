@@ -17,44 +17,56 @@ other settings is never overwritten.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 
 from kzoo import data
-from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, fraction_below, int_between, non_negative_int,
-                            positive_int, run_command)
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, flags_from, folder,
+                            fraction_below, int_between, non_negative_int, option, positive_int, run_command)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareOptions:
+    """One preparation, typed: each flag declared once; its settings are what
+    kzoo.data.shards.prepare takes (and records in manifest.json)."""
+
+    data_dir: str = option(rule=folder, required=True, help="a folder of class sub-folders (optionally train/ and "
+                           "val/)")
+    out: str = option(rule=folder, required=True, help="the folder the shards and manifest.json go to (new, or one "
+                      "this command started: a rerun resumes it)")
+    short_side: int = option(256, rule=non_negative_int, help="resize the shorter side to this (default 256, AlexNet "
+                             "§2); 0 keeps the images as they are (what ResNet's random 256-480 rescaling needs)")
+    center: int = option(rule=positive_int, help="keep the centre square of this side (AlexNet and ZFNet: 256); "
+                         "default: the whole resized image")
+    encoding: str = option(choices=("png", "raw", "jpeg", "original"),
+                           help="how images are stored: raw (the uint8 array, default: decoding is a copy, the "
+                                "fastest), png (lossless, ~0.7x raw's size for photographs but ~2.5x the training "
+                                "pipeline's time), jpeg (smaller still, lossy: training no longer equals the "
+                                "folder's), original (the files' own bytes; default with --short-side 0)")
+    quality: int = option(95, rule=int_between(1, 100), help="JPEG quality for --encoding jpeg")
+    images_per_shard: int = option(1024, rule=positive_int, help="images per shard file (default 1024: about "
+                                   "200-270 MB of 256-pixel raw images)")
+    val_fraction: float = option(0.1, rule=fraction_below(1), help="validation share when DIR has no train/ and val/ "
+                                 "(the recipes' 0.1)")
+    seed: int = option(0, rule=non_negative_int, help="the split's seed when DIR has no train/ and val/ (the "
+                       "recipe's --seed)")
+    quiet: bool = option(False, help="no progress bar")
+
+    def __post_init__(self):
+        check_flags(self)
 
 
 def build_parser():
     parser = ArgumentParser(prog="python -m kzoo.data.prepare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True, help="a folder of class sub-folders (optionally train/ and val/)")
-    parser.add_argument("--out", required=True, help="the folder the shards and manifest.json go to (new, or "
-                        "one this command started: a rerun resumes it)")
-    parser.add_argument("--short-side", type=non_negative_int, default=256,
-                        help="resize the shorter side to this (default 256, AlexNet §2); 0 keeps the images as "
-                             "they are (what ResNet's random 256-480 rescaling needs)")
-    parser.add_argument("--center", type=positive_int, help="keep the centre square of this side (AlexNet and "
-                        "ZFNet: 256); default: the whole resized image")
-    parser.add_argument("--encoding", choices=("png", "raw", "jpeg", "original"),
-                        help="how images are stored: raw (the uint8 array, default: decoding is a copy, the "
-                             "fastest), png (lossless, ~0.7x raw's size for photographs but ~2.5x the training "
-                             "pipeline's time), jpeg (smaller still, lossy: training no longer equals the folder's), "
-                             "original (the files' own bytes; default with --short-side 0)")
-    parser.add_argument("--quality", type=int_between(1, 100), default=95, help="JPEG quality for --encoding jpeg")
-    parser.add_argument("--images-per-shard", type=positive_int, default=1024,
-                        help="images per shard file (default 1024: about 200-270 MB of 256-pixel raw images)")
-    parser.add_argument("--val-fraction", type=fraction_below(1), default=0.1,
-                        help="validation share when DIR has no train/ and val/ (the recipes' 0.1)")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help="the split's seed when DIR has no train/ and val/ (the recipe's --seed)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser, PrepareOptions)
     add_verbose_flag(parser)
     return parser
 
 
 def main(argv=None):
-    return run_command(build_parser(), _prepare, argv, checks=_check_flags, errors=(OSError,),
+    return run_command(build_parser(), lambda args: _prepare(flags_from(PrepareOptions, args)), argv, checks=_check_flags, errors=(OSError,),
                        interrupted=lambda args: f"the complete shards in {args.out} are kept; rerun the same command "
                                                 f"to finish.")
 
@@ -68,11 +80,10 @@ def _check_flags(parser, args):
                      f"leave {'it' if len(split) == 1 else 'them'} out.")
 
 
-def _prepare(args):
+def _prepare(options):
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("data_dir", "out", "quiet")}
     try:
-        data.shards.prepare(args.data_dir, args.out, short_side=args.short_side, center=args.center,
-                            encoding=args.encoding, quality=args.quality, images_per_shard=args.images_per_shard,
-                            val_fraction=args.val_fraction, seed=args.seed, verbose=0 if args.quiet else 1)
+        data.shards.prepare(options.data_dir, options.out, **settings, verbose=0 if options.quiet else 1)
     except (ValueError, FileNotFoundError):
         raise
     except OSError as err:  # e.g. an --out that cannot be written, a full disk

@@ -11,62 +11,72 @@ With --detect, §4.6: a classifier with a background class trained on windows of
     python -m kzoo.recipes.overfeat --detect --data-dir DIR --boxes BOXES
 """
 
+import dataclasses
 import os
 import sys
 
 import kzoo
 from kzoo.preprocessing import PIPELINES
-from kzoo.recipes.common import (Recipe, build_parser, check_recipe_flags, run_dir_for, run_from_args, run_recipe,
+from kzoo.recipes.common import (Recipe, Run, build_parser, check_recipe_flags, run_dir_for, run_from_args, run_recipe,
                                  train_recipe)
 from kzoo.train.schedules import StepsAt
-from kzoo.utils.cli import check_input_size, float_between, non_negative_float, non_negative_int, positive_float
-from kzoo.utils.cli import positive_int, run_command
+from kzoo.utils.cli import (add_flags, check_input_size, flag_of, float_between, non_negative_float, non_negative_int,
+                            option, option_fields, positive_float, positive_int, run_command)
+
+
+@dataclasses.dataclass(frozen=True)
+class OverFeatTasks:
+    """The overfeat recipe's own flags, typed and declared once: the model, and the two tasks
+    on its features with the settings of each (their group says which task takes them)."""
+
+    model: str = option(choices=("fast", "accurate"), help="the fast (231 input) or accurate (221 input) model")
+    localize: bool = option(False, group="localization", help="then train a box regressor on the frozen features "
+                            "and report the localization error (default data: the built-in shapes)")
+    boxes: str = option(group="localization", help="with --data-dir: a CSV (image,x1,y1,x2,y2; image matched by file "
+                        "name without extension) or a folder of ILSVRC/VOC XML annotations")
+    regressor: str = option("class-specific", group="localization", choices=("class-specific", "single"),
+                            help="one box per class (the paper's class-specific regression) or one box")
+    regressor_epochs: int = option(30, group="localization", rule=positive_int, help="regressor training epochs")
+    merge_threshold: float = option(group="localization", rule=non_negative_float,
+                                    help="greedy merge threshold on the match score (default: the window size)")
+    limit: int = option(group="localization", rule=positive_int, help="use only the first N boxed images "
+                        "(--detect: scenes) of each split")
+    detect: bool = option(False, group="detection", help="train a detector (a background class, hard negatives, the "
+                          "box regressor) on scenes and report its mean AP (default data: built-in scenes)")
+    negatives: int = option(8, group="detection", rule=non_negative_int,
+                            help="random background windows per image and scale (default 8)")
+    rounds: int = option(1, group="detection", rule=non_negative_int, help="rounds of hard-negative bootstrapping")
+    hard_negatives: int = option(200, group="detection", rule=positive_int,
+                                 help="background windows the classifier scores most as objects, added per round")
+    min_score: float = option(0.5, group="detection", rule=float_between(0, 1),
+                              help="a window's class probability needed for its box to count (default 0.5)")
+    scales: tuple = option((1.0,), group="detection", rule=positive_float, nargs="+",
+                          help="image scales the windows run at, in training and detection (default 1)")
+    learning_rate: float = option(0.001, group="detection", rule=positive_float,
+                                  help="SGD, momentum 0.9 (default 0.001)")
+    no_background: bool = option(False, group="detection", help="the ablation: no background class and no negatives")
+
+
+def _flags(group):
+    """(flag, dest) of OverFeatTasks' settings of one task (not the switch that asks for it)."""
+    return tuple((flag_of(f), f.name) for f in option_fields(OverFeatTasks)
+                 if f.metadata["flag"].group == group and f.name not in ("localize", "detect"))
 
 
 def _arguments(parser):
-    parser.add_argument("--model", choices=("fast", "accurate"),
-                        help="the fast (231 input) or accurate (221 input) model")
-    loc = parser.add_argument_group("localization (§4)")
-    loc.add_argument("--localize", action="store_true", help="then train a box regressor on the frozen "
-                     "features and report the localization error (default data: the built-in shapes)")
-    loc.add_argument("--boxes", help="with --data-dir: a CSV (image,x1,y1,x2,y2; image matched by file "
-                     "name without extension) or a folder of ILSVRC/VOC XML annotations")
-    loc.add_argument("--regressor", default="class-specific", choices=("class-specific", "single"),
-                     help="one box per class (the paper's class-specific regression) or one box")
-    loc.add_argument("--regressor-epochs", type=positive_int, default=30, help="regressor training epochs")
-    loc.add_argument("--merge-threshold", type=non_negative_float,
-                     help="greedy merge threshold on the match score (default: the window size)")
-    loc.add_argument("--limit", type=positive_int, help="use only the first N boxed images (--detect: scenes) "
-                     "of each split")
-    det = parser.add_argument_group("detection (§4.6; also takes --boxes, --regressor, --regressor-epochs, "
-                                    "--merge-threshold, --limit, --epochs, --batch-size, --input-size)")
-    det.add_argument("--detect", action="store_true", help="train a detector (a background class, hard negatives, "
-                     "the box regressor) on scenes and report its mean AP (default data: built-in scenes)")
-    det.add_argument("--negatives", type=non_negative_int, default=8,
-                     help="random background windows per image and scale (default 8)")
-    det.add_argument("--rounds", type=non_negative_int, default=1, help="rounds of hard-negative bootstrapping")
-    det.add_argument("--hard-negatives", type=positive_int, default=200,
-                     help="background windows the classifier scores most as objects, added per round")
-    det.add_argument("--min-score", type=float_between(0, 1), default=0.5,
-                     help="a window's class probability needed for its box to count (default 0.5)")
-    det.add_argument("--scales", type=positive_float, nargs="+", default=[1.0],
-                     help="image scales the windows run at, in training and detection (default 1)")
-    det.add_argument("--learning-rate", type=positive_float, default=0.001, help="SGD, momentum 0.9 (default 0.001)")
-    det.add_argument("--no-background", dest="background", action="store_false",
-                     help="the ablation: no background class and no negatives")
+    groups = {"localization": parser.add_argument_group("localization (§4)"),
+              "detection": parser.add_argument_group("detection (§4.6; also takes --boxes, --regressor, "
+                                                     "--regressor-epochs, --merge-threshold, --limit, --epochs, "
+                                                     "--batch-size, --input-size)")}
+    add_flags(parser, OverFeatTasks, groups)
 
 
-LOCALIZATION_FLAGS = (("--boxes", "boxes"), ("--regressor", "regressor"), ("--regressor-epochs", "regressor_epochs"),
-                      ("--merge-threshold", "merge_threshold"), ("--limit", "limit"))
-DETECTION_FLAGS = (("--negatives", "negatives"), ("--rounds", "rounds"), ("--hard-negatives", "hard_negatives"),
-                   ("--min-score", "min_score"), ("--scales", "scales"), ("--learning-rate", "learning_rate"),
-                   ("--no-background", "background"))
-NOT_FOR_DETECTION = (("--dataset", "dataset"), ("--download", "download"), ("--strategy", "strategy"),
-                     ("--checkpoint-every", "checkpoint_every"), ("--steps-per-epoch", "steps_per_epoch"),
-                     ("--xla", "xla"), ("--mixed-precision", "mixed_precision"), ("--evolution", "evolution"),
-                     ("--print-schedule", "print_schedule"), ("--option", "option"), ("--pca-std", "pca_std"),
-                     ("--crops", "crops"), ("--log-every", "log_every"), ("--target-error", "target_error"),
-                     ("--val-split", "val_split"), ("--evolution-images", "evolution_images"))
+LOCALIZATION_FLAGS = _flags("localization")
+DETECTION_FLAGS = _flags("detection")
+# The recipe's run flags that detection takes; it trains on windows in this process, so the others would be ignored.
+DETECTION_TAKES = ("data_dir", "run_dir", "epochs", "batch_size", "input_size", "seed", "smoke")
+NOT_FOR_DETECTION = tuple((flag_of(f), f.name) for f in option_fields(Run) if f.name not in DETECTION_TAKES) + (
+    ("--print-schedule", "print_schedule"), ("--option", "option"))
 DETECTION_DEFAULTS = {"epochs": 10, "batch_size": 32, "scenes": (80, 30), "merge_threshold": 0.7}
 BUILTIN_MAX_INPUT = 256  # built-in scenes are 3x the window: 768 px at most, ~140 MB for 80 of them
 SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (8, 4), "hard_negatives": 10}
@@ -111,7 +121,7 @@ def _detection_run_dir(args, name):
     """--run-dir, or runs/overfeat-MODEL-DATA-detect[-no-background][-seedN][-smoke]."""
     data = os.path.basename(os.path.normpath(args.data_dir)) if args.data_dir else "scenes"
     return args.run_dir or os.path.join(
-        "runs", f"overfeat-{name}-{data}-detect{'' if args.background else '-no-background'}"
+        "runs", f"overfeat-{name}-{data}-detect{'-no-background' if args.no_background else ''}"
                 f"{f'-seed{args.seed}' if args.seed else ''}" + ("-smoke" if args.smoke else ""))
 
 
@@ -145,7 +155,7 @@ def _check_detect_flags(parser, args):
         parser.error(_say(refused, "not used by --detect", "the detector trains on windows, in this process"))
     negatives = _given(parser, args, (("--negatives", "negatives"), ("--rounds", "rounds"),
                                       ("--hard-negatives", "hard_negatives")))
-    if negatives and not args.background:
+    if negatives and args.no_background:
         parser.error(_say(negatives, "for the background class", "--no-background trains without negatives"))
     if args.boxes and not args.data_dir:
         parser.error("--boxes needs --data-dir (the images it boxes).")
@@ -177,13 +187,13 @@ def _detect(parser, args):
     classes = len(scenes.class_names)
     print(f"Detection on {scenes.name}: {len(scenes.images)} training and {len(data['val'].images)} validation "
           f"images, {classes} classes ({', '.join(scenes.class_names[:10])}{', ...' if classes > 10 else ''}), "
-          f"{name} on {size}x{size} windows" + (", no background class (ablation)" if not args.background else ""))
-    model = detect.new_classifier(name, size, classes, args.background, seed=args.seed)
+          f"{name} on {size}x{size} windows" + (", no background class (ablation)" if args.no_background else ""))
+    model = detect.new_classifier(name, size, classes, not args.no_background, seed=args.seed)
     detector = detect.train_detector(
         model, scenes, scales=tuple(args.scales), epochs=epochs, rounds=args.rounds,
         hard_negatives=hard_negatives, regressor_epochs=regressor_epochs,
         negatives=args.negatives, batch_size=args.batch_size or DETECTION_DEFAULTS["batch_size"],
-        learning_rate=args.learning_rate, background=args.background,
+        learning_rate=args.learning_rate, background=not args.no_background,
         class_specific=args.regressor == "class-specific", seed=args.seed, log=print)
     print(f"Detecting on {len(data['val'].images)} validation images...")
     metrics = detect.detection_metrics(detector, data["val"], tuple(args.scales), args.min_score, threshold)
@@ -191,7 +201,7 @@ def _detect(parser, args):
                 "epochs": epochs, "regressor_epochs": regressor_epochs, "rounds": args.rounds,
                 "negatives": args.negatives, "hard_negatives": hard_negatives, "learning_rate": args.learning_rate,
                 "seed": args.seed}
-    metrics.update(settings, train_images=len(scenes.images), model=name, background=args.background)
+    metrics.update(settings, train_images=len(scenes.images), model=name, background=not args.no_background)
     detect.save_detector(detector, folder, name, {}, settings,
                          results=(metrics, detect.results_table(metrics)))
     _report_detection(detect, metrics, scenes.name, folder)
