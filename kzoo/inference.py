@@ -142,6 +142,9 @@ EXPORT_PACKAGES = {"tf_saved_model": "tensorflow", "onnx": "tf2onnx onnx", "lite
 def _check_new(path):
     if os.path.exists(path):
         raise ValueError(f"{path!r} exists; kzoo does not overwrite it. Pick a new path.")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{path!r}: its folder {folder!r} does not exist; create it, or pick another path.")
 
 
 class Prediction(tuple):

@@ -161,6 +161,8 @@ def test_save_and_export_refuse_what_they_cannot_write_and_leave_nothing_half_wr
         trained.export(str(tmp_path / "model.tflite"), format="onnx")
     with pytest.raises(ValueError, match="unknown export format 'torchscript'; expected one of tf_saved_model"):
         trained.export(str(tmp_path / "m"), format="torchscript")
+    with pytest.raises(FileNotFoundError, match="its folder .*absent.* does not exist; create it"):
+        trained.save(str(tmp_path / "absent" / "m.keras"))
 
     def broken(*args, **kwargs):
         raise OSError("No space left on device")
