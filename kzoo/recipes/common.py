@@ -17,7 +17,7 @@ import kzoo
 from kzoo import registry
 from kzoo.preprocessing import CROPS, Preprocess
 from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, check_input_size,
-                            check_model_options, flags_from, float_between, folder, model_option,
+                            check_model_options, flags_from, float_between, folder, model_option, option_fields,
                             non_negative_float, non_negative_int, option, options_dict, positive_int, run_command)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
@@ -44,7 +44,9 @@ class Recipe:
     demo_epochs: int = 10
     demo_batch: int = 64
     demo_options: dict = dataclasses.field(default_factory=dict)  # model options for the demo only
-    add_arguments: Callable = None  # recipe-specific flags; those named like `model`'s parameters choose the model
+    flags: type = None  # the recipe's own flags (a dataclass of `option` fields); those named like `model`'s
+    # parameters choose the model, and give it their defaults
+    flag_groups: dict = dataclasses.field(default_factory=dict)  # an option's group -> its heading in --help
     decay_biases: bool = True
 
 
@@ -126,16 +128,15 @@ def resolve_run(recipe, run):
     go under the run's."""
     if run.model is not None:
         return run
-    name, options = recipe.model()
+    name, options = recipe.model(**model_flags(recipe))
     return dataclasses.replace(run, model=name, options={**options, **run.options})
 
 
 def run_from_args(recipe, args):
     """The parsed command line as a `Run`: the recipe's own flags choose the model through
     `recipe.model`, and --option's pairs go over the options it sets."""
-    flags = {name: getattr(args, name) for name in inspect.signature(recipe.model).parameters}
+    flags, defaults = model_flags(recipe, args), model_flags(recipe)
     given = options_dict(args.option)
-    defaults = {name: p.default for name, p in inspect.signature(recipe.model).parameters.items()}
     both = [key for key in given if key in flags and flags[key] not in (None, False, defaults[key])]
     if both:
         flag = "--" + both[0].replace("_", "-")
@@ -143,6 +144,14 @@ def run_from_args(recipe, args):
                          f"one of them.")
     name, options = recipe.model(**flags)
     return flags_from(Run, args, model=name, options={**options, **given})
+
+
+def model_flags(recipe, args=None):
+    """{name: value} of the recipe's flags that choose its model (`recipe.model`'s parameters),
+    from the parsed command line `args`, else their declared defaults."""
+    declared = {f.name: f.default for f in option_fields(recipe.flags)} if recipe.flags else {}
+    return {name: getattr(args, name) if args is not None else declared[name]
+            for name in inspect.signature(recipe.model).parameters}
 
 
 def describe(recipe, model_name, options=None, pca_std=None, crops=None):
@@ -174,9 +183,9 @@ def build_parser(recipe):
         description=f"Train with the schedule of {recipe.paper}. With no arguments: a few-minute demo "
                     f"on the built-in handwritten digits (scikit-learn), at a reduced input size.",
     )
-    if recipe.add_arguments:
-        recipe.add_arguments(parser)
-        parser.set_defaults(**{name: p.default for name, p in inspect.signature(recipe.model).parameters.items()})
+    if recipe.flags:
+        groups = {key: parser.add_argument_group(title) for key, title in recipe.flag_groups.items()}
+        add_flags(parser, recipe.flags, groups)
     parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
                         help="a paper option of the model's builder (repeatable), e.g. towers=1, lrn=false, "
                              "shortcut=A, remove_layers=3,4; recorded in the run's config")
@@ -332,7 +341,7 @@ def check_recipe_flags(parser, args, recipe):
         parser.error("--evolution-images goes with --evolution (the figure it sizes); add --evolution or leave "
                      "it out.")
     if args.print_schedule:  # prints the schedule of the model these flags choose; trains nothing
-        shown = {*inspect.signature(recipe.model).parameters, "option", "pca_std", "crops", "print_schedule",
+        shown = {*model_flags(recipe), "option", "pca_std", "crops", "print_schedule",
                  "verbose", "help"}
         void = [action.option_strings[-1] for action in parser._actions if action.option_strings
                 and action.dest not in shown and action.dest in parser.given]

@@ -20,7 +20,7 @@ from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import (Recipe, Run, build_parser, check_recipe_flags, run_dir_for, run_from_args, run_recipe,
                                  train_recipe)
 from kzoo.train.schedules import StepsAt
-from kzoo.utils.cli import (add_flags, check_input_size, flag_of, float_between, non_negative_float, non_negative_int,
+from kzoo.utils.cli import (check_input_size, flag_of, float_between, non_negative_float, non_negative_int,
                             option, option_fields, positive_float, positive_int, run_command)
 
 
@@ -29,7 +29,7 @@ class OverFeatTasks:
     """The overfeat recipe's own flags, typed and declared once: the model, and the two tasks
     on its features with the settings of each (their group says which task takes them)."""
 
-    model: str = option(choices=("fast", "accurate"), help="the fast (231 input) or accurate (221 input) model")
+    model: str = option("fast", choices=("fast", "accurate"), help="the fast (231 input) or accurate (221 input) model")
     localize: bool = option(False, group="localization", help="then train a box regressor on the frozen features "
                             "and report the localization error (default data: the built-in shapes)")
     boxes: str = option(group="localization", help="with --data-dir: a CSV (image,x1,y1,x2,y2; image matched by file "
@@ -63,14 +63,6 @@ def _flags(group):
                  if f.metadata["flag"].group == group and f.name not in ("localize", "detect"))
 
 
-def _arguments(parser):
-    groups = {"localization": parser.add_argument_group("localization (§4)"),
-              "detection": parser.add_argument_group("detection (§4.6; also takes --boxes, --regressor, "
-                                                     "--regressor-epochs, --merge-threshold, --limit, --epochs, "
-                                                     "--batch-size, --input-size)")}
-    add_flags(parser, OverFeatTasks, groups)
-
-
 LOCALIZATION_FLAGS = _flags("localization")
 DETECTION_FLAGS = _flags("detection")
 # The recipe's run flags that detection takes; it trains on windows in this process, so the others would be ignored.
@@ -82,7 +74,7 @@ BUILTIN_MAX_INPUT = 256  # built-in scenes are 3x the window: 768 px at most, ~1
 SMOKE = {"epochs": 1, "regressor_epochs": 1, "scenes": (8, 4), "hard_negatives": 10}
 
 
-def _model(model="fast"):
+def _model(model):
     return f"overfeat_{model}", {}
 
 
@@ -106,7 +98,10 @@ RECIPE = Recipe(
         "preprocessing": "§3.1 (221 for the accurate model); mean colour: not stated",
     },
     demo_crop=80,
-    add_arguments=_arguments,
+    flags=OverFeatTasks,
+    flag_groups={"localization": "localization (§4)",
+                 "detection": "detection (§4.6; also takes --boxes, --regressor, --regressor-epochs, "
+                              "--merge-threshold, --limit, --epochs, --batch-size, --input-size)"},
 )
 
 def _given(parser, args, flags):

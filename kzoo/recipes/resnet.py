@@ -1,17 +1,23 @@
 """ResNet's ImageNet training (He et al. 2015, §3.4): `python -m kzoo.recipes.resnet --depth 50`."""
 
+import dataclasses
+
 from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import DivideOnPlateau
+from kzoo.utils.cli import option
 
 
-def _arguments(parser):
-    parser.add_argument("--depth", type=int, choices=(18, 34, 50, 101, 152))
-    parser.add_argument("--shortcut", choices=("A", "B", "C"), help="§3.3 options")
-    parser.add_argument("--plain", action="store_true", help="plain-18/34: no shortcuts (§4.1)")
+@dataclasses.dataclass(frozen=True)
+class ResNetFlags:
+    """The model this recipe trains, chosen on the command line (declared once: `_model` takes them)."""
+
+    depth: int = option(50, rule=int, choices=(18, 34, 50, 101, 152), help="layers (Table 1; default 50)")
+    shortcut: str = option(choices=("A", "B", "C"), help="§3.3 options")
+    plain: bool = option(False, help="plain-18/34: no shortcuts (§4.1)")
 
 
-def _model(depth=50, shortcut=None, plain=False):
+def _model(depth, shortcut, plain):
     if plain:
         if shortcut:  # given: plain nets have none, so it would be dropped
             raise ValueError(f"--shortcut {shortcut} is for residual nets; --plain nets have no shortcuts: drop "
@@ -42,7 +48,7 @@ RECIPE = Recipe(
         "preprocessing": "§3.4; mean colour, as the scale varies per image",
     },
     demo_crop=32,
-    add_arguments=_arguments,
+    flags=ResNetFlags,
 )
 
 if __name__ == "__main__":

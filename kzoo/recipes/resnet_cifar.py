@@ -1,18 +1,24 @@
 """ResNet's CIFAR-10 training (He et al. 2015, §4.2): `python -m kzoo.recipes.resnet_cifar --depth 110`."""
 
+import dataclasses
+
 from kzoo.preprocessing import PIPELINES
 from kzoo.recipes.common import Recipe, run_module
 from kzoo.train.schedules import StepsAt, WarmupUntilError
+from kzoo.utils.cli import option
 
 DEPTHS = (20, 32, 44, 56, 110, 1202)
 
 
-def _arguments(parser):
-    parser.add_argument("--depth", type=int, choices=DEPTHS, help="6n+2 layers")
-    parser.add_argument("--plain", action="store_true", help="plain nets (Fig. 6), depth up to 110")
+@dataclasses.dataclass(frozen=True)
+class CifarFlags:
+    """The model this recipe trains, chosen on the command line (declared once: `_model` takes them)."""
+
+    depth: int = option(20, rule=int, choices=DEPTHS, help="6n+2 layers")
+    plain: bool = option(False, help="plain nets (Fig. 6), depth up to 110")
 
 
-def _model(depth=20, plain=False):
+def _model(depth, plain):
     if plain and depth == 1202:
         raise ValueError("--plain exists for --depth 20, 32, 44, 56 and 110 (Fig. 6); not 1202.")
     return f"{'plain' if plain else 'resnet'}{depth}", {}
@@ -46,7 +52,7 @@ RECIPE = Recipe(
     },
     demo_crop=32,
     demo_epochs=5,
-    add_arguments=_arguments,
+    flags=CifarFlags,
 )
 
 if __name__ == "__main__":
