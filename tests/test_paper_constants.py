@@ -218,6 +218,25 @@ def test_weights_start_gaussian_with_std_0_01(name, kernels):
             assert np.all(values == expected), path
 
 
+def test_alexnets_glorot_start_is_glorots_uniform_with_zero_biases():
+    # init="glorot" (not the paper's: Keras' own start, for a plain model.fit; the learning run is
+    # in the large tier): U(-l, l), l = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010), over
+    # each kernel as stored (towers apart); every bias 0.
+    size = kzoo.registry.get_entry("alexnet").min_size
+    kernels, biases = _kernels_and_biases(kzoo.alexnet(input_shape=(size, size, 3), init="glorot"))
+    assert len(kernels) == 8 + 3 and len(biases) == len(kernels)
+    for path, values in kernels.items():
+        *window, fan_in, fan_out = values.shape
+        area = math.prod(window)
+        limit = math.sqrt(6 / (area * fan_in + area * fan_out))
+        x = _sample(values).astype(np.float64)
+        assert np.abs(x).max() <= limit, path
+        assert x.std() == pytest.approx(limit / math.sqrt(3), rel=6 / math.sqrt(x.size)), path  # a uniform's std
+        assert np.mean(np.abs(x) > limit / 2) == pytest.approx(0.5, abs=6 / math.sqrt(x.size)), path  # flat, not normal
+    for path, values in biases.items():
+        assert np.all(values == 0), path
+
+
 @pytest.mark.parametrize("name", ["resnet50", "resnet20"])
 def test_resnet_convs_start_with_he_init(name):
     # §3.4 / §4.2 "initialize the weights as in [12]" (He et al. 2015): N(0, 2 / n),

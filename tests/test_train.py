@@ -653,6 +653,7 @@ def test_damaged_statistics_and_metrics_are_recovered_or_named(tmp_path, capsys)
     assert kept["epochs_run"] == 2 and metrics["epochs_run"] == 1
 
 
+@pytest.mark.large  # two epochs of AlexNet (~30 s); the default tier checks the glorot start's values
 def test_a_keras_users_fit_of_alexnet_learns_from_the_first_steps_with_glorot_init():
     """The paper's start (N(0, 0.01), biases 1) sits at chance through a plain model.fit's
     first epoch; init="glorot" (Keras' own start) is offered for that and learns in it."""
