@@ -230,7 +230,7 @@ def test_alexnets_glorot_start_is_glorots_uniform_with_zero_biases():
         area = math.prod(window)
         limit = math.sqrt(6 / (area * fan_in + area * fan_out))
         x = _sample(values).astype(np.float64)
-        assert np.abs(x).max() <= limit, path
+        assert np.abs(x).max() <= limit * (1 + 1e-6), path  # float32 draws: the bound to its rounding
         assert x.std() == pytest.approx(limit / math.sqrt(3), rel=6 / math.sqrt(x.size)), path  # a uniform's std
         assert np.mean(np.abs(x) > limit / 2) == pytest.approx(0.5, abs=6 / math.sqrt(x.size)), path  # flat, not normal
     for path, values in biases.items():
