@@ -1,5 +1,6 @@
 """The MAC counter against hand arithmetic, and the generated architecture table."""
 
+import re
 import pathlib
 
 import keras
@@ -73,3 +74,45 @@ def test_progress_bars_are_one_line_in_a_log(capsys):
     progress_bar(10, verbose=0).update(10)
     assert capsys.readouterr().out == ""
 
+
+
+def test_an_option_declared_once_gives_the_flag_its_help_and_the_same_refusal_in_python(capsys):
+    import dataclasses
+
+    from kzoo.utils.cli import (ArgumentParser, add_flags, check_flags, flags_from, float_between, folder, option,
+                                positive_int)
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        images: list = option(positional=True, nargs="+", help="files")
+        out: str = option(rule=folder, required=True, help="where, for {who}")
+        epochs: int = option(3, rule=positive_int, help="epochs")
+        mean: list = option(rule=float_between(0, 255), nargs=3, help="colour")
+        transform: list = option(nargs="+", choices=("a", "b"), help="which")
+        background: bool = option(negatable=True, help="keep it")
+        quiet: bool = option(False, help="no bars")
+
+        def __post_init__(self):
+            check_flags(self)
+
+    parser = ArgumentParser(prog="p")
+    add_flags(parser, Options, context={"who": "you"})
+    assert "where, for you" in parser.format_help()
+    args = parser.parse_args(["x.png", "y.png", "--out", "o", "--mean", "1", "2", "3", "--no-background"])
+    options = flags_from(Options, args)
+    assert options == Options(["x.png", "y.png"], "o", 3, [1.0, 2.0, 3.0], None, False, False)
+    assert flags_from(Options, parser.parse_args(["x", "--out", "o"])).background is None  # not given: None
+    for argv, said in ((["x", "--out", "o", "--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+                       (["x"], "the following arguments are required: --out"),
+                       (["x", "--out", "o", "--transform", "c"], "argument --transform: invalid choice: 'c'")):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(argv)
+        assert exit_info.value.code == 2 and said in capsys.readouterr().err
+    # The same rules, in the same words, for options built in Python.
+    for values, said in (({"epochs": 0}, "argument --epochs: expected an integer >= 1, got 0"),
+                         ({"out": ""}, "argument --out: expected a folder, got ''; leave --out out for the default."),
+                         ({"mean": [1, 2, 300]}, "argument --mean: expected a number in [0, 255], got 300"),
+                         ({"transform": ["a", "c"]}, "argument --transform: invalid choice: 'c'"),
+                         ({"quiet": 1}, "argument --quiet: expected True or False, got 1")):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            Options(**{"images": ["x"], "out": "o", **values})

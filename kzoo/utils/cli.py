@@ -302,7 +302,8 @@ def check_flags(config):
             values = [spec.rule.check(v, flag) for v in value] if spec.nargs else spec.rule.check(value, flag)
             object.__setattr__(config, field.name, values)
         elif spec.choices is not None:
-            check_choice(value, spec.choices, flag)
+            for one in value if spec.nargs else [value]:
+                check_choice(one, spec.choices, flag)
 
 
 def flags_from(config, args, **values):

@@ -21,6 +21,7 @@ path is printed.
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -29,8 +30,9 @@ import numpy as np
 import kzoo
 from kzoo.inference import load
 from kzoo.data import images as image_files
-from kzoo.utils.cli import (ArgumentParser, add_verbose_flag, flag_error, float_between, non_negative_float,
-                            non_negative_int, positive_float, positive_int, run_command)
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, flag_error, flag_of, flags_from,
+                            float_between, non_negative_float, non_negative_int, option, option_fields, positive_float,
+                            positive_int, run_command)
 
 # --limit's default: deconv and occlusion draw a figure per image (a few to look at);
 # top9 and neighbours search the images.
@@ -279,78 +281,96 @@ _FIGURES = {"deconv": _deconv, "top9": _top9, "occlusion": _occlusion, "predicti
     "invariance": _invariance, "correspondence": _correspondence}
 
 
-# Each flag of the model commands, declared once; COMMANDS says which command takes which.
-SHARED = {
-    "--run-dir": dict(nargs="+", help="training run(s): model, weights, mean (responses: several)"),
-    "--model": dict(nargs="+", help="registered model name(s) (responses: several)"),
-    "--weights": dict(nargs="+", help="weights file(s), one per --model"),
-    "--classes": dict(type=positive_int, help="classes of --model (default: the registry's)"),
-    "--mean": dict(type=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
-                   help="mean colour a --weights file expects (registered weights and runs bring theirs)"),
-    "--images": dict(nargs="+", help="image files or folders (default: the dataset's validation)"),
-    "--dataset": dict(help="tfds name (default: the built-in digits)"),
-    "--data-dir": dict(help="tfds data_dir, or a folder of class sub-folders"),
-    "--limit": dict(type=positive_int, help="images to use (default: 8 for deconv and occlusion, a figure each, "
-                    "deconv's 8 to a file; 64 for the others)"),
-    "--out": dict(help="folder for the figures (default with --run-dir: RUN/figures; needed with --model)"),
+COMMANDS = {  # the model commands, each with what it draws
+    "deconv": "ZFNet Fig. 3: deconvnet projections of a unit",
+    "top9": "ZFNet Fig. 2: the 9 strongest activations of feature maps",
+    "occlusion": "ZFNet Fig. 7: occlusion sensitivity",
+    "filters": "ZFNet Fig. 6: first-layer filters and their RMS",
+    "neighbours": "AlexNet Fig. 4 (right): nearest training images in feature space",
+    "responses": "ResNet Fig. 7: layer response std of several models",
+    "predictions": "AlexNet Fig. 4 (left): top-5 predictions",
+    "invariance": "ZFNet Fig. 5: invariance to translation, scale, rotation",
+    "correspondence": "ZFNet Table 1: correspondence of occluded parts",
 }
-OWN = {
-    "--layer": dict(help="layer name (default: the last ReLU feature map; filters: the first conv)"),
-    "--feature-map": dict(type=non_negative_int, help="the map to project (default: the strongest)"),
-    "--position": dict(type=non_negative_int, nargs=2, metavar=("Y", "X"), help="the unit in the map"),
-    "--maps": dict(type=non_negative_int, nargs="+", help="feature maps (default: the first 8)"),
-    "--label": dict(type=non_negative_int, help="occlusion: the correct class (default: the dataset's label); "
-                    "correspondence: the class whose validation images are used (default: the first's)"),
-    "--labels": dict(nargs="+", metavar="LABEL", help="the correct class (name or index) of each --images file, in "
-                     "the order read (folders sorted)"),
-    "--transform": dict(nargs="+", choices=("translate", "scale", "rotate"),
-                        help="the transforms (default all three)"),
-    "--shifts": dict(type=float_between(-1000, 1000), nargs="+", metavar="PX", help="vertical shifts in pixels, + "
-                     "is down (default -60..60 by 10 at 224px, scaled to the input)"),
-    "--scales": dict(type=positive_float, nargs="+", help="scale factors about the centre (default 1.0..1.8 by 0.1)"),
-    "--angles": dict(type=float_between(-3600, 3600), nargs="+", metavar="DEG",
-                     help="rotations about the centre, degrees counter-clockwise (default 0..360 by 15)"),
-    "--layers": dict(nargs="+", help="invariance: layers whose distances are drawn (default layer 1, 7, output: "
-                     "relu1 relu7 fc8; ResNets conv1_relu avg_pool fc); correspondence: layers (default 5 and 7: "
-                     "relu5 relu7; ResNets the last block and avg_pool)"),
-    "--boxes": dict(help="CSV image,x1,y1,x2,y2,part (pixels of the stored image; image: file name or stem, "
-                    "validation index, or * for all)"),
-    "--draws": dict(type=positive_int, default=10, help="random-box draws per part (default 10)"),
-    "--seed": dict(type=non_negative_int, default=0, help="seed of the random boxes"),
-    "--size": dict(type=positive_int, help="side of the grey square (pixels)"),
-    "--stride": dict(type=positive_int, help="step of the square (pixels)"),
-    "--radius": dict(type=non_negative_float, help="report filters whose RMS exceeds this (ZFNet: 0.1)"),
-    "--k": dict(type=positive_int, default=5, help="how many (default 5)"),
-    "--train-limit": dict(type=positive_int, default=500, help="training images searched"),
-}
-COMMANDS = {
-    "deconv": ("ZFNet Fig. 3: deconvnet projections of a unit", ("--layer", "--feature-map", "--position")),
-    "top9": ("ZFNet Fig. 2: the 9 strongest activations of feature maps", ("--layer", "--maps")),
-    "occlusion": ("ZFNet Fig. 7: occlusion sensitivity", ("--layer", "--label", "--size", "--stride")),
-    "filters": ("ZFNet Fig. 6: first-layer filters and their RMS", ("--layer", "--radius")),
-    "neighbours": ("AlexNet Fig. 4 (right): nearest training images in feature space",
-                   ("--layer", "--k", "--train-limit")),
-    "responses": ("ResNet Fig. 7: layer response std of several models", ()),
-    "predictions": ("AlexNet Fig. 4 (left): top-5 predictions", ("--labels",)),
-    "invariance": ("ZFNet Fig. 5: invariance to translation, scale, rotation",
-                   ("--labels", "--transform", "--shifts", "--scales", "--angles", "--layers")),
-    "correspondence": ("ZFNet Table 1: correspondence of occluded parts",
-                       ("--label", "--layers", "--boxes", "--draws", "--seed")),
-}
+EVERY = tuple(COMMANDS)
+FEATURE_MAPS = ("deconv", "top9", "occlusion", "filters", "neighbours")
+
+
+@dataclasses.dataclass
+class VisualizeOptions:
+    """One figure command, typed: each flag declared once, its group the commands that take it."""
+
+    command: str = None
+    run_dir: list = option(group=EVERY, nargs="+", help="training run(s): model, weights, mean (responses: several)")
+    model: list = option(group=EVERY, nargs="+", help="registered model name(s) (responses: several)")
+    weights: list = option(group=EVERY, nargs="+", help="weights file(s), one per --model")
+    classes: int = option(group=EVERY, rule=positive_int, help="classes of --model (default: the registry's)")
+    mean: list = option(group=EVERY, rule=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
+                        help="mean colour a --weights file expects (registered weights and runs bring theirs)")
+    images: list = option(group=EVERY, nargs="+", help="image files or folders (default: the dataset's validation)")
+    dataset: str = option(group=EVERY, help="tfds name (default: the built-in digits)")
+    data_dir: str = option(group=EVERY, help="tfds data_dir, or a folder of class sub-folders")
+    limit: int = option(group=EVERY, rule=positive_int, help="images to use (default: 8 for deconv and occlusion, a "
+                        "figure each, deconv's 8 to a file; 64 for the others)")
+    out: str = option(group=EVERY, help="folder for the figures (default with --run-dir: RUN/figures; needed with "
+                      "--model)")
+    layer: str = option(group=FEATURE_MAPS, help="layer name (default: the last ReLU feature map; filters: the first "
+                        "conv)")
+    feature_map: int = option(group=("deconv",), rule=non_negative_int, help="the map to project (default: the "
+                              "strongest)")
+    position: list = option(group=("deconv",), rule=non_negative_int, nargs=2, metavar=("Y", "X"),
+                            help="the unit in the map")
+    maps: list = option(group=("top9",), rule=non_negative_int, nargs="+", help="feature maps (default: the first 8)")
+    label: int = option(group=("occlusion", "correspondence"), rule=non_negative_int,
+                        help="occlusion: the correct class (default: the dataset's label); correspondence: the class "
+                             "whose validation images are used (default: the first's)")
+    labels: list = option(group=("predictions", "invariance"), nargs="+", metavar="LABEL",
+                          help="the correct class (name or index) of each --images file, in the order read (folders "
+                               "sorted)")
+    transform: list = option(group=("invariance",), nargs="+", choices=("translate", "scale", "rotate"),
+                             help="the transforms (default all three)")
+    shifts: list = option(group=("invariance",), rule=float_between(-1000, 1000), nargs="+", metavar="PX",
+                          help="vertical shifts in pixels, + is down (default -60..60 by 10 at 224px, scaled to the "
+                               "input)")
+    scales: list = option(group=("invariance",), rule=positive_float, nargs="+",
+                          help="scale factors about the centre (default 1.0..1.8 by 0.1)")
+    angles: list = option(group=("invariance",), rule=float_between(-3600, 3600), nargs="+", metavar="DEG",
+                          help="rotations about the centre, degrees counter-clockwise (default 0..360 by 15)")
+    layers: list = option(group=("invariance", "correspondence"), nargs="+",
+                          help="invariance: layers whose distances are drawn (default layer 1, 7, output: relu1 "
+                               "relu7 fc8; ResNets conv1_relu avg_pool fc); correspondence: layers (default 5 and 7: "
+                               "relu5 relu7; ResNets the last block and avg_pool)")
+    boxes: str = option(group=("correspondence",), help="CSV image,x1,y1,x2,y2,part (pixels of the stored image; "
+                        "image: file name or stem, validation index, or * for all)")
+    draws: int = option(10, group=("correspondence",), rule=positive_int, help="random-box draws per part "
+                        "(default 10)")
+    seed: int = option(0, group=("correspondence",), rule=non_negative_int, help="seed of the random boxes")
+    size: int = option(group=("occlusion",), rule=positive_int, help="side of the grey square (pixels)")
+    stride: int = option(group=("occlusion",), rule=positive_int, help="step of the square (pixels)")
+    radius: float = option(group=("filters",), rule=non_negative_float,
+                           help="report filters whose RMS exceeds this (ZFNet: 0.1)")
+    k: int = option(5, group=("neighbours",), rule=positive_int, help="how many (default 5)")
+    train_limit: int = option(500, group=("neighbours",), rule=positive_int, help="training images searched")
+
+    def __post_init__(self):
+        check_flags(self)
+
+
+def _takes(command):
+    """The VisualizeOptions fields `command` takes."""
+    return [f.name for f in option_fields(VisualizeOptions) if command in f.metadata["flag"].group]
 
 
 def build_parser():
     parser = ArgumentParser(prog="python -m kzoo.visualize", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command, (what, own) in COMMANDS.items():
+    for command, what in COMMANDS.items():
         sub = commands.add_parser(command, help=what, description=what)
-        for flag, spec in SHARED.items():
-            sub.add_argument(flag, **spec)
-        for flag in own:
-            sub.add_argument(flag, **OWN[flag])
+        add_flags(sub, VisualizeOptions, only=_takes(command))
         # another command's settings read as not given (the figure functions share helpers)
-        sub.set_defaults(**{flag[2:].replace("-", "_"): None for flag in OWN if flag not in own})
+        sub.set_defaults(**{f.name: f.default for f in option_fields(VisualizeOptions) if f.name not in
+                            _takes(command)})
         add_verbose_flag(sub)
     curves = commands.add_parser("curves", help="ResNet Figs. 1, 4, 6: training curves of runs",
                                  description=kzoo.visualize.curves.__doc__,
@@ -371,9 +391,10 @@ def _parse(parser, argv):
     """The command line; a flag of another command is named as such ("--k is for neighbours, not
     deconv"), not as unknown."""
     args, extras = parser.parse_known_args(argv)
+    declared = {flag_of(f): f.metadata["flag"].group for f in option_fields(VisualizeOptions)}
     flags = [w.split("=", 1)[0] for w in extras if w.startswith("--")]
-    owners = {flag: [c for c, (_, own) in COMMANDS.items() if flag in own] for flag in flags}
-    unused = sorted((flag for flag in set(flags) if owners[flag]), key=list(OWN).index)  # as declared
+    owners = {flag: list(declared.get(flag, ())) for flag in flags}
+    unused = sorted((flag for flag in set(flags) if owners[flag]), key=list(declared).index)  # as declared
     if unused:  # not silently ignored
         where = "; ".join(f"{flag} is for {', '.join(owners[flag])}" for flag in unused)
         parser.error(f"{where}, not {args.command}: leave {'it' if len(unused) == 1 else 'them'} out"
@@ -413,6 +434,7 @@ def _draw(args):
         path, _ = kzoo.visualize.curves.plot(args.runs, args.out)
         print(f"wrote {path}")
         return
+    args = flags_from(VisualizeOptions, args, command=args.command)
     default_limit = args.limit is None and DEFAULT_LIMIT.get(args.command)
     if default_limit and args.images:  # said only where the default left files out
         default_limit = len(image_files.files(args.images, "--images")) > default_limit and default_limit
