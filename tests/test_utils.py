@@ -1,7 +1,7 @@
 """The MAC counter against hand arithmetic, and the generated architecture table."""
 
-import re
 import pathlib
+import re
 
 import keras
 import pytest

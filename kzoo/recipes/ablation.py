@@ -12,12 +12,14 @@ The settings are recorded in OUT/study.json; a rerun with other ones (--epochs,
 """
 
 import argparse
+import dataclasses
 import sys
 
 import kzoo
 from kzoo.recipes.common import Run
 from kzoo.tune.studies import STUDIES, TUNERS
-from kzoo.utils.cli import ArgumentParser, add_flags, add_verbose_flag, check_input_size, flags_from, positive_int, run_command
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_input_size, flags_from, folder, option,
+                            positive_int, run_command)
 
 
 # The Run flags a study's trials take from the command line (the rest each trial sets).
@@ -25,18 +27,26 @@ ABLATION_FLAGS = ("dataset", "data_dir", "download", "val_split", "epochs", "bat
                   "log_every", "steps_per_epoch")
 
 
+@dataclasses.dataclass(frozen=True)
+class AblationOptions:
+    """The study's own flags, declared once; the trials' run settings are Run's (ABLATION_FLAGS)."""
+
+    study: str = option(positional=True, choices=tuple(sorted(STUDIES)), help="the paper's ablation to run")
+    tuner: str = option("grid", choices=TUNERS, help="grid (default: every row) or a search")
+    space: str = option("rows", choices=("rows", "free"),
+                        help="rows: exactly the paper's rows; free: every combination of the study's knobs")
+    max_trials: int = option(rule=positive_int, help="stop after this many trials (grid: all rows)")
+    out: str = option(rule=folder, help="study folder (default runs/ablation-<study>)")
+
+
 def build_parser():
     parser = ArgumentParser(prog="python -m kzoo.recipes.ablation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", choices=sorted(STUDIES))
-    parser.add_argument("--tuner", default="grid", choices=TUNERS, help="grid (default: every row) or a search")
-    parser.add_argument("--space", default="rows", choices=("rows", "free"),
-                        help="rows: exactly the paper's rows; free: every combination of the study's knobs")
-    parser.add_argument("--max-trials", type=positive_int, help="stop after this many trials (grid: all rows)")
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_flags(parser, AblationOptions, only=("study", "tuner", "space", "max_trials"))
     # The trials' run settings: the recipes' own flags, declared once (kzoo.recipes.common.Run);
     # each trial sets its model, options and folder, and a seed study's rows their seed.
     add_flags(parser, Run, only=ABLATION_FLAGS)
-    parser.add_argument("--out", help="study folder (default runs/ablation-<study>)")
+    add_flags(parser, AblationOptions, only=("out",))
     add_verbose_flag(parser)
     return parser
 

@@ -16,8 +16,8 @@ from typing import Callable
 import kzoo
 from kzoo import registry
 from kzoo.preprocessing import CROPS, Preprocess
-from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, check_input_size,
-                            check_model_options, flags_from, float_between, folder, model_option, option_fields,
+from kzoo.utils.cli import (ArgumentParser, add_flags, add_option_flag, add_verbose_flag, check_flags, check_input_size,
+                            check_model_options, flags_from, float_between, folder, option_fields,
                             non_negative_float, non_negative_int, option, options_dict, positive_int, run_command)
 
 SMOKE = dict(epochs=1, steps_per_epoch=2, val_steps=1, batch_size=8)
@@ -186,9 +186,7 @@ def build_parser(recipe):
     if recipe.flags:
         groups = {key: parser.add_argument_group(title) for key, title in recipe.flag_groups.items()}
         add_flags(parser, recipe.flags, groups)
-    parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="a paper option of the model's builder (repeatable), e.g. towers=1, lrn=false, "
-                             "shortcut=A, remove_layers=3,4; recorded in the run's config")
+    add_option_flag(parser, "towers=1, lrn=false, shortcut=A, remove_layers=3,4; recorded in the run's config")
     groups = {"data": parser.add_argument_group("data"), "run": parser.add_argument_group("run")}
     add_flags(parser, Run, groups, context={"pca": recipe.preprocess.pca, "crops": recipe.preprocess.crops})
     groups["run"].add_argument("--print-schedule", action="store_true", help="print the paper's schedule and exit")

@@ -5,6 +5,7 @@
 """
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -12,7 +13,7 @@ import numpy as np
 
 import kzoo
 from kzoo import registry
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, model_option, options_dict, run_command
+from kzoo.utils.cli import ArgumentParser, add_flags, add_option_flag, add_verbose_flag, option, options_dict, run_command
 
 
 def train_command(entry):
@@ -47,16 +48,23 @@ def summarize(name, options=None, layers=False, batch=2, print_fn=print):
     return model
 
 
+@dataclasses.dataclass(frozen=True)
+class SummaryOptions:
+    """`python -m kzoo.recipes.summary`'s flags, declared once (--option: kzoo.utils.cli.add_option_flag)."""
+
+    # Checked after parsing (the registry loads Keras; --help does not): a wrong name lists them all.
+    model: str = option(positional=True, metavar="MODEL", help="a registered model: alexnet, zfnet, overfeat_fast, "
+                        "overfeat_accurate, resnet18 ... resnet152, resnet20 ... resnet1202, plain18 ... "
+                        "(kzoo.list_models())")
+    layers: bool = option(False, help="print every layer (Keras summary)")
+
+
 def main(argv=None):
     parser = ArgumentParser(prog="python -m kzoo.recipes.summary", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    # Checked after parsing (the registry loads Keras; --help does not): a wrong name lists them all.
-    parser.add_argument("model", metavar="MODEL", help="a registered model: alexnet, zfnet, overfeat_fast, "
-                        "overfeat_accurate, resnet18 ... resnet152, resnet20 ... resnet1202, plain18 ... "
-                        "(kzoo.list_models())")
-    parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
-                        help="builder argument, e.g. towers=1, shortcut=A, input_shape=(227,227,3)")
-    parser.add_argument("--layers", action="store_true", help="print every layer (Keras summary)")
+    add_flags(parser, SummaryOptions, only=("model",))
+    add_option_flag(parser, "towers=1, shortcut=A, input_shape=(227,227,3)", what="builder argument")
+    add_flags(parser, SummaryOptions, only=("layers",))
     add_verbose_flag(parser)
     return run_command(parser, lambda args: summarize(args.model, options_dict(args.option), layers=args.layers),
                        argv, errors=(TypeError,))

@@ -146,6 +146,12 @@ def model_option(text):
         return key.strip(), value
 
 
+def add_option_flag(parser, examples, what="a paper option of the model's builder"):
+    """--option KEY=VALUE (repeatable; `options_dict` reads the pairs): `what`, e.g. `examples`."""
+    parser.add_argument("--option", type=model_option, action="append", default=[], metavar="KEY=VALUE",
+                        help=f"{what} (repeatable), e.g. {examples}")
+
+
 def paper_options(model_name):
     """The builder's own keyword options of a registered model (name -> default): what
     --option may set; the keras.applications arguments belong to the command."""

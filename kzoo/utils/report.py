@@ -5,12 +5,13 @@ checked-in table; `--check` fails if the file is stale (CI runs the same check
 as a test).
 """
 
+import dataclasses
 import math
 import sys
 
 import kzoo  # kzoo.utils.flops (Keras) when a report is built: --help stays light
 from kzoo import registry
-from kzoo.utils.cli import ArgumentParser, run_command
+from kzoo.utils.cli import ArgumentParser, add_flags, option, run_command
 
 HEADER = """# Architectures: the papers' numbers beside kzoo's
 
@@ -84,10 +85,17 @@ def render(build=registry.create_model):
     return HEADER + "\n" + "\n".join(sections)
 
 
+@dataclasses.dataclass(frozen=True)
+class ReportOptions:
+    """`python -m kzoo.utils.report`'s flags, declared once."""
+
+    output: str = option(help="write the report to this file (default: print it)")
+    check: str = option(metavar="FILE", help="exit 1 if FILE differs from the report")
+
+
 def main(argv=None):
     parser = ArgumentParser(prog="python -m kzoo.utils.report", description=__doc__)
-    parser.add_argument("--output", help="write the report to this file (default: print it)")
-    parser.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the report")
+    add_flags(parser, ReportOptions)
     return run_command(parser, _report, argv, checks=_check_flags)
 
 

@@ -17,6 +17,7 @@ import json
 import os
 
 from kzoo.train import runlog
+from kzoo.utils.cli import option
 from kzoo.utils.files import atomic_write
 
 
@@ -141,8 +142,11 @@ def plot(run_dirs, out=None, title=None):
     return save_png(fig, path), fig
 
 
-def add_arguments(parser):
-    """`python -m kzoo.visualize curves`' arguments (no --verbose: curves loads no TensorFlow)."""
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="training run directories, drawn in this order")
-    parser.add_argument("--out", help="the PNG to write, or a folder for curves.png (default for one run: "
-                                      "RUN/figures/curves.png; needed for several)")
+@dataclasses.dataclass(frozen=True)
+class CurvesOptions:
+    """`python -m kzoo.visualize curves`' arguments, declared once (no --verbose: curves loads no TensorFlow)."""
+
+    runs: list = option(positional=True, nargs="+", metavar="RUN", help="training run directories, drawn in this "
+                        "order")
+    out: str = option(help="the PNG to write, or a folder for curves.png (default for one run: "
+                           "RUN/figures/curves.png; needed for several)")

@@ -375,7 +375,7 @@ def build_parser():
     curves = commands.add_parser("curves", help="ResNet Figs. 1, 4, 6: training curves of runs",
                                  description=kzoo.visualize.curves.__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    kzoo.visualize.curves.add_arguments(curves)
+    add_flags(curves, kzoo.visualize.curves.CurvesOptions)
     return parser
 
 

@@ -1,11 +1,12 @@
 """`python -m kzoo.weights list` | `convert SOURCE_KIND MODEL SOURCE_FILE OUT.weights.h5 [--overwrite]`."""
 
+import dataclasses
 import os
 import sys
 import textwrap
 
 import kzoo
-from kzoo.utils.cli import ArgumentParser, add_verbose_flag, run_command
+from kzoo.utils.cli import ArgumentParser, add_flags, add_verbose_flag, option, run_command
 from kzoo.weights.record import save_weights_atomic
 
 KINDS = {"keras-applications": "keras_applications_resnet", "caffe": "caffe_alexnet",
@@ -43,16 +44,23 @@ def list_table(entries, data_width=44):
     return [f"{m:12s} {n:10s} {d:{data_width}s} {v}".rstrip() for m, n, d, v in rows]
 
 
+@dataclasses.dataclass(frozen=True)
+class ConvertOptions:
+    """`python -m kzoo.weights convert`'s arguments, declared once."""
+
+    kind: str = option(positional=True, choices=tuple(sorted(KINDS)), help="the checkpoint's kind")
+    model: str = option(positional=True, help="kzoo model name (resnet50, alexnet, ...)")
+    source: str = option(positional=True, help="the checkpoint: .h5 (keras.applications), .caffemodel, .pth")
+    out: str = option(positional=True, help="where to write the kzoo weights (.weights.h5)")
+    overwrite: bool = option(False, help="replace OUT if it exists (never the source)")
+
+
 def main(argv=None):
     parser = ArgumentParser(prog="python -m kzoo.weights", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="the registered weights")
     convert = commands.add_parser("convert", help="a public checkpoint -> a kzoo .weights.h5 file")
-    convert.add_argument("kind", choices=sorted(KINDS))
-    convert.add_argument("model", help="kzoo model name (resnet50, alexnet, ...)")
-    convert.add_argument("source", help="the checkpoint: .h5 (keras.applications), .caffemodel, .pth")
-    convert.add_argument("out", help="where to write the kzoo weights (.weights.h5)")
-    convert.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (never the source)")
+    add_flags(convert, ConvertOptions)
     add_verbose_flag(convert)
     return run_command(parser, _run, argv, errors=(OSError,), tensorflow=lambda args: args.command == "convert")
 
