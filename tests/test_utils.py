@@ -113,6 +113,13 @@ def test_an_option_declared_once_gives_the_flag_its_help_and_the_same_refusal_in
                          ({"out": ""}, "argument --out: expected a folder, got ''; leave --out out for the default."),
                          ({"mean": [1, 2, 300]}, "argument --mean: expected a number in [0, 255], got 300"),
                          ({"transform": ["a", "c"]}, "argument --transform: invalid choice: 'c'"),
-                         ({"quiet": 1}, "argument --quiet: expected True or False, got 1")):
+                         ({"quiet": 1}, "argument --quiet: expected True or False, got 1"),
+                         ({"images": "x.png"}, "argument images: expected a list of values, got 'x.png'"),
+                         ({"images": []}, "argument images: expected at least one value, got none"),
+                         ({"mean": [1, 2]}, "argument --mean: expected 3 values, got 2 ([1, 2])")):
         with pytest.raises(ValueError, match=re.escape(said)):
             Options(**{"images": ["x"], "out": "o", **values})
+    from kzoo.evaluate.run import EvaluateOptions
+
+    with pytest.raises(ValueError, match=re.escape("argument --run-dir: expected a list of values, got 'runs/a'")):
+        EvaluateOptions(run_dir="runs/a")  # one run is a list of one: a string would be read letter by letter

@@ -27,7 +27,6 @@ Two departures from the localization merge, both measured on the generated scene
 
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -40,7 +39,7 @@ from kzoo.layers import InterleaveOffsets, OffsetMaxPooling2D
 from kzoo.registry import create_model
 from kzoo.tasks.localization import box_regressor, in_batches, merge_boxes, train_regressor
 from kzoo.tasks.transfer import write_results
-from kzoo.utils.files import atomic_write
+from kzoo.utils.files import atomic_write, staged_path
 from kzoo.utils.graphs import released_custom_gradients
 from kzoo.utils.values import as_pair
 from kzoo.utils.progress import progress_bar
@@ -348,11 +347,8 @@ def save_detector(detector, folder, model, model_options, settings, results=None
     An existing `folder` is refused."""
     if os.path.exists(folder):
         raise FileExistsError(f"{folder!r} already exists; save the detector elsewhere.")
-    parent, name = os.path.split(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".tmp-{name}-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    os.makedirs(os.path.dirname(os.path.abspath(folder)), exist_ok=True)
+    with staged_path(folder) as staging:
         save_weights_atomic(detector.classifier, os.path.join(staging, "classifier.weights.h5"))
         save_weights_atomic(detector.regressor, os.path.join(staging, "regressor.weights.h5"))
         hidden = [layer.units for layer in detector.regressor.layers if layer.name.startswith("reg_fc")]
@@ -365,9 +361,6 @@ def save_detector(detector, folder, model, model_options, settings, results=None
             json.dump(config, f, indent=2)
         if results is not None:
             write_results(staging, *results)
-        os.rename(staging, folder)  # fails, rather than merging, if `folder` appeared meanwhile
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def load_detector(folder):

@@ -301,6 +301,13 @@ def check_flags(config):
         spec, value, flag = field.metadata["flag"], getattr(config, field.name), flag_of(field)
         if value is None and field.default is None:
             continue
+        if spec.nargs is not None and not spec.negatable:  # several values: a list (or tuple) of them
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                raise ValueError(f"argument {flag}: expected a list of values, got {value!r}")
+            if isinstance(spec.nargs, int) and len(value) != spec.nargs:
+                raise ValueError(f"argument {flag}: expected {spec.nargs} values, got {len(value)} ({value!r})")
+            if spec.nargs == "+" and not value:
+                raise ValueError(f"argument {flag}: expected at least one value, got none")
         if field.type in (bool, "bool"):
             if not isinstance(value, bool):
                 raise ValueError(f"argument {flag}: expected True or False, got {value!r}")
