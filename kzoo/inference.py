@@ -90,7 +90,7 @@ class TrainedModel:
         class probabilities out. Its first layer (kzoo.layers.CenterView) takes the centre view
         `preprocess` takes, its mean a weight, so the model alone classifies raw images: saved
         as a .keras file (`save`) and loaded with `keras.saving.load_model` on any backend
-        (after `import kzoo`, which registers the layer), or exported (`export`)."""
+        (after `import kzoo.layers`, which registers the layer), or exported (`export`)."""
         import keras  # here, not at the top: `python -m kzoo.predict --help` loads no Keras
 
         if getattr(self, "_end_to_end", None) is None:
@@ -110,8 +110,8 @@ class TrainedModel:
 
     def export(self, path, format="tf_saved_model"):
         """Write `end_to_end()` for serving (Keras' `model.export` formats): "tf_saved_model" (a
-        folder; its `serve` endpoint), "onnx" (a .onnx file; `pip install tf2onnx onnxruntime`)
-        or "litert" (a .tflite file; `pip install ai-edge-litert` to run it). Each takes a uint8
+        folder; its `serve` endpoint), "onnx" (a .onnx file; `pip install tf2onnx onnx`, and
+        onnxruntime to run it) or "litert" (a .tflite file; `pip install ai-edge-litert` to run it). Each takes a uint8
         batch (N, H, W, 3) of raw images of one size, any size, and returns class probabilities:
         the preprocessing travels inside. Returns `path`."""
         import keras

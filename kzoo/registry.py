@@ -1,6 +1,6 @@
 """The one list of kzoo models: name -> builder, input sizes, the papers' numbers, and the
-inference contract: the pipeline each model is trained and evaluated with (its paper's,
-kzoo.preprocessing.PIPELINES) and, for registered weights, their own preprocessing, mean
+inference contract: the `Preprocess` record and the pipeline each model is trained and
+evaluated with (its paper's, PIPELINES) and, for registered weights, their own preprocessing, mean
 and class names (kzoo.weights' manifest), as timm's pretrained_cfg states them.
 
 Builders, `create_model`, `kzoo.load`, the recipes, the docs generator and the tests read it.
@@ -134,7 +134,7 @@ class ModelEntry:
     min_size: int
     default_classes: int
     expected: Expected
-    preprocess: object = None  # kzoo.preprocessing.Preprocess: the paper's pipeline, its crop the paper's
+    preprocess: object = None  # a Preprocess of PIPELINES: the paper's pipeline, its crop the paper's
 
     def preprocess_at(self, size=None, shrink=None):
         """The pipeline at input `size` (default: the model's own): the paper's, with `size` as its

@@ -218,7 +218,8 @@ def add_verbose_flag(parser):
                         help="show TensorFlow's own log lines (hidden otherwise, unless TF_CPP_MIN_LOG_LEVEL is set)")
 
 
-def _folder(text):
+def folder(text):
+    """A path option's rule: the command line refuses '' itself (ArgumentParser)."""
     return text
 
 
@@ -230,8 +231,7 @@ def _check_folder(value, flag):
     return value
 
 
-_folder.check = _check_folder
-folder = _folder  # a path option's rule: the command line refuses '' itself (ArgumentParser)
+folder.check = _check_folder
 
 
 @dataclasses.dataclass(frozen=True)
