@@ -25,6 +25,7 @@ import numpy as np
 import kzoo  # kzoo.weights and kzoo.data.labels load only when registered weights are asked for
 from kzoo import preprocessing, registry
 from kzoo.preprocessing import Preprocess
+from kzoo.utils import precision
 from kzoo.utils.files import staged_path
 from kzoo.utils.values import is_count
 
@@ -53,6 +54,11 @@ class TrainedModel:
     @property
     def classes(self):
         return self.model.outputs[0].shape[-1]
+
+    @property
+    def precision(self):
+        """The dtype policy its layers compute in (float32, mixed_bfloat16 or mixed_float16)."""
+        return next(layer.dtype_policy.name for layer in self.model.layers if layer.weights)
 
     def preprocess(self, images):
         """Raw images (uint8 HxWx3 of any size, a batch, or file paths) -> the model-ready
@@ -188,19 +194,20 @@ def registered_class_names(model, weights):
 
 
 def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=None, mean=None,
-         class_names=None, preprocess=None, **options):
+         class_names=None, preprocess=None, dtype=None, **options):
     """A `TrainedModel`: `load("resnet20", weights="digits")` (registered weights bring their
     preprocessing, mean and class names), `load(run_dir="runs/...")` (a training run brings
     everything), `load("alexnet", weights="my.weights.h5", mean=(R, G, B))` (a file does not
     say which mean its images had), or `load("alexnet")` (random weights: the paper's
-    preprocessing, a zero mean). `options` are the builder's paper options."""
+    preprocessing, a zero mean). `options` are the builder's paper options. `dtype`: the
+    precision it computes in (a builder's dtype; default: a run's own, else float32)."""
     if run_dir is not None:
         given = [k for k, v in dict(name=name, weights=weights, classes=classes, input_shape=input_shape, mean=mean,
                                     class_names=class_names, preprocess=preprocess, **options).items()
                  if v is not None]
         if given:
             raise ValueError(f"load(run_dir=...) takes everything from the run; drop {', '.join(given)}.")
-        return load_run(run_dir)
+        return load_run(run_dir, dtype)
     if name is None:
         raise ValueError("load needs a registered model name (with weights=...) or run_dir=...")
     entry = registry.get_entry(name)
@@ -224,7 +231,7 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         dataset = None
         if class_names is not None:
             classes = len(class_names) if classes is None else classes
-    kwargs = dict(weights=weights, **options)
+    kwargs = dict(weights=weights, dtype=dtype, **options)
     if classes is not None:
         kwargs["classes"] = classes
     if input_shape is not None:
@@ -308,16 +315,18 @@ def run_stats_path(run_dir, config):
     return found[0]
 
 
-def load_run(run_dir):
+def load_run(run_dir, dtype=None):
     """A `TrainedModel` from a training run: its model and latest weights, its preprocessing,
-    the training set's mean, its class names and dataset. An unfinished run is said on stderr."""
+    the training set's mean, its class names and dataset, computing in the run's precision
+    (or `dtype`). An unfinished run is said on stderr."""
     config = read_run_config(run_dir)
     identity, dataset = config["identity"], config["dataset"]
     preprocess = Preprocess.from_dict(config["config"]["preprocess"], f"{run_dir}/config.json")
     mean = kzoo.data.stats.read_stats(run_stats_path(run_dir, config))["mean"]
     crop = identity["crop"]
+    dtype = dtype or precision.recorded(config["config"])
     model = registry.create_model(identity["model"], input_shape=(crop, crop, 3), classes=dataset["classes"],
-                                  **identity["model_options"])
+                                  dtype=dtype, **identity["model_options"])
     restore_run_weights(run_dir, config, model)
     names = dataset.get("class_names") or [str(i) for i in range(dataset["classes"])]
     return TrainedModel(model, identity["model"], preprocess, mean, names, dataset["name"], f"run {run_dir}",
@@ -332,8 +341,8 @@ def restore_run_weights(run_dir, config, model):
     error = None
     with _quiet_checkpoint_logs():
         try:
-            mixed = config["config"].get("mixed_precision", False)
-            state = kzoo.train.checkpoints.restore_model(run_dir, model, mixed_precision=mixed)
+            trained_in = precision.recorded(config["config"])
+            state = kzoo.train.checkpoints.restore_model(run_dir, model, loss_scale=precision.loss_scaled(trained_in))
         except (AssertionError, ValueError, tf.errors.OpError) as err:
             error = _mismatch(run_dir, config, err)
         if error is not None:

@@ -18,6 +18,8 @@ from kzoo.inference import load
 from kzoo.data import images
 from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, flags_from, float_between,
                             folder, model_weights, option, positive_int, run_command)
+from kzoo.utils.precision import PRECISIONS
+
 
 def predict(paths, trained, top=5, batch_size=32):
     """[(path, [(class index, class name, probability), ...]), ...] for image files `paths`."""
@@ -40,6 +42,8 @@ class PredictOptions:
                           "none: random weights")
     mean: list = option(rule=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
                         help="mean colour a --weights file expects")
+    precision: str = option(choices=PRECISIONS, help="the precision the model computes in (default: a run's own, "
+                            "else float32)")
     top: int = option(5, rule=positive_int, help="classes per image (default 5)")
     json: bool = option(False, help="one JSON object per image instead of a table")
 
@@ -79,10 +83,10 @@ def run(options):
                          f"{options.run_dir} brings its own.")
     paths = images.files(options.images)
     if options.run_dir:
-        trained = load(run_dir=options.run_dir)
+        trained = load(run_dir=options.run_dir, dtype=options.precision)
     else:
         trained = load(options.model, weights=model_weights(options.model, options.weights),
-                       mean=options.mean)
+                       mean=options.mean, dtype=options.precision)
     return trained, predict(paths, trained, top=options.top)
 
 

@@ -290,12 +290,12 @@ def test_finished_epochs_are_never_trained_over(tmp_path):
 def test_another_precision_is_a_mismatch_not_damage(tmp_path):
     run(config(tmp_path / "r", epochs=1))
     names = sorted(os.listdir(tmp_path / "r" / "checkpoints"))
-    try:
-        with pytest.raises(ValueError, match=r"trains in float32 \(its config\.json\); this command asks for mixed "
-                                             r"precision \(float16\)\. Rerun without --mixed-precision to resume it"):
-            run(config(tmp_path / "r", epochs=2, mixed_precision=True))
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    for other in ("mixed_float16", "mixed_bfloat16"):
+        with pytest.raises(ValueError, match=rf"trains in float32 \(its config\.json\); this command asks for "
+                                             rf"{other}\. Rerun with --precision float32 \(or without --precision\) "
+                                             rf"to resume it"):
+            run(config(tmp_path / "r", epochs=2, precision=other))
+    assert keras.config.dtype_policy().name == "float32"
     assert sorted(os.listdir(tmp_path / "r" / "checkpoints")) == names  # nothing set aside
     assert run(config(tmp_path / "r", epochs=2))["steps_this_run"] == 4  # and it resumes
 

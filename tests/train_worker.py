@@ -1,6 +1,6 @@
 """The small run that test_distributed.py and test_curves.py repeat under each strategy and precision.
 
-    python tests/train_worker.py OUT.npz RUN_DIR STRATEGY [LOGICAL_CPUS]
+    [TRAIN_PRECISION=mixed_bfloat16] python tests/train_worker.py OUT.npz RUN_DIR STRATEGY [LOGICAL_CPUS]
 
 STRATEGY "default" is the one-process reference; "mirrored" (over LOGICAL_CPUS
 devices) and "multiworker" (one process per worker, cluster from TF_CONFIG)
@@ -58,7 +58,9 @@ def main(out, run_dir, strategy, logical_cpus=None):
 
     get_strategy(strategy)  # before the dataset exists
     initial = []
-    metrics, model = train(small_config(run_dir, strategy=strategy), builtin_digits(), model_fn=small_convnet(initial))
+    precision = os.environ.get("TRAIN_PRECISION")  # e.g. mixed_bfloat16: the same run in that precision
+    metrics, model = train(small_config(run_dir, strategy=strategy, precision=precision), builtin_digits(),
+                           model_fn=small_convnet(initial))
     final = {f"w{i}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     np.savez(out, **final, **{f"init{i}": w for i, w in enumerate(initial)}, loss=metrics["train_loss"],
              replicas=metrics["replicas"])

@@ -32,6 +32,7 @@ from kzoo.inference import load
 from kzoo.utils.cli import (ArgumentParser, add_flags, add_verbose_flag, check_flags, flags_from, float_between,
                             folder, model_weights, option, positive_int, run_command)
 from kzoo.utils.files import atomic_write
+from kzoo.utils.precision import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,8 @@ class EvaluateOptions:
     mean: list = option(rule=float_between(0, 255), nargs=3, metavar=("R", "G", "B"),
                         help="mean colour a --weights file expects (registered weights and runs bring theirs)")
     limit: int = option(rule=positive_int, help="evaluate the first N validation images only")
+    precision: str = option(choices=PRECISIONS, help="the precision the model computes in (default: a run's own, "
+                            "else float32)")
     json: str = option(metavar="PATH", help="also write the result (errors, views and their sizes) to this JSON file")
     overwrite: bool = option(False, help="replace the --json file if it exists")
 
@@ -116,7 +119,7 @@ def run(options):
     _check_distinct(runs)
     dataset = options.dataset
     if runs:
-        members = [load(run_dir=run_dir) for run_dir in runs]
+        members = [load(run_dir=run_dir, dtype=options.precision) for run_dir in runs]
         kzoo.evaluate.views.check_ensemble(members)
         if not (options.dataset or options.data_dir):  # the (first) run's own data is the default
             dataset = _own_dataset(runs, members)
@@ -124,7 +127,8 @@ def run(options):
     else:
         weights = model_weights(options.model, options.weights)
         source = sources.load_source(dataset, options.data_dir)
-        members = [load(options.model, weights=weights, classes=source.classes, mean=options.mean)]
+        members = [load(options.model, weights=weights, classes=source.classes, mean=options.mean,
+                        dtype=options.precision)]
     for trained in members:
         _check_classes(source, trained.model)
         kzoo.data.shards.check_protocol(source, trained.preprocessing, options.protocol)
@@ -140,9 +144,11 @@ def run(options):
     total = int(val.cardinality()) if val.cardinality() >= 0 else None
     views = kzoo.evaluate.views
     if len(members) == 1:
-        return views.evaluate(members[0], images(), labels, options.protocol, progress=True, total=total)
+        result = views.evaluate(members[0], images(), labels, options.protocol, progress=True, total=total)
+        return {**result, "precision": members[0].precision}
     result = views.evaluate_ensemble(members, images(), labels, options.protocol, progress=True, total=total)
-    result["members"] = [{"run_dir": run_dir, **member} for run_dir, member in zip(runs, result["members"])]
+    result["members"] = [{"run_dir": run_dir, **member, "precision": trained.precision}
+                         for run_dir, member, trained in zip(runs, result["members"], members)]
     return result
 
 

@@ -18,6 +18,7 @@ from keras.src.backend.common import global_state  # Keras' pending-initializati
 
 import kzoo  # kzoo.weights on first use: a model without weights does not need it
 from kzoo import registry
+from kzoo.utils import precision
 from kzoo.utils.values import is_count
 
 POOLINGS = (None, "avg", "max")
@@ -33,7 +34,12 @@ class Head:
     classifier_activation: object
 
     def apply(self, x, classifier):
-        """`classifier(x, classes, activation)` on top, else the optional global pooling."""
+        """`classifier(x, classes, activation)` on top, else the optional global pooling.
+        Under a mixed policy the classifier gives logits and its activation runs in float32
+        (Keras' advice: a bfloat16 softmax keeps 3 significant digits)."""
+        if self.include_top and keras.config.dtype_policy().compute_dtype != "float32":
+            logits = classifier(x, self.classes, None)
+            return keras.layers.Activation(self.classifier_activation, dtype="float32", name="float32_output")(logits)
         if self.include_top:
             return classifier(x, self.classes, self.classifier_activation)
         if self.pooling == "avg":
@@ -155,7 +161,7 @@ def _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_hea
 
 def build(entry, family, flat_head, fixed, include_top=True, weights=None, input_tensor=None,
           input_shape=None, pooling=None, classes=None, classifier_activation="softmax", name=None,
-          **options):
+          dtype=None, **options):
     """Validate the keras.applications arguments, build `family`, load weights."""
     classes = entry.default_classes if classes is None else classes
     if not isinstance(include_top, bool):
@@ -174,6 +180,8 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
         raise ValueError(
             f"{entry.name}: unknown `classifier_activation`={classifier_activation!r}."
         ) from err
+    if dtype is not None:
+        dtype = precision.check_precision(dtype, f"{entry.name}: `dtype`")
     weights_arg = weights
     weights = _check_weights(entry, weights, include_top, classes, classifier_activation)
     shape = _resolve_input_shape(entry, input_shape, input_tensor, include_top, flat_head, weights)
@@ -186,14 +194,15 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     else:
         img_input = keras.Input(tensor=input_tensor, shape=shape, name="input")
     head = Head(include_top, pooling, classes, classifier_activation)
-    outputs = family(img_input, head, **fixed, **options)
+    with precision.policy(dtype):
+        outputs = family(img_input, head, **fixed, **options)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     with deep_graph_recursion():
         model = keras.Model(inputs, outputs, name=entry.name if name is None else name)
     model._kzoo_model = entry.name  # the architecture record of the weights files kzoo writes (kzoo.weights.record)
     if weights is not None and not include_top and not os.path.exists(weights_arg):
         # a registered checkpoint holds the classifier too: load it into the full net, keep the rest
-        full = build(entry, family, flat_head, fixed, weights=weights_arg, **options)
+        full = build(entry, family, flat_head, fixed, weights=weights_arg, dtype=dtype, **options)
         for layer in model.layers:
             if layer.weights:
                 layer.set_weights(full.get_layer(layer.name).get_weights())
@@ -287,6 +296,7 @@ _KERAS_PARAMS = [
         ("classes", None),
         ("classifier_activation", "softmax"),
         ("name", None),
+        ("dtype", None),
     ]
 ]
 
@@ -302,6 +312,10 @@ ARGS_DOC = """
         classifier_activation: activation of the classifier layer
             ("softmax"; None for logits).
         name: model name; default "{name}".
+        dtype: the Keras dtype policy its layers compute in: "float32",
+            "mixed_bfloat16" (AMX CPUs, A100/H100 GPUs) or "mixed_float16";
+            None: Keras' global policy. Weights stay float32; under a mixed
+            policy the classifier's activation runs in float32.
 """
 
 

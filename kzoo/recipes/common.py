@@ -16,6 +16,7 @@ from typing import Callable
 import kzoo
 from kzoo import registry
 from kzoo.preprocessing import CROPS, Preprocess
+from kzoo.utils.precision import PRECISIONS
 from kzoo.utils.cli import (ArgumentParser, add_flags, add_option_flag, add_verbose_flag, check_flags, check_input_size,
                             check_model_options, flags_from, float_between, folder, option_fields,
                             non_negative_float, non_negative_int, option, options_dict, positive_int, run_command)
@@ -99,7 +100,12 @@ class Run:
                                       "error is below this (default 0.25, AlexNet's Fig. 1)")
     steps_per_epoch: int = option(group="run", rule=positive_int, help="limit each epoch to N steps")
     xla: bool = option(False, group="run", help="compile the train step with XLA")
-    mixed_precision: bool = option(False, group="run", help="mixed_float16 (GPUs)")
+    precision: str = option(group="run", choices=PRECISIONS,
+                            help="the Keras dtype policy the model computes in: mixed_bfloat16 on AMX CPUs and "
+                                 "A100/H100 GPUs, mixed_float16 (loss-scaled) on older GPUs (default: float32, or "
+                                 "the precision the run directory's run trains in); recorded in the run's config, "
+                                 "and a run resumes only in its own")
+    mixed_precision: bool = option(False, group="run", help="the same as --precision mixed_float16 (GPUs)")
     evolution: bool = option(False, group="run",
                              help="record ZFNet's Fig. 4 in RUN/evolution.png: a block per layer (relu1..relu5; a "
                                   "ResNet's stage outputs), for 4 random feature maps each the deconvnet projection "
@@ -118,6 +124,11 @@ class Run:
         if not isinstance(self.options, dict):
             raise ValueError(f"argument --option: expected a dict of the builder's options, got {self.options!r}")
         object.__setattr__(self, "options", dict(self.options))  # a copy: the run's own
+        if self.mixed_precision and self.precision not in (None, "mixed_float16"):
+            raise ValueError(f"argument --mixed-precision: it means --precision mixed_float16, and --precision "
+                             f"{self.precision} is given too: keep one of them.")
+        if self.mixed_precision:
+            object.__setattr__(self, "precision", "mixed_float16")
         if self.model is not None:
             check_input_size(self.input_size, [self.model])  # also refuses an unknown model name
             check_model_options(self.model, self.options)
@@ -280,7 +291,7 @@ def recipe_config(recipe, run, source):
     epochs = _given(run.epochs, limits.get("epochs"), recipe.demo_epochs if demo else recipe.epochs)
     engine = kzoo.train.engine
     # A Run field the engine takes as it is (seed, strategy, checkpoint_every, target_error, xla,
-    # mixed_precision, split_seed) passes by its name: an option is written in Run and TrainConfig only.
+    # precision, split_seed) passes by its name: an option is written in Run and TrainConfig only.
     passed = {f.name: getattr(run, f.name) for f in dataclasses.fields(engine.TrainConfig)
               if f.name in {g.name for g in dataclasses.fields(Run)}}
     return engine.TrainConfig(**{

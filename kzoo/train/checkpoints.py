@@ -174,13 +174,14 @@ class Checkpoints:
             print(message)
 
 
-def restore_model(run_dir, model, mixed_precision=False):
-    """Load a run's latest weights into `model` (built like the run's model).
+def restore_model(run_dir, model, loss_scale=False):
+    """Load a run's latest weights into `model` (built like the run's model, in any precision:
+    the variables are float32 in each).
 
     The weights are saved through the optimizer that holds them, so the same
-    kind of optimizer is rebuilt to read them back."""
+    kind of optimizer is rebuilt to read them back (`loss_scale`: the run trained in float16)."""
     optimizer = keras.optimizers.SGD(momentum=0.9)
-    if mixed_precision:
+    if loss_scale:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     state = Checkpoints(run_dir, read_only=True, model=model, optimizer=optimizer).restore()

@@ -33,6 +33,7 @@ from kzoo.train.schedules import Schedule
 from kzoo.train.strategies import get_strategy, is_chief
 from kzoo.utils.cli import paper_options
 from kzoo.utils.files import atomic_write
+from kzoo.utils import precision
 from kzoo.utils.graphs import released_custom_gradients
 from kzoo.utils.progress import progress_bar
 
@@ -66,7 +67,7 @@ class TrainConfig:
     split_seed: int = None  # the held-out images' seed when it is not `seed` (a seed study's rows)
     val_split: int = 0  # N > 0: the source's validation set is N held-out training images (the recipe holds them out)
     xla: bool = False
-    mixed_precision: bool = False
+    precision: str = None  # a kzoo.utils.precision name; None: the run's recorded one (float32 for a new run)
     deterministic: bool = True
     verbose: int = 1
 
@@ -121,7 +122,6 @@ def _claim_run_dir(config, source):
     """Check that the run directory is new or holds this run, hold its lock while training,
     and write its config.json on the first run. Workers other than the chief write nothing."""
     _check_resumed_log_every(config)  # every worker, before anything in the folder changes
-    _check_resumed_precision(config)
     if not is_chief():
         yield
         return
@@ -307,7 +307,8 @@ def check_memory(config, classes, available=None):
     model = build_model(config, classes, build=functools.partial(shape_only, registry.create_model))
     params = sum(math.prod(w.shape) for w in model.weights)
     outputs = sum(math.prod(t.shape[1:]) for layer in model.layers for t in _outputs(layer))
-    weights, activations = 4 * 2 * params, 4 * config.batch_size * outputs
+    width = 2 if config.precision in ("mixed_float16", "mixed_bfloat16") else 4  # a layer output's bytes
+    weights, activations = 4 * 2 * params, width * config.batch_size * outputs
     if weights + activations > available:
         options = "".join(f" --option {k}={v}" for k, v in config.model_options.items())
         raise ValueError(
@@ -395,16 +396,20 @@ def _recorded_settings(config):
     return (previous or {}).get("config") or {}
 
 
-def _check_resumed_precision(config):
-    """A run resumes in the precision it started in: a float32 checkpoint does not hold the
-    loss scale of mixed precision (nor the reverse), and that mismatch is not damage."""
-    before = _recorded_settings(config).get("mixed_precision")
-    if before is not None and bool(before) != config.mixed_precision:
-        name = {True: "mixed precision (float16)", False: "float32"}
-        flag = "with --mixed-precision" if before else "without --mixed-precision"
-        raise ValueError(f"run directory {config.run_dir!r} trains in {name[bool(before)]} (its config.json); this "
-                         f"command asks for {name[config.mixed_precision]}. Rerun {flag} to resume it, or pick a new "
-                         f"--run-dir.")
+def _resolved_precision(config):
+    """`config` with its precision: the one asked for, which must be the run's own when it
+    resumes (a float32 checkpoint holds no loss scale, and the run's numbers would change
+    mid-way), or, where none is asked for, the run's recorded one (float32 for a new run)."""
+    settings = _recorded_settings(config)
+    before = precision.recorded(settings) if settings else None
+    if config.precision is None:
+        return dataclasses.replace(config, precision=before or precision.DEFAULT)
+    asked = precision.check_precision(config.precision, "precision")
+    if before is not None and before != asked:
+        raise ValueError(f"run directory {config.run_dir!r} trains in {before} (its config.json); this command asks "
+                         f"for {asked}. Rerun with --precision {before} (or without --precision) to resume it, or "
+                         f"pick a new --run-dir.")
+    return dataclasses.replace(config, precision=asked)
 
 
 def _check_resumed_log_every(config):
@@ -426,6 +431,7 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     `callbacks`: Keras callbacks whose on_epoch_end(epoch, logs) runs after each
     epoch on the chief (e.g. kzoo.visualize.top9.FeatureEvolution).
     """
+    config = _resolved_precision(config)
     strategy = get_strategy(config.strategy)
     classes = classes or source.classes
     _check_labels(source, classes)
@@ -440,8 +446,6 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
                          f"{config.batch_size}; lower --batch-size.")
     keras.utils.set_random_seed(config.seed)
     with _claim_run_dir(config, source), _op_determinism(config.deterministic), released_custom_gradients():
-        if config.mixed_precision:  # once the run directory is known to train in it
-            keras.mixed_precision.set_global_policy("mixed_float16")
         return _train(config, source, classes, model_fn, callbacks, strategy)
 
 
@@ -488,9 +492,10 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
 def _build(config, classes, model_fn, strategy):
     """(model, optimizer), built under the strategy, the optimizer's slots made before any restore."""
     with strategy.scope():
-        model = model_fn(classes) if model_fn else build_model(config, classes)
+        with precision.policy(config.precision):  # the model's layers only
+            model = model_fn(classes) if model_fn else build_model(config, classes)
         optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=config.momentum)
-        if config.mixed_precision:
+        if precision.loss_scaled(config.precision):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
     return model, optimizer
@@ -542,7 +547,7 @@ class _Loop:
         self.train_step, self.eval_step = make_steps(
             model, optimizer, strategy, global_batch=self.global_batch, classes=classes,
             weight_decay=config.weight_decay, decay_biases=config.decay_biases,
-            mixed_precision=config.mixed_precision, xla=config.xla)
+            loss_scale=precision.loss_scaled(config.precision), xla=config.xla)
         self.log = runlog.RunLog(config.run_dir, enabled=is_chief())
         self.step_log = runlog.StepLog(config.run_dir, config.log_every, enabled=is_chief())
         self.step_log.resume(state["step"], state.get("step_sums"))
@@ -648,13 +653,14 @@ class _Loop:
 
 
 def make_steps(model, optimizer, strategy, *, global_batch, classes, weight_decay, decay_biases=True,
-               mixed_precision=False, xla=False):
+               loss_scale=False, xla=False):
     """The distributed train and eval steps (also timed by benchmarks/train_throughput.py).
 
     train_step(batch) -> (summed loss, wrong top-1), over all replicas;
     eval_step(batch) -> (summed loss, top-1 errors, top-5 errors, count).
     Weight decay is coupled L2 added to the gradient: with momentum this is
-    exactly AlexNet's v <- 0.9 v - wd*lr*w - lr*dL/dw.
+    exactly AlexNet's v <- 0.9 v - wd*lr*w - lr*dL/dw. `loss_scale`: the optimizer is a
+    LossScaleOptimizer (float16); bfloat16 trains unscaled, as float32 does.
     """
     decayed = {id(v) for v in model.trainable_variables if decay_biases or len(v.shape) > 1}
     # The replicas' gradients are summed: each adds its share of the decay.
@@ -668,12 +674,12 @@ def make_steps(model, optimizer, strategy, *, global_batch, classes, weight_deca
             logits = tf.cast(model(images, training=True), tf.float32)
             per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
             loss = tf.reduce_sum(per_example) / global_batch
-            scaled = optimizer.scale_loss(loss) if mixed_precision else loss
+            scaled = optimizer.scale_loss(loss) if loss_scale else loss
         variables = model.trainable_variables
         grads = tape.gradient(scaled, variables)
         # Loss scaling scales the gradients, and LossScaleOptimizer divides them by the
         # scale again: the decay added here must carry the scale too.
-        decay = optimizer.scale_loss(replica_decay) if mixed_precision else replica_decay
+        decay = optimizer.scale_loss(replica_decay) if loss_scale else replica_decay
         grads = [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) if id(v) in decayed else g
                  for g, v in zip(grads, variables)]
         wrong = tf.reduce_sum(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) != labels, tf.float32))
