@@ -382,7 +382,11 @@ def _wait_for_mid_epoch_checkpoint(run_dir, proc, min_step):
 @pytest.mark.parametrize("command", [
     [str(ROOT / "tests" / "resume_worker.py"), "--input-size", "64"],  # AlexNet, dropout in fc6/fc7
     pytest.param(["-m", "kzoo.recipes.resnet_cifar", "--depth", "20"], marks=pytest.mark.large),  # BN statistics
-], ids=["alexnet-dropout", "resnet20"])
+    # bfloat16: killed and resumed without --precision (the run's own); the in-process bit-for-bit
+    # resume of test_distributed.py guards bfloat16 in the default tier
+    pytest.param([str(ROOT / "tests" / "resume_worker.py"), "--input-size", "64", "--precision", "mixed_bfloat16"],
+                 marks=pytest.mark.large),
+], ids=["alexnet-dropout", "resnet20", "alexnet-dropout-bfloat16"])
 def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, command):
     def args(run_dir):
         return [sys.executable, *command, "--epochs", "2", "--steps-per-epoch", "6", "--batch-size", "16",
@@ -398,7 +402,8 @@ def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, command):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL and not os.path.exists(os.path.join(killed, "metrics.json"))
-        out = subprocess.run(args(killed), env=ENV, check=True, capture_output=True, text=True, timeout=600).stdout
+        rerun = [a for a in args(killed) if a not in ("--precision", "mixed_bfloat16")]
+        out = subprocess.run(rerun, env=ENV, check=True, capture_output=True, text=True, timeout=600).stdout
         whole_out = uninterrupted.communicate(timeout=600)[0]
         assert uninterrupted.returncode == 0, whole_out[-3000:]
     finally:
@@ -409,6 +414,9 @@ def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(tmp_path, command):
     with open(os.path.join(killed, "metrics.json"), encoding="utf-8") as f:
         assert (json.load(f)["steps_this_run"]) == 12 - resumed_at
     assert_same_run(whole, killed)
+    with open(os.path.join(killed, "config.json"), encoding="utf-8") as f:
+        given = command[command.index("--precision") + 1] if "--precision" in command else "float32"
+        assert json.load(f)["config"]["precision"] == given
 
 
 def test_a_checkpoint_of_another_model_is_not_taken_for_damage(tmp_path):
