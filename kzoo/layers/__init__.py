@@ -2,6 +2,7 @@
 
 from kzoo.layers.center_view import CenterView
 from kzoo.layers.constraints import FilterRMSNorm
+from kzoo.layers.folded_batch_norm import FoldedBatchNorm
 from kzoo.layers.grouped_conv import TowerConv2D
 from kzoo.layers.lrn import LocalResponseNormalization
 from kzoo.layers.offset_pooling import InterleaveOffsets, OffsetMaxPooling2D
@@ -11,6 +12,7 @@ __all__ = [
     "CeilPadding2D",
     "CenterView",
     "FilterRMSNorm",
+    "FoldedBatchNorm",
     "InterleaveOffsets",
     "LocalResponseNormalization",
     "OffsetMaxPooling2D",

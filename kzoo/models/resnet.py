@@ -19,7 +19,7 @@ Differences from the paper:
 
 import keras
 
-from kzoo.layers import ZeroPadShortcut
+from kzoo.layers import FoldedBatchNorm, ZeroPadShortcut
 from kzoo.models.common import variant
 from kzoo.registry import Expected
 
@@ -50,9 +50,9 @@ def _conv_bn(x, filters, kernel, stride, name, relu=True):
         padding = "valid"
     else:
         padding = "same"
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
+    y = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                             kernel_initializer=he_init(), name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(**BN, name=f"{name}_bn")(x)
+    x = FoldedBatchNorm(**BN, name=f"{name}_bn")([x, y])  # folded into the conv in compiled inference
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 
