@@ -199,7 +199,7 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
     preprocessing, mean and class names), `load(run_dir="runs/...")` (a training run brings
     everything), `load("alexnet", weights="my.weights.h5", mean=(R, G, B))` (a file does not
     say which mean its images had), or `load("alexnet")` (random weights: the paper's
-    preprocessing, a zero mean). `options` are the builder's paper options. `dtype`: the
+    preprocessing, a zero mean). `options` are the builder's paper options; `dtype` the
     precision it computes in (a builder's dtype; default: a run's own, else float32)."""
     if run_dir is not None:
         given = [k for k, v in dict(name=name, weights=weights, classes=classes, input_shape=input_shape, mean=mean,
@@ -231,12 +231,8 @@ def load(name=None, weights=None, *, run_dir=None, classes=None, input_shape=Non
         dataset = None
         if class_names is not None:
             classes = len(class_names) if classes is None else classes
-    kwargs = dict(weights=weights, dtype=dtype, **options)
-    if classes is not None:
-        kwargs["classes"] = classes
-    if input_shape is not None:
-        kwargs["input_shape"] = input_shape
-    model = entry.builder(**kwargs)
+    given = dict(classes=classes, input_shape=input_shape)  # the builder's defaults where not given
+    model = entry.builder(weights=weights, dtype=dtype, **{k: v for k, v in given.items() if v is not None}, **options)
     if len(model.outputs[0].shape) != 2:
         raise ValueError(f"load gives a classifier; {name} built with {options} outputs feature maps. For "
                          f"features use kzoo.feature_extractor(kzoo.load(...).model) or the builder itself.")

@@ -50,6 +50,21 @@ class Head:
 
 
 @contextlib.contextmanager
+def dtype_policy(name):
+    """Layers made inside take the dtype policy `name` (kzoo.utils.precision); the global
+    policy is the caller's again after (None: the global policy as it is)."""
+    if name is None:
+        yield keras.config.dtype_policy().name
+        return
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision.check_precision(name))
+    try:
+        yield name
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+@contextlib.contextmanager
 def deep_graph_recursion(limit=30_000):
     """Keras walks a functional graph recursively: ResNet-1202's ~3,600 layers need more
     than Python's default 1,000 frames (to build, save, load or clone it)."""
@@ -194,7 +209,7 @@ def build(entry, family, flat_head, fixed, include_top=True, weights=None, input
     else:
         img_input = keras.Input(tensor=input_tensor, shape=shape, name="input")
     head = Head(include_top, pooling, classes, classifier_activation)
-    with precision.policy(dtype):
+    with dtype_policy(dtype):
         outputs = family(img_input, head, **fixed, **options)
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     with deep_graph_recursion():

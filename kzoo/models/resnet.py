@@ -19,7 +19,7 @@ Differences from the paper:
 
 import keras
 
-from kzoo.layers import FoldedBatchNorm, ZeroPadShortcut
+from kzoo.layers import BatchNormalization, ZeroPadShortcut
 from kzoo.models.common import variant
 from kzoo.registry import Expected
 
@@ -52,7 +52,7 @@ def _conv_bn(x, filters, kernel, stride, name, relu=True):
         padding = "same"
     y = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                             kernel_initializer=he_init(), name=f"{name}_conv")(x)
-    x = FoldedBatchNorm(**BN, name=f"{name}_bn")([x, y])  # folded into the conv in compiled inference
+    x = BatchNormalization(**BN, name=f"{name}_bn")([x, y])  # folded into the conv in compiled inference
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 

@@ -24,7 +24,7 @@ from kzoo.data.shards import check_fit
 from kzoo.data.sources import naming_bad_images
 from kzoo.data.stats import cached_stats, read_stats, stats_name
 from kzoo.data.transforms import eval_map, train_map
-from kzoo.models.common import shape_only
+from kzoo.models.common import dtype_policy, shape_only
 from kzoo.preprocessing import Preprocess
 from kzoo.train import runlog
 from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers
@@ -492,7 +492,7 @@ def _train(config, source, classes, model_fn, callbacks, strategy):
 def _build(config, classes, model_fn, strategy):
     """(model, optimizer), built under the strategy, the optimizer's slots made before any restore."""
     with strategy.scope():
-        with precision.policy(config.precision):  # the model's layers only
+        with dtype_policy(config.precision):  # the model's layers only
             model = model_fn(classes) if model_fn else build_model(config, classes)
         optimizer = keras.optimizers.SGD(learning_rate=0.0, momentum=config.momentum)
         if precision.loss_scaled(config.precision):

@@ -4,6 +4,7 @@ from kzoo.utils import cli as cli
 from kzoo.utils import files as files
 from kzoo.utils import flops as flops
 from kzoo.utils import graphs as graphs
+from kzoo.utils import precision as precision
 from kzoo.utils import progress as progress
 from kzoo.utils import report as report
 from kzoo.utils import values as values

@@ -1,11 +1,10 @@
 """The precision a model computes in: one Keras dtype policy name, chosen once (a builder's
 `dtype=`, `kzoo.load(dtype=)`, the commands' --precision) and honoured by every path.
 
+`kzoo.models.common.dtype_policy(name)` is the scope the builders make their layers in.
 Variables stay float32 under both mixed policies; layers compute in float16 or bfloat16.
 Only float16 needs loss scaling: bfloat16 keeps float32's exponent range.
 """
-
-import contextlib
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEFAULT = "float32"
@@ -39,23 +38,6 @@ def recorded(settings):
 
 def compute_dtype(name):
     return {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[name]
-
-
-@contextlib.contextmanager
-def policy(name):
-    """Layers made inside take `name`'s dtype policy; the global policy is the caller's again
-    after (None: the global policy as it is)."""
-    import keras
-
-    if name is None:
-        yield keras.config.dtype_policy().name
-        return
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(check_precision(name))
-    try:
-        yield name
-    finally:
-        keras.config.set_dtype_policy(before)
 
 
 def cpu_flags(path="/proc/cpuinfo"):

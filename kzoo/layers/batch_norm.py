@@ -24,9 +24,10 @@ def _traced(x):
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
-class FoldedBatchNorm(keras.layers.BatchNormalization):
-    """BatchNormalization of a convolution's output, called on [the convolution's input, its
-    output]. Training (and eager calls) normalize the output as BatchNormalization does. In
+class BatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization of a convolution's output that folds into it, called on [the
+    convolution's input, its output]. Named as Keras' own: Keras 3 keys a .weights.h5 file's
+    arrays by class name, so files written with either load into the other. Training (and eager calls) normalize the output as BatchNormalization does. In
     inference inside a compiled graph it computes the same values as the convolution of the
     input with kernel * gamma / sqrt(var + eps) plus (bias - mean) * that + beta: equal to
     float32 rounding in float32, one rounding of the folded kernel in bfloat16. The layer's
@@ -40,7 +41,7 @@ class FoldedBatchNorm(keras.layers.BatchNormalization):
         source = getattr(inputs[1], "_keras_history", None) if isinstance(inputs, (list, tuple)) else None
         if source is not None and self.conv is None:
             if not isinstance(source.operation, keras.layers.Conv2D) or inputs[0] is not source.operation.input:
-                raise ValueError(f"{self.name}: FoldedBatchNorm is called on [a Conv2D's input, its output]; got "
+                raise ValueError(f"{self.name}: kzoo's BatchNormalization is called on [a Conv2D's input, its output]; got "
                                  f"{type(source.operation).__name__} {source.operation.name!r}'s output.")
             object.__setattr__(self, "conv", source.operation)  # not tracked: its weights stay the conv's
         return super().__call__(inputs, *args, **kwargs)
