@@ -15,20 +15,34 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
+from kzoo.data.images import PROGRESS_FROM
 from kzoo.data.transforms import base_image
 from kzoo.utils.files import atomic_write, cache_dir as kzoo_cache_dir
+from kzoo.utils.progress import progress_bar
 
 
-def compute_stats(dataset, preprocess, batch=256, limit=None):
+def _sums(images, pixel_mean):
+    """One batch's (image sum, RGB sum, RGB outer-product sum, images, pixels), in float64:
+    computed in tf.data's parallel map, so every core shares the pass."""
+    images = tf.cast(images, tf.float64)
+    rgb = tf.reshape(images, (-1, 3)) / 255.0
+    image_sum = tf.reduce_sum(images, 0) if pixel_mean else tf.zeros((), tf.float64)
+    return (image_sum, tf.reduce_sum(rgb, 0), tf.matmul(rgb, rgb, transpose_a=True),
+            tf.cast(tf.shape(images)[0], tf.int64), tf.cast(tf.shape(rgb)[0], tf.int64))
+
+
+def compute_stats(dataset, preprocess, batch=256, limit=None, progress=True):
     """{"mean", "eigvals", "eigvecs", "count"} over `dataset` of (image, label) pairs.
 
     mean: the mean of the resized (and centre-squared) images, in [0, 255],
     as an image when they share a size, else a colour. eigvals/eigvecs: the
     3x3 covariance of RGB values in [0, 1] (AlexNet's PCA colour noise).
+    `progress`: a bar when the pass covers PROGRESS_FROM images or more.
     """
     ds = dataset.map(lambda image, label: base_image(image, preprocess), num_parallel_calls=tf.data.AUTOTUNE)
     if limit:
         ds = ds.take(limit)
+    total = int(ds.cardinality()) if int(ds.cardinality()) >= 0 else None
     pixel_mean = preprocess.pixel_mean
     if preprocess.center:  # centre squares share one size: batches of up to `batch`, ~1M pixels at most
         side = preprocess.center
@@ -36,16 +50,13 @@ def compute_stats(dataset, preprocess, batch=256, limit=None):
         ds = ds.batch(max(1, min(batch, 2**20 // side**2)))
     else:
         ds = ds.map(lambda image: image[None])
-    image_sum, rgb_sum, outer_sum, count, pixels = None, np.zeros(3), np.zeros((3, 3)), 0, 0
-    for images in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-        images = images.astype(np.float64)
-        if pixel_mean:
-            image_sum = images.sum(0) if image_sum is None else image_sum + images.sum(0)
-        rgb = images.reshape(-1, 3) / 255.0
-        rgb_sum += rgb.sum(0)
-        outer_sum += rgb.T @ rgb
-        count += len(images)
-        pixels += len(rgb)
+    ds = ds.map(lambda images: _sums(images, pixel_mean), num_parallel_calls=tf.data.AUTOTUNE)
+    bar = progress_bar(total, verbose=progress and (total or 0) >= PROGRESS_FROM, unit_name="image")
+    image_sum, rgb_sum, outer_sum, count, pixels = 0.0, np.zeros(3), np.zeros((3, 3)), 0, 0
+    for sums in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        image_sum, rgb_sum, outer_sum = image_sum + sums[0], rgb_sum + sums[1], outer_sum + sums[2]
+        count, pixels = count + int(sums[3]), pixels + int(sums[4])
+        bar.update(count)
     if count == 0:
         raise ValueError("cannot compute dataset statistics: the training set is empty.")
     rgb_mean = rgb_sum / pixels
@@ -53,7 +64,7 @@ def compute_stats(dataset, preprocess, batch=256, limit=None):
     eigvals, eigvecs = np.linalg.eigh(cov)
     mean = image_sum / count if pixel_mean else rgb_mean * 255.0
     return {
-        "mean": mean.astype("float32"),
+        "mean": np.asarray(mean, "float32"),
         "eigvals": eigvals[::-1].astype("float32"),
         "eigvecs": eigvecs[:, ::-1].astype("float32"),
         "count": np.int64(count),

@@ -50,9 +50,9 @@ def _conv_bn(x, filters, kernel, stride, name, relu=True):
         padding = "valid"
     else:
         padding = "same"
-    y = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False,
                             kernel_initializer=he_init(), name=f"{name}_conv")(x)
-    x = BatchNormalization(**BN, name=f"{name}_bn")([x, y])  # folded into the conv in compiled inference
+    x = BatchNormalization(**BN, name=f"{name}_bn")(x)  # folded into the conv in compiled inference
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
 
 

@@ -248,7 +248,7 @@ def _response_layers(model):
     names = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            source = getattr(layer, "conv", None) or layer.input._keras_history.operation  # kzoo's BatchNormalization names its conv
+            source = layer.input._keras_history.operation
             if isinstance(source, keras.layers.Conv2D) and tuple(source.kernel_size) == (3, 3):
                 names.append(layer.name)
     if not names:
