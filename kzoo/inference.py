@@ -84,8 +84,14 @@ class TrainedModel:
         return [preprocessing.mean_free(im, self.preprocessing, self.mean) for im in preprocessing.as_images(images)]
 
     def predict(self, images, batch_size=32):
-        """Class probabilities (N, classes) of the centre views of `images`."""
-        return self.model.predict(self.preprocess(images), batch_size=batch_size, verbose=0)
+        """Class probabilities (N, classes) of the centre views of `images`, `batch_size` at a
+        time through the model's compiled predict step (Keras' `predict` builds a dataset per
+        call: ~70 ms, a third of a bfloat16 ResNet-50's batch of 16 on 2 cores)."""
+        views = self.preprocess(images)
+        if not len(views):
+            return self.model.predict(views, verbose=0)
+        return np.concatenate([np.asarray(self.model.predict_on_batch(views[i:i + batch_size]))
+                               for i in range(0, len(views), batch_size)])
 
     def decode(self, probabilities, top=5):
         """Per image, the `top` classes as (class index, class name, probability), best first."""
