@@ -1,9 +1,12 @@
 """OverFeat's dense evaluation against the machine's matmul peak and against crops.
 
     python benchmarks/dense_vs_crops.py [--model overfeat_accurate] [--scales 6] [--crops]
+                                        [--batch 16] [--precision float32|mixed_bfloat16]
 
-Measures in one process: the sgemm peak (4096^3 matmuls), then for each Table 5 scale
-the dense pass of one image (`kzoo.evaluate.dense.DenseEvaluator`): its multiply-adds,
+Measures in one process: the matmul peak of the precision's compute dtype (4096^3
+matmuls), then for each Table 5 scale the dense pass of `--batch` views (the evaluator's
+batch: the protocol runs the views of one size together; 1: a lone image), through
+`kzoo.evaluate.dense.DenseEvaluator`: its multiply-adds,
 GFLOP/s (2 FLOPs per multiply-add) and the fraction of the peak; the multiply-adds of
 the same windows fed crop by crop, and the ideal ratio (crops / dense multiply-adds);
 with --crops also the crops' measured time and the achieved ratio. Then the whole
@@ -13,7 +16,6 @@ included) against the sum of its dense passes. Prints Markdown for docs/performa
 
 import argparse
 import os
-import platform
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -24,6 +26,8 @@ import tensorflow as tf  # noqa: E402
 
 from kzoo.evaluate.dense import TABLE5_MAPS, DenseEvaluator, dense_input_sizes  # noqa: E402
 from kzoo.utils import count_macs, layer_macs  # noqa: E402
+from kzoo.utils.precision import compute_dtype  # noqa: E402
+from precision import cpu_line, matmul_peak  # noqa: E402  (benchmarks/precision.py)
 from timing import best, sgemm_peak  # noqa: E402  (benchmarks/timing.py)
 
 
@@ -42,32 +46,35 @@ def main():
     parser.add_argument("--scales", type=int, default=6, help="how many of Table 5's scales")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--crops", action="store_true", help="also time the windows crop by crop (slow)")
+    parser.add_argument("--batch", type=int, default=16, help="views per dense pass (DenseEvaluator's batch)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
     args = parser.parse_args()
-    model = kzoo.create_model(args.model)
-    evaluator = DenseEvaluator(model)
+    model = kzoo.create_model(args.model, dtype=args.precision)
+    evaluator = DenseEvaluator(model, batch_size=args.batch)
     crop_macs = count_macs(model)
-    peak = sgemm_peak()
-    print(f"{args.model}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-          f"TensorFlow {tf.__version__}, Keras {keras.__version__}; sgemm peak {2 * peak / 1e9:.0f} GFLOP/s\n")
+    dtype = compute_dtype(args.precision)
+    peak = sgemm_peak() if dtype == "float32" else matmul_peak(dtype)
+    print(f"{args.model}, {args.precision}, {args.batch} view(s) per pass; {cpu_line()}; TensorFlow {tf.__version__}, "
+          f"Keras {keras.__version__}; {dtype} matmul peak {2 * peak / 1e9:.0f} GFLOP/s\n")
     print("| scale | input | windows | dense GMAC | dense s | GFLOP/s | of peak | ideal ratio | achieved ratio |\n"
           "|---|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     sizes = dense_input_sizes(model, TABLE5_MAPS[: args.scales])
     passes = 0.0
     for k, (h, w) in enumerate(sizes, start=1):
-        views = rng.normal(size=(1, h, w, 3)).astype("float32")
+        views = rng.normal(size=(args.batch, h, w, 3)).astype("float32")
         maps = evaluator.score_maps(views)  # compiles this shape
         seconds = best(lambda: evaluator.score_maps(views), args.repeats, warmup=0)
-        passes += 2 * seconds  # the protocol's view and its flip
+        passes += 2 * seconds / args.batch  # the protocol's view and its flip, per image
         windows = maps.shape[1] * maps.shape[2]
-        macs = dense_macs(model, h, w, maps)
+        macs = args.batch * dense_macs(model, h, w, maps)
         achieved = ""
         if args.crops:
             crops = np.repeat(views[:, : model.inputs[0].shape[1], : model.inputs[0].shape[2]], windows, axis=0)
             model.predict(crops[:32], batch_size=32, verbose=0)
             achieved = f"{best(lambda: model.predict(crops, batch_size=32, verbose=0), 1, warmup=0) / seconds:.1f}x"
         print(f"| {k} | {h}x{w} | {windows} | {macs / 1e9:.1f} | {seconds:.3f} | {2 * macs / seconds / 1e9:.0f} | "
-              f"{macs / seconds / peak:.0%} | {windows * crop_macs / macs:.1f}x | {achieved} |", flush=True)
+              f"{macs / seconds / peak:.0%} | {args.batch * windows * crop_macs / macs:.1f}x | {achieved} |", flush=True)
     image = rng.uniform(0, 255, size=(375, 500, 3)).astype("float32")
     evaluator.scores([image], sizes)
     whole = best(lambda: evaluator.scores([image], sizes), args.repeats, warmup=0)

@@ -126,7 +126,7 @@ class DenseEvaluator:
     compiled pass per input shape (a fixed-shape model each, traced once), the views
     of one shape run as batches of `batch_size`."""
 
-    def __init__(self, model, batch_size=8):
+    def __init__(self, model, batch_size=16):  # 16: a pass of Table 5's first scale at 89% of bfloat16's matmul peak (8: 55%)
         self.dense = dense_model(model)
         self.batch_size = batch_size
         self._passes = {}  # (height, width) -> fixed-shape model
