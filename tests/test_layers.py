@@ -12,6 +12,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kzoo.layers import (  # noqa: E402
+    BatchNormalization,
     CeilPadding2D,
     FilterRMSNorm,
     InterleaveOffsets,
@@ -515,3 +516,77 @@ def test_zero_pad_shortcut_matches_numpy(in_channels, filters, strides, size):
 def test_zero_pad_shortcut_rejects_fewer_filters():
     with pytest.raises(ValueError, match="shrink"):
         ZeroPadShortcut(8, 2)(random((1, 4, 4, 16)))
+
+
+# --- BatchNormalization: Keras' layer, folded in inference, fused in training -------------------
+
+def _conv_bn(bn_class, dtype, seed=0):
+    """A Conv2D (stride 2, with a bias) and its batch norm, with non-trivial statistics."""
+    rng = np.random.default_rng(seed)
+    inputs = keras.Input((9, 11, 3))
+    conv = keras.layers.Conv2D(8, 3, strides=2, padding="same", dtype=dtype, name="conv")
+    model = keras.Model(inputs, bn_class(momentum=0.9, epsilon=1e-5, dtype=dtype, name="bn")(conv(inputs)))
+    conv.set_weights([rng.normal(0, 0.3, (3, 3, 3, 8)), rng.normal(0, 0.1, 8)])
+    model.get_layer("bn").set_weights([rng.uniform(0.5, 1.5, 8), rng.normal(0, 0.1, 8), rng.normal(0, 0.5, 8),
+                                       rng.uniform(0.5, 2.0, 8)])
+    return model
+
+
+def _conv2d_ops(fn, x):
+    return [op for op in fn.get_concrete_function(x).graph.get_operations() if op.type == "Conv2D"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_batch_norm_folds_into_its_conv_in_compiled_inference(dtype):
+    ours, keras_bn = _conv_bn(BatchNormalization, dtype), _conv_bn(keras.layers.BatchNormalization, dtype)
+    x = random((4, 9, 11, 3), scale=2.0)
+    folded = tf.function(lambda v: ours(v, training=False))
+    # the fold is a second convolution, of the conv's input with the rescaled kernel (the first is pruned)
+    assert len(_conv2d_ops(folded, x)) == 2
+    assert len(_conv2d_ops(tf.function(lambda v: keras_bn(v, training=False)), x)) == 1
+    got, want = np.float32(folded(x)), np.float32(keras_bn(x, training=False))
+    assert np.abs(want).max() > 1.0
+    # float32: rounding only; bfloat16: the folded kernel and the output rounded to 8 bits (3e-3 each)
+    np.testing.assert_allclose(got, want, atol={"float32": 1e-5, "mixed_bfloat16": 0.05}[dtype] * np.abs(want).max())
+    np.testing.assert_array_equal(np.float32(ours(x, training=False)), want)  # eager: Keras' own computation
+    assert got.dtype == np.float32 and folded(x).dtype == {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16}[dtype]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_batch_norm_trains_as_keras_on_the_fused_kernel(dtype):
+    ours, keras_bn = _conv_bn(BatchNormalization, dtype), _conv_bn(keras.layers.BatchNormalization, dtype)
+    x = tf.constant(random((4, 9, 11, 3), scale=2.0, offset=1.0))
+    r = tf.constant(random((4, 5, 6, 8), seed=1))  # a loss the normalization does not cancel
+    results = []
+    for model in (ours, keras_bn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.function(lambda v, m=model: m(v, training=True))(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * r)
+        grads = tape.gradient(loss, [x, *model.trainable_variables])
+        results.append((np.float32(y), [np.asarray(g) for g in grads], [np.asarray(w) for w in model.weights]))
+    (y1, g1, w1), (y2, g2, w2) = results
+    tol = {"float32": 1e-5, "mixed_bfloat16": 1e-2}[dtype]
+    np.testing.assert_allclose(y1, y2, atol=tol * np.abs(y2).max())
+    scale = max(np.abs(g).max() for g in g2)
+    for a, b in zip(g1, g2):  # the input, the conv's kernel and bias (0: the mean cancels it), gamma, beta
+        np.testing.assert_allclose(a, b, atol=tol * scale)
+    for a, b in zip(w1, w2):  # the moving mean and (biased, as Keras') variance moved alike
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(w1[-1], _conv_bn(BatchNormalization, dtype).get_layer("bn").moving_variance)
+
+
+def test_batch_norm_relinks_its_conv_in_a_saved_model(tmp_path):
+    model = _conv_bn(BatchNormalization, "float32")
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    assert isinstance(again.get_layer("bn"), BatchNormalization)
+    assert again.get_layer("bn").conv is again.get_layer("conv")
+    x = random((2, 9, 11, 3))
+    np.testing.assert_array_equal(tf.function(lambda v: again(v, training=False))(x),
+                                  tf.function(lambda v: model(v, training=False))(x))
+    keras_bn = _conv_bn(keras.layers.BatchNormalization, "float32")  # Keras' weights file loads into ours
+    keras_bn.save_weights(tmp_path / "k.weights.h5")
+    model.load_weights(tmp_path / "k.weights.h5")
+    for a, b in zip(model.weights, keras_bn.weights):
+        np.testing.assert_array_equal(a, b)

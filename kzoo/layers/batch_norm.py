@@ -19,9 +19,10 @@ def _convolution_input(y):
         return None  # XLA (jax.jit, jit_compile) fuses a batch norm into its convolution by itself
     import tensorflow as tf
 
-    if tf.executing_eagerly() or getattr(y, "op", None) is None or y.op.type != "Conv2D":
-        return None
-    return y.op.inputs[0]
+    op = None if tf.executing_eagerly() else getattr(y, "op", None)
+    if op is not None and op.type in ("AddV2", "BiasAdd"):  # the Conv2D layer's bias
+        op = op.inputs[0].op
+    return op.inputs[0] if op is not None and op.type == "Conv2D" else None
 
 
 @keras.saving.register_keras_serializable(package="kzoo")
