@@ -7,7 +7,8 @@ image folder, fitted and extrapolated to ImageNet's 1,281,167 training images.
 For each size N: listing (kzoo.data.images.folder_splits: the class folders, each file's
 signature and the data's fingerprint), the mean image and PCA of AlexNet §2 over the
 training images (kzoo.data.stats.compute_stats with AlexNet's pipeline: shorter side 256,
-centre 256x256), and `prepare` (kzoo.data.shards.prepare into raw 256 px shards); then a
+centre 256x256), and `prepare` (kzoo.data.shards.prepare into raw 256 px shards); the first
+train step of AlexNet and ResNet-50 (tracing, the same at any N); then a
 least-squares fit t = a + b N per step, and its value at 1,281,167 images. The folders
 hold N JPEGs of `--side`x3/4`--side` px (ImageNet's average is ~400x350, ~110 kB: the
 decode share of stats and prepare grows with it; the per-image decode of an ImageNet-sized
@@ -91,6 +92,23 @@ def imagenet_sized_decode(repeats=50):
     return timed(lambda: [fn(data) for _ in range(repeats)]) / repeats
 
 
+def tracing_seconds(name, batch=32):
+    """(first train step, a later one) in seconds for `name` at 224 px: the first traces the
+    engine's step and lets TensorFlow optimize its graph, whatever the data's size."""
+    import keras
+
+    from kzoo.train.engine import make_steps
+
+    model = kzoo.create_model(name, input_shape=(224, 224, 3), classifier_activation=None)
+    step, _ = make_steps(model, keras.optimizers.SGD(0.01, momentum=0.9), tf.distribute.get_strategy(),
+                         global_batch=batch, classes=1000, weight_decay=5e-4)
+    rng = np.random.default_rng(0)
+    data = (tf.constant(rng.normal(size=(batch, 224, 224, 3)), tf.float32),
+            tf.constant(rng.integers(0, 1000, batch), tf.int32))
+    first = timed(lambda: float(step(data)[0]))
+    return first, timed(lambda: float(step(data)[0]))
+
+
 def fit(sizes, seconds):
     """(a, b) of the least-squares line t = a + b N."""
     b, a = np.polyfit(np.asarray(sizes, float), np.asarray(seconds, float), 1)
@@ -103,6 +121,7 @@ def main():
     parser.add_argument("--root", default=os.path.join(tempfile.gettempdir(), "kzoo-scale"))
     parser.add_argument("--side", type=int, default=128)
     parser.add_argument("--steps", default="listing,stats,prepare")
+    parser.add_argument("--trace", default="alexnet,resnet50", help="models whose first train step is timed")
     args = parser.parse_args()
     sizes, steps = [int(s) for s in args.sizes.split(",")], args.steps.split(",")
     rows = {}
@@ -114,7 +133,12 @@ def main():
         rows[n] = run_steps(root, steps, args.root)
         print(f"  {n}: " + ", ".join(f"{k} {v:.1f} s" for k, v in rows[n].items()), flush=True)
     print(f"\n{os.cpu_count()} cores; per-image decode + resize of a 500x375 JPEG: "
-          f"{1e3 * imagenet_sized_decode():.2f} ms\n")
+          f"{1e3 * imagenet_sized_decode():.2f} ms")
+    for name in args.trace.split(",") if args.trace else []:
+        first, later = tracing_seconds(name)
+        print(f"{name}: first train step (batch 32) {first:.1f} s, a later one {later:.1f} s: tracing "
+              f"~{first - later:.1f} s, whatever N")
+    print()
     print("| step | " + " | ".join(f"{n:,} images" for n in sizes) + " | fit a + b N | 1,281,167 images |\n"
           "|---|" + "---|" * (len(sizes) + 2))
     for step in steps:

@@ -31,9 +31,9 @@ from kzoo.train.checkpoints import Checkpoints, read_json, remove_leftovers
 from kzoo.train.rundir import CheckpointError, run_dir_lock
 from kzoo.train.schedules import Schedule
 from kzoo.train.strategies import get_strategy, is_chief
+from kzoo.utils import precision
 from kzoo.utils.cli import paper_options
 from kzoo.utils.files import atomic_write
-from kzoo.utils import precision
 from kzoo.utils.graphs import released_custom_gradients
 from kzoo.utils.progress import progress_bar
 
@@ -307,7 +307,7 @@ def check_memory(config, classes, available=None):
     model = build_model(config, classes, build=functools.partial(shape_only, registry.create_model))
     params = sum(math.prod(w.shape) for w in model.weights)
     outputs = sum(math.prod(t.shape[1:]) for layer in model.layers for t in _outputs(layer))
-    width = 2 if config.precision in ("mixed_float16", "mixed_bfloat16") else 4  # a layer output's bytes
+    width = 4 if config.precision in (None, "float32") else 2  # a layer output's bytes
     weights, activations = 4 * 2 * params, width * config.batch_size * outputs
     if weights + activations > available:
         options = "".join(f" --option {k}={v}" for k, v in config.model_options.items())
