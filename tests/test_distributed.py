@@ -200,3 +200,8 @@ def test_mixed_precision_run_evaluates(tmp_path, capsys):
     assert result["images"] == 16
     assert result["top1_err"] == pytest.approx(np.mean(probabilities.argmax(1) != np.array(labels)))
     assert result["top5_err"] == pytest.approx(np.mean([y not in row for y, row in zip(labels, top5)]))
+    # evaluated in the run's precision by default, in another when asked (the float16 checkpoint read alike)
+    assert result["precision"] == trained.precision == "mixed_float16"
+    assert evaluate(["--run-dir", run_dir, "--limit", "16", "--precision", "float32"]) == 0
+    in32 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert in32["precision"] == "float32" and abs(in32["top1_err"] - result["top1_err"]) <= 1 / 16

@@ -123,3 +123,22 @@ def test_an_option_declared_once_gives_the_flag_its_help_and_the_same_refusal_in
 
     with pytest.raises(ValueError, match=re.escape("argument --run-dir: expected a list of values, got 'runs/a'")):
         EvaluateOptions(run_dir="runs/a")  # one run is a list of one: a string would be read letter by letter
+
+
+def test_precision_names_and_the_cpu_note():
+    from kzoo.utils import precision
+
+    assert precision.check_precision("mixed_bfloat16") == "mixed_bfloat16"
+    with pytest.raises(ValueError, match=r"dtype must be one of float32, mixed_float16, mixed_bfloat16 .*got 'bf16'"):
+        precision.check_precision("bf16")
+    assert [precision.loss_scaled(p) for p in precision.PRECISIONS] == [False, True, False]
+    # runs before --precision record mixed_precision; before that, nothing
+    assert precision.recorded({}) == "float32"
+    assert precision.recorded({"mixed_precision": True}) == "mixed_float16"
+    assert precision.recorded({"precision": "mixed_bfloat16", "mixed_precision": False}) == "mixed_bfloat16"
+    for damaged in ("int8", ["float32"], 16):
+        with pytest.raises(ValueError, match="config.json is damaged: its precision"):
+            precision.recorded({"precision": damaged})
+    assert precision.has_amx({"avx512f", "amx_tile", "amx_bf16"}) and not precision.has_amx({"avx2", "avx512f"})
+    assert "no AMX bfloat16 tiles" in precision.cpu_note("mixed_bfloat16", {"avx2"})
+    assert precision.cpu_note("mixed_bfloat16", {"amx_bf16"}) is None and precision.cpu_note("float32", {"avx2"}) is None

@@ -432,6 +432,9 @@ def train(config, source, classes=None, model_fn=None, callbacks=()):
     epoch on the chief (e.g. kzoo.visualize.top9.FeatureEvolution).
     """
     config = _resolved_precision(config)
+    note = None if tf.config.list_physical_devices("GPU") else precision.cpu_note(config.precision)
+    if note and config.verbose:
+        print(f"warning: {note}", file=sys.stderr)
     strategy = get_strategy(config.strategy)
     classes = classes or source.classes
     _check_labels(source, classes)

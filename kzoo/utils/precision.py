@@ -55,3 +55,13 @@ def cpu_flags(path="/proc/cpuinfo"):
 def has_amx(flags=None):
     """Whether the CPU has AMX bfloat16 tiles (where mixed_bfloat16 beats float32 on a CPU)."""
     return "amx_bf16" in (cpu_flags() if flags is None else flags)
+
+
+def cpu_note(name, flags=None):
+    """What to tell a user who trains or evaluates in `name` on a CPU (None: nothing): bfloat16
+    without AMX tiles runs on slower kernels than float32's (ResNet-50 0.68x inference, 0.75x
+    training on AVX-512-BF16 alone; docs/performance.md)."""
+    if name != "mixed_bfloat16" or has_amx(flags):
+        return None
+    return ("this CPU has no AMX bfloat16 tiles (amx_bf16 in /proc/cpuinfo): mixed_bfloat16 runs on slower "
+            "kernels than float32 here (~0.7x); --precision float32 is faster on this machine.")
