@@ -230,13 +230,20 @@ def test_predict_command_prints_the_top_classes_of_image_files(tmp_path, digits)
     bad = subprocess.Popen([*command, str(tmp_path / "notes.txt"), "--model", "resnet20", "--weights", "digits"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # beside the good one
     out = subprocess.run([*command, str(tmp_path), "--model", "resnet20", "--weights", "digits", "--top", "2",
-                          "--json"], capture_output=True, text=True, env=env, timeout=300)
+                          "--json", "--precision", "mixed_bfloat16"], capture_output=True, text=True, env=env,
+                         timeout=300)
     bad_err = bad.communicate(timeout=300)[1]
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [os.path.basename(r["image"]) for r in rows] == [f"img{i:02d}.png" for i in range(12)]
-    expected = kzoo.load("resnet20", weights="digits").predict(images[:12])
+    expected = kzoo.load("resnet20", weights="digits", dtype="mixed_bfloat16").predict(images[:12])
     assert [r["top"][0]["index"] for r in rows] == list(expected.argmax(1))
+    # the probabilities are bfloat16's, not float32's: --precision reached the model
+    second = np.array([[r["top"][1]["index"], r["top"][1]["probability"]] for r in rows])
+    in32 = kzoo.load("resnet20", weights="digits").predict(images[:12])
+    picked = second[:, 0].astype(int), np.arange(12)
+    np.testing.assert_allclose(second[:, 1], expected[picked[1], picked[0]], rtol=1e-5, atol=1e-7)
+    assert np.abs(second[:, 1] - in32[picked[1], picked[0]]).max() > 1e-4
     assert all(len(r["top"]) == 2 and r["top"][0]["name"] == str(r["top"][0]["index"]) for r in rows)
     assert np.mean([r["top"][0]["index"] == label for r, label in zip(rows, labels)]) >= 0.6
     assert bad.returncode == 2 and "notes.txt' is not a JPEG, PNG, BMP or GIF image" in bad_err
