@@ -32,7 +32,7 @@ from kzoo.utils import count_macs  # noqa: E402
 from kzoo.utils.precision import compute_dtype, cpu_flags, has_amx  # noqa: E402
 from timing import best  # noqa: E402  (benchmarks/timing.py)
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+MEASURED = ("float32", "mixed_bfloat16")  # mixed_float16 is for GPUs
 
 
 def matmul_peak(dtype, n=4096, repeats=5):
@@ -93,7 +93,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rows", default="infer,predict,train")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--precisions", default=",".join(MEASURED))
     args = parser.parse_args()
     args.rows = args.rows.split(",")
     rng = np.random.default_rng(0)

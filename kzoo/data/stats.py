@@ -42,7 +42,8 @@ def compute_stats(dataset, preprocess, batch=256, limit=None, progress=True):
     ds = dataset.map(lambda image, label: base_image(image, preprocess), num_parallel_calls=tf.data.AUTOTUNE)
     if limit:
         ds = ds.take(limit)
-    total = int(ds.cardinality()) if int(ds.cardinality()) >= 0 else None
+    total = int(ds.cardinality())
+    total = total if total >= 0 else None  # unknown (-2) or infinite (-1): a bar without an end
     pixel_mean = preprocess.pixel_mean
     if preprocess.center:  # centre squares share one size: batches of up to `batch`, ~1M pixels at most
         side = preprocess.center

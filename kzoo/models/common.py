@@ -54,12 +54,12 @@ def dtype_policy(name):
     """Layers made inside take the dtype policy `name` (kzoo.utils.precision); the global
     policy is the caller's again after (None: the global policy as it is)."""
     if name is None:
-        yield keras.config.dtype_policy().name
+        yield
         return
     before = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision.check_precision(name))
     try:
-        yield name
+        yield
     finally:
         keras.config.set_dtype_policy(before)
 
